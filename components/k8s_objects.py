@@ -1,0 +1,46 @@
+"""Create pulumi-kubernetes resources from the plain dicts `vllm_stack.render.k8s` returns.
+
+The renderer owns every field; this module only maps apiVersion/kind to the SDK class,
+so the plan, the schema validation and the deployed object are the same dict.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+_CLASSES = {
+    ("v1", "Namespace"): k8s.core.v1.Namespace,
+    ("v1", "Service"): k8s.core.v1.Service,
+    ("v1", "ConfigMap"): k8s.core.v1.ConfigMap,
+    ("v1", "Secret"): k8s.core.v1.Secret,
+    ("v1", "PersistentVolumeClaim"): k8s.core.v1.PersistentVolumeClaim,
+    ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
+    ("apps/v1", "DaemonSet"): k8s.apps.v1.DaemonSet,
+    ("policy/v1", "PodDisruptionBudget"): k8s.policy.v1.PodDisruptionBudget,
+}
+_FIELDS = {"metadata": "metadata", "spec": "spec", "data": "data", "stringData": "string_data", "type": "type"}
+
+
+def resource_name(obj: Mapping[str, Any]) -> str:
+    return f"{obj['kind'].lower()}-{obj['metadata']['name']}"
+
+
+def create(obj: Mapping[str, Any], parent: pulumi.Resource, *, name: str | None = None,
+           overrides: Mapping[str, Any] | None = None,
+           depends_on: list[pulumi.Resource] | None = None) -> pulumi.CustomResource:
+    """One SDK resource for one rendered object; `overrides` swaps in secret Outputs."""
+    fields = {**obj, **(overrides or {})}
+    opts = pulumi.ResourceOptions(parent=parent, depends_on=depends_on or [])
+    rname = name or resource_name(obj)
+    cls = _CLASSES.get((obj["apiVersion"], obj["kind"]))
+    if cls is None:  # CRDs: KEDA ScaledObject, PrometheusRule, ServiceMonitor
+        extra = {k: v for k, v in fields.items() if k not in ("apiVersion", "kind", "metadata")}
+        return k8s.apiextensions.CustomResource(rname, api_version=obj["apiVersion"], kind=obj["kind"],
+                                                metadata=fields["metadata"], opts=opts, **extra)
+    kwargs = {_FIELDS[k]: v for k, v in fields.items() if k in _FIELDS}
+    unknown = set(fields) - set(_FIELDS) - {"apiVersion", "kind"}
+    if unknown:
+        raise ValueError(f"{obj['kind']} field(s) {sorted(unknown)} have no SDK mapping")
+    return cls(rname, opts=opts, **kwargs)

@@ -1,0 +1,124 @@
+"""NginxFront: the only public entry point — TLS, API-key gate, per-model routes, least_conn.
+
+docker: nginx (Debian package + systemd) on the front host, files pushed over SSH;
+kubernetes: nginx Deployment + Service, conf in a ConfigMap, TLS and key list in Secrets.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import pulumi
+import pulumi_tls as tls
+from pulumi_command import remote
+
+from vllm_stack import defaults as D
+from vllm_stack.config import StackConfig
+from vllm_stack.endpoints import Backend
+from vllm_stack.render import drain as drain_render
+from vllm_stack.render import k8s as k8s_render
+from vllm_stack.render import nginx as nginx_render
+
+from . import artifacts, k8s_objects
+from .remote_file import content_hash, remote_file
+from .spot_pool import DRAIN_SCRIPT_PATH
+from .stack_inputs import StackSecrets
+
+PLACEHOLDER = "[secret]"
+CERT_VALIDITY_HOURS = 24 * 90
+KEYS_SECRET = "vllm-front-api-keys"
+TLS_SECRET = "vllm-front-tls"
+
+
+@dataclass(frozen=True)
+class NginxFrontArgs:
+    cfg: StackConfig
+    backends: tuple[Backend, ...]
+    secrets: StackSecrets
+    connection: remote.ConnectionArgs | None = None   # docker: the front host
+    depends_on: tuple[pulumi.Resource, ...] = ()
+
+
+def api_keys(secrets: StackSecrets) -> pulumi.Output[list[str]]:
+    extra = secrets.extra_api_keys if secrets.extra_api_keys is not None else ""
+    return pulumi.Output.all(secrets.api_key, extra).apply(
+        lambda v: [v[0]] + [k.strip() for k in (v[1] or "").split(",") if k.strip()])
+
+
+class NginxFront(pulumi.ComponentResource):
+    url: str
+    routes: dict[str, str]
+
+    def __init__(self, name: str, args: NginxFrontArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(f"{D.COMPONENT_PREFIX}:NginxFront", name, None, opts)
+        cfg = args.cfg
+        scheme = "http" if cfg.front.tls == "none" else "https"
+        self.url = f"{scheme}://{cfg.front.domain}"
+        self.routes = {m.name: f"{self.url}/{m.name}/v1" for m in cfg.models}
+        self.routes["default"] = f"{self.url}/v1"
+        files = nginx_render.render_front(cfg, list(args.backends))
+        for rel, text in files.items():
+            artifacts.record(f"front/{rel}", text)
+        artifacts.record("front/vllm-api-keys.map", nginx_render.render_api_keys_map([PLACEHOLDER]),
+                         D.SECRET_FILE_MODE, secret=True)
+        keys_map = api_keys(args.secrets).apply(nginx_render.render_api_keys_map)
+        cert, key = self._tls(name, args)
+        if cfg.platform == "kubernetes":
+            self._kubernetes(args, files, keys_map, cert, key)
+        else:
+            self._docker(name, args, files, keys_map, cert, key)
+        self.register_outputs({"url": self.url, "routes": self.routes})
+
+    def _tls(self, name: str, args: NginxFrontArgs):
+        cfg = args.cfg
+        if cfg.front.tls == "none":
+            return None, None
+        if cfg.front.tls == "provided":
+            return args.secrets.tls_certificate, args.secrets.tls_private_key
+        key = tls.PrivateKey(f"{name}-tls-key", algorithm="ECDSA", ecdsa_curve="P256",
+                             opts=pulumi.ResourceOptions(parent=self))
+        cert = tls.SelfSignedCert(
+            f"{name}-tls-cert", private_key_pem=key.private_key_pem, validity_period_hours=CERT_VALIDITY_HOURS,
+            dns_names=[cfg.front.domain], subject=tls.SelfSignedCertSubjectArgs(common_name=cfg.front.domain),
+            allowed_uses=["key_encipherment", "digital_signature", "server_auth"],
+            opts=pulumi.ResourceOptions(parent=self))
+        return cert.cert_pem, key.private_key_pem
+
+    def _docker(self, name, args: NginxFrontArgs, files, keys_map, cert, key) -> None:
+        conn = args.connection
+        paths = nginx_render.NginxPaths()
+        install = remote.Command(
+            f"{name}-install", connection=conn,
+            create="command -v nginx >/dev/null || (sudo apt-get update && sudo apt-get install -y nginx)",
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)))
+        pushed = [remote_file(f"{name}-{rel.replace('/', '-').replace('.', '-')}", conn,
+                              f"{paths.conf_dir}/{rel}", text, parent=self, depends_on=[install])
+                  for rel, text in files.items()]
+        pushed.append(remote_file(f"{name}-api-keys", conn, paths.api_keys, keys_map, mode=D.SECRET_FILE_MODE,
+                                  secret=True, parent=self, depends_on=[install]))
+        if cert is not None:
+            pushed.append(remote_file(f"{name}-tls-cert", conn, paths.cert, cert, parent=self, depends_on=[install]))
+            pushed.append(remote_file(f"{name}-tls-key", conn, paths.key, key, mode=D.SECRET_FILE_MODE, secret=True,
+                                      parent=self, depends_on=[install]))
+        drain = drain_render.render_drain_script()
+        artifacts.record("front/vllm-drain", drain, 0o755)
+        pushed.append(remote_file(f"{name}-drain-script", conn, DRAIN_SCRIPT_PATH, drain, mode=0o755,
+                                  parent=self, depends_on=[install]))
+        reload_cmd = "sudo nginx -t && sudo systemctl enable nginx && sudo systemctl reload-or-restart nginx"
+        remote.Command(f"{name}-reload", connection=conn, create=reload_cmd, update=reload_cmd,
+                       triggers=[content_hash("".join(files.values()) + drain)],
+                       opts=pulumi.ResourceOptions(parent=self, depends_on=pushed))
+
+    def _kubernetes(self, args: NginxFrontArgs, files, keys_map, cert, key) -> None:
+        cfg = args.cfg
+        keys_obj = k8s_render.secret_object(cfg, KEYS_SECRET, {"vllm-api-keys.map": PLACEHOLDER})
+        artifacts.record_k8s(keys_obj)
+        secrets = [k8s_objects.create(keys_obj, self, overrides={"stringData": {"vllm-api-keys.map": keys_map}})]
+        if cert is not None:
+            tls_obj = k8s_render.tls_secret_object(cfg, TLS_SECRET, PLACEHOLDER, PLACEHOLDER)
+            artifacts.record_k8s(tls_obj)
+            secrets.append(k8s_objects.create(tls_obj, self, overrides={
+                "stringData": {"tls.crt": cert, "tls.key": pulumi.Output.secret(key)}}))
+        for obj in k8s_render.front_objects(cfg, files, keys_secret=KEYS_SECRET, tls_secret=TLS_SECRET):
+            artifacts.record_k8s(obj)
+            k8s_objects.create(obj, self, depends_on=secrets + list(args.depends_on))

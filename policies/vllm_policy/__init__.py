@@ -1,0 +1,1 @@
+"""vLLM stack policies: plain check functions + their CrossGuard wrappers."""

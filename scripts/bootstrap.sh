@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Install what the project needs on a fresh Debian machine. Idempotent; fast when warm.
+#   scripts/bootstrap.sh venv    -> .venv with requirements-dev.txt (plan + tests)
+#   scripts/bootstrap.sh tools   -> Debian tools (nginx, prometheus/promtool, shellcheck, debootstrap) + npm tools
+# Under CI=true anything missing afterwards is an error, never a skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+APT_PACKAGES=(nginx prometheus shellcheck debootstrap systemd openssl curl)
+APT_BINARIES=(nginx promtool prometheus shellcheck debootstrap systemd-analyze openssl curl)
+
+venv() {
+  local stamp=.venv/.requirements.sha256
+  local want
+  want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
+  if [[ -x .venv/bin/python && -f $stamp && "$(cat "$stamp")" == "$want" ]]; then
+    return 0
+  fi
+  "$PY" -m venv .venv
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+  echo "$want" > "$stamp"
+}
+
+missing_binaries() {
+  local b missing=()
+  for b in "${APT_BINARIES[@]}"; do
+    command -v "$b" >/dev/null 2>&1 || [[ -x /usr/sbin/$b ]] || missing+=("$b")
+  done
+  echo "${missing[@]}"
+}
+
+tools() {
+  local missing
+  missing=$(missing_binaries)
+  if [[ -n $missing ]]; then
+    if [[ $(id -u) -eq 0 ]]; then
+      echo "installing Debian packages for: $missing" >&2
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" >/dev/null
+      # Debian starts services on install where it can; the tests start their own instances.
+      pkill -x nginx 2>/dev/null || true
+      pkill -x prometheus 2>/dev/null || true
+    else
+      echo "not root: install these Debian packages yourself: ${APT_PACKAGES[*]}" >&2
+    fi
+  fi
+  missing=$(missing_binaries)
+  if [[ -n $missing && ${CI:-} == "true" ]]; then
+    echo "error: missing tools under CI: $missing" >&2
+    exit 1
+  fi
+  local lock_sum
+  lock_sum=$(sha256sum tools/package-lock.json | cut -d' ' -f1)
+  if [[ ! -f tools/node_modules/.lock.sha256 || "$(cat tools/node_modules/.lock.sha256)" != "$lock_sum" ]]; then
+    npm ci --prefix tools --no-audit --no-fund --loglevel=error >/dev/null
+    echo "$lock_sum" > tools/node_modules/.lock.sha256
+  fi
+}
+
+case "${1:-all}" in
+  venv) venv ;;
+  tools) tools ;;
+  all) venv; tools ;;
+  *) echo "usage: $0 [venv|tools|all]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,102 @@
+#!/bin/bash
+# Throwaway Debian roots for tests/artifacts/test_bootstrap_chroot.py.
+#
+#   scripts/test_chroot.sh ensure       build the cached root once; print its path
+#   scripts/test_chroot.sh copy DEST    ensure, then copy it to DEST (a fresh throwaway root)
+#
+# The cache is a plain directory, ${VLLM_STACK_CACHE:-$HOME/.cache/vllm-stack}/chroot-bookworm,
+# made by `debootstrap --variant=minbase bookworm` from the Debian mirror the host's own apt
+# sources name (override: VLLM_STACK_DEBIAN_MIRROR). It is built in a temporary sibling
+# directory and renamed into place only when complete, under a lock, so an interrupted or
+# concurrent build never leaves a half root behind. Tests never run inside the cache: every
+# run gets its own `cp -a` copy (device nodes, owners and modes preserved), deleted afterwards.
+# Needs root (debootstrap, chroot) and the debootstrap package.
+set -euo pipefail
+
+SUITE=bookworm
+CACHE_ROOT="${VLLM_STACK_CACHE:-$HOME/.cache/vllm-stack}"
+CACHE_DIR="$CACHE_ROOT/chroot-$SUITE"
+STAMP=".vllm-stack-chroot-complete"
+# passwd (useradd/groupadd) is in minbase today; asking for it keeps the root honest if that changes.
+INCLUDE="passwd"
+
+die() { echo "test_chroot.sh: $*" >&2; exit 1; }
+
+debian_mirror() {
+    if [[ -n "${VLLM_STACK_DEBIAN_MIRROR:-}" ]]; then
+        echo "$VLLM_STACK_DEBIAN_MIRROR"
+        return
+    fi
+    local f uri
+    # deb822 (`URIs: http://deb.debian.org/debian`) and one-line (`deb [opts] URI suite ...`) sources.
+    for f in /etc/apt/sources.list.d/*.sources /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+        [[ -r "$f" ]] || continue
+        while read -r uri; do
+            uri="${uri%/}"
+            if [[ "$uri" =~ ^https?://.*/debian$ ]]; then
+                echo "$uri"
+                return
+            fi
+        done < <(sed -n -e 's/^[[:space:]]*URIs:[[:space:]]*//p' \
+                        -e 's/^[[:space:]]*deb[[:space:]]\+\(\[[^]]*\][[:space:]]\+\)\?\([^[:space:]]\+\).*/\2/p' "$f" \
+                 | tr ' ' '\n')
+    done
+    die "no Debian mirror (a URI ending in /debian) in /etc/apt/sources.list*; set VLLM_STACK_DEBIAN_MIRROR"
+}
+
+build() {
+    [[ "$(id -u)" -eq 0 ]] || die "must run as root (debootstrap, chroot)"
+    command -v debootstrap >/dev/null 2>&1 || die "debootstrap is not installed (apt-get install -y debootstrap)"
+    local mirror tmp start
+    mirror="$(debian_mirror)"
+    mkdir -p "$CACHE_ROOT"
+    tmp="$(mktemp -d "$CACHE_DIR.build.XXXXXX")"
+    # shellcheck disable=SC2064  # expand now: the trap must remove this very directory
+    trap "rm -rf -- '$tmp'" EXIT
+    start=$SECONDS
+    echo "test_chroot.sh: debootstrap --variant=minbase $SUITE from $mirror (cold build)" >&2
+    if ! debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$tmp" "$mirror" >"$tmp.log" 2>&1; then
+        tail -n 30 "$tmp.log" >&2 || true
+        rm -f -- "$tmp.log"
+        die "debootstrap failed (log tail above)"
+    fi
+    rm -f -- "$tmp.log"
+    # Keep the cached root small: no downloaded .debs, no package lists.
+    rm -rf -- "$tmp"/var/cache/apt/archives/*.deb "$tmp"/var/lib/apt/lists/* 2>/dev/null || true
+    touch "$tmp/$STAMP"
+    rm -rf -- "$CACHE_DIR"
+    mv -- "$tmp" "$CACHE_DIR"
+    trap - EXIT
+    echo "test_chroot.sh: cached $CACHE_DIR in $((SECONDS - start)) s" >&2
+}
+
+ensure() {
+    if [[ -f "$CACHE_DIR/$STAMP" ]]; then
+        return
+    fi
+    mkdir -p "$CACHE_ROOT"
+    exec 9>"$CACHE_DIR.lock"
+    flock 9
+    [[ -f "$CACHE_DIR/$STAMP" ]] || build   # another process may have built it while we waited
+    flock -u 9
+    exec 9>&-
+}
+
+case "${1:-}" in
+    ensure)
+        ensure
+        echo "$CACHE_DIR"
+        ;;
+    copy)
+        [[ $# -eq 2 ]] || die "usage: $0 copy DEST"
+        dest="$2"
+        [[ ! -e "$dest" ]] || die "$dest already exists"
+        ensure
+        cp -a -- "$CACHE_DIR" "$dest"
+        rm -f -- "$dest/$STAMP"
+        echo "$dest"
+        ;;
+    *)
+        die "usage: $0 ensure | copy DEST"
+        ;;
+esac

@@ -1,0 +1,164 @@
+"""Turn a stack file (or Pulumi's config map) into a validated `StackConfig`, or one clear error.
+
+Every error names the key path the user typed (`models[1].gpuMemoryUtilization`), the
+bad value and what is allowed, on one line; the CLI exits 2 with it and writes nothing.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from . import defaults as D
+from .config import SECRET_KEYS, StackConfig, config_keys
+from .semantics import validate_semantics
+
+
+class ConfigError(ValueError):
+    """A user-facing config problem: `path: message`."""
+
+    def __init__(self, path: str, message: str, source: str | None = None):
+        self.path, self.message, self.source = path, message, source
+        where = f" ({source})" if source else ""
+        super().__init__(f"{path}: {message}{where}" if path else f"{message}{where}")
+
+
+def format_loc(loc: Iterable[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model class that owns the last element of `loc` (for 'did you mean')."""
+    cls: Any = StackConfig
+    for part in loc[:-1]:
+        if isinstance(part, int) or cls is None:
+            continue
+        field = next((f for n, f in cls.model_fields.items() if (f.alias or n) == part), None)
+        if field is None:
+            return None
+        ann = field.annotation
+        cls = _inner_model(ann)
+    return cls if isinstance(cls, type) and issubclass(cls, BaseModel) else None
+
+
+def _inner_model(ann: Any) -> Any:
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for arg in getattr(ann, "__args__", ()) or ():
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _allowed_keys(cls: type[BaseModel]) -> list[str]:
+    keys = [f.alias or n for n, f in cls.model_fields.items() if not f.exclude]
+    return keys + (list(SECRET_KEYS) if cls is StackConfig else [])
+
+
+def _suggest(bad: str, allowed: list[str]) -> str:
+    close = difflib.get_close_matches(bad, allowed, n=1, cutoff=0.6)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return f"unknown key; {hint}allowed: {', '.join(allowed)}"
+
+
+def _error_from_pydantic(err: Mapping[str, Any], source: str | None) -> ConfigError:
+    loc = tuple(err["loc"])
+    path = format_loc(loc)
+    typ = err["type"]
+    val = err.get("input")
+    shown = json.dumps(val) if isinstance(val, (str, int, float, bool)) or val is None else type(val).__name__
+    if typ == "extra_forbidden":
+        cls = _model_at(loc)
+        allowed = _allowed_keys(cls) if cls else []
+        return ConfigError(path, _suggest(str(loc[-1]), allowed), source)
+    if typ == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        return ConfigError(path, f"{shown} is not allowed; allowed: {expected.replace(' or ', ', ')}", source)
+    if typ == "missing":
+        return ConfigError(path, "required key is missing", source)
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    return ConfigError(path, f"{shown} is not allowed; {msg[0].lower() + msg[1:]}", source)
+
+
+def parse_config(raw: Mapping[str, Any], secrets: Iterable[str] = (), source: str | None = None) -> StackConfig:
+    """Validate plain values (camelCase keys, no namespace) into a StackConfig."""
+    data = dict(raw)
+    for key in list(data):
+        if key in SECRET_KEYS:
+            raise ConfigError(key, "must be a Pulumi secret (`pulumi config set --secret "
+                                   f"{key} ...`, stored as `secure:`); a plain value would leak into the stack file", source)
+    try:
+        cfg = StackConfig.model_validate({**data, "secrets": frozenset(secrets)})
+    except ValidationError as exc:
+        errors = exc.errors()
+        first = _error_from_pydantic(errors[0], source)
+        raise first from None
+    problems = validate_semantics(cfg)
+    if problems:
+        path, message = problems[0]
+        raise ConfigError(path, message, source)
+    return cfg
+
+
+def split_namespaced(config_map: Mapping[str, Any], source: str | None = None,
+                     is_secret=lambda key, value: isinstance(value, Mapping) and set(value) == {"secure"},
+                     ) -> tuple[dict[str, Any], set[str]]:
+    """Pick `vllm-stack:*` keys; return (plain values, names of secret keys that are set)."""
+    plain: dict[str, Any] = {}
+    secrets: set[str] = set()
+    prefix = f"{D.PROJECT}:"
+    for full_key, value in config_map.items():
+        if not isinstance(full_key, str) or not full_key.startswith(prefix):
+            continue  # other namespaces (kubernetes:context, aws:region) belong to providers
+        key = full_key[len(prefix):]
+        if is_secret(key, value):
+            if key not in SECRET_KEYS:
+                raise ConfigError(key, "is a secret but not a secret key; " + _suggest(key, config_keys())
+                                  .replace("unknown key; ", ""), source)
+            secrets.add(key)
+            continue
+        if key in SECRET_KEYS:
+            raise ConfigError(key, "must be a Pulumi secret (`pulumi config set --secret "
+                                   f"{key} ...`, stored as `secure:`); a plain value would leak into the stack file", source)
+        plain[key] = value
+    return plain, secrets
+
+
+def load_stack_file(path: str | Path) -> StackConfig:
+    p = Path(path)
+    source = p.name
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError("", f"cannot read stack file: {exc.strerror}", str(p)) from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError("", f"malformed YAML{where}: {problem}", source) from None
+    if not isinstance(doc, Mapping) or not isinstance(doc.get("config"), Mapping):
+        raise ConfigError("config", "the stack file needs a top-level `config:` mapping", source)
+    plain, secrets = split_namespaced(doc["config"], source)
+    return parse_config(plain, secrets, source)
+
+
+def resolve_stack_path(stack_or_path: str, root: Path) -> Path:
+    """`dev` → ROOT/Pulumi.dev.yaml; anything with a slash or .yaml suffix is a path."""
+    if stack_or_path.endswith((".yaml", ".yml")) or "/" in stack_or_path:
+        return Path(stack_or_path)
+    return root / f"Pulumi.{stack_or_path}.yaml"

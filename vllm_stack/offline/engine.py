@@ -1,0 +1,155 @@
+"""Run the real Pulumi program (`__main__.py`) under the SDK's mock engine and record the graph.
+
+This is what `pulumi preview` would send to providers, minus the providers: every
+resource with its type, name, parent, dependencies and inputs (secret inputs kept
+wrapped so nothing downstream can print them). No CLI, no cloud, no state.
+
+Mock state is process-wide in the SDK: run one program per process (the CLI does;
+tests use a subprocess or `fresh_runtime`).
+"""
+from __future__ import annotations
+
+import runpy
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import pulumi
+from pulumi.runtime import mocks as pmocks
+from pulumi.runtime import rpc, settings
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from .. import defaults as D
+
+SECRET_PLACEHOLDER = "[secret]"
+
+
+@dataclass
+class RecordedResource:
+    urn: str
+    type: str
+    name: str
+    parent: str | None
+    custom: bool
+    inputs: dict[str, Any]
+    secret_keys: frozenset[str]
+    dependencies: tuple[str, ...] = ()
+    delete_before_replace: bool = False
+    deleted_with: str | None = None
+
+    @property
+    def is_component(self) -> bool:
+        return not self.custom
+
+
+@dataclass
+class ProgramRun:
+    resources: list[RecordedResource] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    secret_outputs: frozenset[str] = frozenset()
+
+    def by_type(self, typ: str) -> list[RecordedResource]:
+        return [r for r in self.resources if r.type == typ]
+
+    def by_urn(self) -> dict[str, RecordedResource]:
+        return {r.urn: r for r in self.resources}
+
+
+def _fake_pem(kind: str) -> str:
+    return f"-----BEGIN {kind}-----\n{SECRET_PLACEHOLDER}\n-----END {kind}-----\n"
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Outputs the providers would compute, shaped like the real ones.
+
+    Provider-declared secret outputs are not applied by the mock engine, so the ones
+    that matter (random passwords, private keys) are wrapped as secrets here.
+    """
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        state = dict(args.inputs)
+        rid = f"{args.name}-id"
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            state["result"] = rpc.wrap_rpc_secret(f"{SECRET_PLACEHOLDER}-{args.name}")
+            state["bcryptHash"] = rpc.wrap_rpc_secret(SECRET_PLACEHOLDER)
+        elif args.typ == "tls:index/privateKey:PrivateKey":
+            state["privateKeyPem"] = rpc.wrap_rpc_secret(_fake_pem("PRIVATE KEY"))
+            state["publicKeyPem"] = _fake_pem("PUBLIC KEY")
+        elif args.typ == "tls:index/selfSignedCert:SelfSignedCert":
+            state["certPem"] = _fake_pem("CERTIFICATE")
+        elif args.typ == "command:remote:Command":
+            state.setdefault("stdout", "")
+            state.setdefault("stderr", "")
+        elif args.typ.startswith("kubernetes:"):
+            meta = dict(state.get("metadata") or {})
+            meta.setdefault("name", args.name)
+            state["metadata"] = meta
+        elif args.typ == "docker:index/remoteImage:RemoteImage":
+            state["repoDigest"] = f"{state.get('name', '')}@sha256:{'0' * 64}"
+            state["imageId"] = f"sha256:{'0' * 64}"
+        return rid, state
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}
+
+
+class RecordingMonitor(pmocks.MockMonitor):
+    """MockMonitor that also keeps parent, dependencies and secret-ness of inputs."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks):
+        super().__init__(mocks)
+        self.recorded: list[RecordedResource] = []
+
+    def RegisterResource(self, request):  # noqa: N802 (gRPC name)
+        response = super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            return response
+        raw = rpc.deserialize_properties(request.object, keep_unknowns=True)
+        inputs, secret_keys = {}, set()
+        for k, v in raw.items():
+            if rpc.is_rpc_secret(v):
+                secret_keys.add(k)
+                v = rpc.unwrap_rpc_secret(v)
+            inputs[k] = v
+        self.recorded.append(RecordedResource(
+            urn=response.urn, type=request.type, name=request.name, parent=request.parent or None,
+            custom=bool(request.custom), inputs=inputs, secret_keys=frozenset(secret_keys),
+            dependencies=tuple(request.dependencies), delete_before_replace=bool(request.deleteBeforeReplace),
+            deleted_with=request.deletedWith or None))
+        return response
+
+
+def config_map_for(stack_config: Mapping[str, Any], secrets: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """Pulumi's config wire format: `project:key` → string (objects as JSON)."""
+    import json
+    out: dict[str, str] = {}
+    for k, v in stack_config.items():
+        out[f"{D.PROJECT}:{k}"] = v if isinstance(v, str) else json.dumps(v)
+    for k, v in secrets.items():
+        out[f"{D.PROJECT}:{k}"] = v
+    return out, [f"{D.PROJECT}:{k}" for k in secrets]
+
+
+def run_program(program_dir: Path, stack: str, plain_config: Mapping[str, Any],
+                secrets: Mapping[str, str]) -> ProgramRun:
+    """Execute `program_dir/__main__.py` under mocks; return what it registered."""
+    monitor = RecordingMonitor(RecordingMocks())
+    pulumi.runtime.set_mocks(RecordingMocks(), project=D.PROJECT, stack=stack, preview=False, monitor=monitor)
+    cfg, secret_keys = config_map_for(plain_config, secrets)
+    pulumi.runtime.set_all_config(cfg, secret_keys)
+    program = Path(program_dir).resolve()
+    sys.path.insert(0, str(program))
+    try:
+        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(program / "__main__.py"), run_name="__main__")))
+        root = settings.get_root_resource()
+        outputs, secret_outs = {}, set()
+        for name, value in (getattr(root, "outputs", None) or {}).items():
+            out = pulumi.Output.from_input(value)
+            outputs[name] = _sync_await(out.future())
+            if _sync_await(out.is_secret()):
+                secret_outs.add(name)
+    finally:
+        sys.path.remove(str(program))
+    return ProgramRun(resources=monitor.recorded, outputs=outputs, secret_outputs=frozenset(secret_outs))

@@ -1,0 +1,118 @@
+"""Human output of a plan (rich tables and a resource tree) and the plan-to-plan diff.
+
+The diff is what a pull-request comment shows: resources added/removed/changed and
+the monthly cost delta.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+
+def _short_type(t: str) -> str:
+    return t.split(":")[-1] if t.startswith("vllmstack:") else t
+
+
+def resource_tree(doc: dict) -> Tree:
+    root = Tree(f"[bold]stack {doc['stack']}[/] ({doc['environment']}, {doc['platform']})")
+    nodes: dict[str | None, Tree] = {}
+    children: dict[str | None, list[dict]] = {}
+    for r in doc["resources"]:
+        parent = r["parent"] if r["parent"] and "pulumi:pulumi:Stack" not in r["parent"] else None
+        children.setdefault(parent, []).append(r)
+
+    def add(parent_tree: Tree, parent_urn: str | None) -> None:
+        for r in children.get(parent_urn, []):
+            secret = f" [magenta]({len(r['secretInputs'])} secret input(s))[/]" if r["secretInputs"] else ""
+            node = parent_tree.add(f"{r['name']} [dim]{_short_type(r['type'])}[/]{secret}")
+            nodes[r["urn"]] = node
+            add(node, r["urn"])
+
+    add(root, None)
+    return root
+
+
+def sizing_table(doc: dict) -> Table:
+    t = Table(title="Sizing per model (one replica)")
+    for col in ("model", "gpu", "TP", "util", "weights GiB", "KV GiB", "KV tokens", "seqs @ maxModelLen",
+                "fits", "replicas od/spot(max)", "needed @ peak", "all spot lost"):
+        t.add_column(col)
+    for m in doc["capacity"]["models"]:
+        f, r, ld, sl = m["fit"], m["replicas"], m["load"], m["spotLoss"]
+        t.add_row(m["model"], m["gpu"], str(f["tensor_parallel"]), f"{f['gpu_memory_utilization']:g}",
+                  f"{f['weights_gib']:.1f}", f"{f['kv_gib']:.1f}", str(f["kv_tokens"]),
+                  f"{f['max_concurrency_full_context']} x {f['max_model_len']}",
+                  "[green]yes[/]" if f["fits"] else f"[red]NO[/] {f['reason']}",
+                  f"{r['onDemand']}/{r['spot']}({r['spotMax']})",
+                  f"{ld['instancesNeeded']}" + ("" if ld["meetsPeak"] else " [yellow](short)[/]"),
+                  f"{sl['remainingRps']} of {sl['peakRps']} rps" + ("" if sl["coversPeak"] else " [yellow]short[/]"))
+    return t
+
+
+def cost_table(doc: dict) -> Table:
+    t = Table(title="Monthly cost (720 h)")
+    for col in ("model", "GPUs", "$/hr blend", "on-demand only $/mo", "blend $/mo", "saving $/mo", "$/1M tokens",
+                "price source"):
+        t.add_column(col)
+    for m in doc["capacity"]["models"]:
+        c = m["cost"]
+        per_m = "-" if c["perMillionTokens"] is None else f"{c['perMillionTokens']:.4f}"
+        t.add_row(m["model"], str(m["replicas"]["gpus"]), f"{c['blendPerHour']:.2f}", f"{c['onDemandMonthly']:,.2f}",
+                  f"{c['blendMonthly']:,.2f}", f"{c['savingMonthly']:,.2f}", per_m, c["priceSource"])
+    tot = doc["capacity"]["total"]
+    t.add_row("[bold]total[/]", str(tot["gpus"]), f"{tot['blendPerHour']:.2f}", f"{tot['onDemandMonthly']:,.2f}",
+              f"{tot['blendMonthly']:,.2f}", f"{tot['savingMonthly']:,.2f}", "", "")
+    return t
+
+
+def print_plan(result, out_dir: Path | None = None, console: Console | None = None) -> None:
+    c = console or Console(soft_wrap=True)
+    doc = result.document
+    c.print(resource_tree(doc))
+    c.print(f"{len(doc['resources'])} resources")
+    c.print(sizing_table(doc))
+    c.print(cost_table(doc))
+    for w in doc["warnings"]:
+        c.print(f"[yellow]warning:[/] {w}")
+    if doc["violations"]:
+        vt = Table(title="Policy violations")
+        for col in ("policy", "enforcement", "resource", "message"):
+            vt.add_column(col)
+        for v in doc["violations"]:
+            vt.add_row(v["policy"], v["enforcement"], (v.get("urn") or "").split("::")[-1], v["message"])
+        c.print(vt)
+    else:
+        c.print("[green]policies: no violations[/]")
+    if out_dir:
+        c.print(f"artifacts: {len(doc['artifacts'])} files written to {out_dir}")
+
+
+def diff_plans(old: dict, new: dict) -> dict:
+    """Resources keyed by type+name (URNs embed the stack name, which differs across stacks)."""
+    def key(r):
+        return f"{r['type']}::{r['name']}"
+    o = {key(r): r for r in old["resources"]}
+    n = {key(r): r for r in new["resources"]}
+    changed = sorted(k for k in o.keys() & n.keys() if o[k]["inputs"] != n[k]["inputs"])
+    old_cost = old["capacity"]["total"]["blendMonthly"]
+    new_cost = new["capacity"]["total"]["blendMonthly"]
+    return {
+        "from": old["stack"], "to": new["stack"],
+        "added": sorted(n.keys() - o.keys()), "removed": sorted(o.keys() - n.keys()), "changed": changed,
+        "monthlyCost": {"from": old_cost, "to": new_cost, "delta": round(new_cost - old_cost, 2)},
+        "violations": {"from": len(old["violations"]), "to": len(new["violations"])},
+    }
+
+
+def print_diff(diff: dict, console: Console | None = None) -> None:
+    c = console or Console(soft_wrap=True)
+    c.print(f"[bold]plan diff {diff['from']} → {diff['to']}[/]")
+    for label, color in (("added", "green"), ("removed", "red"), ("changed", "yellow")):
+        c.print(f"[{color}]{label}: {len(diff[label])}[/]")
+        for k in diff[label]:
+            c.print(f"  [{color}]{'+' if label == 'added' else '-' if label == 'removed' else '~'}[/] {k}")
+    mc = diff["monthlyCost"]
+    c.print(f"monthly cost: ${mc['from']:,.2f} → ${mc['to']:,.2f} (delta ${mc['delta']:+,.2f})")

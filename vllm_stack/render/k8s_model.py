@@ -1,0 +1,210 @@
+"""One served model on Kubernetes: Deployments per capacity class, Service, PDB, KEDA.
+
+Pod shape (per replica = one vLLM server on `tensorParallel` GPUs of one node):
+
+* args come from `serve_argv` (the image's entrypoint is `vllm serve`); vLLM binds 0.0.0.0
+  inside the pod's network namespace, and exposure is decided by the ClusterIP Service: only
+  the front (and Prometheus) reach it, never the internet.
+* secrets (VLLM_API_KEY, HF_TOKEN) arrive through `envFrom: secretRef`; argv and plain `env`
+  carry none (vllm-facts "Secrets").
+* `enableServiceLinks: false`: otherwise kubelet injects `<SERVICE>_PORT=tcp://...` for every
+  Service in the namespace, and a Service named `vllm` yields `VLLM_PORT=tcp://10.x:8000`,
+  which vLLM reads as its own setting and crashes on.
+* root, but harmless root: the official vllm/vllm-openai image runs as root and writes its
+  caches under /root/.cache; torch inductor and triton call `getpass.getuser()`, which
+  raises for a UID without a passwd entry. Forcing runAsUser would risk a pod that dies
+  minutes into loading, so the stack does NOT set runAsNonRoot; it drops ALL capabilities
+  (root without CAP_DAC_OVERRIDE/CAP_CHOWN/... cannot touch files it does not own),
+  forbids privilege escalation, applies the RuntimeDefault seccomp profile and does not
+  mount a service-account token. An image rebuilt with a numbered user can tighten this.
+* drain: `preStop: sleep drainSeconds` keeps serving in-flight requests while the endpoint
+  removal propagates to the front, then SIGTERM; terminationGracePeriodSeconds leaves
+  TERMINATION_GRACE_EXTRA_SEC for vLLM's own shutdown.
+
+Spot replicas: a separate Deployment (spot nodeSelector + the spot toleration) scaled by a
+KEDA ScaledObject on queue depth (`vllm:num_requests_waiting`), warm minimum `pool.spot`,
+ceiling `pool.spotMax`, 5-minute scale-down stabilisation, and a cron trigger for the
+configured peak window (seed 003 "predictive scaling" + "warm standby"). The spot
+Deployment's `replicas` is only the initial value: once KEDA's HPA owns it the deploying
+program must ignore changes to `spec.replicas` (Pulumi `ignoreChanges`), or every update
+resets the autoscaler's choice.
+"""
+from __future__ import annotations
+
+import math
+
+from .. import defaults as D
+from ..sizing import readiness_delay_seconds
+from .k8s_common import (PREFIX, K8sRenderError, Obj, container_security, http_probe, labels, metadata,
+                         pod_security, prometheus_service_url, selector, service_name_ok)
+from .k8s_nodes import WEIGHTS_PVC, gpu_tolerations
+from .vllm_args import public_env, serve_argv
+
+COMPONENT = "vllm"
+PORT_NAME = "http"
+SHM_VOLUME = "dshm"
+WEIGHTS_VOLUME = "weights"
+#: Inside the pod: the weights PVC mount, used as HF_HOME and --download-dir.
+WEIGHTS_MOUNT = D.VLLM_WEIGHTS_DIR
+HOSTNAME_KEY = "kubernetes.io/hostname"
+KEDA_API = "keda.sh/v1alpha1"
+
+
+def deployment_name(spec, capacity: str) -> str:
+    return f"{spec.name}-{capacity}"
+
+
+def queue_query(spec) -> str:
+    """Waiting requests of one model across all its replicas (KEDA divides by replicas)."""
+    return f'sum({D.METRIC_REQUESTS_WAITING}{{{D.LABEL_VLLM_MODEL_NAME}="{spec.name}"}})'
+
+
+def _check_name(spec) -> None:
+    if not service_name_ok(spec.name):
+        raise K8sRenderError(f"models[{spec.name}].name: \"{spec.name}\" is not allowed on kubernetes; a Service "
+                             f"name must start with a letter (DNS-1035)")
+    if spec.name == PREFIX or spec.name.startswith(PREFIX + "-"):
+        raise K8sRenderError(f"models[{spec.name}].name: \"{spec.name}\" is not allowed on kubernetes; names "
+                             f"starting with {PREFIX}- are reserved for the stack's own objects")
+
+
+def _container(spec, *, secret_name: str) -> Obj:
+    params = spec.model_info().architecture.params
+    env = public_env(weights_dir=WEIGHTS_MOUNT, gated=spec.model_info().gated)
+    gpus = spec.tensor_parallel
+    return {
+        "name": COMPONENT,
+        "image": spec.image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": serve_argv(spec, host="0.0.0.0", port=D.VLLM_PORT, download_dir=WEIGHTS_MOUNT),
+        "ports": [{"name": PORT_NAME, "containerPort": D.VLLM_PORT, "protocol": "TCP"}],
+        "env": [{"name": k, "value": env[k]} for k in sorted(env)],
+        "envFrom": [{"secretRef": {"name": secret_name}}],
+        "resources": {
+            "requests": {"cpu": str(D.VLLM_CPU_REQUEST_PER_GPU * gpus),
+                         "memory": f"{D.VLLM_MEMORY_REQUEST_GIB_PER_GPU * gpus}Gi",
+                         D.GPU_RESOURCE: gpus},
+            "limits": {D.GPU_RESOURCE: gpus},
+        },
+        # /health refuses connections while weights load: the startup probe holds liveness off
+        # for the whole load budget, readiness waits a size-scaled delay (seed 003: 120-300 s).
+        "startupProbe": http_probe(D.HEALTH_PATH, PORT_NAME,
+                                   failure_threshold=math.ceil(D.STARTUP_PROBE_BUDGET_SEC / D.PROBE_PERIOD_SEC)),
+        "readinessProbe": http_probe(D.HEALTH_PATH, PORT_NAME, initial_delay=readiness_delay_seconds(params)),
+        "livenessProbe": http_probe(D.HEALTH_PATH, PORT_NAME, failure_threshold=D.LIVENESS_FAILURE_THRESHOLD),
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(spec.pool.drain_seconds)]}}},
+        "securityContext": container_security(),
+        "volumeMounts": [{"name": SHM_VOLUME, "mountPath": "/dev/shm"},
+                         {"name": WEIGHTS_VOLUME, "mountPath": WEIGHTS_MOUNT}],
+    }
+
+
+def deployment(cfg, spec, capacity: str, replicas: int, *, secret_name: str) -> Obj:
+    name = deployment_name(spec, capacity)
+    sel = selector(COMPONENT, model=spec.name, capacity=capacity)
+    lbls = labels(cfg, COMPONENT, model=spec.name, capacity=capacity)
+    pod: Obj = {
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": spec.pool.drain_seconds + D.TERMINATION_GRACE_EXTRA_SEC,
+        "securityContext": pod_security(),
+        "nodeSelector": {D.LABEL_CAPACITY: capacity},
+        "tolerations": gpu_tolerations(spot=capacity == "spot"),
+        # Soft spread: GPUs are scarce, a pending replica is worse than two on one node.
+        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": HOSTNAME_KEY,
+                                       "whenUnsatisfiable": "ScheduleAnyway",
+                                       "labelSelector": {"matchLabels": dict(sel)}}],
+        "containers": [_container(spec, secret_name=secret_name)],
+        "volumes": [
+            # vLLM/NCCL exchange tensors through shared memory; the container default is 64 MiB.
+            {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": D.SHM_SIZE}},
+            {"name": WEIGHTS_VOLUME, "persistentVolumeClaim": {"claimName": WEIGHTS_PVC}},
+        ],
+    }
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata(cfg, name, lbls),
+            "spec": {"replicas": replicas,
+                     "selector": {"matchLabels": sel},
+                     # Surge, never drop below the current count: a replaced replica is back only
+                     # after minutes of loading. Needs a spare GPU (or a cluster autoscaler).
+                     "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+                     "progressDeadlineSeconds": D.K8S_PROGRESS_DEADLINE_SEC,
+                     "template": {"metadata": {"labels": lbls}, "spec": pod}}}
+
+
+def service(cfg, spec) -> Obj:
+    """ClusterIP on the vLLM port selecting BOTH capacity classes of the model."""
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": metadata(cfg, spec.name, labels(cfg, COMPONENT, model=spec.name)),
+            "spec": {"type": "ClusterIP", "selector": selector(COMPONENT, model=spec.name),
+                     "ports": [{"name": PORT_NAME, "port": D.VLLM_PORT, "targetPort": PORT_NAME,
+                                "protocol": "TCP"}]}}
+
+
+def pod_disruption_budget(cfg, spec) -> Obj:
+    """minAvailable 1 on the on-demand pods: a drain never takes the floor away.
+
+    With a single on-demand replica this blocks `kubectl drain` of its node until another
+    on-demand replica is ready (seed 003: plan maintenance windows). AlwaysAllow lets a
+    drain evict a pod that is not ready anyway (crash-looping, still loading).
+    """
+    name = deployment_name(spec, "on-demand")
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": metadata(cfg, name, labels(cfg, COMPONENT, model=spec.name, capacity="on-demand")),
+            "spec": {"minAvailable": 1, "unhealthyPodEvictionPolicy": "AlwaysAllow",
+                     "selector": {"matchLabels": selector(COMPONENT, model=spec.name, capacity="on-demand")}}}
+
+
+def scaled_object(cfg, spec, *, prometheus_url: str) -> Obj:
+    pool = spec.pool
+    name = deployment_name(spec, "spot")
+    triggers: list[Obj] = [{"type": "prometheus", "metadata": {
+        "serverAddress": prometheus_url,
+        "query": queue_query(spec),
+        "threshold": str(D.KEDA_QUEUE_TARGET),
+    }}]
+    if pool.peak_schedule is not None:
+        ps = pool.peak_schedule
+        triggers.append({"type": "cron", "metadata": {
+            "timezone": ps.timezone, "start": ps.start, "end": ps.end, "desiredReplicas": str(ps.replicas)}})
+    return {"apiVersion": KEDA_API, "kind": "ScaledObject",
+            "metadata": metadata(cfg, name, labels(cfg, COMPONENT, model=spec.name, capacity="spot")),
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                "pollingInterval": D.KEDA_POLLING_INTERVAL_SEC,
+                # cooldownPeriod only governs the last step to zero; the HPA scale-down window
+                # below is what damps 4 -> 1 thrashing (seed 003: 5-minute cooldown).
+                "cooldownPeriod": D.KEDA_COOLDOWN_SEC,
+                "minReplicaCount": pool.spot,
+                "maxReplicaCount": pool.spot_ceiling,
+                "advanced": {"horizontalPodAutoscalerConfig": {"behavior": {
+                    "scaleDown": {"stabilizationWindowSeconds": D.KEDA_COOLDOWN_SEC}}}},
+                "triggers": triggers,
+            }}
+
+
+def model_objects(cfg, spec, *, secret_name: str, prometheus_url: str | None = None) -> list[Obj]:
+    """Deployments (`<name>-on-demand`, `<name>-spot`), Service `<name>`, PDB, ScaledObject.
+
+    `secret_name`: the Opaque Secret holding VLLM_API_KEY (and HF_TOKEN for gated models),
+    imported whole with envFrom, so it must hold nothing else. `prometheus_url`: where KEDA
+    queries queue depth; defaults to the stack's own Prometheus, and is required when
+    monitoring.prometheusOperator is true (that Prometheus lives outside the stack).
+    """
+    _check_name(spec)
+    pool = spec.pool
+    objs: list[Obj] = []
+    if pool.on_demand > 0:
+        objs.append(deployment(cfg, spec, "on-demand", pool.on_demand, secret_name=secret_name))
+    if pool.spot_ceiling > 0:
+        objs.append(deployment(cfg, spec, "spot", pool.spot, secret_name=secret_name))
+    objs.append(service(cfg, spec))
+    if pool.on_demand >= 1:
+        objs.append(pod_disruption_budget(cfg, spec))
+    if pool.spot_ceiling > 0:
+        if prometheus_url is None:
+            if cfg.monitoring.prometheus_operator:
+                raise K8sRenderError(f"models[{spec.name}]: pass prometheus_url (the operator-managed Prometheus "
+                                     f"KEDA queries) when monitoring.prometheusOperator is true")
+            prometheus_url = prometheus_service_url(cfg)
+        objs.append(scaled_object(cfg, spec, prometheus_url=prometheus_url))
+    return objs

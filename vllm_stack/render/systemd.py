@@ -1,0 +1,301 @@
+"""systemd units and start wrappers for the docker platform's `systemd` host runtime.
+
+One unit per replica, `vllm-<model>[-<n>].service` (`-<n>` only for replica index n > 0; a host
+holds one capacity class, so the name is unique on its host). The unit runs a rendered wrapper,
+`/usr/local/bin/vllm-start-<model>[-<n>]`, because vLLM does not speak sd_notify (seed 001): the
+wrapper starts `vllm serve` in the background, polls /health with curl every
+HEALTH_POLL_SECONDS, calls `systemd-notify --ready` only once /health answers 200, exits 1 if
+vLLM dies while loading, and forwards SIGTERM/SIGINT to vLLM and waits for it.
+
+Secrets: the unit loads VLLM_ETC_DIR/<model>.env (0600 root, written by `vllm-write-secrets`)
+with EnvironmentFile=; vLLM reads VLLM_API_KEY / HF_TOKEN from its environment. Neither the
+unit (world-readable) nor the wrapper's argv ever holds a secret (vllm-facts.md "Secrets").
+
+curl, not python, polls /health: it is one small Debian package the bootstrap checks for, and
+a python poller would depend on whichever interpreter vLLM's venv brings.
+
+Pure and deterministic: strings in, strings out.
+"""
+from __future__ import annotations
+
+import ipaddress
+import shlex
+from .. import defaults as D
+from ..placement import Replica
+from .vllm_args import SECRET_ENV, RenderError, public_env, serve_argv
+
+LOOPBACK = "127.0.0.1"
+_CACHE_PREFIX = "/var/cache/"
+
+
+# --- names and paths ---------------------------------------------------------------------
+
+def unit_stem(model: str, replica: Replica) -> str:
+    """`vllm-<model>` for replica 0, `vllm-<model>-<n>` for replica n."""
+    return f"vllm-{model}" if replica.index == 0 else f"vllm-{model}-{replica.index}"
+
+
+def unit_name(spec, replica: Replica) -> str:
+    return unit_stem(spec.name, replica) + ".service"
+
+
+def wrapper_name(spec, replica: Replica) -> str:
+    return "vllm-start-" + unit_stem(spec.name, replica)[len("vllm-"):]
+
+
+def wrapper_path(spec, replica: Replica, bin_dir: str = D.HOST_BIN_DIR) -> str:
+    return f"{bin_dir.rstrip('/')}/{wrapper_name(spec, replica)}"
+
+
+def unit_path(spec, replica: Replica) -> str:
+    return f"{D.SYSTEMD_UNIT_DIR}/{unit_name(spec, replica)}"
+
+
+def secret_env_path(model: str) -> str:
+    """The model's 0600 EnvironmentFile (systemd) / --env-file (docker)."""
+    return f"{D.VLLM_ETC_DIR}/{model}.env"
+
+
+def vllm_bind_host(cfg, replica: Replica) -> str:
+    """Where vLLM listens: loopback when the front and Prometheus run on the same host
+    (vllm-facts: bind 127.0.0.1, expose only through the front), else the host's address
+    so the front and Prometheus on other hosts can reach it (/v1 still needs the API key)."""
+    local = [h for h in (cfg.front_host, cfg.monitoring_host) if h is not None]
+    if local and all(h.name == replica.host for h in local):
+        return LOOPBACK
+    return replica.address or LOOPBACK
+
+
+def _url_host(bind: str) -> str:
+    try:
+        ip = ipaddress.ip_address(bind)
+    except ValueError:
+        return bind
+    if ip.is_unspecified:
+        return LOOPBACK if ip.version == 4 else "[::1]"
+    return f"[{bind}]" if ip.version == 6 else bind
+
+
+def health_url(bind: str, port: int) -> str:
+    return f"http://{_url_host(bind)}:{port}{D.HEALTH_PATH}"
+
+
+# --- unit file syntax --------------------------------------------------------------------
+
+def _check_value(value: str) -> str:
+    if any(c in value for c in "\n\r\0"):
+        raise RenderError(f"unit values may not contain newlines or NUL: {value!r}")
+    return value
+
+
+def unit_escape(value: str) -> str:
+    """A value for a unit setting: `%` is a specifier, so it is doubled."""
+    return _check_value(value).replace("%", "%%")
+
+
+def env_assignment(key: str, value: str) -> str:
+    """`Environment=` line; quoted (systemd's rules) only when the value needs it."""
+    pair = _check_value(f"{key}={value}")
+    if any(c in pair for c in " \t\"'\\"):
+        pair = '"' + pair.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return "Environment=" + pair.replace("%", "%%")
+
+
+def _section(name: str, items: list[tuple[str, str]]) -> str:
+    return f"[{name}]\n" + "".join(f"{k}={v}\n" for k, v in items)
+
+
+def _check_replica(cfg, spec, replica: Replica) -> None:
+    if replica.model != spec.name:
+        raise RenderError(f"replica {replica.name} belongs to model {replica.model}, not {spec.name}")
+    if replica.host is None or not replica.gpu_indices:
+        raise RenderError(f"replica {replica.name} has no host/GPU placement (docker platform only)")
+    if len(replica.gpu_indices) != spec.tensor_parallel:
+        raise RenderError(f"replica {replica.name} holds {len(replica.gpu_indices)} GPU(s); "
+                          f"models[{spec.name}].tensorParallel is {spec.tensor_parallel}")
+
+
+def unit_environment(spec, replica: Replica) -> dict[str, str]:
+    """Public (non-secret) environment of a vLLM unit, in render order."""
+    env: dict[str, str] = {"CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in replica.gpu_indices)}
+    env.update(public_env(weights_dir=D.VLLM_WEIGHTS_DIR, gated=spec.model_info().gated))
+    # The vllm system user has no home; vLLM/torch/triton caches go to the unit's CacheDirectory.
+    env["HOME"] = D.VLLM_CACHE_DIR
+    env["XDG_CACHE_HOME"] = D.VLLM_CACHE_DIR
+    leaked = set(env) & set(SECRET_ENV)
+    if leaked:  # pragma: no cover - public_env never returns them; defence in depth
+        raise RenderError(f"secret env var(s) {sorted(leaked)} may not be rendered into a unit")
+    return env
+
+
+def render_systemd_unit(cfg, spec, replica: Replica, *, bin_dir: str = D.HOST_BIN_DIR) -> str:
+    """`vllm-<model>[-<n>].service` for one replica (Type=notify; ExecStart is the wrapper).
+
+    `bin_dir` is where the wrapper lives (tests point it at a temp dir for systemd-analyze).
+    """
+    _check_replica(cfg, spec, replica)
+    if not D.VLLM_CACHE_DIR.startswith(_CACHE_PREFIX):
+        raise RenderError(f"VLLM_CACHE_DIR must be under {_CACHE_PREFIX} (systemd CacheDirectory=)")
+    gpus = ",".join(str(i) for i in replica.gpu_indices)
+    unit = [
+        ("Description", unit_escape(f"vLLM {spec.name} ({spec.model}) replica {replica.index}, "
+                                    f"GPU {gpus} on {replica.host}")),
+        ("Wants", "network-online.target"),
+        ("After", "network-online.target"),
+    ]
+    service = [
+        ("Type", "notify"),
+        ("NotifyAccess", "all"),
+        ("User", D.VLLM_USER),
+        ("Group", D.VLLM_USER),
+        ("EnvironmentFile", unit_escape(secret_env_path(spec.name))),
+    ]
+    env_lines = [env_assignment(k, v) for k, v in unit_environment(spec, replica).items()]
+    service_tail = [
+        ("ExecStart", unit_escape(wrapper_path(spec, replica, bin_dir))),
+        ("TimeoutStartSec", str(D.SYSTEMD_TIMEOUT_START_SEC)),
+        # SIGTERM goes to the wrapper only (KillMode=mixed); it forwards it to vLLM and waits
+        # while vLLM drains; whatever is left after TimeoutStopSec gets SIGKILL.
+        ("KillSignal", "SIGTERM"),
+        ("KillMode", "mixed"),
+        ("TimeoutStopSec", str(spec.pool.drain_seconds + D.TERMINATION_GRACE_EXTRA_SEC)),
+        ("Restart", "always"),
+        ("RestartSec", str(D.SYSTEMD_RESTART_SEC)),
+        ("SyslogIdentifier", unit_stem(spec.name, replica)),
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("ReadWritePaths", unit_escape(D.VLLM_WEIGHTS_DIR)),
+        ("CacheDirectory", D.VLLM_CACHE_DIR[len(_CACHE_PREFIX):]),
+        ("CacheDirectoryMode", f"{D.VLLM_DIR_MODE:04o}"),
+    ]
+    header = ("# Rendered by vllm-stack: do not edit, the next deploy overwrites it.\n"
+              "# Secrets live in the EnvironmentFile (0600 root), never in this world-readable file.\n")
+    return (header + _section("Unit", unit) + "\n"
+            + _section("Service", service) + "".join(line + "\n" for line in env_lines)
+            + "".join(f"{k}={v}\n" for k, v in service_tail) + "\n"
+            + _section("Install", [("WantedBy", "multi-user.target")]))
+
+
+# --- start wrapper -------------------------------------------------------------------------
+
+_WRAPPER_BODY = r'''
+vllm_pid=""
+stopping=0
+
+log() { echo "$NAME: $*" >&2; }
+
+on_signal() {
+    stopping=1
+    if [[ -n "$vllm_pid" ]]; then
+        log "received SIG$1; forwarding it to vLLM (pid $vllm_pid) and waiting"
+        kill -s "$1" "$vllm_pid" 2>/dev/null || true
+    fi
+}
+trap 'on_signal TERM' TERM
+trap 'on_signal INT' INT
+
+healthy() {
+    local code
+    code="$("$CURL" --silent --noproxy '*' --output /dev/null --write-out '%{http_code}' \
+        --max-time "$POLL_SECONDS" "$HEALTH_URL" 2>/dev/null)" || true
+    [[ "$code" == 200 ]]
+}
+
+[[ -x "$VLLM" ]] || { log "vLLM not found at $VLLM (install vLLM there)"; exit 1; }
+[[ -x "$CURL" ]] || { log "curl not found at $CURL (apt-get install curl)"; exit 1; }
+
+"$VLLM" serve "${SERVE_ARGS[@]}" &
+vllm_pid=$!
+log "started vLLM (pid $vllm_pid); polling $HEALTH_URL every ${POLL_SECONDS}s"
+
+# Startup: READY only after /health answers 200; vLLM dying first is a failed start.
+while ! healthy; do
+    if (( stopping )); then
+        break
+    fi
+    if ! kill -0 "$vllm_pid" 2>/dev/null; then
+        status=0
+        wait "$vllm_pid" || status=$?
+        log "vLLM exited with status $status during startup"
+        exit 1
+    fi
+    sleep "$POLL_SECONDS" &
+    wait "$!" || true   # a trapped signal interrupts the wait at once
+done
+
+if (( ! stopping )); then
+    if systemd-notify --ready --status="serving $HEALTH_URL"; then
+        log "vLLM is healthy; notified systemd (READY=1)"
+    else
+        log "systemd-notify failed (not started by systemd with Type=notify?)"
+    fi
+fi
+
+# Serve until vLLM exits; `wait` returns early when a trapped signal arrives.
+status=0
+while :; do
+    if wait "$vllm_pid"; then status=0; else status=$?; fi
+    kill -0 "$vllm_pid" 2>/dev/null || break
+done
+log "vLLM exited with status $status"
+exit "$status"
+'''
+
+
+def render_start_wrapper(cfg, spec, replica: Replica, *, vllm_bin: str = D.VLLM_BIN, curl_bin: str = D.CURL_BIN,
+                         bind_host: str | None = None) -> str:
+    """bash wrapper run by the unit's ExecStart (shellcheck-clean; see module docstring).
+
+    `vllm_bin` / `curl_bin` default to the production paths; tests point them at stubs.
+    `bind_host` defaults to `vllm_bind_host(cfg, replica)`.
+    """
+    _check_replica(cfg, spec, replica)
+    bind = bind_host or vllm_bind_host(cfg, replica)
+    argv = serve_argv(spec, host=bind, port=replica.port)
+    q = shlex.quote
+    args = "".join(f"    {q(a)}\n" for a in argv)
+    return (
+        "#!/bin/bash\n"
+        f"# {wrapper_name(spec, replica)}: rendered by vllm-stack, do not edit. ExecStart of "
+        f"{unit_name(spec, replica)} (Type=notify).\n"
+        "# Starts `vllm serve`, notifies systemd only once /health answers 200, forwards SIGTERM.\n"
+        "# No secret here: vLLM reads VLLM_API_KEY/HF_TOKEN from the unit's EnvironmentFile.\n"
+        "set -euo pipefail\n\n"
+        f"readonly NAME={q(wrapper_name(spec, replica))}\n"
+        f"readonly VLLM={q(vllm_bin)}\n"
+        f"readonly CURL={q(curl_bin)}\n"
+        f"readonly HEALTH_URL={q(health_url(bind, replica.port))}\n"
+        f"readonly POLL_SECONDS={int(D.HEALTH_POLL_SECONDS)}\n"
+        "# Arguments after `vllm serve` (vllm_stack.render.vllm_args.serve_argv).\n"
+        "readonly -a SERVE_ARGS=(\n"
+        f"{args}"
+        ")\n"
+        + _WRAPPER_BODY
+    )
+
+
+# --- DCGM exporter (systemd runtime) -------------------------------------------------------
+
+def render_dcgm_unit(*, image: str = D.DCGM_EXPORTER_IMAGE, publish: str, docker_bin: str = D.DOCKER_BIN) -> str:
+    """`dcgm-exporter.service`: the same pinned container the docker runtime runs, supervised by
+    systemd on hosts whose vLLM runs as units (the exporter only ships as a container image)."""
+    q = shlex.quote
+    name = D.DCGM_EXPORTER_CONTAINER
+    run = " ".join([q(docker_bin), "run", "--rm", "--name", name, "--gpus", "all", "-p", q(publish), q(image)])
+    unit = [
+        ("Description", unit_escape(f"NVIDIA DCGM exporter for vllm-stack (GPU metrics on {publish})")),
+        ("Wants", "docker.service"),
+        ("After", "docker.service"),
+    ]
+    service = [
+        ("ExecStartPre", f"-{q(docker_bin)} rm -f {name}"),
+        ("ExecStart", unit_escape(run)),
+        ("ExecStop", f"{q(docker_bin)} stop {name}"),
+        ("Restart", "always"),
+        ("RestartSec", str(D.SYSTEMD_RESTART_SEC)),
+    ]
+    return ("# Rendered by vllm-stack (bootstrap): do not edit.\n"
+            + _section("Unit", unit) + "\n" + _section("Service", service) + "\n"
+            + _section("Install", [("WantedBy", "multi-user.target")]))

@@ -1,0 +1,90 @@
+"""vLLM command line and environment for one model: the only place argv is assembled.
+
+Every target (container args, systemd ExecStart wrapper, k8s container args) gets its
+argv from `serve_argv`, so a flag fix lands everywhere at once. Secrets never enter argv:
+vLLM reads VLLM_API_KEY / HF_TOKEN from its environment (vllm-facts.md "Secrets").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from .. import defaults as D
+from .. import flags
+
+#: Environment variable names the secrets travel in (0600 env file / k8s Secret only).
+ENV_API_KEY = "VLLM_API_KEY"
+ENV_HF_TOKEN = "HF_TOKEN"
+SECRET_ENV = (ENV_API_KEY, ENV_HF_TOKEN)
+
+
+class RenderError(ValueError):
+    """A model spec the renderer refuses (message names the offending flag)."""
+
+
+def serve_argv(spec, *, host: str = "127.0.0.1", port: int = D.VLLM_PORT,
+               download_dir: str | None = None) -> list[str]:
+    """Arguments after `vllm serve` (the official image's entrypoint is `vllm serve`)."""
+    bad = flags.problems(spec.extra_args)
+    if bad:
+        raise RenderError(f"models[{spec.name}].extraArgs: " + "; ".join(m for _, m in bad))
+    argv = [
+        spec.model,
+        "--served-model-name", spec.name,
+        "--host", host,
+        "--port", str(port),
+        "--tensor-parallel-size", str(spec.tensor_parallel),
+        "--gpu-memory-utilization", f"{spec.gpu_memory_utilization:g}",
+        "--max-model-len", str(int(spec.max_model_len)),
+        "--max-num-seqs", str(int(spec.max_num_seqs)),
+    ]
+    if spec.quantization != "none":
+        argv += ["--quantization", spec.quantization]
+    if spec.kv_cache_dtype != "auto":
+        argv += ["--kv-cache-dtype", spec.kv_cache_dtype]
+    if download_dir:
+        argv += ["--download-dir", download_dir]
+    argv += list(spec.extra_args)
+    final = flags.problems(argv[1:], managed_allowed=True)
+    if final:  # defence in depth: the assembled argv itself must be clean
+        raise RenderError("; ".join(m for _, m in final))
+    return argv
+
+
+@dataclass(frozen=True)
+class VllmEnv:
+    """Non-secret environment (safe in unit files, container env, ConfigMaps)."""
+    values: Mapping[str, str]
+
+
+def public_env(*, weights_dir: str, gated: bool) -> dict[str, str]:
+    env = {
+        "HF_HOME": weights_dir,
+        "VLLM_NO_USAGE_STATS": "1",
+        "VLLM_WORKER_MULTIPROC_METHOD": "spawn",
+    }
+    if not gated:
+        env["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    return env
+
+
+def _env_quote(value: str) -> str:
+    if any(c in value for c in "\n\r\0"):
+        raise RenderError("secret values may not contain newlines or NUL")
+    return value
+
+
+def render_secret_env_file(values: Mapping[str, str]) -> str:
+    """The 0600 EnvironmentFile / docker --env-file: `KEY=value` lines, no quoting games.
+
+    systemd and docker both read `KEY=value` verbatim; values with newlines are refused.
+    """
+    unknown = set(values) - set(SECRET_ENV)
+    if unknown:
+        raise RenderError(f"not a secret env var: {sorted(unknown)}")
+    return "".join(f"{k}={_env_quote(values[k])}\n" for k in SECRET_ENV if values.get(k))
+
+
+def shell_join(argv: Sequence[str]) -> str:
+    import shlex
+    return " ".join(shlex.quote(a) for a in argv)
