@@ -10,9 +10,7 @@ from components.nginx_front import NginxFront, NginxFrontArgs
 from components.spot_pool import SpotOnDemandPool, SpotOnDemandPoolArgs
 from components.stack_inputs import load_config, load_secrets
 from vllm_stack.capacity import stack_projection
-from vllm_stack.endpoints import ScrapeTarget
 from vllm_stack.placement import place
-from vllm_stack import defaults as D
 from vllm_stack import k8s_names
 
 cfg = load_config()
@@ -25,7 +23,6 @@ if cfg.platform == "kubernetes":
     pools = [SpotOnDemandPool(m.name, SpotOnDemandPoolArgs(
         cfg=cfg, model=m, nodes=nodes, secret_name=k8s_names.MODEL_SECRET, prometheus_url=k8s_names.prometheus_url(cfg)))
         for m in cfg.models]
-    dcgm = [ScrapeTarget("dcgm", k8s_names.dcgm_service_host(cfg), D.DCGM_EXPORTER_PORT)]
     front_conn, mon_node = None, None
 else:
     nodes = {}
@@ -34,17 +31,13 @@ else:
         nodes[h.name] = GpuNode(h.name, GpuNodeArgs(cfg=cfg, secrets=secrets, host=h, models=on_host))
     front_node = nodes[cfg.front_host.name]
     mon_node = nodes[cfg.monitoring_host.name]
-    local = cfg.front_host.name if cfg.front_host.name == cfg.monitoring_host.name else None
     pools = [SpotOnDemandPool(m.name, SpotOnDemandPoolArgs(
-        cfg=cfg, model=m, nodes=nodes, replicas=tuple(placement[m.name]), front=front_node.connection,
-        local_host=local))
+        cfg=cfg, model=m, nodes=nodes, replicas=tuple(placement[m.name]), front=front_node.connection))
         for m in cfg.models]
-    dcgm = [ScrapeTarget("dcgm", "127.0.0.1" if h.name == local else h.address, D.DCGM_EXPORTER_PORT,
-                         (("host", h.name),)) for h in cfg.hosts]
     front_conn = front_node.connection
 
 backends = tuple(b for p in pools for b in p.backends)
-targets = tuple(t for p in pools for t in p.scrape_targets) + tuple(dcgm)
+targets = tuple(t for p in pools for t in p.scrape_targets) + tuple(n.dcgm_target for n in nodes.values())
 workloads = tuple(s.workload for p in pools for s in p.servers)
 
 front = NginxFront("front", NginxFrontArgs(cfg=cfg, backends=backends, secrets=secrets, connection=front_conn,

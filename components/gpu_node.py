@@ -15,6 +15,7 @@ from pulumi_command import remote
 
 from vllm_stack import defaults as D
 from vllm_stack import k8s_names
+from vllm_stack.endpoints import ScrapeTarget
 from vllm_stack.config import HostSpec, ModelSpec, StackConfig
 from vllm_stack.render import host_scripts
 from vllm_stack.render import k8s as k8s_render
@@ -49,11 +50,13 @@ class GpuNode(pulumi.ComponentResource):
     weights_claim: str | None
     gpu: str | None
     gpu_count: int | None
+    dcgm_target: ScrapeTarget | None
 
     def __init__(self, name: str, args: GpuNodeArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(f"{D.COMPONENT_PREFIX}:GpuNode", name, None, opts)
         self.connection = self.docker_provider = None
         self.namespace = self.weights_claim = None
+        self.dcgm_target = None
         self.weights_path = D.VLLM_WEIGHTS_DIR
         self.ready: list[pulumi.Resource] = []
         if args.cfg.platform == "kubernetes":
@@ -63,6 +66,9 @@ class GpuNode(pulumi.ComponentResource):
             assert args.host is not None
             self._ssh_host(name, args)
             self.gpu, self.gpu_count = args.host.gpu, args.host.gpu_count
+            bind = host_scripts.dcgm_bind(args.cfg, args.host)
+            self.dcgm_target = ScrapeTarget("dcgm", args.host.address if bind == "0.0.0.0" else bind,
+                                            D.DCGM_EXPORTER_PORT, (("host", args.host.name),))
         self.register_outputs({"weightsPath": self.weights_path, "namespace": self.namespace,
                                "gpu": self.gpu, "gpuCount": self.gpu_count})
 
@@ -100,6 +106,7 @@ class GpuNode(pulumi.ComponentResource):
     def _kubernetes(self, args: GpuNodeArgs) -> None:
         cfg = args.cfg
         self.namespace = cfg.kubernetes.namespace
+        self.dcgm_target = ScrapeTarget("dcgm", k8s_names.dcgm_service_host(cfg), D.DCGM_EXPORTER_PORT)
         objs = k8s_render.gpu_node_objects(cfg)
         created = []
         ns = None

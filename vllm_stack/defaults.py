@@ -153,7 +153,7 @@ GRAFANA_DASHBOARD_FOLDER = "vLLM"
 GRAFANA_SCHEMA_VERSION = 39
 GRAFANA_DASHBOARD_REFRESH = "30s"
 GRAFANA_ADMIN_USER = "admin"
-GRAFANA_ADMIN_PASSWORD_FILE = "/run/secrets/grafana_admin_password"
+GRAFANA_ADMIN_PASSWORD_FILE = "/run/secrets/admin-password"
 
 # --- kubernetes (added) ----------------------------------------------------------------
 GPU_RESOURCE = "nvidia.com/gpu"      # extended resource the NVIDIA device plugin advertises
@@ -174,6 +174,7 @@ PROMETHEUS_UID = 65534               # prom/prometheus image user (nobody)
 GRAFANA_UID = 472                    # grafana/grafana image user
 PROMETHEUS_RETENTION = "15d"
 PROMETHEUS_STORAGE_SIZE = "20Gi"     # emptyDir sizeLimit of the TSDB
+NGINX_IMAGE_USER = "nginx"           # worker user of the official nginx image (NGINX_IMAGE)
 
 # --- hosts (added) -------------------------------------------------------------------
 HOST_BIN_DIR = "/usr/local/bin"      # vLLM start wrappers: vllm-start-<unit>
@@ -191,3 +192,21 @@ HOST_GPU_GROUPS = ("render", "video")   # seed 001: GPU device access; added onl
 SECRET_WRITER_NAME = "vllm-write-secrets"
 BOOTSTRAP_NAME = "vllm-stack-bootstrap"
 DCGM_EXPORTER_CONTAINER = "dcgm-exporter"
+
+# --- front (added)
+NGINX_USER = "www-data"              # Debian nginx package user (official nginx image: "nginx")
+NGINX_WORKER_CONNECTIONS = 4096
+#: Idle keep-alive to a backend must end before vLLM's own (uvicorn, VLLM_HTTP_TIMEOUT_KEEP_ALIVE,
+#: default 5 s): otherwise nginx can reuse a connection vLLM is closing and the request fails.
+UPSTREAM_KEEPALIVE_TIMEOUT_SEC = 4
+UPSTREAM_ZONE_SIZE = "64k"           # shared memory so least_conn counts and max_fails are per front, not per worker
+PROXY_NEXT_UPSTREAM_TRIES = 2
+RATE_LIMIT_ZONE_SIZE = "10m"
+#: Mozilla "intermediate" (v5.7+) TLS 1.2 suites; TLS 1.3 suites are OpenSSL's defaults.
+TLS_CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+               "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")
+TLS_ECDH_CURVES = "X25519:prime256v1:secp384r1"
+TLS_SESSION_CACHE = "shared:SSL:10m"
+TLS_SESSION_TIMEOUT = "1d"
+REQUEST_ID_MAX_LEN = 128             # longer/odd client X-Request-IDs are replaced by nginx's $request_id
+API_KEY_MIN_LEN = 16

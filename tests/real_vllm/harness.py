@@ -28,25 +28,7 @@ from typing import Mapping, Sequence
 
 import pytest
 
-try:
-    from tests.support.procs import Proc, free_port
-except AttributeError:
-    # tests/support/procs.py cannot be imported while `Proc.stop`'s default `sig: int = signal.SIGTERM` is
-    # evaluated in the class body, where the method `Proc.signal` shadows the `signal` module
-    # ("AttributeError: 'function' object has no attribute 'SIGTERM'"). Until that file is fixed (it is not
-    # ours to edit), load it with that one default spelled as a number. Delete this branch once it imports.
-    import importlib.util as _ilu
-    import types as _types
-
-    _src = (Path(__file__).resolve().parents[1] / "support" / "procs.py").read_text()
-    _fixed = _src.replace("sig: int = signal.SIGTERM", "sig: int = 15")
-    if _fixed == _src:
-        raise
-    _mod = _types.ModuleType("tests.support.procs")
-    _mod.__file__ = str(Path(__file__).resolve().parents[1] / "support" / "procs.py")
-    sys.modules["tests.support.procs"] = _mod
-    exec(compile(_fixed, _mod.__file__, "exec"), _mod.__dict__)
-    Proc, free_port = _mod.Proc, _mod.free_port
+from tests.support.procs import Proc, free_port  # noqa: F401 (free_port re-exported for the tests)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -114,8 +96,9 @@ def _venv_python() -> str:
     return str(vllm_venv() / "bin" / "python")
 
 
-def _file_key(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+def _tiny_key(venv: Path) -> str:
+    """Changes when tiny_model.py or the venv (its tokenizers/transformers) changes."""
+    return hashlib.sha256(TINY_MODEL_SCRIPT.read_bytes() + b"\0" + venv.name.encode()).hexdigest()[:16]
 
 
 def tiny_model_dir() -> Path:
@@ -124,7 +107,7 @@ def tiny_model_dir() -> Path:
     if _tiny is not None and (_tiny / "config.json").exists():
         return _tiny
     venv = vllm_venv()
-    final = venv.parent / f"tiny-llama-{_file_key(TINY_MODEL_SCRIPT)}"
+    final = venv.parent / f"tiny-llama-{_tiny_key(venv)}"
     if not (final / "config.json").exists():
         tmp = venv.parent / f".{final.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -148,6 +131,8 @@ def parse_argvs(argvs: Sequence[Sequence[str]], timeout: float = 300) -> list[di
 
     Returns, in order, dicts {"id", "ok", "error", "parsed"} (see parse_argv.py)."""
     items = [{"id": i, "argv": list(a)} for i, a in enumerate(argvs)]
+    if not items:
+        return []
     r = subprocess.run([_venv_python(), str(PARSE_ARGV_SCRIPT)], input=json.dumps(items), capture_output=True,
                        text=True, timeout=timeout, env={**os.environ, **VLLM_BASE_ENV})
     if r.returncode != 0:

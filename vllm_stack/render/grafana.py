@@ -17,7 +17,8 @@ import yaml
 
 from .. import defaults as D
 from ..config import StackConfig
-from .alerts import alert_rules, num
+from .alerts import (ERROR_RATE, GPU_TEMPERATURE_HIGH, GPU_VRAM_HIGH, HIGH_TTFT_P95, KV_CACHE_PRESSURE, QUEUE_DEPTH,
+                     alert_rules, num)
 
 DATASOURCE = {"type": "prometheus", "uid": D.GRAFANA_DATASOURCE_UID}
 VAR_MODEL = D.LABEL_VLLM_MODEL_NAME          # the dashboard variable is named after the label it filters
@@ -117,50 +118,50 @@ def dashboard(cfg: StackConfig) -> dict[str, Any]:
     by_model_inst = f"sum by ({D.LABEL_VLLM_MODEL_NAME}, instance)"
     L = _Layout()
     panels: list[dict[str, Any]] = [L.row("vLLM")]
-    panels.append(_panel(L, "Request rate", "Finished requests per second by finish reason (vllm:request_success_total).",
+    panels.append(_panel(L, "Request rate", f"Finished requests per second by finish reason ({D.METRIC_REQUEST_SUCCESS}).",
                          [(f"sum by ({D.LABEL_VLLM_MODEL_NAME}, {D.LABEL_FINISHED_REASON}) "
                            f"(rate({_model_sel(D.METRIC_REQUEST_SUCCESS)}[{RATE}]))",
                            f"{mn} {{{{{D.LABEL_FINISHED_REASON}}}}}")], unit="reqps", minimum=0))
-    panels.append(_panel(L, "Requests waiting", "Queue depth per replica; the VllmQueueDepth threshold is the red line.",
+    panels.append(_panel(L, "Requests waiting", f"Queue depth per replica; the {QUEUE_DEPTH} threshold is the red line.",
                          [(f"{by_model_inst} ({_model_sel(D.METRIC_REQUESTS_WAITING)})", f"{mn} {inst}")],
                          unit="short", threshold=a.queue_waiting, minimum=0))
     panels.append(_panel(L, "Requests running", "Requests in the running batch per replica (bounded by --max-num-seqs).",
                          [(f"{by_model_inst} ({_model_sel(D.METRIC_REQUESTS_RUNNING)})", f"{mn} {inst}")],
                          unit="short", minimum=0))
-    panels.append(_panel(L, "KV cache usage", "vllm:kv_cache_usage_perc (0-1) per replica; VllmKvCachePressure above the line.",
+    panels.append(_panel(L, "KV cache usage", f"{D.METRIC_KV_CACHE_USAGE} (0-1) per replica; {KV_CACHE_PRESSURE} above the line.",
                          [(f"max by ({D.LABEL_VLLM_MODEL_NAME}, instance) ({_model_sel(D.METRIC_KV_CACHE_USAGE)})",
                            f"{mn} {inst}")], unit="percentunit", threshold=a.kv_cache_usage, minimum=0, maximum=1))
-    panels.append(_panel(L, "Time to first token", "TTFT quantiles from vllm:time_to_first_token_seconds.",
+    panels.append(_panel(L, "Time to first token", f"TTFT quantiles from {D.METRIC_TTFT}; {HIGH_TTFT_P95} above the line (p95).",
                          [(_quantile(q, D.METRIC_TTFT), f"{mn} {_pct(q)}") for q in D.DASHBOARD_QUANTILES],
                          unit="s", threshold=a.ttft_p95_seconds, minimum=0))
-    panels.append(_panel(L, "Inter-token latency", "Quantiles of vllm:inter_token_latency_seconds (time per output token).",
+    panels.append(_panel(L, "Inter-token latency", f"Quantiles of {D.METRIC_ITL} (time per output token).",
                          [(_quantile(q, D.METRIC_ITL), f"{mn} {_pct(q)}") for q in D.DASHBOARD_QUANTILES],
                          unit="s", minimum=0))
     panels.append(_panel(L, "Tokens per second", "Generated and prompt tokens per second.",
                          [(f"{by_model} (rate({_model_sel(D.METRIC_GENERATION_TOKENS)}[{RATE}]))", f"{mn} generation"),
                           (f"{by_model} (rate({_model_sel(D.METRIC_PROMPT_TOKENS)}[{RATE}]))", f"{mn} prompt")],
                          unit="short", minimum=0))
-    panels.append(_panel(L, "End-to-end request latency", "Quantiles of vllm:e2e_request_latency_seconds.",
+    panels.append(_panel(L, "End-to-end request latency", f"Quantiles of {D.METRIC_E2E_LATENCY}.",
                          [(_quantile(q, D.METRIC_E2E_LATENCY), f"{mn} {_pct(q)}") for q in D.DASHBOARD_QUANTILES],
                          unit="s", minimum=0))
-    panels.append(_panel(L, "Preemptions", f"Sequences preempted per {D.ALERT_RATE_WINDOW} (vllm:num_preemptions_total).",
+    panels.append(_panel(L, "Preemptions", f"Sequences preempted per {D.ALERT_RATE_WINDOW} ({D.METRIC_PREEMPTIONS}).",
                          [(f"{by_model_inst} (increase({_model_sel(D.METRIC_PREEMPTIONS)}[{D.ALERT_RATE_WINDOW}]))",
                            f"{mn} {inst}")], unit="short", threshold=a.preemptions_5m, minimum=0))
     failed = _model_sel(D.METRIC_REQUEST_SUCCESS,
                         **{D.LABEL_FINISHED_REASON: f'=~"{"|".join(D.FAILED_FINISH_REASONS)}"'})
     panels.append(_panel(L, "Failed request share", "Share of requests finished as "
-                         f"{'/'.join(D.FAILED_FINISH_REASONS)}; VllmErrorRate above the line.",
+                         f"{'/'.join(D.FAILED_FINISH_REASONS)}; {ERROR_RATE} above the line.",
                          [(f"{by_model} (rate({failed}[{RATE}])) / {by_model} "
                            f"(rate({_model_sel(D.METRIC_REQUEST_SUCCESS)}[{RATE}]))", mn)],
                          unit="percentunit", threshold=a.error_rate, minimum=0))
     panels.append(L.row("GPU (DCGM)"))
-    panels.append(_panel(L, "GPU temperature", "DCGM_FI_DEV_GPU_TEMP; GpuTemperatureHigh above the line.",
+    panels.append(_panel(L, "GPU temperature", f"{D.DCGM_GPU_TEMP}; {GPU_TEMPERATURE_HIGH} above the line.",
                          [(D.DCGM_GPU_TEMP, gpu_legend)], unit="celsius", threshold=a.gpu_temp_celsius))
-    panels.append(_panel(L, "GPU utilization", "DCGM_FI_DEV_GPU_UTIL (percent).",
+    panels.append(_panel(L, "GPU utilization", f"{D.DCGM_GPU_UTIL} (percent).",
                          [(D.DCGM_GPU_UTIL, gpu_legend)], unit="percent", minimum=0, maximum=100))
-    panels.append(_panel(L, "VRAM used", "DCGM_FI_DEV_FB_USED (MiB).",
+    panels.append(_panel(L, "VRAM used", f"{D.DCGM_FB_USED} (MiB).",
                          [(D.DCGM_FB_USED, gpu_legend)], unit="mbytes", minimum=0))
-    panels.append(_panel(L, "VRAM usage", "Framebuffer used / total; GpuVramHigh above the line.",
+    panels.append(_panel(L, "VRAM usage", f"Framebuffer used / total; {GPU_VRAM_HIGH} above the line.",
                          [(f"{D.DCGM_FB_USED} / ({D.DCGM_FB_USED} + {D.DCGM_FB_FREE})", gpu_legend)],
                          unit="percentunit", threshold=a.vram_usage, minimum=0, maximum=1))
     variable = {
@@ -305,7 +306,7 @@ def metric_names(expr: str) -> set[str]:
 
 
 def metric_names_used(cfg: StackConfig) -> set[str]:
-    """Every metric name the dashboard and the alert rules query (e.g. `vllm:time_to_first_token_seconds_bucket`)."""
+    """Every metric name the dashboard and the alert rules query (histograms as `<name>_bucket`)."""
     names: set[str] = set()
     for _, expr in panel_and_alert_queries(cfg):
         names |= metric_names(expr)

@@ -395,8 +395,6 @@ def render_bootstrap_script(cfg, host_name: str, *, dcgm_bind_address: str | Non
     if cfg.host_runtime == "systemd":
         files += _heredoc_function("dcgm_unit_content",
                                    S.render_dcgm_unit(publish=publish, docker_bin=docker_bin))
-    else:
-        files += "dcgm_unit_content() { :; }  # hostRuntime docker: the exporter is a plain container\n"
     return "\n".join(header) + "\n" + files + _BOOTSTRAP_BODY
 
 

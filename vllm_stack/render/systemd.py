@@ -186,6 +186,7 @@ stopping=0
 
 log() { echo "$NAME: $*" >&2; }
 
+# shellcheck disable=SC2317  # invoked by the traps below
 on_signal() {
     stopping=1
     if [[ -n "$vllm_pid" ]]; then
@@ -244,18 +245,34 @@ exit "$status"
 '''
 
 
+def _argv_lines(words: list[str]) -> list[str]:
+    """`--flag value` pairs on one line each (readability only; bash sees the same array)."""
+    lines: list[str] = []
+    i = 0
+    while i < len(words):
+        if words[i].startswith("--") and i + 1 < len(words) and not words[i + 1].startswith("-"):
+            lines.append(f"{words[i]} {words[i + 1]}")
+            i += 2
+        else:
+            lines.append(words[i])
+            i += 1
+    return lines
+
+
 def render_start_wrapper(cfg, spec, replica: Replica, *, vllm_bin: str = D.VLLM_BIN, curl_bin: str = D.CURL_BIN,
-                         bind_host: str | None = None) -> str:
+                         bind_host: str | None = None, poll_seconds: float = D.HEALTH_POLL_SECONDS) -> str:
     """bash wrapper run by the unit's ExecStart (shellcheck-clean; see module docstring).
 
-    `vllm_bin` / `curl_bin` default to the production paths; tests point them at stubs.
-    `bind_host` defaults to `vllm_bind_host(cfg, replica)`.
+    `vllm_bin` / `curl_bin` default to the production paths; tests point them at stubs (and
+    shorten `poll_seconds`). `bind_host` defaults to `vllm_bind_host(cfg, replica)`.
     """
+    if not poll_seconds > 0:
+        raise RenderError(f"poll_seconds must be > 0, got {poll_seconds}")
     _check_replica(cfg, spec, replica)
     bind = bind_host or vllm_bind_host(cfg, replica)
     argv = serve_argv(spec, host=bind, port=replica.port)
     q = shlex.quote
-    args = "".join(f"    {q(a)}\n" for a in argv)
+    args = "".join(f"    {line}\n" for line in _argv_lines([q(a) for a in argv]))
     return (
         "#!/bin/bash\n"
         f"# {wrapper_name(spec, replica)}: rendered by vllm-stack, do not edit. ExecStart of "
@@ -267,7 +284,7 @@ def render_start_wrapper(cfg, spec, replica: Replica, *, vllm_bin: str = D.VLLM_
         f"readonly VLLM={q(vllm_bin)}\n"
         f"readonly CURL={q(curl_bin)}\n"
         f"readonly HEALTH_URL={q(health_url(bind, replica.port))}\n"
-        f"readonly POLL_SECONDS={int(D.HEALTH_POLL_SECONDS)}\n"
+        f"readonly POLL_SECONDS={poll_seconds:g}\n"
         "# Arguments after `vllm serve` (vllm_stack.render.vllm_args.serve_argv).\n"
         "readonly -a SERVE_ARGS=(\n"
         f"{args}"

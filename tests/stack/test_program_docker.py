@@ -1,0 +1,91 @@
+"""The dev stack (docker platform) under the mock engine: graph, parents, inputs, secrets."""
+from __future__ import annotations
+
+from .conftest import SCAN_SECRETS, by_type, one, unwrap
+
+COMPONENT = "vllmstack:index:"
+
+
+def test_component_tree(dev):
+    comps = {r["type"].removeprefix(COMPONENT) for r in dev["resources"] if r["type"].startswith(COMPONENT)}
+    assert comps == {"GpuNode", "VllmServer", "SpotOnDemandPool", "NginxFront", "MonitoringStack"}
+    urns = {r["urn"]: r for r in dev["resources"]}
+    server = one(dev, COMPONENT + "VllmServer", "llama-8b-od-0")
+    assert urns[server["parent"]]["type"] == COMPONENT + "SpotOnDemandPool"
+    for r in dev["resources"]:
+        if not r["type"].startswith(COMPONENT):
+            assert r["parent"] in urns, f"{r['type']} {r['name']} is not parented to a component"
+
+
+def test_vllm_container_inputs(dev):
+    c = one(dev, "docker:index/container:Container", "llama-8b-od-0")
+    argv = c["inputs"]["command"]
+    assert argv[0] == "meta-llama/Llama-3.1-8B-Instruct"
+    assert argv[argv.index("--gpu-memory-utilization") + 1] == "0.9"
+    assert argv[argv.index("--max-num-seqs") + 1] == "64"
+    assert c["inputs"]["ports"] == [{"internal": 8000, "external": 8000, "ip": "127.0.0.1", "protocol": "tcp"}] or \
+        c["inputs"]["ports"][0]["ip"] == "127.0.0.1"
+    assert c["inputs"]["ipcMode"] == "host" and c["inputs"]["restart"] == "always"
+    assert c["inputs"]["gpus"] == "device=0"
+    hc = c["inputs"]["healthcheck"]
+    assert "/health" in " ".join(hc["tests"]) and int(hc["startPeriod"].rstrip("s")) >= 120
+    envs = " ".join(c["inputs"].get("envs", []))
+    assert "VLLM_API_KEY" not in envs and "HF_TOKEN" not in envs
+
+
+def test_secret_env_file_travels_only_as_secret_stdin(dev):
+    env_cmd = one(dev, "command:remote:Command", "gpu-dev-1-llama-8b-env")
+    assert "stdin" in env_cmd["secretKeys"]
+    stdin = unwrap(env_cmd["inputs"]["stdin"])
+    assert f"VLLM_API_KEY={SCAN_SECRETS['apiKey']}" in stdin and f"HF_TOKEN={SCAN_SECRETS['hfToken']}" in stdin
+    assert env_cmd["inputs"]["logging"] == "none"
+    assert SCAN_SECRETS["apiKey"] not in env_cmd["inputs"]["create"]
+
+
+def test_ssh_connection_key_is_secret(dev):
+    boot = one(dev, "command:remote:Command", "gpu-dev-1-bootstrap")
+    assert "connection" in boot["secretKeys"]
+    assert boot["inputs"]["create"] == "sudo bash -s"
+
+
+def test_front_pushes_tls_key_and_api_keys_as_0600_secrets(dev):
+    cmds = {r["name"]: r for r in by_type(dev, "command:remote:Command")}
+    for name in ("front-api-keys", "front-tls-key"):
+        assert "stdin" in cmds[name]["secretKeys"], name
+        assert "umask 077" in cmds[name]["inputs"]["create"] and "-m 600" in cmds[name]["inputs"]["create"]
+    assert f'"Bearer {SCAN_SECRETS["apiKey"]}"' in unwrap(cmds["front-api-keys"]["inputs"]["stdin"])
+
+
+def test_outputs(dev):
+    assert dev["outputs"]["endpoint"] == "https://vllm.dev.internal"
+    assert dev["outputs"]["routes"]["llama-8b"] == "https://vllm.dev.internal/llama-8b/v1"
+    assert "apiKey" in dev["secretOutputs"]
+    assert dev["outputs"]["monthlyCostUsd"] == 518.4   # 1x L40S at $0.72 x 720 h (seed 000 "$518")
+
+
+def test_no_secret_value_outside_secret_inputs_or_secret_artifacts(dev):
+    _assert_secret_containment(dev)
+
+
+def _assert_secret_containment(d):
+    import json
+    values = [v for v in SCAN_SECRETS.values()]
+    for r in d["resources"]:
+        for key, val in r["inputs"].items():
+            if key in r["secretKeys"]:
+                continue
+            text = json.dumps(val)
+            for v in values:
+                needle = v.strip().splitlines()[1] if v.startswith("-----") else v
+                assert needle not in text, f"{r['type']} {r['name']}.{key} leaks a secret"
+    for path, art in d["artifacts"].items():
+        for v in values:
+            needle = v.strip().splitlines()[1] if v.startswith("-----") else v
+            assert needle not in art["content"], f"artifact {path} leaks a secret"
+        if art["secret"]:
+            assert art["mode"] == 0o600 or path.startswith("k8s/"), path
+    for name, val in d["outputs"].items():
+        if name in d["secretOutputs"]:
+            continue
+        for v in values:
+            assert v not in json.dumps(val), name

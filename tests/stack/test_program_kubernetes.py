@@ -1,0 +1,69 @@
+"""The prod stack (kubernetes) under the mock engine."""
+from __future__ import annotations
+
+from vllm_stack import defaults as D
+
+from .conftest import SCAN_SECRETS, by_type, one, unwrap
+from .test_program_docker import _assert_secret_containment
+
+DEP = "kubernetes:apps/v1:Deployment"
+
+
+def _container(dep):
+    return dep["inputs"]["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_70b_on_demand_deployment(prod):
+    dep = one(prod, DEP, "deployment-llama-70b-on-demand")
+    spec = dep["inputs"]["spec"]
+    assert spec["replicas"] == 1
+    c = _container(dep)
+    assert c["resources"]["limits"]["nvidia.com/gpu"] in (1, "1")
+    assert c["args"][c["args"].index("--quantization") + 1] == "fp8"
+    assert c["args"][c["args"].index("--kv-cache-dtype") + 1] == "fp8"
+    assert D.READINESS_DELAY_MIN_SEC <= c["readinessProbe"]["initialDelaySeconds"] <= D.READINESS_DELAY_MAX_SEC
+    assert c["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert c["envFrom"][0]["secretRef"]["name"]
+    pod = spec["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] > 30
+    assert any(v.get("emptyDir", {}).get("medium") == "Memory" for v in pod["volumes"])
+
+
+def test_spot_deployment_and_scaling(prod):
+    spot = one(prod, DEP, "deployment-llama-70b-spot")
+    assert spot["inputs"]["spec"]["template"]["spec"]["tolerations"]
+    so = [r for r in prod["resources"] if r["type"] == "kubernetes:keda.sh/v1alpha1:ScaledObject"]
+    assert len(so) == 1
+    s = so[0]["inputs"]["spec"]
+    assert s["minReplicaCount"] == 1 and s["maxReplicaCount"] == 4
+    kinds = {t["type"] for t in s["triggers"]}
+    assert kinds == {"prometheus", "cron"}
+    pdbs = by_type(prod, "kubernetes:policy/v1:PodDisruptionBudget")
+    assert {p["inputs"]["spec"]["minAvailable"] for p in pdbs} == {1} and len(pdbs) == 2
+
+
+def test_model_secret_is_secret_and_only_place_with_key(prod):
+    secrets = by_type(prod, "kubernetes:core/v1:Secret")
+    assert secrets
+    for s in secrets:
+        assert "stringData" in s["secretKeys"]
+    model = [s for s in secrets if "VLLM_API_KEY" in unwrap(s["inputs"]["stringData"])]
+    assert unwrap(model[0]["inputs"]["stringData"])["VLLM_API_KEY"] == SCAN_SECRETS["apiKey"]
+    for cm in by_type(prod, "kubernetes:core/v1:ConfigMap"):
+        assert "VLLM_API_KEY" not in str(cm["inputs"].get("data"))
+
+
+def test_vllm_services_are_cluster_ip(prod):
+    for svc in by_type(prod, "kubernetes:core/v1:Service"):
+        name = svc["inputs"]["metadata"]["name"]
+        if name in ("llama-70b", "mistral-7b"):
+            assert svc["inputs"]["spec"].get("type", "ClusterIP") == "ClusterIP"
+
+
+def test_no_secret_leaks(prod):
+    _assert_secret_containment(prod)
+
+
+def test_outputs_cost(prod):
+    # 70B: 1 on-demand H100 $2.50 + 1 spot $1.03; Mistral: 2 on-demand L40S $0.72 — x 720 h
+    assert prod["outputs"]["monthlyCostUsd"] == round((2.50 + 1.03 + 2 * 0.72) * 720, 2)
