@@ -11,7 +11,7 @@ from components.spot_pool import SpotOnDemandPool, SpotOnDemandPoolArgs
 from components.stack_inputs import load_config, load_secrets
 from vllm_stack.capacity import stack_projection
 from vllm_stack.placement import place
-from vllm_stack import k8s_names
+from vllm_stack.render.k8s import prometheus_service_url
 
 cfg = load_config()
 secrets = load_secrets(cfg)
@@ -21,7 +21,7 @@ if cfg.platform == "kubernetes":
     cluster = GpuNode("gpu-nodes", GpuNodeArgs(cfg=cfg, secrets=secrets))
     nodes = {"cluster": cluster}
     pools = [SpotOnDemandPool(m.name, SpotOnDemandPoolArgs(
-        cfg=cfg, model=m, nodes=nodes, secret_name=k8s_names.MODEL_SECRET, prometheus_url=k8s_names.prometheus_url(cfg)))
+        cfg=cfg, model=m, nodes=nodes, secret_name=cluster.secret_name, prometheus_url=prometheus_service_url(cfg)))
         for m in cfg.models]
     front_conn, mon_node = None, None
 else:
@@ -37,7 +37,7 @@ else:
     front_conn = front_node.connection
 
 backends = tuple(b for p in pools for b in p.backends)
-targets = tuple(t for p in pools for t in p.scrape_targets) + tuple(n.dcgm_target for n in nodes.values())
+targets = tuple(t for p in pools for t in p.scrape_targets) + tuple(n.dcgm_target for n in nodes.values() if n.dcgm_target)
 workloads = tuple(s.workload for p in pools for s in p.servers)
 
 front = NginxFront("front", NginxFrontArgs(cfg=cfg, backends=backends, secrets=secrets, connection=front_conn,

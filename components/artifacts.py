@@ -37,4 +37,5 @@ def record_k8s(obj: dict) -> None:
     """A rendered Kubernetes object as `k8s/<kind>-<name>.yaml` (Secrets hold placeholders only)."""
     import yaml
     kind, name = obj["kind"].lower(), obj["metadata"]["name"]
-    record(f"k8s/{kind}-{name}.yaml", yaml.safe_dump(obj, sort_keys=False), secret=kind == "secret")
+    secret = kind == "secret"
+    record(f"k8s/{kind}-{name}.yaml", yaml.safe_dump(obj, sort_keys=False), 0o600 if secret else 0o644, secret)

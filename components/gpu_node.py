@@ -14,7 +14,6 @@ import pulumi_docker as docker
 from pulumi_command import remote
 
 from vllm_stack import defaults as D
-from vllm_stack import k8s_names
 from vllm_stack.endpoints import ScrapeTarget
 from vllm_stack.config import HostSpec, ModelSpec, StackConfig
 from vllm_stack.render import host_scripts
@@ -26,7 +25,8 @@ from .remote_file import content_hash, remote_file
 from .stack_inputs import StackSecrets
 
 SECRET_WRITER_PATH = "/usr/local/sbin/vllm-write-secrets"
-PLACEHOLDER = "[secret]"
+MODEL_SECRET = "vllm-model-secrets"   # VLLM_API_KEY / HF_TOKEN for every model pod (kubernetes)
+PLACEHOLDER = "secret-placeholder"  # token-safe stand-in in recorded artifacts
 
 
 @dataclass(frozen=True)
@@ -51,12 +51,14 @@ class GpuNode(pulumi.ComponentResource):
     gpu: str | None
     gpu_count: int | None
     dcgm_target: ScrapeTarget | None
+    secret_name: str | None
 
     def __init__(self, name: str, args: GpuNodeArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(f"{D.COMPONENT_PREFIX}:GpuNode", name, None, opts)
         self.connection = self.docker_provider = None
         self.namespace = self.weights_claim = None
         self.dcgm_target = None
+        self.secret_name = None
         self.weights_path = D.VLLM_WEIGHTS_DIR
         self.ready: list[pulumi.Resource] = []
         if args.cfg.platform == "kubernetes":
@@ -106,7 +108,7 @@ class GpuNode(pulumi.ComponentResource):
     def _kubernetes(self, args: GpuNodeArgs) -> None:
         cfg = args.cfg
         self.namespace = cfg.kubernetes.namespace
-        self.dcgm_target = ScrapeTarget("dcgm", k8s_names.dcgm_service_host(cfg), D.DCGM_EXPORTER_PORT)
+        self.secret_name = MODEL_SECRET   # DCGM is discovered by Prometheus' kubernetes_sd: no static target
         objs = k8s_render.gpu_node_objects(cfg)
         created = []
         ns = None
@@ -120,7 +122,7 @@ class GpuNode(pulumi.ComponentResource):
             created.append(res)
         # VLLM_API_KEY / HF_TOKEN for every model pod: a Secret (envFrom), never a ConfigMap.
         placeholders = {ENV_API_KEY: PLACEHOLDER, **({ENV_HF_TOKEN: PLACEHOLDER} if args.secrets.hf_token else {})}
-        secret = k8s_render.secret_object(cfg, k8s_names.MODEL_SECRET, placeholders)
+        secret = k8s_render.secret_object(cfg, MODEL_SECRET, placeholders)
         artifacts.record_k8s(secret)
         values = {ENV_API_KEY: args.secrets.api_key,
                   **({ENV_HF_TOKEN: args.secrets.hf_token} if args.secrets.hf_token else {})}

@@ -14,7 +14,6 @@ import pulumi_docker as docker
 from pulumi_command import remote
 
 from vllm_stack import defaults as D
-from vllm_stack import k8s_names
 from vllm_stack.config import StackConfig
 from vllm_stack.endpoints import ScrapeTarget
 from vllm_stack.render import alerts as alerts_render
@@ -27,7 +26,7 @@ from .gpu_node import GpuNode
 from .remote_file import content_hash, remote_file
 from .stack_inputs import StackSecrets
 
-PLACEHOLDER = "[secret]"
+PLACEHOLDER = "secret-placeholder"  # token-safe stand-in in recorded artifacts
 MONITORING_DIR = "/etc/vllm-monitoring"
 RULES_FILE = "vllm-alerts.yml"
 GRAFANA_SECRET = "vllm-grafana-admin"
@@ -51,8 +50,14 @@ class MonitoringStack(pulumi.ComponentResource):
         super().__init__(f"{D.COMPONENT_PREFIX}:MonitoringStack", name, None, opts)
         cfg = args.cfg
         rules = alerts_render.render_alert_rules(cfg)
-        prom = prom_render.render_prometheus_yml(cfg, list(args.targets), rule_files=[f"{MONITORING_DIR}/{RULES_FILE}"])
-        grafana_files = grafana_render.render_grafana(cfg) if cfg.monitoring.grafana.enabled else {}
+        if cfg.platform == "kubernetes":   # pods are discovered (kubernetes_sd), not listed
+            prom = k8s_render.render_prometheus_yml_k8s(cfg)
+            grafana_files = (grafana_render.render_grafana(cfg, prometheus_url=k8s_render.prometheus_service_url(cfg))
+                             if cfg.monitoring.grafana.enabled else {})
+        else:
+            prom = prom_render.render_prometheus_yml(cfg, list(args.targets),
+                                                     rule_files=[f"{MONITORING_DIR}/{RULES_FILE}"])
+            grafana_files = grafana_render.render_grafana(cfg) if cfg.monitoring.grafana.enabled else {}
         artifacts.record("monitoring/prometheus.yml", prom)
         artifacts.record(f"monitoring/{RULES_FILE}", rules)
         for rel, text in grafana_files.items():
@@ -109,15 +114,15 @@ class MonitoringStack(pulumi.ComponentResource):
     def _kubernetes(self, args: MonitoringStackArgs, prom: str, rules: str, grafana_files) -> None:
         cfg = args.cfg
         ns = cfg.kubernetes.namespace
-        self.prometheus_url = k8s_names.prometheus_url(cfg)
+        self.prometheus_url = k8s_render.prometheus_service_url(cfg)
         self.grafana_url = (f"http://vllm-grafana.{ns}.svc.cluster.local:{D.GRAFANA_PORT}"
                             if grafana_files and not cfg.monitoring.prometheus_operator else None)
         deps = list(args.depends_on)
         if grafana_files:
-            sec = k8s_render.secret_object(cfg, GRAFANA_SECRET, {GRAFANA_PASSWORD_FILE: PLACEHOLDER})
+            sec = k8s_render.secret_object(cfg, GRAFANA_SECRET, {k8s_render.GRAFANA_PASSWORD_KEY: PLACEHOLDER})
             artifacts.record_k8s(sec)
             deps.append(k8s_objects.create(sec, self, overrides={
-                "stringData": {GRAFANA_PASSWORD_FILE: args.secrets.grafana_admin_password}}))
+                "stringData": {k8s_render.GRAFANA_PASSWORD_KEY: args.secrets.grafana_admin_password}}))
         for obj in k8s_render.monitoring_objects(cfg, prom, rules, grafana_files, grafana_secret=GRAFANA_SECRET):
             artifacts.record_k8s(obj)
             k8s_objects.create(obj, self, depends_on=deps)

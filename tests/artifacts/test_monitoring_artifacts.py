@@ -181,7 +181,7 @@ def test_generated_tests_fail_against_drifted_rules(config_name, tmp_path):
     rules_doc = yaml.safe_load(render_alert_rules(cfg))
     groups_of = {name: [g for g in tests_doc["tests"] if g["alert_rule_test"][0]["alertname"] == name]
                  for name in A.ALERT_NAMES}
-    assert all(len(groups) == 2 for groups in groups_of.values()), {n: len(g) for n, g in groups_of.items()}
+    assert all(len(groups) >= 2 for groups in groups_of.values()), {n: len(g) for n, g in groups_of.items()}
     jobs = []
     for i, (label, alert, change) in enumerate(_mutations(cfg)):
         doc = json.loads(json.dumps(rules_doc))

@@ -8,7 +8,7 @@ import pytest
 from vllm_stack.capacity import stack_projection
 from vllm_stack.loader import load_stack_file
 
-from .conftest import ROOT, by_type, dump, one
+from .conftest import ROOT, by_type, dump, one, unwrap
 
 STACK_FILES = sorted(ROOT.glob("Pulumi.*.yaml")) + sorted((ROOT / "examples").glob("Pulumi.*.yaml"))
 
@@ -35,7 +35,7 @@ def test_spot_drain_runs_before_the_replica_is_deleted(docker_prod):
         assert "vllm-drain drain llama-8b" in hook["inputs"]["delete"]
         assert hook["inputs"]["delete"].rstrip("; fi").endswith("20") or " 20;" in hook["inputs"]["delete"]
         # the hook runs on the front host (first on-demand host), not on the spot host
-        assert hook["inputs"]["connection"]["__secret__"]["host"] == "10.0.1.11"
+        assert unwrap(hook["inputs"]["connection"])["host"] == "10.0.1.11" and "connection" in hook["secretKeys"]
     assert not [r for r in by_type(docker_prod, "command:remote:Command") if r["name"].startswith("llama-8b-od-")
                 and r["name"].endswith("-drain")]
 
@@ -44,8 +44,10 @@ def test_spot_backends_bind_their_host_address(docker_prod):
     pool = one(docker_prod, "vllmstack:index:SpotOnDemandPool", "llama-8b")
     assert pool["parent"]
     art = docker_prod["artifacts"]["front/upstreams/llama-8b.conf"]["content"]
-    for addr in ("10.0.1.11:8000", "10.0.1.12:8000", "10.0.2.21:8000", "10.0.2.22:8000"):
-        assert addr in art
+    # the replica on the front/monitoring host binds loopback; the others their private address
+    for addr in ("127.0.0.1:8000", "10.0.1.12:8000", "10.0.2.21:8000", "10.0.2.22:8000"):
+        assert f"server {addr} " in art
+    assert "10.0.1.11:8000" not in art
 
 
 def test_docker_prod_cost_by_hand():

@@ -53,7 +53,7 @@ def test_front_pushes_tls_key_and_api_keys_as_0600_secrets(dev):
     for name in ("front-api-keys", "front-tls-key"):
         assert "stdin" in cmds[name]["secretKeys"], name
         assert "umask 077" in cmds[name]["inputs"]["create"] and "-m 600" in cmds[name]["inputs"]["create"]
-    assert f'"Bearer {SCAN_SECRETS["apiKey"]}"' in unwrap(cmds["front-api-keys"]["inputs"]["stdin"])
+    assert f'Bearer {SCAN_SECRETS["apiKey"]}$"' in unwrap(cmds["front-api-keys"]["inputs"]["stdin"])
 
 
 def test_outputs(dev):

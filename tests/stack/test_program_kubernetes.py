@@ -38,7 +38,8 @@ def test_spot_deployment_and_scaling(prod):
     assert s["minReplicaCount"] == 1 and s["maxReplicaCount"] == 4
     kinds = {t["type"] for t in s["triggers"]}
     assert kinds == {"prometheus", "cron"}
-    pdbs = by_type(prod, "kubernetes:policy/v1:PodDisruptionBudget")
+    pdbs = [p for p in by_type(prod, "kubernetes:policy/v1:PodDisruptionBudget")
+            if p["name"].endswith("-on-demand")]
     assert {p["inputs"]["spec"]["minAvailable"] for p in pdbs} == {1} and len(pdbs) == 2
 
 

@@ -109,7 +109,8 @@ def test_default_expressions_match_vllm_facts():
                                           "(rate(vllm:time_to_first_token_seconds_bucket[5m]))) > 2")
     assert r[A.PREEMPTIONS]["expr"] == "increase(vllm:num_preemptions_total[5m]) > 5"
     assert r[A.BACKEND_DOWN]["expr"] == 'up{job="vllm"} == 0'
-    assert r[A.NO_HEALTHY_BACKEND]["expr"] == 'sum by (model) (up{job="vllm"}) == 0'
+    assert r[A.NO_HEALTHY_BACKEND]["expr"] == ('sum by (model) (up{job="vllm"}) == 0 or '
+                                               'sum by (model) (absent(up{job="vllm",model="llama-8b"}))')
     assert r[A.GPU_TEMPERATURE_HIGH]["expr"] == "DCGM_FI_DEV_GPU_TEMP > 80"
     assert r[A.ERROR_RATE]["expr"] == (
         'sum by (model_name) (rate(vllm:request_success_total{finished_reason=~"abort|error"}[5m])) / '
@@ -117,6 +118,17 @@ def test_default_expressions_match_vllm_facts():
     severities = {name: rule["labels"]["severity"] for name, rule in r.items()}
     assert severities[A.HIGH_TTFT_P95] == severities[A.BACKEND_DOWN] == severities[A.NO_HEALTHY_BACKEND] == "critical"
     assert severities[A.QUEUE_DEPTH] == severities[A.KV_CACHE_PRESSURE] == "warning"
+
+
+def test_no_healthy_backend_covers_every_configured_model():
+    cfg = parse_config({"environment": "prod", "platform": "kubernetes", "models": [
+        {"name": "llama-70b", "model": "meta-llama/Llama-3.1-70B-Instruct", "gpu": "H100-SXM5-80GB",
+         "quantization": "fp8"},
+        {"name": "mistral-7b", "model": "mistralai/Mistral-7B-Instruct-v0.3", "gpu": "L40S"}]})
+    expr = rules_by_name(render_alert_rules(cfg))[A.NO_HEALTHY_BACKEND]["expr"]
+    arms = expr.split(" or ")
+    assert arms[0] == 'sum by (model) (up{job="vllm"}) == 0'
+    assert arms[1:] == [f'sum by (model) (absent(up{{job="vllm",model="{m}"}}))' for m in ("llama-70b", "mistral-7b")]
 
 
 def test_for_durations_flow_from_config_and_override():

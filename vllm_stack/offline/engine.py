@@ -23,7 +23,10 @@ from pulumi.runtime.sync_await import _sync_await
 
 from .. import defaults as D
 
-SECRET_PLACEHOLDER = "[secret]"
+SECRET_PLACEHOLDER = "[secret]"          # how a secret is displayed
+#: What a secret *value* is replaced with offline: token-safe, so renderers that validate
+#: keys (nginx's API-key map) accept it like a real key.
+VALUE_PLACEHOLDER = "secret-placeholder"
 
 
 @dataclass
@@ -72,7 +75,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         state = dict(args.inputs)
         rid = f"{args.name}-id"
         if args.typ == "random:index/randomPassword:RandomPassword":
-            state["result"] = rpc.wrap_rpc_secret(f"{SECRET_PLACEHOLDER}-{args.name}")
+            state["result"] = rpc.wrap_rpc_secret(f"{VALUE_PLACEHOLDER}-{args.name}")
             state["bcryptHash"] = rpc.wrap_rpc_secret(SECRET_PLACEHOLDER)
         elif args.typ == "tls:index/privateKey:PrivateKey":
             state["privateKeyPem"] = rpc.wrap_rpc_secret(_fake_pem("PRIVATE KEY"))

@@ -20,7 +20,7 @@ from ..capacity import stack_projection
 from ..catalog import lookup_model
 from ..config import StackConfig
 from ..loader import load_stack_file, split_namespaced
-from .engine import SECRET_PLACEHOLDER, ProgramRun, RecordedResource, run_program
+from .engine import SECRET_PLACEHOLDER, VALUE_PLACEHOLDER, ProgramRun, RecordedResource, run_program
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,8 +61,8 @@ def public_inputs(r: RecordedResource) -> dict:
     return {k: (SECRET_PLACEHOLDER if k in r.secret_keys else _scrub(v)) for k, v in sorted(r.inputs.items())}
 
 
-def secret_warnings(cfg: StackConfig) -> list[str]:
-    out = []
+def needed_secrets(cfg: StackConfig) -> list[tuple[str, str]]:
+    """Secrets `pulumi up` cannot do without, with the reason (generated ones are not listed)."""
     needed = []
     if cfg.platform == "docker":
         needed.append(("sshPrivateKey", "SSH to the hosts"))
@@ -70,7 +70,12 @@ def secret_warnings(cfg: StackConfig) -> list[str]:
         needed.append(("hfToken", "downloading gated models"))
     if cfg.front.tls == "provided":
         needed += [("tlsCertificate", "front.tls=provided"), ("tlsPrivateKey", "front.tls=provided")]
-    for key, why in needed:
+    return needed
+
+
+def secret_warnings(cfg: StackConfig) -> list[str]:
+    out = []
+    for key, why in needed_secrets(cfg):
         if key not in cfg.secrets:
             out.append(f"secret `{key}` is not set; `pulumi up` will need it ({why}): "
                        f"pulumi config set --secret {key} ...")
@@ -88,9 +93,8 @@ def build_plan(stack_path: Path, program_dir: Path = REPO_ROOT) -> PlanResult:
     doc = yaml.safe_load(stack_path.read_text())
     plain, secrets = split_namespaced(doc["config"], stack_path.name)
     stack = stack_path.name.removeprefix("Pulumi.").removesuffix(".yaml")
-    placeholders = {k: SECRET_PLACEHOLDER for k in secrets}
-    if cfg.platform == "docker" and "sshPrivateKey" not in secrets:
-        placeholders["sshPrivateKey"] = SECRET_PLACEHOLDER  # plan goes on; warned below
+    # Secrets that are set or needed get placeholders: the plan goes on, and warns below.
+    placeholders = {k: VALUE_PLACEHOLDER for k in [*secrets, *(k for k, _ in needed_secrets(cfg))]}
     sink.reset()
     run = run_program(program_dir, stack, plain, placeholders)
     violations = run_policies(run.resources, cfg)

@@ -61,15 +61,21 @@ def cost_table(doc: dict) -> Table:
         c = m["cost"]
         per_m = "-" if c["perMillionTokens"] is None else f"{c['perMillionTokens']:.4f}"
         t.add_row(m["model"], str(m["replicas"]["gpus"]), f"{c['blendPerHour']:.2f}", f"{c['onDemandMonthly']:,.2f}",
-                  f"{c['blendMonthly']:,.2f}", f"{c['savingMonthly']:,.2f}", per_m, c["priceSource"])
+                  f"{c['blendMonthly']:,.2f}", f"{c['savingMonthly']:,.2f}", per_m, c["priceSource"].split(";")[0])
     tot = doc["capacity"]["total"]
     t.add_row("[bold]total[/]", str(tot["gpus"]), f"{tot['blendPerHour']:.2f}", f"{tot['onDemandMonthly']:,.2f}",
               f"{tot['blendMonthly']:,.2f}", f"{tot['savingMonthly']:,.2f}", "", "")
     return t
 
 
+def _console() -> Console:
+    """Wide enough for the tables when stdout is a pipe or a CI log (rich defaults to 80)."""
+    probe = Console()
+    return Console(soft_wrap=True, width=None if probe.is_terminal else 180)
+
+
 def print_plan(result, out_dir: Path | None = None, console: Console | None = None) -> None:
-    c = console or Console(soft_wrap=True)
+    c = console or _console()
     doc = result.document
     c.print(resource_tree(doc))
     c.print(f"{len(doc['resources'])} resources")
@@ -108,7 +114,7 @@ def diff_plans(old: dict, new: dict) -> dict:
 
 
 def print_diff(diff: dict, console: Console | None = None) -> None:
-    c = console or Console(soft_wrap=True)
+    c = console or _console()
     c.print(f"[bold]plan diff {diff['from']} → {diff['to']}[/]")
     for label, color in (("added", "green"), ("removed", "red"), ("changed", "yellow")):
         c.print(f"[{color}]{label}: {len(diff[label])}[/]")

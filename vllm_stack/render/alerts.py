@@ -7,10 +7,11 @@ threshold drifted from the config fails them: tests/artifacts proves it).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import yaml
 
@@ -136,6 +137,19 @@ def up_vllm() -> str:
     return _sel("up", job=_eq(D.JOB_VLLM))
 
 
+def no_healthy_backend_expr(cfg: StackConfig) -> str:
+    """Every target of a model down, or no target of a configured model scraped at all.
+
+    The `absent` arms matter on kubernetes: pods that lost their node (spot reclaim) leave
+    the endpoints, so their `up` series disappear instead of turning 0.
+    """
+    by = f"sum by ({D.SCRAPE_LABEL_MODEL})"
+    arms = [f"{by} ({up_vllm()}) == 0"]
+    for m in cfg.models:
+        arms.append(f"{by} (absent({_sel('up', job=_eq(D.JOB_VLLM), **{D.SCRAPE_LABEL_MODEL: _eq(m.name)})}))")
+    return " or ".join(arms)
+
+
 def alert_rules(cfg: StackConfig, *, for_override: str | None = None) -> list[AlertRule]:
     """The alert definitions, in rule-file order."""
     a: AlertSpec = cfg.monitoring.alerts
@@ -176,9 +190,9 @@ def alert_rules(cfg: StackConfig, *, for_override: str | None = None) -> list[Al
                   f"vLLM backend {inst} is down",
                   f"Prometheus cannot scrape {inst} (model {model}) for {f('backend_down_for')}: the process died, "
                   f"is still loading, or the host was preempted."),
-        AlertRule(NO_HEALTHY_BACKEND, f"sum by ({D.SCRAPE_LABEL_MODEL}) ({up_vllm()}) == 0", f("backend_down_for"),
+        AlertRule(NO_HEALTHY_BACKEND, no_healthy_backend_expr(cfg), f("backend_down_for"),
                   D.SEVERITY_CRITICAL, f"No healthy vLLM backend for model {model}",
-                  f"Every scraped replica of model {model} has been down for {f('backend_down_for')}: "
+                  f"No replica of model {model} has been up (or scraped at all) for {f('backend_down_for')}: "
                   f"requests for it fail."),
         AlertRule(GPU_TEMPERATURE_HIGH, f"{D.DCGM_GPU_TEMP} > {num(a.gpu_temp_celsius)}", f("gpu_temp_for"),
                   D.SEVERITY_WARNING, f"GPU {gpu} on {host} is running hot",
@@ -237,7 +251,7 @@ def _printed_digits(*texts: str) -> list[int]:
     return sorted({int(d) for t in texts for d in re.findall(r'printf "%\.(\d+)f" \$value', t)})
 
 
-def _robust(value: float, digits_list: list[int] = [0, 1, 2]) -> bool:  # noqa: B006 (read-only)
+def _robust(value: float, digits_list: Sequence[int] = (0, 1, 2)) -> bool:
     """True when `value` is far from a rounding edge of the `%.Nf` formats we print."""
     for digits in digits_list:
         frac = (abs(value) * 10 ** digits) % 1
@@ -246,7 +260,7 @@ def _robust(value: float, digits_list: list[int] = [0, 1, 2]) -> bool:  # noqa: 
     return True
 
 
-def _nudge(value: float, digits_list: list[int]) -> float:
+def _nudge(value: float, digits_list: Sequence[int]) -> float:
     """The smallest 'nice' value >= `value` that formats the same in Go and Python (no rounding tie)."""
     unit = 10.0 ** -(max(digits_list, default=0) + 1)
     while not _robust(value, digits_list):
@@ -285,7 +299,10 @@ class _Case:
     quiet_note: str
     lead: int = 0                              # seconds before the expression first holds
     fire_note: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    value_at: Callable[[int], float] | None = None   # $value at sample index i, when it depends on time
+    #: further firing groups: (note, input series, exp_labels of each alert, $value of each alert)
+    more_fires: list[tuple[str, list[dict[str, str]], list[dict[str, str]], list[float]]] = \
+        dataclasses.field(default_factory=list)
 
 
 def _cases(cfg: StackConfig, rules: dict[str, AlertRule], step: int, n: int) -> list[_Case]:
@@ -354,7 +371,7 @@ def _cases(cfg: StackConfig, rules: dict[str, AlertRule], step: int, n: int) -> 
                            _series(D.METRIC_PREEMPTIONS, vllm_labels, _notation(0, (p / 2) / per_window, n))],
                        f"{num(p / 2)} per {D.ALERT_RATE_WINDOW}", lead=first * step,
                        fire_note=f"{num(total)} per {D.ALERT_RATE_WINDOW}",
-                       extra={"value_at": lambda i: increase_at(i)}))
+                       value_at=increase_at))
 
     # Backend down: one target with up == 0 fires; a healthy target stays quiet.
     up_labels = {"job": D.JOB_VLLM, "instance": f"10.0.0.1:{D.VLLM_PORT}", D.SCRAPE_LABEL_MODEL: model,
@@ -367,12 +384,20 @@ def _cases(cfg: StackConfig, rules: dict[str, AlertRule], step: int, n: int) -> 
                        [_series("up", up_labels, _notation(1, 0, n)), _series("up", up_labels2, _notation(1, 0, n))],
                        "every target up", fire_note="one of two targets down"))
 
-    # No healthy backend: both replicas of the model down fires; one of two down stays quiet.
+    # No healthy backend: both replicas of the model down fires, and so does a model with no
+    # scraped target at all; one of two down stays quiet. The other models stay up throughout.
     r = rules[NO_HEALTHY_BACKEND]
-    cases.append(_Case(r, [_series("up", up_labels, _notation(0, 0, n)), _series("up", up_labels2, _notation(0, 0, n))],
+    others = [_series("up", {**up_labels, "instance": f"10.0.1.{i}:{D.VLLM_PORT}", D.SCRAPE_LABEL_MODEL: m.name},
+                      _notation(1, 0, n)) for i, m in enumerate(cfg.models[1:], start=1)]
+    dcgm_up = _series("up", {"job": D.JOB_DCGM, "instance": f"10.0.0.1:{D.DCGM_EXPORTER_PORT}"}, _notation(1, 0, n))
+    cases.append(_Case(r, [_series("up", up_labels, _notation(0, 0, n)), _series("up", up_labels2, _notation(0, 0, n)),
+                           *others],
                        [sev(r, {D.SCRAPE_LABEL_MODEL: model})], [0.0],
-                       [_series("up", up_labels, _notation(0, 0, n)), _series("up", up_labels2, _notation(1, 0, n))],
-                       "one of two replicas still up", fire_note="both replicas down"))
+                       [_series("up", up_labels, _notation(0, 0, n)), _series("up", up_labels2, _notation(1, 0, n)),
+                        *others],
+                       "one of two replicas still up", fire_note="both replicas down",
+                       more_fires=[("no target scraped for the model", [dcgm_up, *others],
+                                    [sev(r, {D.SCRAPE_LABEL_MODEL: model})], [1.0])]))
 
     # VRAM: used / (used + free) above fires; below stays quiet.
     v = a.vram_usage
@@ -436,30 +461,32 @@ def promtool_tests_doc(cfg: StackConfig, rules_file: str, *, for_override: str |
         hold = fors[r.name]
         lead = case.lead
         fire_at = lead + hold + step
-        if "value_at" in case.extra:
-            case.fire_values = [case.extra["value_at"](fire_at // step)]
-        exp = []
-        for labels, value in zip(case.fire_labels, case.fire_values):
-            if not _robust(value, _printed_digits(r.summary, r.description)):
-                raise ValueError(f"{r.name}: test value {value!r} sits on a rounding edge; adjust the generator")
-            ann_labels = {**labels}
-            exp.append({
-                "exp_labels": labels,
-                "exp_annotations": {
-                    "summary": expand_template(r.summary, ann_labels, value),
-                    "description": expand_template(r.description, ann_labels, value),
-                    "runbook_url": r.runbook_url(runbook_base),
-                },
-            })
-        if case.fire_series:
+        if case.value_at is not None:
+            case.fire_values = [case.value_at(fire_at // step)]
+        fires = [(case.fire_note, case.fire_series, case.fire_labels, case.fire_values), *case.more_fires]
+        for note, series, fire_labels, fire_values in fires:
+            if not series:
+                continue  # the threshold cannot be exceeded (e.g. a share of 1.0)
+            exp = []
+            for labels, value in zip(fire_labels, fire_values):
+                if not _robust(value, _printed_digits(r.summary, r.description)):
+                    raise ValueError(f"{r.name}: test value {value!r} sits on a rounding edge; adjust the generator")
+                exp.append({
+                    "exp_labels": labels,
+                    "exp_annotations": {
+                        "summary": expand_template(r.summary, labels, value),
+                        "description": expand_template(r.description, labels, value),
+                        "runbook_url": r.runbook_url(runbook_base),
+                    },
+                })
             checks = []
             if hold >= step:
                 checks.append({"eval_time": duration_text(lead + hold - step), "alertname": r.name, "exp_alerts": []})
             checks.append({"eval_time": duration_text(fire_at), "alertname": r.name, "exp_alerts": exp})
             tests.append({
-                "name": f"{r.name} fires: {case.fire_note}, after for {r.for_}",
+                "name": f"{r.name} fires: {note}, after for {r.for_}",
                 "interval": duration_text(step),
-                "input_series": case.fire_series,
+                "input_series": series,
                 "alert_rule_test": checks,
             })
         tests.append({

@@ -87,7 +87,7 @@ class FrontListen:
 
 
 def _check_name(name: str, what: str) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise FrontRenderError(f"{what} {name!r} is not a safe name (lowercase letters, digits, '-'; "
                                f"1-40 characters)")
     if name in RESERVED_NAMES:
@@ -97,7 +97,7 @@ def _check_name(name: str, what: str) -> str:
 
 
 def _check_domain(domain: str) -> str:
-    if domain != "_" and not _HOST.match(domain or ""):
+    if domain != "_" and not _HOST.fullmatch(domain or ""):
         raise FrontRenderError(f"front.domain {domain!r} is not a valid host name")
     return domain
 
@@ -107,7 +107,7 @@ def _server_address(address: str) -> str:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
-        if not _HOST.match(address or ""):
+        if not _HOST.fullmatch(address or ""):
             raise FrontRenderError(f"backend address {address!r} is neither an IP address nor a host name") from None
         return address
     return f"[{ip.compressed}]" if ip.version == 6 else ip.compressed
@@ -120,13 +120,13 @@ def _check_port(port: int, what: str) -> int:
 
 
 def _check_path(path: str, what: str) -> str:
-    if not isinstance(path, str) or not _PATH.match(path) or "/../" in f"{path}/" or "//" in path:
+    if not isinstance(path, str) or not _PATH.fullmatch(path) or "/../" in f"{path}/" or "//" in path:
         raise FrontRenderError(f"{what} {path!r} must be an absolute path of letters, digits and ._/+@:-")
     return path
 
 
 def _check_key(key: str) -> str:
-    if not isinstance(key, str) or not _KEY.match(key):
+    if not isinstance(key, str) or not _KEY.fullmatch(key):
         raise FrontRenderError("an API key contains characters outside the bearer-token alphabet "
                                "(letters, digits, -._~+/ and trailing =)")
     if len(key) < D.API_KEY_MIN_LEN:
@@ -236,11 +236,11 @@ def render_front(cfg: StackConfig, backends: Sequence[Backend], *, paths: NginxP
         v = getattr(paths, f.name)
         if v is not None:
             _check_path(v, f"paths.{f.name}")
-    if user is not None and not _USER.match(user):
+    if user is not None and not _USER.fullmatch(user):
         raise FrontRenderError(f"nginx user {user!r} is not a valid user name")
     front = cfg.front
     domain = _check_domain(front.domain)
-    if not _SIZE.match(front.client_max_body_size):
+    if not _SIZE.fullmatch(front.client_max_body_size):
         raise FrontRenderError(f"front.clientMaxBodySize {front.client_max_body_size!r} is not an nginx size")
     models = [m.name for m in cfg.models]
     for m in models:
