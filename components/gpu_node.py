@@ -21,10 +21,9 @@ from vllm_stack.render import k8s as k8s_render
 from vllm_stack.render.vllm_args import ENV_API_KEY, ENV_HF_TOKEN, render_secret_env_file
 
 from . import artifacts, k8s_objects
-from .remote_file import content_hash, remote_file
+from .remote_file import content_hash
 from .stack_inputs import StackSecrets
 
-SECRET_WRITER_PATH = "/usr/local/sbin/vllm-write-secrets"
 MODEL_SECRET = "vllm-model-secrets"   # VLLM_API_KEY / HF_TOKEN for every model pod (kubernetes)
 PLACEHOLDER = "secret-placeholder"  # token-safe stand-in in recorded artifacts
 
@@ -79,14 +78,13 @@ class GpuNode(pulumi.ComponentResource):
         conn = self.connection = ssh_connection(host, args.secrets)
         script = host_scripts.render_bootstrap_script(cfg, host.name)
         writer = host_scripts.render_secret_writer_script()
-        artifacts.record(f"hosts/{host.name}/bootstrap.sh", script, 0o755)
-        artifacts.record(f"hosts/{host.name}/vllm-write-secrets", writer, 0o755)
+        artifacts.record(f"hosts/{host.name}/bootstrap.sh", script, D.ROOT_EXECUTABLE_MODE)
+        artifacts.record(f"hosts/{host.name}/{D.SECRET_WRITER_NAME}", writer, D.EXECUTABLE_MODE)
+        # The bootstrap installs the secret writer itself (byte for byte), so reruns are no-ops.
         bootstrap = remote.Command(
             f"{name}-bootstrap", connection=conn, create="sudo bash -s", update="sudo bash -s", stdin=script,
             triggers=[content_hash(script)], opts=pulumi.ResourceOptions(parent=self))
-        writer_file = remote_file(f"{name}-secret-writer", conn, SECRET_WRITER_PATH, writer, mode=0o755,
-                                  parent=self, depends_on=[bootstrap])
-        self.ready = [bootstrap, writer_file]
+        self.ready = [bootstrap]
         for model in args.models:
             env = pulumi.Output.all(args.secrets.api_key, args.secrets.hf_token).apply(
                 lambda kv: render_secret_env_file({ENV_API_KEY: kv[0], ENV_HF_TOKEN: kv[1] or ""}))
@@ -96,10 +94,11 @@ class GpuNode(pulumi.ComponentResource):
                              D.SECRET_FILE_MODE, secret=True)
             self.ready.append(remote.Command(
                 f"{name}-{model.name}-env", connection=conn,
-                create=f"sudo {SECRET_WRITER_PATH} {model.name}", update=f"sudo {SECRET_WRITER_PATH} {model.name}",
+                create=f"sudo {host_scripts.SECRET_WRITER_PATH} {model.name}",
+                update=f"sudo {host_scripts.SECRET_WRITER_PATH} {model.name}",
                 delete=f"sudo rm -f {D.VLLM_ETC_DIR}/{model.name}.env",
                 stdin=pulumi.Output.secret(env), logging=remote.Logging.NONE,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[writer_file])))
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[bootstrap])))
         # The docker CLI behind the provider reaches the host over SSH with the deployer's ssh-agent.
         self.docker_provider = docker.Provider(
             f"{name}-docker", host=f"ssh://{host.user}@{host.address}:{host.port}",

@@ -34,10 +34,11 @@ def resource_name(obj: Mapping[str, Any]) -> str:
 
 def create(obj: Mapping[str, Any], parent: pulumi.Resource, *, name: str | None = None,
            overrides: Mapping[str, Any] | None = None,
-           depends_on: list[pulumi.Resource] | None = None) -> pulumi.CustomResource:
+           depends_on: list[pulumi.Resource] | None = None,
+           ignore_changes: list[str] | None = None) -> pulumi.CustomResource:
     """One SDK resource for one rendered object; `overrides` swaps in secret Outputs."""
     fields = {**obj, **(overrides or {})}
-    opts = pulumi.ResourceOptions(parent=parent, depends_on=depends_on or [])
+    opts = pulumi.ResourceOptions(parent=parent, depends_on=depends_on or [], ignore_changes=ignore_changes)
     rname = name or resource_name(obj)
     cls = _CLASSES.get((obj["apiVersion"], obj["kind"]))
     if cls is None:  # CRDs: KEDA ScaledObject, PrometheusRule, ServiceMonitor

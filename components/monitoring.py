@@ -6,6 +6,7 @@ PrometheusRule/ServiceMonitor when the prometheus-operator is present.
 """
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -30,7 +31,7 @@ PLACEHOLDER = "secret-placeholder"  # token-safe stand-in in recorded artifacts
 MONITORING_DIR = "/etc/vllm-monitoring"
 RULES_FILE = "vllm-alerts.yml"
 GRAFANA_SECRET = "vllm-grafana-admin"
-GRAFANA_PASSWORD_FILE = "admin-password"
+GRAFANA_PASSWORD_FILE = posixpath.basename(D.GRAFANA_ADMIN_PASSWORD_FILE)
 
 
 @dataclass(frozen=True)

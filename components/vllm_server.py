@@ -133,4 +133,7 @@ class VllmServer(pulumi.ComponentResource):
         dep = next(o for o in objs if o["kind"] == "Deployment"
                    and o["metadata"]["labels"].get(D.LABEL_CAPACITY) == klass)
         artifacts.record_k8s(dep)
-        self.workload = k8s_objects.create(dep, self, depends_on=args.node.ready)
+        # KEDA owns the spot replica count once deployed: `pulumi up` must not reset it.
+        scaled = args.capacity == "spot" and args.model.pool.spot_ceiling > 0
+        self.workload = k8s_objects.create(dep, self, depends_on=args.node.ready,
+                                           ignore_changes=["spec.replicas"] if scaled else None)

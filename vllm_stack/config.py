@@ -125,7 +125,8 @@ class AlertSpec(_Model):
     kv_cache_for: str = Field(default=D.ALERT_KV_CACHE_FOR, pattern=DURATION_RE, description="... for this long.")
     ttft_p95_seconds: float = Field(default=D.ALERT_TTFT_P95_SEC, gt=0, description="p95 time to first token above this ...")
     ttft_for: str = Field(default=D.ALERT_TTFT_FOR, pattern=DURATION_RE, description="... for this long.")
-    preemptions_5m: float = Field(default=D.ALERT_PREEMPTIONS_5M, ge=0, description="Preemptions per 5 minutes above this.")
+    preemptions_5m: float = Field(default=D.ALERT_PREEMPTIONS_5M, ge=0, alias="preemptions5m",
+                                  description="Preemptions per 5 minutes above this.")
     preemptions_for: str = Field(default=D.ALERT_PREEMPTIONS_FOR, pattern=DURATION_RE, description="... for this long.")
     backend_down_for: str = Field(default=D.ALERT_BACKEND_DOWN_FOR, pattern=DURATION_RE, description="A scrape target down this long.")
     gpu_temp_celsius: float = Field(default=D.ALERT_GPU_TEMP_C, gt=0, description="DCGM GPU temperature above this ...")

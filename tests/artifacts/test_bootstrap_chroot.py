@@ -100,6 +100,7 @@ case "${1:-}" in
             esac
             shift
         done
+        cat >/dev/null  # reads stdin, as CLIs may: the bootstrap must hand it /dev/null, not its own script
         echo "$last|$label|true" >"$state/$name.ctr"
         echo 0123456789ab ;;
     stop) ;;
@@ -153,6 +154,10 @@ class Root:
 
     def bootstrap(self) -> subprocess.CompletedProcess:
         return self.run("/bin/bash", "/root/bootstrap.sh")
+
+    def bootstrap_from_stdin(self) -> subprocess.CompletedProcess:
+        """As the deployer runs it: `ssh HOST sudo bash -s` with the script on stdin."""
+        return self.run("/bin/bash", "-s", stdin=(self / "root/bootstrap.sh").read_text())
 
     def ids(self, db: str) -> dict[str, int]:
         out = {}
@@ -247,7 +252,7 @@ def test_bootstrap_twice_then_secrets_docker_runtime(root):
     timings = {}
 
     t = time.monotonic()
-    first = root.bootstrap()
+    first = root.bootstrap_from_stdin()
     timings["bootstrap 1"] = time.monotonic() - t
     assert first.returncode == 0, first.stdout + first.stderr
     assert "changed: created system user vllm" in first.stdout
@@ -296,6 +301,9 @@ def test_bootstrap_twice_then_secrets_docker_runtime(root):
     assert again.returncode == 0 and "unchanged" in again.stdout, again.stdout + again.stderr
     assert leaks2 == []
     assert snapshot(root, watched) == before
+    piped = root.bootstrap_from_stdin()  # the deployer's way: same script on stdin, same no-op
+    assert piped.returncode == 0 and H.NOTHING_CHANGED in piped.stdout, piped.stdout + piped.stderr
+    assert snapshot(root, watched) == before
     assert sum(line.startswith("docker run") for line in
                (root / "var/lib/stub-docker/calls.log").read_text().splitlines()) == 1
 
@@ -307,7 +315,7 @@ def test_bootstrap_twice_then_secrets_docker_runtime(root):
     assert (root / env_path).stat().st_ino != before[env_path][0]
     assert root.owner_mode(env_path) == ("root", "root", D.SECRET_FILE_MODE)
 
-    for result in (first, second, wrote, again, third):
+    for result in (first, second, piped, wrote, again, third):
         assert secret not in result.stdout + result.stderr
     print("\n" + ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()))
 
@@ -379,7 +387,7 @@ def test_bootstrap_twice_systemd_runtime(root):
     root.put("usr/local/bin/curl", STUB_CURL)
     root.put("root/bootstrap.sh", H.render_bootstrap_script(make_cfg("systemd"), "gpu-a", docker_bin="/usr/local/bin/docker"),
              0o700)
-    first = root.bootstrap()
+    first = root.bootstrap_from_stdin()
     assert first.returncode == 0, first.stdout + first.stderr
     assert f"vLLM is not installed at {D.VLLM_BIN}" in first.stderr  # a warning, not a failure
     unit = f"{D.SYSTEMD_UNIT_DIR}/{D.DCGM_EXPORTER_CONTAINER}.service"

@@ -50,7 +50,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
             "hosts": [{"name": "gpu-1", "address": "10.0.0.20", "gpu": "H100-SXM5-80GB"}],
             "models": [{"name": "chat", "model": "meta-llama/Llama-3.1-8B-Instruct", "gpu": "H100-SXM5-80GB"}],
             "monitoring": {"alerts": {"queueWaiting": 7, "queueFor": "30s", "kvCacheUsage": 0.925,
-                                      "ttftP95Seconds": 0.35, "ttftFor": "45s", "preemptions5M": 0,
+                                      "ttftP95Seconds": 0.35, "ttftFor": "45s", "preemptions5m": 0,
                                       "gpuTempCelsius": 77.5, "vramUsage": 0.875, "errorRate": 0.01,
                                       "backendDownFor": "15s"}}},
 }

@@ -498,6 +498,29 @@ def test_front_refuses_secret_material_in_configmap(prod):
     files = {**nginx_files(prod), "server.key": "-----BEGIN PRIVATE KEY-----\nx\n"}
     with pytest.raises(k8s.K8sRenderError, match="secret"):
         k8s.front_objects(prod, files, keys_secret=KEYS_SECRET, tls_secret=TLS_SECRET)
+    files = nginx_files(prod)
+    up = next(k for k in files if k.startswith("upstreams/"))
+    smuggled = {**files, up: files[up] + '"~^Bearer sk-abcdefghijklmnop$" 1;\n'}
+    with pytest.raises(k8s.K8sRenderError, match="secret material"):
+        k8s.front_objects(prod, smuggled, keys_secret=KEYS_SECRET, tls_secret=TLS_SECRET)
+    with pytest.raises(k8s.K8sRenderError, match="front_paths"):  # rendered for another layout
+        from vllm_stack.render.nginx import render_front
+        k8s.front_objects(prod, render_front(prod, k8s.front_backends(prod)), keys_secret=KEYS_SECRET,
+                          tls_secret=TLS_SECRET)
+
+
+def test_front_without_tls_serves_plain_http_only():
+    cfg = parse_config({"environment": "dev", "platform": "kubernetes", "front": {"tls": "none"},
+                        "models": [{"name": "qwen7b", "model": "Qwen/Qwen2.5-7B", "gpu": "L40S"}]})
+    objs = k8s.front_objects(cfg, nginx_files(cfg), keys_secret=KEYS_SECRET, tls_secret=None)
+    d = get(objs, "Deployment", "vllm-stack-front")
+    c = container(d)
+    assert [p["containerPort"] for p in c["ports"]] == [D.HTTP_PORT]
+    assert c["readinessProbe"]["httpGet"] == {"path": D.HEALTH_PATH, "port": "http", "scheme": "HTTP"}
+    assert [v["secret"]["secretName"] for v in pod(d)["volumes"] if "secret" in v] == [KEYS_SECRET]
+    assert [p["port"] for p in get(objs, "Service", "vllm-stack-front")["spec"]["ports"]] == [D.HTTP_PORT]
+    with pytest.raises(k8s.K8sRenderError, match="tls_secret"):
+        k8s.front_objects(dev_config(), nginx_files(dev_config()), keys_secret=KEYS_SECRET, tls_secret=None)
 
 
 # --------------------------------------------------------------------------- monitoring

@@ -84,7 +84,7 @@ THRESHOLD_CASES = [
     ("queueWaiting", 37, A.QUEUE_DEPTH, "vllm:num_requests_waiting > 37"),
     ("kvCacheUsage", 0.85, A.KV_CACHE_PRESSURE, "vllm:kv_cache_usage_perc > 0.85"),
     ("ttftP95Seconds", 1.5, A.HIGH_TTFT_P95, "[5m]))) > 1.5"),
-    ("preemptions5M", 12, A.PREEMPTIONS, "increase(vllm:num_preemptions_total[5m]) > 12"),
+    ("preemptions5m", 12, A.PREEMPTIONS, "increase(vllm:num_preemptions_total[5m]) > 12"),
     ("gpuTempCelsius", 83, A.GPU_TEMPERATURE_HIGH, "DCGM_FI_DEV_GPU_TEMP > 83"),
     ("vramUsage", 0.95, A.GPU_VRAM_HIGH, "DCGM_FI_DEV_FB_USED / (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE) > 0.95"),
     ("errorRate", 0.02, A.ERROR_RATE, "[5m])) > 0.02"),

@@ -318,35 +318,41 @@ ensure_dcgm_unit() {
 }
 
 # --- main ----------------------------------------------------------------------------------
-[[ "$(id -u)" -eq 0 ]] || die "run as root (sudo)"
-check_driver
-if [[ "$RUNTIME" == docker ]]; then
-    if ! check_docker; then
-        die "host $HOST_NAME (hostRuntime docker): $docker_problem. Install Docker Engine and the NVIDIA" \
-            "Container Toolkit (apt-get install nvidia-container-toolkit; nvidia-ctk runtime" \
-            "configure --runtime=docker; systemctl restart docker), then rerun"
+main() {
+    [[ "$(id -u)" -eq 0 ]] || die "run as root (sudo)"
+    check_driver
+    if [[ "$RUNTIME" == docker ]]; then
+        if ! check_docker; then
+            die "host $HOST_NAME (hostRuntime docker): $docker_problem. Install Docker Engine and the NVIDIA" \
+                "Container Toolkit (apt-get install nvidia-container-toolkit; nvidia-ctk runtime" \
+                "configure --runtime=docker; systemctl restart docker), then rerun"
+        fi
+    else
+        have curl || die "curl not found on host $HOST_NAME: the vLLM start wrappers poll /health with it" \
+            "(apt-get install curl)"
+        [[ -x "$VLLM_BIN" ]] || warn "vLLM is not installed at $VLLM_BIN yet; the vllm-* units cannot start until it is"
     fi
-else
-    have curl || die "curl not found on host $HOST_NAME: the vLLM start wrappers poll /health with it" \
-        "(apt-get install curl)"
-    [[ -x "$VLLM_BIN" ]] || warn "vLLM is not installed at $VLLM_BIN yet; the vllm-* units cannot start until it is"
-fi
 
-ensure_user
-ensure_dir "$ETC_DIR" root "$VLLM_USER" "$DIR_MODE"
-ensure_dir "$WEIGHTS_DIR" "$VLLM_USER" "$VLLM_USER" "$DIR_MODE"
-put_file "$SECRET_WRITER" 755 root root secret_writer_content
-if [[ "$RUNTIME" == docker ]]; then
-    ensure_dcgm_container
-else
-    ensure_dcgm_unit
-fi
+    ensure_user
+    ensure_dir "$ETC_DIR" root "$VLLM_USER" "$DIR_MODE"
+    ensure_dir "$WEIGHTS_DIR" "$VLLM_USER" "$VLLM_USER" "$DIR_MODE"
+    put_file "$SECRET_WRITER" 755 root root secret_writer_content
+    if [[ "$RUNTIME" == docker ]]; then
+        ensure_dcgm_container
+    else
+        ensure_dcgm_unit
+    fi
 
-if (( changes == 0 )); then
-    say "nothing changed: host $HOST_NAME is already bootstrapped"
-else
-    say "$changes change(s) applied"
-fi
+    if (( changes == 0 )); then
+        say "nothing changed: host $HOST_NAME is already bootstrapped"
+    else
+        say "$changes change(s) applied"
+    fi
+}
+
+# Last line: nothing runs before the whole script has arrived (`ssh HOST sudo bash -s < script`),
+# and no command can swallow the rest of a script that bash is reading from stdin.
+main "$@" </dev/null
 '''
 
 

@@ -131,18 +131,23 @@ def container_security(*, add: Iterable[str] = (), read_only_root: bool = False,
 
 
 def http_probe(path: str, port: str | int, *, scheme: str = "HTTP", initial_delay: int = 0,
-               failure_threshold: int = 3) -> Obj:
+               failure_threshold: int | None = None) -> Obj:
+    """httpGet probe every PROBE_PERIOD_SEC; failureThreshold None keeps Kubernetes' default (3)."""
     probe: Obj = {"httpGet": {"path": path, "port": port, "scheme": scheme}}
     if initial_delay:
         probe["initialDelaySeconds"] = initial_delay
-    probe.update(periodSeconds=D.PROBE_PERIOD_SEC, timeoutSeconds=D.K8S_PROBE_TIMEOUT_SEC,
-                 failureThreshold=failure_threshold)
+    probe.update(periodSeconds=D.PROBE_PERIOD_SEC, timeoutSeconds=D.K8S_PROBE_TIMEOUT_SEC)
+    if failure_threshold is not None:
+        probe["failureThreshold"] = failure_threshold
     return probe
 
 
-def tcp_probe(port: str | int, *, failure_threshold: int = 3) -> Obj:
-    return {"tcpSocket": {"port": port}, "periodSeconds": D.PROBE_PERIOD_SEC,
-            "timeoutSeconds": D.K8S_PROBE_TIMEOUT_SEC, "failureThreshold": failure_threshold}
+def tcp_probe(port: str | int, *, failure_threshold: int | None = None) -> Obj:
+    probe: Obj = {"tcpSocket": {"port": port}, "periodSeconds": D.PROBE_PERIOD_SEC,
+                  "timeoutSeconds": D.K8S_PROBE_TIMEOUT_SEC}
+    if failure_threshold is not None:
+        probe["failureThreshold"] = failure_threshold
+    return probe
 
 
 def config_map(cfg, name: str, component: str, data: Mapping[str, str], *,
