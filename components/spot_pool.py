@@ -83,7 +83,7 @@ class SpotOnDemandPool(pulumi.ComponentResource):
 
     def _drain_hook(self, r: Replica, server: VllmServer, args: SpotOnDemandPoolArgs) -> None:
         backend = server.backends[0]
-        drain = (f"if [ -x {DRAIN_SCRIPT_PATH} ]; then sudo {DRAIN_SCRIPT_PATH} drain {args.model.name} "
+        drain = (f"if [ -x {DRAIN_SCRIPT_PATH} ]; then sudo {DRAIN_SCRIPT_PATH} {args.model.name} "
                  f"{backend.hostport} {args.model.pool.drain_seconds}; fi")
         remote.Command(
             f"{r.name}-drain", connection=args.front, create="true", delete=drain,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import time
 
 import httpx
@@ -119,7 +120,6 @@ def test_undrain_brings_the_backend_back(front_factory):
     a, b = fr.fakes["alpha"]
     target = f"127.0.0.1:{b.port}"
     env = {**os.environ}
-    import subprocess
 
     def run(*args):
         return subprocess.run(["sh", str(fr.drain_script), *args], env=env, capture_output=True, text=True,

@@ -32,7 +32,7 @@ def test_spot_drain_runs_before_the_replica_is_deleted(docker_prod):
         hook = one(docker_prod, "command:remote:Command", f"llama-8b-spot-{i}-drain")
         service = one(docker_prod, "command:remote:Command", f"llama-8b-spot-{i}-service")
         assert service["urn"] in hook["dependencies"]
-        assert "vllm-drain drain llama-8b" in hook["inputs"]["delete"]
+        assert "vllm-drain llama-8b 10.0.2.2" in hook["inputs"]["delete"]
         assert hook["inputs"]["delete"].rstrip("; fi").endswith("20") or " 20;" in hook["inputs"]["delete"]
         # the hook runs on the front host (first on-demand host), not on the spot host
         assert unwrap(hook["inputs"]["connection"])["host"] == "10.0.1.11" and "connection" in hook["secretKeys"]
