@@ -65,7 +65,7 @@ class VllmServer(pulumi.ComponentResource):
     # --- docker platform -------------------------------------------------------------
     def _labels(self, args: VllmServerArgs) -> dict[str, str]:
         return {D.LABEL_MODEL: args.model.name, D.LABEL_CAPACITY: K8S_CAPACITY[args.capacity],
-                D.LABEL_ENVIRONMENT: args.cfg.environment, D.LABEL_PART_OF: D.PROJECT}
+                D.LABEL_ENVIRONMENT: args.cfg.environment, D.LABEL_PART_OF: D.PROJECT, D.LABEL_GPU: args.model.gpu}
 
     def _endpoint(self, args: VllmServerArgs) -> None:
         r = args.replica

@@ -95,6 +95,7 @@ WEIGHTS_PVC_SIZE = "500Gi"
 LABEL_CAPACITY = "vllm-stack/capacity"
 LABEL_MODEL = "vllm-stack/model"
 LABEL_ENVIRONMENT = "vllm-stack/environment"
+LABEL_GPU = "vllm-stack/gpu"          # catalog GPU id of a vLLM workload (read by the model-fits-gpu policy)
 LABEL_PART_OF = "app.kubernetes.io/part-of"
 KEDA_POLLING_INTERVAL_SEC = 15
 KEDA_COOLDOWN_SEC = 300              # seed 003: 5-minute scale-down cooldown

@@ -356,8 +356,9 @@ def vllm_not_exposed(resource_type: str, props: Mapping, ctx: PolicyContext, rep
                 continue
             problem = _bind_problem(p.get("ip"))
             if problem:
-                ext = S.number(p.get("external"))
-                report(f"ports[{i}] publishes {int(ext) if ext else '?'}->{p.get('internal')} on ip {problem}; {tail}")
+                ext, internal = S.number(p.get("external")), S.number(p.get("internal"))
+                report(f"ports[{i}] publishes {f'{ext:g}' if ext else '(random)'}->{f'{internal:g}' if internal else '?'} "
+                       f"on ip {problem}; {tail}")
     elif resource_type in S.COMMAND_TYPES:
         for argv in S.vllm_argvs(resource_type, props):
             host = S.last_value(argv.args, "--host")
@@ -395,12 +396,19 @@ def tls_required_in_prod(resource_type: str, props: Mapping, ctx: PolicyContext,
     if not ctx.prod:
         return
     for where, text in S.nginx_confs(resource_type, props):
-        conf = S.strip_nginx_comments(text)
-        if not re.search(r"(?m)^\s*listen\s+[^;]*\bssl\b", conf):
+        conf = S.nginx_skeleton(text)
+        ssl = re.compile(r"(?m)^\s*listen\s+[^;]*\bssl\b")
+        if not ssl.search(conf):
             report(f"{where}: the front's nginx.conf has no `listen ... ssl`: prod traffic (and API keys) would "
                    f"travel in clear text; set front.tls to provided or selfSigned")
-        elif not re.search(r"(?m)^\s*ssl_certificate\s", conf):
+            continue
+        if not re.search(r"(?m)^\s*ssl_certificate\s", conf):
             report(f"{where}: `listen ... ssl` without `ssl_certificate`: nginx cannot serve TLS")
+        for args, body in S.nginx_blocks(conf, "server"):
+            if not ssl.search(body) and re.search(r"\bproxy_pass\b", body):
+                listen = re.search(r"(?m)^\s*listen\s+([^;]*);", body)
+                report(f"{where}: a server block listening on {listen.group(1) if listen else '?'} without TLS "
+                       f"proxies to the models; plain HTTP may only redirect to https")
 
 
 def tls_min_version(resource_type: str, props: Mapping, ctx: PolicyContext, report: Report,
@@ -418,17 +426,19 @@ def tls_min_version(resource_type: str, props: Mapping, ctx: PolicyContext, repo
 def api_key_required(resource_type: str, props: Mapping, ctx: PolicyContext, report: Report,
                      secret_keys=None) -> None:
     for where, text in S.nginx_confs(resource_type, props):
-        conf = S.strip_nginx_comments(text)
-        m = re.search(r"\bmap\s+\$http_authorization\s+\$(\w+)\s*\{", conf)
-        if m is None:
+        conf = S.nginx_skeleton(text)
+        maps = [re.match(r"\$http_authorization\s+\$(\w+)", a) for a, _ in S.nginx_blocks(conf, "map")]
+        keys = [m.group(1) for m in maps if m]
+        if not keys:
             report(f"{where}: the front has no API-key gate (`map $http_authorization $<var> {{ include "
                    f"<0600 keys map>; }}`): anyone reaching it can use the models")
             continue
-        var = re.escape(m.group(1))
-        gate = re.search(r"\bif\s*\(\s*\$" + var + r"\b[^)]*\)\s*\{[^}]*\breturn\s+(401|403)\b", conf)
-        if gate is None:
-            report(f"{where}: the API-key map sets ${m.group(1)} but no `if (${m.group(1)} ...) {{ return 401; }}` "
-                   f"rejects requests without a valid key")
+        gate = re.compile(r"\bif\s*\(\s*\$(?:" + "|".join(map(re.escape, keys)) +
+                          r")\b[^)]*\)\s*\{[^}]*\breturn\s+(?:401|403)\b")
+        for args, body in S.nginx_blocks(conf, "location"):
+            if re.search(r"\bproxy_pass\b", body) and not gate.search(body):
+                report(f"{where}: location {args} proxies to a model without the API-key check "
+                       f"(`if (${keys[0]} = 0) {{ return 401; }}`)")
 
 
 # --- on-demand-floor (stack) -------------------------------------------------------------------------

@@ -504,3 +504,21 @@ def nginx_confs(resource_type: str, props: Mapping) -> list[tuple[str, str]]:
 
 def strip_nginx_comments(text: str) -> str:
     return re.sub(r"(?m)#.*$", "", text)
+
+
+def nginx_skeleton(text: str) -> str:
+    """Comments removed and quoted strings emptied (`return 401 '{...}'` has braces in quotes)."""
+    text = strip_nginx_comments(text)   # first: comments hold apostrophes ("nginx's own")
+    return re.sub(r"'(?:[^'\\]|\\.)*'|" + r'"(?:[^"\\]|\\.)*"', '""', text)
+
+
+def nginx_blocks(conf: str, keyword: str) -> list[tuple[str, str]]:
+    """(arguments, body) of every `keyword ... { body }` block (nested blocks stay in the body)."""
+    out = []
+    for m in re.finditer(r"(?<![\w$])" + re.escape(keyword) + r"\b([^{};]*)\{", conf):
+        depth, i = 1, m.end()
+        while i < len(conf) and depth:
+            depth += {"{": 1, "}": -1}.get(conf[i], 0)
+            i += 1
+        out.append((m.group(1).strip(), conf[m.end():i - 1]))
+    return out

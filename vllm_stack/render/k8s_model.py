@@ -102,7 +102,7 @@ def _container(spec, *, secret_name: str) -> Obj:
 def deployment(cfg, spec, capacity: str, replicas: int, *, secret_name: str) -> Obj:
     name = deployment_name(spec, capacity)
     sel = selector(COMPONENT, model=spec.name, capacity=capacity)
-    lbls = labels(cfg, COMPONENT, model=spec.name, capacity=capacity)
+    lbls = {**labels(cfg, COMPONENT, model=spec.name, capacity=capacity), D.LABEL_GPU: spec.gpu}
     pod: Obj = {
         "enableServiceLinks": False,
         "automountServiceAccountToken": False,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import ipaddress
 import shlex
 from .. import defaults as D
-from ..placement import Replica
+from ..placement import K8S_CAPACITY, Replica
 from .vllm_args import SECRET_ENV, RenderError, public_env, serve_argv
 
 LOOPBACK = "127.0.0.1"
@@ -128,6 +128,13 @@ def unit_environment(spec, replica: Replica) -> dict[str, str]:
     return env
 
 
+def unit_markers(cfg, spec, replica: Replica) -> dict[str, str]:
+    """Label-like comments: the policies read model/GPU/capacity of a unit the way they read
+    k8s labels (a unit file has no labels)."""
+    return {D.LABEL_MODEL: spec.name, D.LABEL_GPU: spec.gpu, D.LABEL_CAPACITY: K8S_CAPACITY[replica.capacity],
+            D.LABEL_ENVIRONMENT: cfg.environment}
+
+
 def render_systemd_unit(cfg, spec, replica: Replica, *, bin_dir: str = D.HOST_BIN_DIR) -> str:
     """`vllm-<model>[-<n>].service` for one replica (Type=notify; ExecStart is the wrapper).
 
@@ -171,7 +178,8 @@ def render_systemd_unit(cfg, spec, replica: Replica, *, bin_dir: str = D.HOST_BI
         ("CacheDirectoryMode", f"{D.VLLM_DIR_MODE:04o}"),
     ]
     header = ("# Rendered by vllm-stack: do not edit, the next deploy overwrites it.\n"
-              "# Secrets live in the EnvironmentFile (0600 root), never in this world-readable file.\n")
+              "# Secrets live in the EnvironmentFile (0600 root), never in this world-readable file.\n"
+              + "".join(f"# {k}: {v}\n" for k, v in unit_markers(cfg, spec, replica).items()))
     return (header + _section("Unit", unit) + "\n"
             + _section("Service", service) + "".join(line + "\n" for line in env_lines)
             + "".join(f"{k}={v}\n" for k, v in service_tail) + "\n"
