@@ -13,7 +13,8 @@ COMPONENT_PREFIX = "vllmstack:index"
 # --- vLLM (0.33) -------------------------------------------------------------------
 VLLM_PORT = 8000                     # vllm serve default
 VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"
-VLLM_GPU_MEMORY_UTILIZATION = 0.90   # seed 000/001 baseline; vLLM 0.33's own default is 0.92
+VLLM_GPU_MEMORY_UTILIZATION = 0.90   # the stack's default (seed 000/001 baseline); always rendered explicitly
+VLLM_UPSTREAM_GPU_MEMORY_UTILIZATION = 0.92   # what vLLM 0.33 uses when the flag is absent
 GPU_MEMORY_UTILIZATION_PROD_CEILING = 0.93   # seed 004: "the safe ceiling in production is 0.93"
 GPU_MEMORY_UTILIZATION_HARD_CEILING = 0.95   # seed 000: "0.92-0.95 if you need more KV cache"
 VLLM_MAX_MODEL_LEN = 8192

@@ -37,6 +37,7 @@ class Res:
     urn: str = ""
     name: str = ""
     secret_keys: Optional[frozenset] = None
+    parent: str = ""                 # parent URN (a component): ties a unit to its start wrapper
 
 
 # --- shared helpers --------------------------------------------------------------------------
@@ -48,8 +49,15 @@ _PEM_PRIVATE = re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")
 _TOKEN_PATTERNS = (
     ("an OpenAI-style key", re.compile(r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_-]{16,}")),
     ("a Hugging Face token", re.compile(r"(?<![A-Za-z0-9_])hf_[A-Za-z0-9]{20,}")),
-    ("a bearer token", re.compile(r"\bBearer\s+(?![$\\])[A-Za-z0-9._~+/=-]{8,}")),
+    ("a bearer token", re.compile(r"\bBearer\\?\s+(?![$\\])([A-Za-z0-9._~+/=-]{%d,})" % D.API_KEY_MIN_LEN)),
 )
+
+
+def _looks_random(token: str) -> bool:
+    """A credential, not prose: has a digit, or mixes cases (`Bearer authentication` is a word)."""
+    return bool(re.search(r"\d", token) or (re.search(r"[a-z]", token) and re.search(r"[A-Z]", token)))
+
+
 #: `[secret]` (and the mocks' `[secret]-<name>` random results): what a secret is replaced by offline.
 _PLACEHOLDER = re.compile("^" + re.escape(SECRET_PLACEHOLDER) + r"(?:-[A-Za-z0-9_.-]+)?$")
 
@@ -69,6 +77,8 @@ def _token_findings(text: str) -> list[str]:
     out = []
     for what, rx in _TOKEN_PATTERNS:
         for m in rx.finditer(text):
+            if rx.groups and not _looks_random(m.group(1)):
+                continue
             out.append(f"{what} ({redact(m.group(0))})")
     return out
 
@@ -242,7 +252,7 @@ def _secret_material(text: str) -> list[str]:
     if _PEM_PRIVATE.search(text):
         out.append("a PEM private key")
     for what, rx in _TOKEN_PATTERNS[2:]:     # the front's API-key map (`~^Bearer\ <key>$ 1;`)
-        if rx.search(text.replace("\\ ", " ")):
+        if any(_looks_random(m.group(1)) for m in rx.finditer(text)):
             out.append(f"{what} literal")
     return out
 
@@ -455,8 +465,15 @@ class _Workload:
     labels: dict = field(default_factory=dict)
 
 
+_UNIT_STEM = re.compile(r"/vllm-(?:start-)?([A-Za-z0-9_.-]+?)(?:\.service)?(?:['\"\s;]|$)")
+
+
 def _workloads(resources: Iterable[Res]) -> list[_Workload]:
+    """vLLM workloads with their model/capacity labels: k8s vLLM containers, docker vLLM containers,
+    and systemd replicas (the unit and its start wrapper are two Commands: counted once, keyed by
+    host and unit stem; labels from either's markers)."""
     out = []
+    systemd: dict[tuple, _Workload] = {}
     for r in resources:
         if r.type in S.WORKLOAD_TYPES:
             for c, argv in S.vllm_containers(r.type, r.props):
@@ -465,19 +482,34 @@ def _workloads(resources: Iterable[Res]) -> list[_Workload]:
                 out.append(_Workload(r, labels.get(D.LABEL_MODEL), S.capacity_class(labels.get(D.LABEL_CAPACITY)),
                                      1.0 if replicas is None else replicas, argv, c, S.pod_spec(r.type, r.props),
                                      labels))
-        elif r.type == S.CONTAINER or r.type in S.COMMAND_TYPES:
+        elif r.type == S.CONTAINER:
             argvs = S.vllm_argvs(r.type, r.props)
-            if not argvs:
-                continue
+            if argvs:
+                labels = S.docker_labels(r.props)
+                out.append(_Workload(r, labels.get(D.LABEL_MODEL), S.capacity_class(labels.get(D.LABEL_CAPACITY)),
+                                     1.0, argvs[0], labels=labels))
+        elif r.type in S.COMMAND_TYPES:
+            argvs = S.vllm_argvs(r.type, r.props)
             labels = S.resource_labels(r.type, r.props)
-            for a in argvs:
-                labels = {**labels, **S.markers(a.text)}
-            out.append(_Workload(r, labels.get(D.LABEL_MODEL), S.capacity_class(labels.get(D.LABEL_CAPACITY)),
-                                 1.0, argvs[0], labels=labels))
+            if not argvs and D.LABEL_MODEL not in labels:
+                continue
+            create = S.get_known(r.props, "create") or ""
+            stem = _UNIT_STEM.search(create)
+            where = r.parent or str(S.get_known(r.props, "connection", "host") or "")
+            key = (where, stem.group(1) if stem else r.urn)
+            w = systemd.get(key)
+            if w is None:
+                w = systemd[key] = _Workload(r, None, None, 1.0)
+                out.append(w)
+            w.labels.update(labels)
+            w.model = w.labels.get(D.LABEL_MODEL)
+            w.capacity = S.capacity_class(w.labels.get(D.LABEL_CAPACITY))
+            w.argv = w.argv or (argvs[0] if argvs else None)
     return out
 
 
-_DRAIN_HOOK = re.compile(r"\bdrain\s+(\S+)\s+(\S+)\s+(\d+)\b")
+#: `vllm-drain drain <model> <host:port> <seconds>` (components/spot_pool.py's delete hook).
+_DRAIN_HOOK = re.compile(r"(?:^|\s)drain\s+(\S+)\s+(\S+)\s+(\d+)(?=[\s;]|$)")
 
 
 def _sleep_seconds(command: list[str]) -> float | None:

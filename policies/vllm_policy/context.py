@@ -83,7 +83,7 @@ THRESHOLDS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "model-fits-gpu": {
         "overheadGiB": _num(D.RUNTIME_OVERHEAD_GIB, "Activation/CUDA-graph budget per GPU before KV cache, GiB."),
-        "defaultUtilization": _num(D.VLLM_GPU_MEMORY_UTILIZATION,
+        "defaultUtilization": _num(D.VLLM_UPSTREAM_GPU_MEMORY_UTILIZATION,
                                    "Utilization assumed when an argv omits --gpu-memory-utilization.", maximum=1),
     },
     "fp8-requires-fp8-gpu": {

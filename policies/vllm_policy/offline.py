@@ -18,7 +18,8 @@ _LEVEL_ORDER = {"mandatory": 0, "advisory": 1}
 
 
 def _res(r: Any) -> Res:
-    return Res(type=r.type, props=dict(r.inputs), urn=r.urn, name=r.name, secret_keys=frozenset(r.secret_keys))
+    return Res(type=r.type, props=dict(r.inputs), urn=r.urn, name=r.name, secret_keys=frozenset(r.secret_keys),
+               parent=r.parent or "")
 
 
 def evaluate(resources: Iterable[Any], *, environment: str, pack_config: Mapping[str, Any] | None = None) -> list[dict]:

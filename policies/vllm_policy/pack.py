@@ -89,7 +89,8 @@ def _resource_validator(rule: Rule, want_advisory: bool):
 def _stack_validator(rule: Rule):
     def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
         config = dict(args.get_config() or {})
-        resources = [Res(r.resource_type, r.props, r.urn, r.name, None) for r in args.resources]
+        resources = [Res(r.resource_type, r.props, r.urn, r.name, None, r.parent.urn if r.parent else "")
+                     for r in args.resources]
         envs = [S.resource_labels(r.type, r.props).get(D.LABEL_ENVIRONMENT) for r in resources]
         ctx = PolicyContext(resolve_environment(config, envs), {rule.id: config})
 

@@ -45,11 +45,10 @@ WORKLOAD_TYPES = {
     "kubernetes:batch/v1:CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
     "kubernetes:core/v1:Pod": ("spec",),
 }
-#: GPU model of a workload (catalog id). Not in vllm_stack.defaults yet: the components are asked
-#: to add it as `LABEL_GPU`; until then the literal below is the contract.
-LABEL_GPU = getattr(D, "LABEL_GPU", "vllm-stack/gpu")
+#: GPU model (catalog id) of a vLLM workload: docker/k8s label, or a marker in a rendered unit/wrapper.
+LABEL_GPU = D.LABEL_GPU
 #: Label-like markers in rendered scripts/units (`# vllm-stack/model: llama-8b`), for workloads
-#: that carry no labels (systemd units pushed by `command:remote:Command`).
+#: that carry no labels (systemd units pushed by `command:remote:Command`; render/systemd.unit_markers).
 _MARKER = re.compile(r"(?m)(?:^|[\s#;])(vllm-stack/[a-z-]+)\s*[:=]\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 #: Flags that only a vLLM server argv carries (to recognise a vLLM container by its args).
 VLLM_MARKER_FLAGS = ("--served-model-name", "--gpu-memory-utilization", "--tensor-parallel-size",
@@ -71,6 +70,23 @@ def get(obj: Any, *path: str | int, default: Any = None) -> Any:
                 return default
             cur = cur[key]
     return default if cur is None else cur
+
+
+def get_known(obj: Any, *path: str | int, default: Any = None) -> Any:
+    """`get`, but a value unknown during `pulumi preview` reads as `default` instead of raising.
+
+    For fields that only help recognise a shape (a Container's `image` is the RemoteImage's
+    digest, unknown until it is pulled) or that the stack only fills from secret Outputs (the
+    stdin of secret files): reading them strictly would stop every check on the resource during
+    preview. Fields a rule judges are read with `get`: an unknown one raises CrossGuard's
+    UnknownValueError ("can't run policy during preview"), and `pulumi up` checks it again.
+    """
+    try:
+        return get(obj, *path, default=default)
+    except Exception as exc:  # noqa: BLE001 - only pulumi_policy's UnknownValueError is expected
+        if type(exc).__name__ == "UnknownValueError":
+            return default
+        raise
 
 
 def is_list(v: Any) -> bool:
@@ -147,7 +163,7 @@ def resource_labels(resource_type: str, props: Mapping) -> dict[str, str]:
     if resource_type in COMMAND_TYPES:
         out: dict[str, str] = {}
         for key in ("create", "update", "stdin"):
-            v = get(props, key)
+            v = get_known(props, key)
             if isinstance(v, str):
                 out.update(markers(v))
         return out
@@ -358,7 +374,7 @@ def container_argvs(props: Mapping) -> list[VllmArgv]:
     entry_text = " ".join(entry)
     entry_is_vllm = bool(re.search(r"\bvllm\s+serve\b", entry_text)) or API_SERVER_MODULE in entry_text \
         or (len(entry) >= 2 and posixpath.basename(entry[0]) == "vllm" and entry[1] == "serve")
-    is_vllm = entry_is_vllm or image_is_vllm(get(props, "image")) or D.LABEL_MODEL in docker_labels(props) \
+    is_vllm = entry_is_vllm or image_is_vllm(get_known(props, "image")) or D.LABEL_MODEL in docker_labels(props) \
         or _looks_vllm(command) or _strip_prefix(command) != command
     if command and is_vllm:
         out.append(VllmArgv("command", tuple(_strip_prefix(command))))
@@ -394,8 +410,8 @@ def k8s_container_argvs(c: Mapping) -> list[VllmArgv]:
 
 def command_scripts(props: Mapping) -> list[tuple[str, str]]:
     """(field, text) of a Command's create/update/delete/stdin strings."""
-    return [(k, props[k]) for k in ("create", "update", "delete", "stdin")
-            if isinstance(get(props, k), str)]
+    return [(k, v) for k in ("create", "update", "delete", "stdin")
+            if isinstance(v := get_known(props, k), str)]
 
 
 def vllm_argvs(resource_type: str, props: Mapping) -> list[VllmArgv]:
@@ -496,7 +512,7 @@ def nginx_confs(resource_type: str, props: Mapping) -> list[tuple[str, str]]:
         if isinstance(data, Mapping):
             out = [(f"data.{k}", v) for k, v in data.items() if is_nginx_front_conf(v)]
     elif resource_type in COMMAND_TYPES:
-        stdin = get(props, "stdin")
+        stdin = get_known(props, "stdin")
         if is_nginx_front_conf(stdin):
             out = [("stdin", stdin)]
     return out

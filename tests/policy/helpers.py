@@ -159,3 +159,33 @@ def all_plans() -> dict[str, dict]:
         return dict(zip((str(p) for p in paths), pool.map(_run_plan, paths)))
 
 
+
+
+def _unwrap(v: Any) -> Any:
+    if isinstance(v, dict) and set(v) == {"__secret__"}:
+        return _unwrap(v["__secret__"])
+    if isinstance(v, dict):
+        return {k: _unwrap(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_unwrap(x) for x in v]
+    return v
+
+
+def _dump(path: Path) -> list[RecordedResource] | str:
+    """The program's resources with real-looking secret values (tests/stack/program_dump)."""
+    from tests.stack.conftest import SCAN_SECRETS
+    proc = subprocess.run([sys.executable, "-m", "tests.stack.program_dump", str(path), json.dumps(SCAN_SECRETS)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=180)
+    if proc.returncode:
+        return f"program_dump {path.name} exited {proc.returncode}: {proc.stderr[-2000:]}"
+    doc = json.loads(proc.stdout)
+    return [RecordedResource(urn=r["urn"], type=r["type"], name=r["name"], parent=r["parent"],
+                             custom=not r["type"].startswith(D.COMPONENT_PREFIX), inputs=_unwrap(r["inputs"]),
+                             secret_keys=frozenset(r["secretKeys"])) for r in doc["resources"]]
+
+
+@lru_cache(maxsize=1)
+def all_dumps() -> dict[str, list[RecordedResource] | str]:
+    paths = good_stack_files()
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        return dict(zip((str(p) for p in paths), pool.map(_dump, paths)))

@@ -17,6 +17,15 @@ models on one "host" at 127.0.0.1):
   `--served-model-name` (the only hand-made change: it makes S2 a second backend of `alpha`
   for the drain test and the "one server, two names" case).
 
+Test hook on both servers (the one addition to the rendered argv besides the harness test profile):
+`--logits-processors vllm_stack_test_step_delay:StepDelay`, a vLLM logits processor (written to a
+temp dir on PYTHONPATH at session start, never in the repo) that sleeps `step_delay_ms` per engine
+step while a request that asked for it (`"vllm_xargs": {"step_delay_ms": 5}`) is in the batch.
+Without it the tiny model outruns vLLM's output handler and every stream arrives in one burst at
+the end, even direct (vLLM 0.32's output loop does not yield while outputs are queued), so neither
+incremental streaming nor in-flight requests during a drain could be observed. Requests that do
+not ask are not slowed.
+
 Both hold the same backend key (VLLM_API_KEY). The front's client keys are that key and one
 extra client key (production: `apiKey` + `apiKeys`, the front injecting the backend key).
 
@@ -118,6 +127,63 @@ DRAIN_SECONDS = 10              # pool.drainSeconds of both models (D.DRAIN_SECO
 QUEUE_THRESHOLD = 0.5           # monitoring.alerts.queueWaiting (the test lowers it via config)
 WRAPPER_POLL_SECONDS = 0.5      # the wrapper's /health poll period (production: D.HEALTH_POLL_SECONDS)
 BOOT_TIMEOUT = 240.0            # two boots share 2 cores
+HOOK_MODULE = "vllm_stack_test_step_delay"
+HOOK_ARGS = ["--logits-processors", f"{HOOK_MODULE}:StepDelay"]
+
+STEP_DELAY_SOURCE = '''"""Test hook loaded INTO real vLLM by tests/real_vllm (not part of the stack).
+
+`--logits-processors vllm_stack_test_step_delay:StepDelay`: while a request whose
+`vllm_xargs` holds `step_delay_ms` is in the batch, every engine step sleeps that long, so the
+tiny model generates at a chosen pace (real GPUs: 10-50 ms per token). Other requests: no effect.
+"""
+import time
+
+from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor, MoveDirectionality
+
+
+class StepDelay(LogitsProcessor):
+    def __init__(self, vllm_config, device, is_pin_memory):
+        self.delay_ms = {}
+
+    def is_argmax_invariant(self) -> bool:
+        return False  # applied to greedy batches too
+
+    def update_state(self, batch_update: "BatchUpdate | None") -> None:
+        if batch_update is None:
+            return
+        for i in batch_update.removed:
+            self.delay_ms.pop(i, None)
+        for i, params, _, _ in batch_update.added:
+            d = (params.extra_args or {}).get("step_delay_ms") if params is not None else None
+            if d:
+                self.delay_ms[i] = float(d)
+            else:
+                self.delay_ms.pop(i, None)
+        for a, b, how in batch_update.moved:
+            da, db = self.delay_ms.pop(a, None), self.delay_ms.pop(b, None)
+            if da is not None:
+                self.delay_ms[b] = da
+            if how == MoveDirectionality.SWAP and db is not None:
+                self.delay_ms[a] = db
+
+    def apply(self, logits):
+        if self.delay_ms:
+            time.sleep(max(self.delay_ms.values()) / 1000.0)
+        return logits
+'''
+
+
+def install_step_delay_hook(root: Path) -> Path:
+    """Write the hook module into root/pyhook; returns the directory to put on PYTHONPATH."""
+    d = root / "pyhook"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / f"{HOOK_MODULE}.py").write_text(STEP_DELAY_SOURCE)
+    return d
+
+
+def slow(step_delay_ms: float) -> dict:
+    """Request body fields that make vLLM generate this request at `step_delay_ms` per token."""
+    return {"vllm_xargs": {"step_delay_ms": step_delay_ms}}
 
 
 def real_cfg():
@@ -356,10 +422,13 @@ def _start_beta(root: Path, key: str) -> Callable[..., RealServer]:
     i = argv.index("--served-model-name")
     argv.insert(i + 2, ALPHA)
     notes.append(f"added {ALPHA!r} as a second --served-model-name (S2 is also a backend of {ALPHA})")
+    argv += HOOK_ARGS
+    notes.append(f"added {' '.join(HOOK_ARGS)} (test hook: per-request step delay)")
     log_dir = root / "beta"
     log_dir.mkdir(exist_ok=True)
     t0 = time.monotonic()
-    proc = harness.start_vllm(argv, {ENV_API_KEY: key}, log_dir, port)
+    hook = install_step_delay_hook(root)
+    proc = harness.start_vllm(argv, {ENV_API_KEY: key, "PYTHONPATH": str(hook)}, log_dir, port)
     srv = RealServer(BETA, port, key, proc, [BETA, ALPHA], proc.log_path, argv, notes)
 
     def finish(wait: bool = True) -> RealServer:
@@ -453,6 +522,8 @@ def _start_alpha(root: Path, key: str) -> RealServer:
                                                    poll_seconds=WRAPPER_POLL_SECONDS)
     prod_args = serve_args_of_wrapper(rendered)
     profile, notes = harness.test_profile(prod_args, port=port)
+    profile += HOOK_ARGS
+    notes.append(f"added {' '.join(HOOK_ARGS)} (test hook: per-request step delay)")
     text = replace_serve_args(rendered, profile)
     wrapper = work / "bin" / systemd_render.wrapper_name(spec, replica)
     wrapper.write_text(text)
@@ -487,7 +558,8 @@ def _start_alpha(root: Path, key: str) -> RealServer:
     stub.write_text(NOTIFY_STUB.format(curl=curl, health=health, log=notify_log))
     stub.chmod(0o755)
     env = {"PATH": f"{work / 'stub-bin'}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-           "LANG": "C.UTF-8", **harness.VLLM_BASE_ENV, **service_env, **file_env}
+           "LANG": "C.UTF-8", "PYTHONPATH": str(install_step_delay_hook(root)), **harness.VLLM_BASE_ENV,
+           **service_env, **file_env}
     facts.update(unit_env=unit_env, service_env=service_env, file_env_keys=sorted(file_env), notify_log=notify_log,
                  health_url=health, env_keys=sorted(env))
 

@@ -287,7 +287,8 @@ def render_start_wrapper(cfg, spec, replica: Replica, *, vllm_bin: str = D.VLLM_
         f"{unit_name(spec, replica)} (Type=notify).\n"
         "# Starts `vllm serve`, notifies systemd only once /health answers 200, forwards SIGTERM.\n"
         "# No secret here: vLLM reads VLLM_API_KEY/HF_TOKEN from the unit's EnvironmentFile.\n"
-        "set -euo pipefail\n\n"
+        + "".join(f"# {k}: {v}\n" for k, v in unit_markers(cfg, spec, replica).items())
+        + "set -euo pipefail\n\n"
         f"readonly NAME={q(wrapper_name(spec, replica))}\n"
         f"readonly VLLM={q(vllm_bin)}\n"
         f"readonly CURL={q(curl_bin)}\n"
