@@ -77,29 +77,32 @@ def weights_pvc(cfg) -> Obj:
             "metadata": metadata(cfg, WEIGHTS_PVC, labels(cfg, "weights")), "spec": spec}
 
 
-def device_plugin(cfg) -> Obj:
-    """NVIDIA k8s-device-plugin (shape of NVIDIA's static nvidia-device-plugin.yml)."""
-    sel = selector("gpu-device-plugin")
-    lbls = labels(cfg, "gpu-device-plugin", name=DEVICE_PLUGIN)
-    return {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": metadata(cfg, DEVICE_PLUGIN, lbls),
-            "spec": {"selector": {"matchLabels": sel},
+def _gpu_daemonset(cfg, name: str, component: str, container: Obj, volume: str, host_path: str) -> Obj:
+    """A DaemonSet on every GPU node (both capacity classes) with one hostPath volume."""
+    lbls = labels(cfg, component, name=name)
+    return {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": metadata(cfg, name, lbls),
+            "spec": {"selector": {"matchLabels": selector(component)},
                      "updateStrategy": {"type": "RollingUpdate"},
                      "template": {"metadata": {"labels": lbls}, "spec": {
                          "affinity": gpu_node_affinity(),
                          "tolerations": gpu_tolerations(spot=True),
                          "automountServiceAccountToken": False,
                          "securityContext": pod_security(),
-                         "containers": [{
-                             "name": "nvidia-device-plugin",
-                             "image": D.NVIDIA_DEVICE_PLUGIN_IMAGE,
-                             # NVIDIA's manifest: do not crash-loop on a node whose driver is not up yet.
-                             "env": [{"name": "FAIL_ON_INIT_ERROR", "value": "false"}],
-                             "securityContext": container_security(),
-                             "volumeMounts": [{"name": "device-plugin", "mountPath": DEVICE_PLUGIN_DIR}],
-                         }],
-                         "volumes": [{"name": "device-plugin", "hostPath": {"path": DEVICE_PLUGIN_DIR,
-                                                                            "type": "Directory"}}],
+                         "containers": [container],
+                         "volumes": [{"name": volume, "hostPath": {"path": host_path, "type": "Directory"}}],
                      }}}}
+
+
+def device_plugin(cfg) -> Obj:
+    """NVIDIA k8s-device-plugin (shape of NVIDIA's static nvidia-device-plugin.yml)."""
+    return _gpu_daemonset(cfg, DEVICE_PLUGIN, "gpu-device-plugin", {
+        "name": "nvidia-device-plugin",
+        "image": D.NVIDIA_DEVICE_PLUGIN_IMAGE,
+        # NVIDIA's manifest: do not crash-loop on a node whose driver is not up yet.
+        "env": [{"name": "FAIL_ON_INIT_ERROR", "value": "false"}],
+        "securityContext": container_security(),
+        "volumeMounts": [{"name": "device-plugin", "mountPath": DEVICE_PLUGIN_DIR}],
+    }, "device-plugin", DEVICE_PLUGIN_DIR)
 
 
 def dcgm_exporter(cfg) -> Obj:
@@ -109,33 +112,17 @@ def dcgm_exporter(cfg) -> Obj:
     needs it for profiling fields); every other capability is dropped. It requests no GPU
     (that would take one away from vLLM): the NVIDIA runtime exposes all GPUs to it.
     """
-    sel = selector("dcgm-exporter")
-    lbls = labels(cfg, "dcgm-exporter", name=DCGM_EXPORTER)
-    return {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": metadata(cfg, DCGM_EXPORTER, lbls),
-            "spec": {"selector": {"matchLabels": sel},
-                     "updateStrategy": {"type": "RollingUpdate"},
-                     "template": {"metadata": {"labels": lbls}, "spec": {
-                         "affinity": gpu_node_affinity(),
-                         "tolerations": gpu_tolerations(spot=True),
-                         "automountServiceAccountToken": False,
-                         "securityContext": pod_security(),
-                         "containers": [{
-                             "name": "dcgm-exporter",
-                             "image": D.DCGM_EXPORTER_IMAGE,
-                             "env": [{"name": "DCGM_EXPORTER_LISTEN", "value": f":{D.DCGM_EXPORTER_PORT}"},
-                                     {"name": "DCGM_EXPORTER_KUBERNETES", "value": "true"}],
-                             "ports": [{"name": DCGM_PORT_NAME, "containerPort": D.DCGM_EXPORTER_PORT,
-                                        "protocol": "TCP"}],
-                             "readinessProbe": {"httpGet": {"path": D.HEALTH_PATH, "port": DCGM_PORT_NAME},
-                                                "periodSeconds": D.PROBE_PERIOD_SEC,
-                                                "timeoutSeconds": D.K8S_PROBE_TIMEOUT_SEC},
-                             "securityContext": {**container_security(add=["SYS_ADMIN"]), "runAsUser": 0},
-                             "volumeMounts": [{"name": "pod-resources", "mountPath": POD_RESOURCES_DIR,
-                                               "readOnly": True}],
-                         }],
-                         "volumes": [{"name": "pod-resources", "hostPath": {"path": POD_RESOURCES_DIR,
-                                                                            "type": "Directory"}}],
-                     }}}}
+    return _gpu_daemonset(cfg, DCGM_EXPORTER, "dcgm-exporter", {
+        "name": "dcgm-exporter",
+        "image": D.DCGM_EXPORTER_IMAGE,
+        "env": [{"name": "DCGM_EXPORTER_LISTEN", "value": f":{D.DCGM_EXPORTER_PORT}"},
+                {"name": "DCGM_EXPORTER_KUBERNETES", "value": "true"}],
+        "ports": [{"name": DCGM_PORT_NAME, "containerPort": D.DCGM_EXPORTER_PORT, "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": D.HEALTH_PATH, "port": DCGM_PORT_NAME},
+                           "periodSeconds": D.PROBE_PERIOD_SEC, "timeoutSeconds": D.K8S_PROBE_TIMEOUT_SEC},
+        "securityContext": {**container_security(add=["SYS_ADMIN"]), "runAsUser": 0},
+        "volumeMounts": [{"name": "pod-resources", "mountPath": POD_RESOURCES_DIR, "readOnly": True}],
+    }, "pod-resources", POD_RESOURCES_DIR)
 
 
 def dcgm_service(cfg) -> Obj:
