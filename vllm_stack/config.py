@@ -17,8 +17,9 @@ from .catalog import Architecture, ModelInfo, gpu_ids, lookup_model
 
 #: Keys that hold credentials. They are only accepted as Pulumi secrets (`secure:` values).
 SECRET_KEYS: dict[str, str] = {
-    "apiKey": "front/vLLM API key (generated with pulumi-random when absent)",
-    "apiKeys": "additional API keys accepted by the front, comma-separated (optional)",
+    "apiKey": "front/vLLM API key, >= 16 characters of A-Z a-z 0-9 - . _ ~ + / (generated with pulumi-random "
+              "when absent)",
+    "apiKeys": "additional API keys accepted by the front, comma-separated, same alphabet (optional)",
     "hfToken": "Hugging Face token for gated models (needed by `pulumi up`, not by the plan)",
     "grafanaAdminPassword": "Grafana admin password (generated with pulumi-random when absent)",
     "sshPrivateKey": "private key for the `hosts` (docker platform)",
