@@ -18,6 +18,7 @@ Shapes read:
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import posixpath
 import re
@@ -280,8 +281,29 @@ def _program(token: str) -> str:
     return posixpath.basename(token)
 
 
+#: A script can only start a vLLM server if it names one of these; everything else (host
+#: bootstraps mention the `vllm` user on every line) is skipped without tokenizing.
+_SERVER_HINT = re.compile(r"\bserve\b|vllm\.entrypoints")
+
+
 def script_argvs(text: str) -> list[list[str]]:
     """vLLM server argvs (after `vllm serve`) written in a shell script / unit file.
+
+    Every check asks for the argvs of every script, so results are cached by script text
+    (copies are returned: callers may mutate them).
+    """
+    if not isinstance(text, str) or "vllm" not in text or not _SERVER_HINT.search(text):
+        return []
+    return [list(a) for a in _script_argvs_cached(text)]
+
+
+@functools.lru_cache(maxsize=4096)
+def _script_argvs_cached(text: str) -> tuple[tuple[str, ...], ...]:
+    return tuple(tuple(a) for a in _script_argvs(text))
+
+
+def _script_argvs(text: str) -> list[list[str]]:
+    """Parse `text` (see script_argvs).
 
     Recognises `vllm serve ...` (any path, `$VAR` resolved when assigned in the script),
     `python -m vllm.entrypoints.openai.api_server ...`, systemd `ExecStart=.../vllm serve ...`,

@@ -438,7 +438,7 @@ class FakeVllm:
     async def start(self) -> None:
         """Bind now (port reserved, connections refused), listen after --load-seconds."""
         fam = socket.AF_INET6 if ":" in self.cfg.host else socket.AF_INET
-        sock = socket.socket(fam, socket.SOCK_STREAM)
+        sock = socket.socket(fam, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         host = "127.0.0.1" if self.cfg.host == "localhost" else self.cfg.host
         sock.bind((host, self.cfg.port))

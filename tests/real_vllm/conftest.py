@@ -62,6 +62,7 @@ if str(REPO) not in sys.path:  # `tests.support.procs`, `tests.real_vllm.harness
 import httpx  # noqa: E402
 
 from tests.e2e.conftest import NGINX_START_TIMEOUT, Front, Pki, make_pki, new_key  # noqa: E402,F401
+from tests.support.frontlab import access_log  # noqa: E402,F401 (re-exported for the tests)
 from tests.real_vllm import harness  # noqa: E402
 from tests.support.procs import Proc, free_port, wait_port  # noqa: E402
 from vllm_stack import defaults as D  # noqa: E402
@@ -258,12 +259,6 @@ def unit_environment_lines(unit_text: str) -> dict[str, str]:
     return env
 
 
-def unit_setting(unit_text: str, key: str) -> str:
-    vals = [ln.split("=", 1)[1] for ln in unit_text.splitlines() if ln.startswith(key + "=")]
-    assert len(vals) == 1, (key, vals)
-    return vals[0]
-
-
 def wall() -> float:
     """Wall-clock seconds: comparable with `date +%s.%N` in shell stubs."""
     return time.time()
@@ -303,17 +298,6 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return st.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def wait_gone(pids: Sequence[int], timeout: float) -> tuple[float, list[int]]:
-    """Poll until none of `pids` is alive; (seconds waited, pids still alive)."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        left = [p for p in pids if alive(p)]
-        if not left:
-            return time.monotonic() - t0, []
-        time.sleep(0.05)
-    return time.monotonic() - t0, [p for p in pids if alive(p)]
 
 
 # --------------------------------------------------------------------------- shared servers
@@ -391,13 +375,16 @@ def stop_shared_servers() -> None:
 
 
 @pytest.fixture(scope="session")
-def shared_tmp(tmp_path_factory) -> Path:
-    """World-traversable work dir (nginx workers run as nobody)."""
+def shared_tmp(request) -> Path:
+    """World-traversable work dir (nginx workers run as nobody); kept, with the servers' logs, if a test failed."""
     root = Path(tempfile.mkdtemp(prefix="real-vllm-"))
     root.chmod(0o755)
     yield root
     stop_shared_servers()
-    shutil.rmtree(root, ignore_errors=True)
+    if request.session.testsfailed:
+        print(f"\n[real_vllm] a test failed: logs kept in {root}")
+    else:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -666,21 +653,6 @@ def start_real_front(pki: Pki, cfg, backends: Sequence[Backend], *, keys: Sequen
         fr.stop()
         raise
     return fr
-
-
-def access_log_entries(fr: Front) -> list[dict]:
-    import json
-    out = []
-    try:
-        text = Path(fr.paths.access_log).read_text(errors="replace")
-    except OSError:
-        return out
-    for line in text.splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            pass
-    return out
 
 
 # --------------------------------------------------------------------------- Prometheus

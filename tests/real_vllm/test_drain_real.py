@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from bench.loadgen import RequestRecord, _one
-from tests.real_vllm.conftest import (ALPHA, BETA, DRAIN_SECONDS, access_log_entries, alive, real_cfg, slow,
+from tests.real_vllm.conftest import (ALPHA, BETA, DRAIN_SECONDS, access_log, alive, real_cfg, slow,
                                       spec_of, start_real_front, wall)
 from vllm_stack.endpoints import Backend
 
@@ -42,7 +42,7 @@ SCRIPT_TIMEOUT_S = DRAIN_SECONDS + 30
 
 
 @pytest.fixture(scope="module")
-def front(real_pki, alpha_server, beta_server, backend_key, client_key):
+def front(request, real_pki, alpha_server, beta_server, backend_key, client_key):
     cfg = real_cfg()
     backends = [Backend(ALPHA, "127.0.0.1", alpha_server.port, "onDemand"),
                 Backend(ALPHA, "127.0.0.1", beta_server.port, "spot"),
@@ -50,7 +50,8 @@ def front(real_pki, alpha_server, beta_server, backend_key, client_key):
     fr = start_real_front(real_pki, cfg, backends, keys=[backend_key, client_key], backend_key=backend_key)
     yield fr
     fr.stop()
-    shutil.rmtree(fr.root, ignore_errors=True)
+    if not request.session.testsfailed:
+        shutil.rmtree(fr.root, ignore_errors=True)
 
 
 async def _scenario(fr, client_key: str, target: str, stop_cmd: str):
@@ -147,18 +148,29 @@ def test_drain_under_streaming_load_loses_nothing_and_sigterm_ends_vllm_in_time(
     assert "vLLM exited with status 0" in wrapper_log
 
     # zero failed client requests
-    failed = [(rid, r.status, r.error) for rid, r in records if not r.ok]
+    failed = [(rid, r.status, r.error, f"started {t0 + r.started_s - t_reload:+.3f}s after the reload",
+               f"ended {t0 + r.started_s + (r.latency_s or 0) - t_reload:+.3f}s", f"ttft {r.ttft_s}")
+              for rid, r in records if not r.ok]
     assert not failed, failed[:5]
     assert len(records) >= 20, len(records)
 
-    # where each request went (the front's access log, by X-Request-ID)
-    log = {e["request_id"]: e for e in access_log_entries(front) if e["request_id"].startswith("drain-")}
-    assert set(log) == {rid for rid, _ in records}, "access log misses requests"
+    # where each request went (the front's access log, by X-Request-ID; nginx logs a request
+    # when it finalizes it, which can trail the client's last read by a moment)
+    want = {rid for rid, _ in records}
+    deadline = time.monotonic() + 5
+    while True:
+        log = {e["request_id"]: e for e in access_log(front) if e["request_id"].startswith("drain-")}
+        if set(log) >= want or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert set(log) == want, f"access log misses requests: {sorted(want - set(log))}"
     s1, s2 = alpha_server.hostport, beta_server.hostport
     timing = {rid: (t0 + r.started_s, t0 + r.started_s + r.latency_s) for rid, r in records}
     to_s1 = [rid for rid in log if log[rid]["upstream"] == s1]
     assert all(log[rid]["upstream"] in (s1, s2) for rid in log), {log[r]["upstream"] for r in log}
-    assert all(log[rid]["status"] == 200 for rid in log)
+    # 200; or 499 when the client (loadgen stops reading at `data: [DONE]`) hung up before nginx saw the
+    # upstream's final chunk: those clients had the complete stream (checked above)
+    assert all(log[rid]["status"] in (200, 499) for rid in log), {log[r]["status"] for r in log}
     # S1 served before the drain, and had streams in flight when nginx reloaded ...
     assert any(timing[rid][1] < t_drain for rid in to_s1), "S1 got no traffic before the drain"
     in_flight = [rid for rid in to_s1 if timing[rid][0] < t_reload < timing[rid][1]]

@@ -30,8 +30,8 @@ from tests.e2e.conftest import Front, Pki, make_pki, new_key, start_front
 from tests.fakes.harness import REPO_ROOT, FakeHandle
 from tests.support.procs import Proc, wait_port
 
-__all__ = ["Front", "Pki", "access_log", "error_lines", "lab_front", "make_pki", "new_key", "nginx_workers",
-           "reload_front", "rewrite_upstream", "start_fake_at", "start_front"]
+__all__ = ["NO_RATE_LIMIT", "Front", "Pki", "access_log", "error_lines", "lab_front", "make_pki", "new_key",
+           "nginx_workers", "reload_front", "rewrite_upstream", "start_fake_at", "start_front"]
 
 #: Per-key rate limit for load runs: high enough that the limiter never answers 429 (what is
 #: measured is proxying, not the limiter; the limiter has its own e2e test).
@@ -54,10 +54,14 @@ def lab_front(models: dict[str, list[dict]], **kw) -> Iterator[Front]:
 
 
 def start_fake_at(log_dir: Path, port: int, *args: str, api_key: str | None = None, model: str = "tiny",
-                  name: str | None = None, wait: bool = False, wait_timeout: float = 10.0) -> FakeHandle:
-    """Like `tests.fakes.harness.start_fake`, but on `port` and by default without waiting."""
-    argv = [sys.executable, "-m", "tests.fakes.fake_vllm", "--port", str(port), "--served-model-name", model,
-            *args]
+                  name: str | None = None, wait: bool = False, wait_timeout: float = 10.0,
+                  module_argv: tuple[str, ...] | None = None) -> FakeHandle:
+    """Like `tests.fakes.harness.start_fake`, but on `port` and by default without waiting.
+
+    `module_argv` replaces `python -m tests.fakes.fake_vllm` (a wrapper taking the same arguments).
+    """
+    prefix = list(module_argv or (sys.executable, "-m", "tests.fakes.fake_vllm"))
+    argv = [*prefix, "--port", str(port), "--served-model-name", model, *args]
     proc = Proc(name or f"fake_vllm_at_{port}", argv, Path(log_dir), env={"VLLM_API_KEY": api_key or ""},
                 cwd=str(REPO_ROOT))
     handle = FakeHandle(proc, port, api_key, model)
