@@ -19,7 +19,7 @@ from vllm_stack.endpoints import Backend, ScrapeTarget
 from vllm_stack.placement import K8S_CAPACITY, Replica
 from vllm_stack.render import k8s as k8s_render
 from vllm_stack.render import systemd as systemd_render
-from vllm_stack.render.vllm_args import public_env, serve_argv
+from vllm_stack.render.vllm_args import public_env, serve_argv, shell_join
 
 from . import artifacts, k8s_objects
 from .gpu_node import GpuNode
@@ -79,7 +79,7 @@ class VllmServer(pulumi.ComponentResource):
         env = public_env(weights_dir=node.weights_path, gated=m.model_info().gated)
         prov = pulumi.ResourceOptions(parent=self, provider=node.docker_provider)
         image = docker.RemoteImage(f"{name}-image", name=m.image, keep_locally=True, opts=prov)
-        artifacts.record(f"hosts/{r.host}/containers/{name}.argv", " ".join(argv) + "\n")
+        artifacts.record(f"hosts/{r.host}/containers/{name}.argv", shell_join(argv) + "\n")
         self.workload = docker.Container(
             name,
             name=f"vllm-{r.name}",

@@ -16,6 +16,7 @@ has an explicit expected verdict below, so the table is checked, not assumed.
 """
 from __future__ import annotations
 
+import shlex
 import json
 import re
 import subprocess
@@ -139,7 +140,7 @@ def plan_argvs(path: Path, out: Path) -> list[tuple[str, str | None, list[str]]]
     found: list[tuple[str, str | None, list[str]]] = []
     for f in sorted(out.glob("hosts/*/containers/*.argv")):
         # one line, words joined by single spaces (components/vllm_server.py)
-        found.append((f"{_rel(path)} plan {f.relative_to(out)}", None, f.read_text().split()))
+        found.append((f"{_rel(path)} plan {f.relative_to(out)}", None, shlex.split(f.read_text())))
     for f in sorted(out.glob("hosts/*/bin/vllm-start-*")):
         found.append((f"{_rel(path)} plan {f.relative_to(out)}", None, serve_args_of_wrapper(f.read_text())))
     for f in sorted(out.glob("k8s/*.yaml")):
