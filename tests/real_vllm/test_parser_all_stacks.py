@@ -16,9 +16,9 @@ has an explicit expected verdict below, so the table is checked, not assumed.
 """
 from __future__ import annotations
 
-import shlex
 import json
 import re
+import shlex
 import subprocess
 import sys
 import time
