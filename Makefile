@@ -3,7 +3,7 @@ STACK ?= dev
 PY := .venv/bin/python
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
-.PHONY: venv tools vllm-venv plan test test-fast test-vllm bench docs lint clean
+.PHONY: venv tools vllm-venv plan test test-fast test-vllm bench docs clean
 
 venv:
 	@bash scripts/bootstrap.sh venv
@@ -24,13 +24,13 @@ docs: venv
 test: tools vllm-venv
 	$(PYTEST) -q tests
 
-test-fast: venv
+test-fast: tools
 	$(PYTEST) -q tests/unit tests/stack tests/policy
 
 test-vllm: tools vllm-venv
 	$(PYTEST) -q tests/real_vllm
 
-bench: tools vllm-venv
+bench: tools
 	$(PY) -m bench.run_all
 
 clean:

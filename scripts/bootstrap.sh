@@ -33,13 +33,18 @@ tools() {
   local missing
   missing=$(missing_binaries)
   if [[ -n $missing ]]; then
-    if [[ $(id -u) -eq 0 ]]; then
+    local sudo=()
+    if [[ $(id -u) -ne 0 ]] && sudo -n true 2>/dev/null; then
+      sudo=(sudo -n)   # e.g. a GitHub runner: not root, passwordless sudo
+    fi
+    if [[ $(id -u) -eq 0 || ${#sudo[@]} -gt 0 ]]; then
       echo "installing Debian packages for: $missing" >&2
-      apt-get update -qq
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" >/dev/null
+      "${sudo[@]}" apt-get update -qq
+      "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${APT_PACKAGES[@]}" >/dev/null
       # Debian starts services on install where it can; the tests start their own instances.
-      pkill -x nginx 2>/dev/null || true
-      pkill -x prometheus 2>/dev/null || true
+      "${sudo[@]}" pkill -x nginx 2>/dev/null || true
+      "${sudo[@]}" pkill -x prometheus 2>/dev/null || true
     else
       echo "not root: install these Debian packages yourself: ${APT_PACKAGES[*]}" >&2
     fi
