@@ -6,32 +6,16 @@ writes `bench/results/<name>.json` and prints the markdown tables. `loadgen` is 
 bounded load client they all use. The pure helpers below (ratios, verdicts, markdown)
 are unit-tested in tests/unit/test_bench_smoke.py.
 
-Two artifacts of the test tools would distort streaming measurements; the benchmarks that
-stream work around them here, in the open (see bench/README.md):
-  * the fake vLLM's sockets lack TCP_NODELAY (its listening socket is created without
-    IPPROTO_TCP, so asyncio skips it), unlike uvicorn's: Nagle holds its first SSE chunks
-    until the peer's delayed ACK (~40 ms) on kept-alive connections. `serve_nodelay_fake`
-    runs the same fake with TCP_NODELAY (`python -m bench.front_overhead fake-nodelay ...`),
-    `start_nodelay_fakes` puts it behind a front;
-  * `bench.loadgen` stops reading a stream at `[DONE]`, before the terminating chunk, so
-    httpx closes the connection and each streaming request pays a new (TLS) connection.
-    `ReadToEndTransport` reads the rest of an already complete body on close, as SDK
-    clients do, so connections are reused.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import platform
-import socket
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterable, Sequence
-
-import httpx
+from typing import Any, Iterable, Sequence
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PASS, MISS, INFO = "pass", "MISS", "-"
@@ -92,83 +76,10 @@ def pool(results: Iterable[Any]) -> Pooled:
                   ttft_p95=percentile(ttft, 95))
 
 
-# --------------------------------------------------------------------------- test-tool artifacts
-
-
-class ReadToEndStream(httpx.AsyncByteStream):
-    """On close, read what is left of the body (bounded) so the connection can be reused."""
-
-    def __init__(self, inner: httpx.AsyncByteStream, drain_timeout_s: float = 2.0):
-        self._inner = inner
-        self._it: AsyncIterator[bytes] | None = None
-        self._timeout = drain_timeout_s
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        self._it = self._inner.__aiter__()
-        async for chunk in self._it:
-            yield chunk
-
-    async def _drain(self) -> None:
-        if self._it is not None:
-            async for _ in self._it:
-                pass
-
-    async def aclose(self) -> None:
-        try:
-            await asyncio.wait_for(self._drain(), self._timeout)
-        except Exception:
-            pass
-        await self._inner.aclose()
-
-
-class ReadToEndTransport(httpx.AsyncHTTPTransport):
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        resp = await super().handle_async_request(request)
-        resp.stream = ReadToEndStream(resp.stream)  # type: ignore[arg-type]
-        return resp
-
-
-def _set_nodelay(sock: socket.socket) -> None:
-    """asyncio's `_set_nodelay` without its `sock.proto == IPPROTO_TCP` condition."""
-    if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-#: How to run the TCP_NODELAY fake (same arguments as `python -m tests.fakes.fake_vllm`).
-NODELAY_FAKE_ARGV = (sys.executable, "-m", "bench.front_overhead", "fake-nodelay")
-
-
-def serve_nodelay_fake(argv: list[str]) -> int:
-    """The fake vLLM, with TCP_NODELAY on every connection (uvicorn's behaviour)."""
-    import asyncio.base_events as base_events
-
-    base_events._set_nodelay = _set_nodelay  # type: ignore[assignment]  # looked up at call time
-    from tests.fakes import fake_vllm
-    return fake_vllm.main(argv)
-
 def upstream_ports(upstream_conf: str) -> list[int]:
     """Ports of the `server` lines of a rendered upstream file (loopback backends)."""
     return [int(ln.split()[1].rsplit(":", 1)[1].rstrip(";")) for ln in upstream_conf.splitlines()
             if ln.strip().startswith("server ")]
-
-
-def start_nodelay_fakes(fr: Any, model: str, *args: str) -> list[Any]:
-    """Start a TCP_NODELAY fake on every port of `model`'s upstream nobody serves yet.
-
-    Render those backends `dead` (`start_front(..., {"dead": True})`: a free port), then call
-    this: the fakes are added to `fr.fakes[model]`, so `Front.stop` stops them.
-    """
-    from tests.support.frontlab import start_fake_at
-
-    taken = {f.port for f in fr.fakes[model]}
-    started = []
-    for i, port in enumerate(p for p in upstream_ports(fr.files[f"upstreams/{model}.conf"]) if p not in taken):
-        h = start_fake_at(fr.root / "logs", port, "--grace-seconds", "1", *args, api_key=fr.backend_key or fr.keys[0],
-                          model=model, name=f"fake_vllm_nodelay_{model}_{i}", wait=True,
-                          module_argv=NODELAY_FAKE_ARGV)
-        fr.fakes[model].append(h)
-        started.append(h)
-    return started
 
 
 def machine() -> dict[str, Any]:

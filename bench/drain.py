@@ -1,11 +1,11 @@
 """Spot drain with the rendered drain script: steady state vs during the drain, one run.
 
 Two fake vLLM backends of one model behind the rendered front (client key passed through;
-the fakes run with TCP_NODELAY as uvicorn does, see `bench`), ~20 concurrent streaming clients
-(`bench.loadgen`, bounded count and deadline, reading each stream to its end so connections
-are kept, as SDK clients do: a graceful reload really closes them). After a
-steady phase, the rendered `vllm-drain alpha <backend> DRAIN_SECONDS` takes the second
-backend out: `down` in its upstream file, `nginx -t`, graceful reload, wait, then STOP_CMD
+the fakes set TCP_NODELAY as uvicorn does), ~20 concurrent streaming clients (`bench.loadgen`,
+bounded count and deadline, reading each stream to its end so connections are kept, as SDK
+clients do: a graceful reload really closes them). After a steady phase, the rendered
+`vllm-drain alpha <backend> DRAIN_SECONDS` takes the second (spot) backend out: `down` in its
+upstream file, `nginx -t`, graceful reload, wait, then STOP_CMD
 (SIGTERM to that backend, which finishes its in-flight streams and exits); the load goes on
 afterwards on the remaining backend.
 
@@ -20,15 +20,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import ssl
 import sys
 import time
 from typing import Sequence
 
-import httpx
-
-from bench import (BenchResult, ReadToEndTransport, fmt_ms, fmt_ratio, md_table, ratio, start_nodelay_fakes,
-                   write_result)
+from bench import BenchResult, fmt_ms, fmt_ratio, md_table, ratio, write_result
 from bench.loadgen import LoadResult, RequestRecord, percentile, run_load
 
 NAME = "drain"
@@ -62,7 +58,8 @@ def window_stats(records: Sequence[RequestRecord]) -> dict:
     ok = [r for r in records if r.ok]
     lat = [r.latency_s for r in ok if r.latency_s is not None]
     ttft = [r.ttft_s for r in ok if r.ttft_s is not None]
-    return {"requests": len(records), "failed": len(records) - len(ok), "latency_p50": percentile(lat, 50),
+    return {"requests": len(records), "failed": len(records) - len(ok),
+            "retried": sum(1 for r in records if r.retried), "latency_p50": percentile(lat, 50),
             "latency_p95": percentile(lat, 95), "latency_p99": percentile(lat, 99), "ttft_p95": percentile(ttft, 95)}
 
 
@@ -75,7 +72,7 @@ def split_windows(result: LoadResult, t_drain: float, t_drained: float) -> dict[
     return {w: window_stats(rs) for w, rs in groups.items()}
 
 
-HEADERS = ("window", "requests", "failed", "latency p50", "latency p95", "latency p99", "first chunk p95", "target",
+HEADERS = ("window", "requests", "failed", "reconnected", "latency p50", "latency p95", "latency p99", "first chunk p95", "target",
            "result")
 
 
@@ -85,10 +82,10 @@ def table_rows(win: dict[str, dict]) -> list[list[str]]:
         s = win[w]
         target = "0 failed" if w == "during drain" else "-"
         result = ("pass" if s["failed"] == 0 else "MISS") if w == "during drain" else "-"
-        rows.append([w, s["requests"], s["failed"], fmt_ms(s["latency_p50"]), fmt_ms(s["latency_p95"]),
+        rows.append([w, s["requests"], s["failed"], s["retried"], fmt_ms(s["latency_p50"]), fmt_ms(s["latency_p95"]),
                      fmt_ms(s["latency_p99"]), fmt_ms(s["ttft_p95"]), target, result])
     st, dr = win["steady"], win["during drain"]
-    rows.append(["spike: during / steady", "-", "-", fmt_ratio(ratio(dr["latency_p50"], st["latency_p50"])),
+    rows.append(["spike: during / steady", "-", "-", "-", fmt_ratio(ratio(dr["latency_p50"], st["latency_p50"])),
                  fmt_ratio(ratio(dr["latency_p95"], st["latency_p95"])),
                  fmt_ratio(ratio(dr["latency_p99"], st["latency_p99"])),
                  fmt_ratio(ratio(dr["ttft_p95"], st["ttft_p95"])), "-", "-"])
@@ -98,20 +95,16 @@ def table_rows(win: dict[str, dict]) -> list[list[str]]:
 def run() -> BenchResult:
     from tests.support.frontlab import NO_RATE_LIMIT, lab_front
 
-    # both backends `dead` at render time (free ports): the TCP_NODELAY fakes are started on them
-    with lab_front({"alpha": [{"capacity": "onDemand", "dead": True}, {"capacity": "spot", "dead": True}]},
-                   upstream_auth=False, front=NO_RATE_LIMIT) as fr:
-        keep, drained = start_nodelay_fakes(fr, "alpha", "--ttft-ms", str(TTFT_MS), "--itl-ms", str(ITL_MS),
-                                            "--no-log-requests")
+    with lab_front({"alpha": [{"capacity": "onDemand"}, {"capacity": "spot"}]}, upstream_auth=False,
+                   front=NO_RATE_LIMIT, fake_args=("--ttft-ms", str(TTFT_MS), "--itl-ms", str(ITL_MS),
+                                                   "--no-log-requests")) as fr:
+        keep, drained = fr.fakes["alpha"]
         target = f"127.0.0.1:{drained.port}"
-        transport = ReadToEndTransport(verify=ssl.create_default_context(cafile=str(fr.pki.ca)),
-                                       limits=httpx.Limits(max_connections=CONCURRENCY,
-                                                           max_keepalive_connections=CONCURRENCY))
 
         async def scenario():
             load = asyncio.create_task(run_load(
                 f"{fr.https}/alpha/v1", n_requests=REQUESTS, concurrency=CONCURRENCY, deadline_s=LOAD_DEADLINE_S,
-                api_key=fr.keys[0], model="alpha", stream=True, max_tokens=MAX_TOKENS, transport=transport))
+                api_key=fr.keys[0], model="alpha", stream=True, max_tokens=MAX_TOKENS, ca_path=str(fr.pki.ca)))
             t_run = time.perf_counter()
             await asyncio.sleep(STEADY_S)
             t_drain = time.perf_counter() - t_run

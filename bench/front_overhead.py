@@ -14,21 +14,11 @@ Throughput is closed-loop at a fixed concurrency (requests/s that `concurrency` 
 get), so with a realistic backend it moves with latency; with the instant backend it is
 CPU-bound and client, nginx and fake share the same cores.
 
-Two artifacts of the test tools are handled in the open, not hidden:
-  * the fake's listening socket is created without `IPPROTO_TCP`, so asyncio never sets
-    TCP_NODELAY on its connections (uvicorn, vLLM's server, does): Nagle holds the first
-    SSE chunks until nginx's delayed ACK (~40 ms) on a kept-alive upstream connection. The
-    streaming scenario is therefore measured twice: against the fake as is, and against the
-    same fake started through `fake-nodelay` below (TCP_NODELAY on, as with uvicorn);
-  * `bench.loadgen` stops reading a stream at `[DONE]`, before the terminating chunk, so
-    httpx cannot reuse the connection and every streaming request through the front would
-    pay a new TLS handshake. Both arms here use `ReadToEndTransport`, which finishes reading
-    the (already complete) body on close, as OpenAI SDK clients do, so connections are kept.
+Both arms use `bench.loadgen` as is: it reads every stream to the end of its body, so
+connections are kept alive and reused (no new TLS handshake per request through the front),
+and the fake, like uvicorn (vLLM's server), sets TCP_NODELAY on its connections.
 
 Targets: p50 +≤ 1 ms, ≤ 5 % throughput loss, first-chunk ratio ≤ 1.05. Misses are reported.
-
-`python -m bench.front_overhead fake-nodelay --port N ...` runs the fake vLLM with
-TCP_NODELAY on (used by this benchmark; arguments as `python -m tests.fakes.fake_vllm`).
 """
 from __future__ import annotations
 
@@ -41,8 +31,8 @@ from typing import Sequence
 
 import httpx
 
-from bench import (INFO, BenchResult, Pooled, ReadToEndTransport, fmt_delta_ms, fmt_ms, fmt_num, fmt_ratio, loss_pct,
-                   md_table, pool, ratio, serve_nodelay_fake, start_nodelay_fakes, verdict, write_result)
+from bench import (INFO, BenchResult, Pooled, fmt_delta_ms, fmt_ms, fmt_num, fmt_ratio, loss_pct, md_table, pool,
+                   ratio, verdict, write_result)
 from bench.loadgen import LoadResult, run_load
 
 NAME = "front_overhead"
@@ -63,17 +53,14 @@ class Scenario:
     itl_ms: float
     requests: int        # per run
     rounds: int          # direct/front pairs
-    backend: str = "nodelay"   # "nodelay": fake with TCP_NODELAY (as uvicorn); "as-is": the fake unchanged
 
 
 SCENARIOS = (
     Scenario("non-stream (TTFT 50 ms, ITL 10 ms)", False, 50, 10, 96, 3),
     Scenario("stream (TTFT 50 ms, ITL 10 ms)", True, 50, 10, 96, 3),
-    Scenario("stream, fake as is (no TCP_NODELAY)", True, 50, 10, 96, 2, backend="as-is"),
     Scenario("non-stream, instant backend", False, 0, 0, 400, 3),
 )
-#: backend kind -> model name behind the front
-MODELS = {"as-is": "alpha", "nodelay": "beta"}
+MODEL = "alpha"
 
 
 def _delta(front: float | None, direct: float | None) -> float | None:
@@ -120,27 +107,24 @@ def run(scenarios: Sequence[Scenario] = SCENARIOS, concurrency: int = CONCURRENC
 
     rows: list[list[str]] = []
     data: dict = {"concurrency": concurrency, "max_tokens": MAX_TOKENS, "scenarios": []}
-    # beta's backend is `dead` at render time (a free port): the TCP_NODELAY fake is started on it
-    with lab_front({"alpha": [{"capacity": "onDemand"}], "beta": [{"capacity": "onDemand", "dead": True}]},
-                   front=NO_RATE_LIMIT, fake_args=("--no-log-requests",)) as fr:
-        (nodelay,) = start_nodelay_fakes(fr, "beta", "--no-log-requests")
-        fakes = {"as-is": fr.fakes["alpha"][0], "nodelay": nodelay}
+    with lab_front({MODEL: [{"capacity": "onDemand"}]}, front=NO_RATE_LIMIT, fake_args=("--no-log-requests",)) as fr:
+        (fake,) = fr.fakes[MODEL]
         front_ssl = ssl.create_default_context(cafile=str(fr.pki.ca))
 
         def load(arm: str, sc: Scenario, n: int) -> LoadResult:
-            model = MODELS[sc.backend]
+            # the transport (its TLS context) is built here, outside the timed run
             limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
             if arm == "direct":
-                url, key, transport = fakes[sc.backend].base_url, fr.backend_key, ReadToEndTransport(limits=limits)
+                url, key, transport = fake.base_url, fr.backend_key, httpx.AsyncHTTPTransport(limits=limits)
             else:
-                url, key = f"{fr.https}/{model}/v1", fr.keys[0]
-                transport = ReadToEndTransport(verify=front_ssl, limits=limits)
+                url, key = f"{fr.https}/{MODEL}/v1", fr.keys[0]
+                transport = httpx.AsyncHTTPTransport(verify=front_ssl, limits=limits)
             return asyncio.run(run_load(url, n_requests=n, concurrency=concurrency, deadline_s=60, api_key=key,
-                                        model=model, stream=sc.stream, max_tokens=MAX_TOKENS, seed=7,
+                                        model=MODEL, stream=sc.stream, max_tokens=MAX_TOKENS, seed=7,
                                         transport=transport))
 
         for sc in scenarios:
-            fakes[sc.backend].set_state(ttft_ms=sc.ttft_ms, itl_ms=sc.itl_ms)
+            fake.set_state(ttft_ms=sc.ttft_ms, itl_ms=sc.itl_ms)
             for arm in ("direct", "front"):   # warm-up: connections, TLS session, caches
                 load(arm, sc, 2 * concurrency)
             runs: dict[str, list[LoadResult]] = {"direct": [], "front": []}
@@ -149,14 +133,14 @@ def run(scenarios: Sequence[Scenario] = SCENARIOS, concurrency: int = CONCURRENC
             direct, front = pool(runs["direct"]), pool(runs["front"])
             rows += compare_rows(sc.label, sc.stream, direct, front)
             data["scenarios"].append({
-                "label": sc.label, "backend": sc.backend, "stream": sc.stream, "ttft_ms": sc.ttft_ms,
-                "itl_ms": sc.itl_ms,
+                "label": sc.label, "stream": sc.stream, "ttft_ms": sc.ttft_ms, "itl_ms": sc.itl_ms,
                 "requests_per_run": sc.requests, "rounds": sc.rounds, "order": interleave(sc.rounds),
                 "direct": direct.to_json(), "front": front.to_json(),
                 "runs": {arm: [r.summary() for r in rs] for arm, rs in runs.items()},
             })
-    notes = ["backend: the fake vLLM with TCP_NODELAY (as uvicorn) unless the scenario says `fake as is`; "
-             "clients read every stream to its end and keep their connections (see module doc)",
+    notes = ["backend: the fake vLLM, which sets TCP_NODELAY on its connections as uvicorn does (since its "
+             "listening socket is created with IPPROTO_TCP); clients (bench.loadgen) read every stream to its end "
+             "and keep their connections",
              f"{concurrency} concurrent clients, {MAX_TOKENS} tokens per request, chat completions; "
              "each scenario: warm-up, then direct/front pairs interleaved ("
              + ", ".join(f"{s.rounds}" for s in scenarios) + " pairs), records pooled per arm",
@@ -170,9 +154,6 @@ def run(scenarios: Sequence[Scenario] = SCENARIOS, concurrency: int = CONCURRENC
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["fake-nodelay"]:
-        return serve_nodelay_fake(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m bench.front_overhead", description=__doc__.split("\n\n")[0])
     ap.parse_args(argv)
     res = run()

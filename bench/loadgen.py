@@ -17,7 +17,9 @@ CLI (the key comes from an environment variable, never from argv)::
     VLLM_API_KEY=... python -m bench.loadgen --url http://127.0.0.1:8000 -n 100 -c 8 --deadline 60
 
 Prompts are generated from ``seed`` and the request index, so a run sends the same prompts in
-the same order every time. HTTP/2 is off (vLLM and most routers speak HTTP/1.1).
+the same order every time. HTTP/2 is off (vLLM and most routers speak HTTP/1.1). Every response is
+read to the end of its body (a stream past ``data: [DONE]``), so connections are kept alive and
+reused, as with SDK clients.
 """
 from __future__ import annotations
 
@@ -52,6 +54,7 @@ class RequestRecord:
     latency_s: float | None = None  # request start to last byte
     tokens: int = 0                 # content-bearing chunks (streaming) / usage.completion_tokens (non-streaming)
     backend: str | None = None      # X-Backend response header, if any
+    retried: bool = False           # reconnected once after the connection died before any response
 
     @property
     def ok(self) -> bool:
@@ -95,6 +98,11 @@ class LoadResult:
     @property
     def failures(self) -> int:
         return self.started - self.successes
+
+    @property
+    def retried(self) -> int:
+        """Requests that reconnected once because their connection died before any response."""
+        return sum(1 for r in self.records if r.retried)
 
     def _ok_values(self, attr: str) -> list[float]:
         return [getattr(r, attr) for r in self.records if r.ok and getattr(r, attr) is not None]
@@ -204,10 +212,28 @@ async def discover_model(client: httpx.AsyncClient, base: str, headers: dict[str
     return r.json()["data"][0]["id"]
 
 
+#: Errors where the request provably got no response: a kept-alive connection closed under us
+#: (e.g. an nginx worker retiring on a graceful reload) or a refused connect. The OpenAI SDKs
+#: retry these (APIConnectionError); so does loadgen, once, and records it.
+_NO_RESPONSE_ERRORS = (httpx.RemoteProtocolError, httpx.ConnectError)
+
+
 async def _one(client: httpx.AsyncClient, url: str, body: dict, headers: dict[str, str], stream: bool,
                chat: bool, rec: RequestRecord, t_run: float) -> None:
     t0 = time.perf_counter()
     rec.started_s = t0 - t_run
+    try:
+        await _attempt(client, url, body, headers, stream, chat, rec, t0)
+    except _NO_RESPONSE_ERRORS:
+        rec.retried = True
+        await _attempt(client, url, body, headers, stream, chat, rec, t0)
+    finally:
+        rec.latency_s = time.perf_counter() - t0
+
+
+async def _attempt(client: httpx.AsyncClient, url: str, body: dict, headers: dict[str, str], stream: bool,
+                   chat: bool, rec: RequestRecord, t0: float) -> None:
+    """One HTTP exchange; raises only the no-response errors `_one` may retry."""
     try:
         async with client.stream("POST", url, json=body, headers=headers) as r:
             rec.status = r.status_code
@@ -230,14 +256,16 @@ async def _one(client: httpx.AsyncClient, url: str, body: dict, headers: dict[st
                 return
             done = False
             async for line in r.aiter_lines():
-                if not line.startswith("data:"):
+                # after [DONE], read on to the end of the body (unprocessed), as SDK clients do:
+                # a response read to its end returns its connection to the pool for reuse
+                if done or not line.startswith("data:"):
                     continue
                 data = line[5:].strip()
                 if rec.ttft_s is None:
                     rec.ttft_s = time.perf_counter() - t0
                 if data == "[DONE]":
                     done = True
-                    break
+                    continue
                 try:
                     obj = json.loads(data)
                 except ValueError:
@@ -255,10 +283,12 @@ async def _one(client: httpx.AsyncClient, url: str, body: dict, headers: dict[st
     except asyncio.CancelledError:
         rec.error = rec.error or "Deadline: cancelled at run deadline"
         raise
+    except _NO_RESPONSE_ERRORS as e:
+        if rec.status is None and not rec.retried:
+            raise
+        rec.error = f"{type(e).__name__}: {e}"
     except httpx.HTTPError as e:
         rec.error = f"{type(e).__name__}: {e}"
-    finally:
-        rec.latency_s = time.perf_counter() - t0
 
 
 async def run_load(base_url: str, *, n_requests: int, concurrency: int, deadline_s: float,

@@ -88,37 +88,50 @@ ensure() {
     exec 9>&-
 }
 
+# path_arg "copy DEST" "$@": sets $path to the one argument of that subcommand (usage error otherwise).
+path_arg() {
+    [[ $# -eq 3 ]] || die "usage: $0 $1"
+    path="$3"
+}
+
+# fresh ROOT: ROOT must not exist yet; builds the cache if needed.
+fresh() {
+    [[ ! -e "$1" ]] || die "$1 already exists"
+    ensure
+}
+
+# hand_out ROOT: ROOT (a copy of the cache, or an overlay on it) without the cache's stamp; prints ROOT.
+hand_out() {
+    rm -f -- "$1/$STAMP"
+    echo "$1"
+}
+
 case "${1:-}" in
     ensure)
         ensure
         echo "$CACHE_DIR"
         ;;
     copy)
-        [[ $# -eq 2 ]] || die "usage: $0 copy DEST"
-        dest="$2"
-        [[ ! -e "$dest" ]] || die "$dest already exists"
-        ensure
-        cp -a -- "$CACHE_DIR" "$dest"
-        rm -f -- "$dest/$STAMP"
-        echo "$dest"
+        path_arg "copy DEST" "$@"
+        fresh "$path"
+        cp -a -- "$CACHE_DIR" "$path"
+        hand_out "$path"
         ;;
     mount)
-        [[ $# -eq 2 ]] || die "usage: $0 mount WORK"
-        work="$2"
-        [[ ! -e "$work/root" ]] || die "$work/root already exists"
-        ensure
+        path_arg "mount WORK" "$@"
+        work="$path"
+        fresh "$work/root"
         mkdir -p "$work/upper" "$work/ovl-work" "$work/root"
         if [[ "${VLLM_STACK_CHROOT_MODE:-overlay}" == copy ]] || ! mount -t overlay overlay \
                 -o "lowerdir=$CACHE_DIR,upperdir=$work/upper,workdir=$work/ovl-work" "$work/root" 2>/dev/null; then
             rmdir "$work/root"
             cp -a -- "$CACHE_DIR" "$work/root"
         fi
-        rm -f -- "$work/root/$STAMP"
-        echo "$work/root"
+        hand_out "$work/root"
         ;;
     release)
-        [[ $# -eq 2 ]] || die "usage: $0 release WORK"
-        work="$2"
+        path_arg "release WORK" "$@"
+        work="$path"
         if mountpoint -q "$work/root" 2>/dev/null; then
             umount "$work/root" || umount -l "$work/root"
         fi

@@ -73,14 +73,19 @@ exit 9
 STUB_NVIDIA_CTK = """#!/bin/bash
 echo "NVIDIA Container Toolkit CLI version 1.17.4"
 """
-# docker stub: one state file per container under /var/lib/stub-docker; every call logged.
-STUB_DOCKER = r"""#!/bin/bash
-state=/var/lib/stub-docker
-mkdir -p "$state"
-echo "docker $*" >>"$state/calls.log"
-last="${!#}"
-case "${1:-}" in
-    info)
+
+
+def stateful_stub(cmd: str, state: str, last: str, arms: str) -> str:
+    """A bash stub for `cmd` that keeps its state in files under `state` and appends every call
+    to `state`/calls.log: its last argument in `$<last>`, then `case "$1" in <arms>`; any other
+    subcommand fails with "stub <cmd>: unsupported"."""
+    return (f'#!/bin/bash\nstate={state}\nmkdir -p "$state"\necho "{cmd} $*" >>"$state/calls.log"\n'
+            f'{last}="${{!#}}"\ncase "${{1:-}}" in\n{arms}'
+            f'    *) echo "stub {cmd}: unsupported: $*" >&2; exit 1 ;;\nesac\n')
+
+
+# docker stub: one state file per container under /var/lib/stub-docker.
+STUB_DOCKER = stateful_stub("docker", "/var/lib/stub-docker", "last", r"""    info)
         if [[ "${2:-}" == --format ]]; then
             echo '{"io.containerd.runc.v2":{"path":"runc"},"runc":{"path":"runc"}%(nvidia_runtime)s}'
         else
@@ -104,24 +109,14 @@ case "${1:-}" in
         echo "$last|$label|true" >"$state/$name.ctr"
         echo 0123456789ab ;;
     stop) ;;
-    *) echo "stub docker: unsupported: $*" >&2; exit 1 ;;
-esac
-"""
-# systemctl stub: enabled/active flags in /var/lib/stub-systemd; every call logged.
-STUB_SYSTEMCTL = r"""#!/bin/bash
-state=/var/lib/stub-systemd
-mkdir -p "$state"
-echo "systemctl $*" >>"$state/calls.log"
-unit="${!#}"
-case "${1:-}" in
-    daemon-reload) ;;
+""")
+# systemctl stub: enabled/active flags in /var/lib/stub-systemd.
+STUB_SYSTEMCTL = stateful_stub("systemctl", "/var/lib/stub-systemd", "unit", """    daemon-reload) ;;
     enable) touch "$state/$unit.enabled" ;;
     start|restart) touch "$state/$unit.active" ;;
     is-enabled) [[ -f "$state/$unit.enabled" ]] ;;
     is-active) [[ -f "$state/$unit.active" ]] ;;
-    *) echo "stub systemctl: unsupported: $*" >&2; exit 1 ;;
-esac
-"""
+""")
 STUB_CURL = "#!/bin/bash\nexit 7\n"
 
 

@@ -16,13 +16,16 @@ import signal
 import sys
 import textwrap
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from tests.support.procs import Proc, free_port
 from tests.support.tools import require, shellcheck, systemd_verify
 from vllm_stack import defaults as D
+from vllm_stack.config import ModelSpec
 from vllm_stack.loader import parse_config
 from vllm_stack.placement import Replica, place
 from vllm_stack.render import host_scripts as H
@@ -160,8 +163,26 @@ STUB_NOTIFY = textwrap.dedent('''\
 ''')
 
 
+@dataclass
+class WrapperEnv:
+    """The rendered start wrapper with its stub `vllm` and `systemd-notify` (which write into `out`)."""
+    spec: ModelSpec
+    replica: Replica
+    wrapper: Path
+    out: Path
+    env: dict[str, str]
+    log_dir: Path
+    procs: list[Proc] = field(default_factory=list)
+
+    def start(self, **stub_env: str) -> Proc:
+        """The wrapper under bash, the stub vLLM told `stub_env` (STUB_LOAD, STUB_EXIT); stopped at teardown."""
+        proc = Proc("wrapper", ["/bin/bash", str(self.wrapper)], self.log_dir, env={**self.env, **stub_env})
+        self.procs.append(proc)
+        return proc
+
+
 @pytest.fixture
-def wrapper_env(tmp_path):
+def wrapper_env(tmp_path) -> Iterator[WrapperEnv]:
     if not os.path.exists(D.CURL_BIN):
         if os.environ.get("CI") == "true":
             pytest.fail(f"curl missing at {D.CURL_BIN}")
@@ -181,7 +202,10 @@ def wrapper_env(tmp_path):
                                                 bind_host="127.0.0.1"))
     env = {"PATH": f"{bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}", "STUB_OUT": str(out),
            "VLLM_API_KEY": SECRET}
-    return cfg, spec, replica, wrapper, out, env
+    w = WrapperEnv(spec, replica, wrapper, out, env, tmp_path)
+    yield w
+    for proc in w.procs:
+        proc.stop()
 
 
 def wait_for(predicate, timeout: float, what: str, proc: Proc | None = None):
@@ -193,52 +217,42 @@ def wait_for(predicate, timeout: float, what: str, proc: Proc | None = None):
     raise AssertionError(f"timed out waiting for {what}" + (f"\n{proc.tail()}" if proc else ""))
 
 
-def test_wrapper_ready_only_after_health_then_forwards_sigterm(wrapper_env, tmp_path):
-    cfg, spec, replica, wrapper, out, env = wrapper_env
-    proc = Proc("wrapper", ["/bin/bash", str(wrapper)], tmp_path, env={**env, "STUB_LOAD": "1.0"})
-    try:
-        wait_for(lambda: (out / "notify.log").exists(), 15, "systemd-notify", proc)
-        notify = (out / "notify.log").read_text().splitlines()
-        assert len(notify) == 1 and notify[0].startswith("--ready") and notify[0].endswith("health=200"), notify
-        assert (out / "listening").exists()
-        started = json.loads((out / "argv.json").read_text())
-        assert started["argv"] == ["serve", *serve_argv(spec, host="127.0.0.1", port=replica.port)]
-        assert started["has_key"] is True  # the key reached vLLM through the environment ...
-        assert SECRET not in " ".join(started["argv"]) and "--api-key" not in started["argv"]  # ... not argv
-        assert proc.popen.poll() is None
-        proc.signal(signal.SIGTERM)
-        rc = proc.popen.wait(timeout=15)
-        assert rc == 0, proc.tail()
-        assert (out / "sigterm").exists(), "vLLM never got the forwarded SIGTERM"
-        log = proc.tail()
-        assert "notified systemd" in log and "forwarding it to vLLM" in log
-        assert SECRET not in log
-    finally:
-        proc.stop()
+def test_wrapper_ready_only_after_health_then_forwards_sigterm(wrapper_env: WrapperEnv):
+    out = wrapper_env.out
+    proc = wrapper_env.start(STUB_LOAD="1.0")
+    wait_for(lambda: (out / "notify.log").exists(), 15, "systemd-notify", proc)
+    notify = (out / "notify.log").read_text().splitlines()
+    assert len(notify) == 1 and notify[0].startswith("--ready") and notify[0].endswith("health=200"), notify
+    assert (out / "listening").exists()
+    started = json.loads((out / "argv.json").read_text())
+    assert started["argv"] == ["serve", *serve_argv(wrapper_env.spec, host="127.0.0.1", port=wrapper_env.replica.port)]
+    assert started["has_key"] is True  # the key reached vLLM through the environment ...
+    assert SECRET not in " ".join(started["argv"]) and "--api-key" not in started["argv"]  # ... not argv
+    assert proc.popen.poll() is None
+    proc.signal(signal.SIGTERM)
+    rc = proc.popen.wait(timeout=15)
+    assert rc == 0, proc.tail()
+    assert (out / "sigterm").exists(), "vLLM never got the forwarded SIGTERM"
+    log = proc.tail()
+    assert "notified systemd" in log and "forwarding it to vLLM" in log
+    assert SECRET not in log
 
 
-def test_wrapper_exits_1_when_vllm_dies_while_loading(wrapper_env, tmp_path):
-    cfg, spec, replica, wrapper, out, env = wrapper_env
-    proc = Proc("wrapper", ["/bin/bash", str(wrapper)], tmp_path, env={**env, "STUB_EXIT": "3"})
-    try:
-        rc = proc.popen.wait(timeout=15)
-        assert rc == 1, proc.tail()
-        assert "vLLM exited with status 3 during startup" in proc.tail()
-        assert not (out / "notify.log").exists(), "READY sent for a vLLM that never became healthy"
-    finally:
-        proc.stop()
+def test_wrapper_exits_1_when_vllm_dies_while_loading(wrapper_env: WrapperEnv):
+    proc = wrapper_env.start(STUB_EXIT="3")
+    rc = proc.popen.wait(timeout=15)
+    assert rc == 1, proc.tail()
+    assert "vLLM exited with status 3 during startup" in proc.tail()
+    assert not (wrapper_env.out / "notify.log").exists(), "READY sent for a vLLM that never became healthy"
 
 
-def test_wrapper_sigterm_while_loading_stops_vllm_without_ready(wrapper_env, tmp_path):
-    cfg, spec, replica, wrapper, out, env = wrapper_env
-    proc = Proc("wrapper", ["/bin/bash", str(wrapper)], tmp_path, env={**env, "STUB_LOAD": "30"})
-    try:
-        wait_for(lambda: (out / "argv.json").exists(), 15, "vLLM start", proc)
-        time.sleep(0.5)
-        proc.signal(signal.SIGTERM)
-        rc = proc.popen.wait(timeout=15)
-        assert rc == 128 + signal.SIGTERM, proc.tail()  # the stub died of the forwarded SIGTERM; its status is passed on
-        assert not (out / "notify.log").exists()
-        assert "forwarding it to vLLM" in proc.tail()
-    finally:
-        proc.stop()
+def test_wrapper_sigterm_while_loading_stops_vllm_without_ready(wrapper_env: WrapperEnv):
+    out = wrapper_env.out
+    proc = wrapper_env.start(STUB_LOAD="30")
+    wait_for(lambda: (out / "argv.json").exists(), 15, "vLLM start", proc)
+    time.sleep(0.5)
+    proc.signal(signal.SIGTERM)
+    rc = proc.popen.wait(timeout=15)
+    assert rc == 128 + signal.SIGTERM, proc.tail()  # the stub died of the forwarded SIGTERM; its status is passed on
+    assert not (out / "notify.log").exists()
+    assert "forwarding it to vLLM" in proc.tail()

@@ -97,12 +97,22 @@ def rendered(request, tmp_path_factory) -> tuple[StackConfig, dict[str, Path]]:
 # --------------------------------------------------------------------------- promtool
 
 
-def test_promtool_check_config(rendered):
+# promtool run -> (its wrapper, the rendered file it reads, what it must print)
+PROMTOOL_RUNS = {
+    "check_config": (tools.promtool_check_config, "prometheus", "SUCCESS: 9 rules found"),  # it read our rules too
+    "check_rules": (tools.promtool_check_rules, "rules", "SUCCESS: 9 rules found"),
+    "test_rules": (tools.promtool_test_rules, "tests", "SUCCESS"),
+}
+
+
+@pytest.mark.parametrize("run", list(PROMTOOL_RUNS))
+def test_promtool(rendered, run):
     tools.require("promtool")
+    promtool, artifact, expected = PROMTOOL_RUNS[run]
     _, paths = rendered
-    res = tools.promtool_check_config(paths["prometheus"])
+    res = promtool(paths[artifact])
     assert res.ok, str(res)
-    assert "SUCCESS: 9 rules found" in res.output, res.output  # it read our rule file too
+    assert expected in res.output, res.output
 
 
 def test_promtool_check_config_fails_on_missing_rule_file(tmp_path):
@@ -113,22 +123,6 @@ def test_promtool_check_config_fails_on_missing_rule_file(tmp_path):
     p.write_text(render_prometheus_yml(cfg, targets_for(cfg), rule_files=["nowhere.yml"]))
     res = tools.promtool_check_config(p)
     assert not res.ok and "nowhere.yml" in res.output, str(res)
-
-
-def test_promtool_check_rules(rendered):
-    tools.require("promtool")
-    _, paths = rendered
-    res = tools.promtool_check_rules(paths["rules"])
-    assert res.ok, str(res)
-    assert "SUCCESS: 9 rules found" in res.output
-
-
-def test_promtool_test_rules(rendered):
-    tools.require("promtool")
-    _, paths = rendered
-    res = tools.promtool_test_rules(paths["tests"])
-    assert res.ok, str(res)
-    assert "SUCCESS" in res.output
 
 
 # --------------------------------------------------------------------------- the tests bite
@@ -174,7 +168,7 @@ def test_generated_tests_fail_against_drifted_rules(config_name, tmp_path):
     """A rules file whose threshold, comparison or `for` drifted from the config fails the generated
     `promtool test rules` cases of that alert. The annotations stay as rendered, so only the
     behaviour differs. (Each mutation runs the drifted alert's own test groups: promtool spends
-    ~30 ms per group, and the full file runs unmutated in the control and in test_promtool_test_rules.)"""
+    ~30 ms per group, and the full file runs unmutated in the control and in test_promtool[test_rules].)"""
     tools.require("promtool")
     cfg = parse_config(CONFIGS[config_name])
     tests_doc = yaml.safe_load(render_promtool_tests(cfg, RULES))

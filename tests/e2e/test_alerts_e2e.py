@@ -10,8 +10,6 @@ process is stopped by pid in teardown.
 """
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -20,8 +18,8 @@ from typing import Any, Callable
 import httpx
 import pytest
 
-from tests.support import tools
 from tests.support.procs import Proc, free_port, wait_port
+from tests.support.prometheus import Prometheus, start_prometheus
 from vllm_stack import defaults as D
 from vllm_stack.endpoints import ScrapeTarget
 from vllm_stack.loader import parse_config
@@ -35,6 +33,7 @@ FOR = "5s"                 # for_override: every alert's `for` in this test
 INTERVAL = "1s"            # scrape + evaluation interval (renderer test profile)
 FIRE_TIMEOUT = 45.0
 CLEAR_TIMEOUT = 30.0
+RULES_FILE = "vllm-alerts.yml"
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -55,7 +54,7 @@ class Stack:
         self.procs: list[Proc] = []
         self.cfg = _cfg()
         self.fakes: dict[str, tuple[Proc, int]] = {}
-        self.prom_port = 0
+        self.prom: Prometheus | None = None
         self.timings: dict[str, float] = {}
 
     def start_fake(self, name: str) -> None:
@@ -73,37 +72,22 @@ class Stack:
         targets = [ScrapeTarget(D.JOB_VLLM, "127.0.0.1", port, (
             (D.SCRAPE_LABEL_MODEL, MODEL), (D.SCRAPE_LABEL_CAPACITY, capacity), (D.SCRAPE_LABEL_HOST, f"gpu-{name}")))
             for (name, (_, port)), capacity in zip(sorted(self.fakes.items()), ("onDemand", "spot"))]
-        rules = self.tmp / "vllm-alerts.yml"
-        rules.write_text(render_alert_rules(self.cfg, for_override=FOR))
-        conf = self.tmp / "prometheus.yml"
-        conf.write_text(render_prometheus_yml(self.cfg, targets, rule_files=[rules.name], alertmanager=None,
-                                              scrape_interval_override=INTERVAL))
-        checked = tools.promtool_check_config(conf)
-        assert checked.ok, str(checked)
-        self.prom_port = free_port()
-        proc = Proc("prometheus", ["prometheus", f"--config.file={conf}", f"--storage.tsdb.path={self.tmp / 'tsdb'}",
-                                   f"--web.listen-address=127.0.0.1:{self.prom_port}", "--log.level=warn"],
-                    self.tmp, cwd=self.tmp)
-        self.procs.append(proc)
-        self.prometheus = proc
-        wait_port(self.prom_port, 20, proc=proc)
-        self.poll(lambda: httpx.get(self.url("/-/ready"), timeout=2).status_code == 200, 20, "prometheus ready")
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.prom_port}{path}"
+        conf = render_prometheus_yml(self.cfg, targets, rule_files=[RULES_FILE], alertmanager=None,
+                                     scrape_interval_override=INTERVAL)
+        start = time.monotonic()
+        self.prom = start_prometheus(self.tmp, conf, {RULES_FILE: render_alert_rules(self.cfg, for_override=FOR)})
+        self.procs.append(self.prom.proc)
+        self.timings["prometheus ready"] = round(time.monotonic() - start, 1)
 
     def set_state(self, name: str, **state: Any) -> None:
         r = httpx.post(f"http://127.0.0.1:{self.fakes[name][1]}/_fake/state", json=state, timeout=5)
         assert r.status_code == 200, r.text
 
     def alerts(self) -> list[dict]:
-        r = httpx.get(self.url("/api/v1/alerts"), timeout=5)
-        r.raise_for_status()
-        return r.json()["data"]["alerts"]
+        return self.prom.alerts()
 
     def up(self) -> dict[str, float]:
-        r = httpx.get(self.url("/api/v1/query"), params={"query": f'up{{job="{D.JOB_VLLM}"}}'}, timeout=5)
-        return {s["metric"]["instance"]: float(s["value"][1]) for s in r.json()["data"]["result"]}
+        return self.prom.up(D.JOB_VLLM)
 
     def matching(self, name: str, state: str = "firing", **labels: str) -> list[dict]:
         return [a for a in self.alerts() if a["labels"].get("alertname") == name and a["state"] == state
@@ -126,7 +110,7 @@ class Stack:
                 except httpx.HTTPError as e:
                     current = f"(alerts unavailable: {e})"
                 pytest.fail(f"timed out after {timeout}s waiting for {what}; alerts now: {current}\n"
-                            f"prometheus log:\n{self.prometheus.tail(20) if hasattr(self, 'prometheus') else ''}")
+                            f"prometheus log:\n{self.prom.proc.tail(20) if self.prom else ''}")
             time.sleep(0.25)
 
     def stop(self) -> None:
@@ -136,12 +120,6 @@ class Stack:
 
 @pytest.fixture
 def stack(tmp_path):
-    tools.require("promtool")
-    if shutil.which("prometheus") is None:
-        reason = "prometheus server not installed (Debian package `prometheus`)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"required tool missing in CI: {reason}", pytrace=False)
-        pytest.skip(reason)
     s = Stack(tmp_path)
     try:
         s.start_fake("a")

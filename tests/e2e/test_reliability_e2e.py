@@ -21,11 +21,12 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from typing import Awaitable, Callable, TypeVar
 
 import httpx
 import pytest
 
-from bench.loadgen import run_load
+from bench.loadgen import LoadResult, run_load
 from tests.support.frontlab import NO_RATE_LIMIT, access_log, error_lines, start_fake_at
 from tests.support.procs import wait_port
 from vllm_stack import defaults as D
@@ -33,6 +34,7 @@ from vllm_stack import defaults as D
 pytestmark = pytest.mark.timeout(60)
 
 CONNECT_REFUSED = "connect() failed (111: Connection refused)"
+T = TypeVar("T")
 
 
 async def _stats(port: int) -> dict:
@@ -45,6 +47,27 @@ async def _stats(port: int) -> dict:
 def _body(max_tokens: int, stream: bool = False, content: str = "x") -> dict:
     return {"model": "alpha", "messages": [{"role": "user", "content": content}], "max_tokens": max_tokens,
             "stream": stream}
+
+
+async def _signal_during_load(fr, backend, sig: int, *, n_requests: int, concurrency: int, max_tokens: int,
+                              after_s: float, then: Callable[[], Awaitable[T]] | None = None
+                              ) -> tuple[LoadResult, dict, float, T | None]:
+    """Stream `n_requests` chats to model alpha through the front (`run_load`, bounded); `after_s`
+    into the run, read `backend`'s /_fake/stats and send it `sig` right after the read (before
+    yielding to the loop); then await `then()`, if given, while the load goes on; then the load.
+
+    Returns (the load's result, the backend's stats just before the signal, the signal's time
+    in seconds since the run began, what `then` returned)."""
+    load = asyncio.create_task(run_load(
+        f"{fr.https}/alpha/v1", n_requests=n_requests, concurrency=concurrency, deadline_s=40,
+        api_key=fr.keys[0], model="alpha", stream=True, max_tokens=max_tokens, ca_path=str(fr.pki.ca)))
+    t_run = time.perf_counter()   # <= loadgen's own t0: offsets below are conservative
+    await asyncio.sleep(after_s)
+    before = await _stats(backend.port)
+    backend.proc.signal(sig)
+    t_signal = time.perf_counter() - t_run
+    during = await then() if then is not None else None
+    return await load, before, t_signal, during
 
 
 # --------------------------------------------------------------------------- a backend still loading
@@ -135,22 +158,13 @@ def test_sigkill_under_streaming_load_fails_only_the_streams_it_was_serving(fron
                        fake_args=("--ttft-ms", str(KILL_TTFT_MS), "--itl-ms", str(KILL_ITL_MS)))
     survivor, victim = fr.fakes["alpha"]
 
-    async def scenario():
-        load = asyncio.create_task(run_load(
-            f"{fr.https}/alpha/v1", n_requests=KILL_REQUESTS, concurrency=KILL_CONCURRENCY, deadline_s=40,
-            api_key=fr.keys[0], model="alpha", stream=True, max_tokens=KILL_MAX_TOKENS, ca_path=str(fr.pki.ca)))
-        t_run = time.perf_counter()   # <= loadgen's own t0: offsets below are conservative
-        await asyncio.sleep(KILL_AFTER_S)
-        before = await _stats(victim.port)
-        victim.proc.signal(signal.SIGKILL)          # right after the read, before yielding to the loop
-        t_kill = time.perf_counter() - t_run
+    async def settled() -> tuple[int, int]:
         await asyncio.sleep(ROUTING_SETTLED_S)
-        refused_settled = len(error_lines(fr, victim.port, CONNECT_REFUSED))
-        survivor_settled = (await _stats(survivor.port))["requests_total"]
-        result = await load
-        return result, before, t_kill, refused_settled, survivor_settled
+        return len(error_lines(fr, victim.port, CONNECT_REFUSED)), (await _stats(survivor.port))["requests_total"]
 
-    result, before, t_kill, refused_settled, survivor_settled = asyncio.run(scenario())
+    result, before, t_kill, (refused_settled, survivor_settled) = asyncio.run(_signal_during_load(
+        fr, victim, signal.SIGKILL, n_requests=KILL_REQUESTS, concurrency=KILL_CONCURRENCY,
+        max_tokens=KILL_MAX_TOKENS, after_s=KILL_AFTER_S, then=settled))
     victim.proc.popen.wait(timeout=5)
     fr.fakes["alpha"] = [survivor]
     summary = result.summary()
@@ -247,20 +261,9 @@ def test_sigterm_without_drain_loses_no_request(front_factory):
     fr = front_factory({"alpha": [{"capacity": "onDemand"}, {"capacity": "spot"}]}, front=NO_RATE_LIMIT,
                        fake_args=("--ttft-ms", str(TERM_TTFT_MS), "--itl-ms", str(TERM_ITL_MS)))
     keep, stopped = fr.fakes["alpha"]
-
-    async def scenario():
-        load = asyncio.create_task(run_load(
-            f"{fr.https}/alpha/v1", n_requests=TERM_REQUESTS, concurrency=TERM_CONCURRENCY, deadline_s=40,
-            api_key=fr.keys[0], model="alpha", stream=True, max_tokens=20, ca_path=str(fr.pki.ca)))
-        t_run = time.perf_counter()
-        await asyncio.sleep(TERM_AFTER_S)
-        before = await _stats(stopped.port)
-        stopped.proc.signal(signal.SIGTERM)
-        t_term = time.perf_counter() - t_run
-        result = await load
-        return result, before, t_term
-
-    result, before, t_term = asyncio.run(scenario())
+    result, before, t_term, _ = asyncio.run(_signal_during_load(
+        fr, stopped, signal.SIGTERM, n_requests=TERM_REQUESTS, concurrency=TERM_CONCURRENCY, max_tokens=20,
+        after_s=TERM_AFTER_S))
     rc = stopped.proc.popen.wait(timeout=10)
     fr.fakes["alpha"] = [keep]
     errors = [r.error for r in result.records if r.error]

@@ -65,10 +65,15 @@ class FakeHandle:
 
 
 def start_fake(log_dir: Path, *args: str, api_key: str | None = None, model: str = "tiny",
-               name: str | None = None, wait: bool = True, wait_timeout: float = 10.0) -> FakeHandle:
+               name: str | None = None, wait: bool = True, wait_timeout: float = 10.0,
+               port: int | None = None) -> FakeHandle:
+    """The fake on `port` (a free one by default); by default returns once it listens.
+
+    With `wait=False` it returns at once (a backend still loading its model refuses
+    connections on that port); if the wait fails, the fake is killed."""
     global _counter
     _counter += 1
-    port = free_port()
+    port = port or free_port()
     argv = [sys.executable, "-m", "tests.fakes.fake_vllm", "--port", str(port), "--served-model-name", model, *args]
     # Empty VLLM_API_KEY = auth off, even if the test runner's environment has one set.
     proc = Proc(name or f"fake_vllm_{port}_{_counter}", argv, Path(log_dir), env={"VLLM_API_KEY": api_key or ""},

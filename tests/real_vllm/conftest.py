@@ -61,19 +61,16 @@ if str(REPO) not in sys.path:  # `tests.support.procs`, `tests.real_vllm.harness
 
 import httpx  # noqa: E402
 
-from tests.e2e.conftest import NGINX_START_TIMEOUT, Front, Pki, make_pki, new_key  # noqa: E402,F401
-from tests.support.frontlab import access_log  # noqa: E402,F401 (re-exported for the tests)
 from tests.real_vllm import harness  # noqa: E402
-from tests.support.procs import Proc, free_port, wait_port  # noqa: E402
+from tests.support.front import NGINX_START_TIMEOUT, Front, Pki, launch_front, make_pki, new_key  # noqa: E402,F401
+from tests.support.frontlab import access_log  # noqa: E402,F401 (re-exported for the tests)
+from tests.support.procs import Proc, free_port  # noqa: E402
 from vllm_stack import defaults as D  # noqa: E402
 from vllm_stack.endpoints import Backend, ScrapeTarget  # noqa: E402
 from vllm_stack.loader import parse_config  # noqa: E402
 from vllm_stack.placement import Replica, place  # noqa: E402
 from vllm_stack.render import systemd as systemd_render  # noqa: E402
-from vllm_stack.render.drain import render_drain_script  # noqa: E402
 from vllm_stack.render.host_scripts import render_secret_writer_script  # noqa: E402
-from vllm_stack.render.nginx import (FrontListen, NginxPaths, render_api_keys_map, render_front,  # noqa: E402
-                                     render_upstream_auth)
 from vllm_stack.render.vllm_args import ENV_API_KEY, render_secret_env_file, serve_argv  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -610,111 +607,14 @@ def real_pki(tmp_path_factory) -> Pki:
 
 def start_real_front(pki: Pki, cfg, backends: Sequence[Backend], *, keys: Sequence[str], backend_key: str | None,
                      root: Path | None = None) -> Front:
-    """Render the front for real backends (TLS, key map, upstream auth, drain script) and start nginx.
-
-    Same layout and steps as tests/e2e/conftest.py `start_front` (which starts fakes itself):
-    everything under a temp dir, 127.0.0.1 and free ports, nginx in the foreground under `Proc`.
-    Stop it with `Front.stop()` (QUIT to the master's pid, then the process group)."""
-    from tests.support.tools import require
-    require("nginx")
-    root = Path(root or tempfile.mkdtemp(prefix="real-front-"))
-    root.mkdir(parents=True, exist_ok=True)
-    root.chmod(0o755)
-    paths = NginxPaths.under(root, upstream_auth=backend_key is not None)
-    for d in ("logs", "temp", "upstreams", "tls"):
-        (root / d).mkdir(exist_ok=True)
-    listen = FrontListen(bind="127.0.0.1", http_port=free_port(), https_port=free_port())
-    files = render_front(cfg, list(backends), paths=paths, listen=listen, user=None)
-    for name, text in files.items():
-        (root / name).write_text(text)
-    Path(paths.api_keys).write_text(render_api_keys_map(list(keys)))
-    os.chmod(paths.api_keys, D.SECRET_FILE_MODE)
-    if backend_key:
-        Path(paths.upstream_auth).write_text(render_upstream_auth(backend_key))
-        os.chmod(paths.upstream_auth, D.SECRET_FILE_MODE)
-    shutil.copy(pki.cert, paths.cert)
-    shutil.copy(pki.key, paths.key)
-    os.chmod(paths.key, D.SECRET_FILE_MODE)
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    drain = root / "vllm-drain"
-    drain.write_text(render_drain_script(paths, nginx_cmd=(nginx, "-e", "stderr"), drain_seconds=DRAIN_SECONDS))
-    drain.chmod(0o755)
-    proc = Proc("nginx", [nginx, "-e", "stderr", "-p", f"{root}/", "-c", paths.conf, "-g", "daemon off;"],
-                root / "logs")
-    fr = Front(root=root, paths=paths, listen=listen, proc=proc, keys=list(keys), backend_key=backend_key,
-               fakes={}, pki=pki, files=files, drain_script=drain)
-    try:
-        wait_port(listen.https_port, NGINX_START_TIMEOUT, proc=proc)
-        wait_port(listen.http_port, NGINX_START_TIMEOUT, proc=proc)
-        deadline = time.monotonic() + NGINX_START_TIMEOUT
-        while fr.nginx_pid() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-    except BaseException:
-        fr.stop()
-        raise
-    return fr
+    """`launch_front` (tests/support/front.py, shared with the e2e tier's `start_front`) for real
+    backends: the models' drainSeconds, a `real-front-` temp dir unless `root` is given. Stop it
+    with `Front.stop()` (QUIT to the master's pid, then the process group)."""
+    return launch_front(pki, cfg, backends, keys=keys, backend_key=backend_key, root=root,
+                        drain_seconds=DRAIN_SECONDS, prefix="real-front-")
 
 
-# --------------------------------------------------------------------------- Prometheus
-
-@dataclass
-class Prometheus:
-    proc: Proc
-    port: int
-    root: Path
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def query(self, expr: str) -> list[dict]:
-        r = httpx.get(self.url("/api/v1/query"), params={"query": expr}, timeout=10)
-        body = r.json()
-        assert r.status_code == 200 and body.get("status") == "success", (expr, r.status_code, r.text[:500])
-        return body["data"]["result"]
-
-    def alerts(self) -> list[dict]:
-        r = httpx.get(self.url("/api/v1/alerts"), timeout=10)
-        r.raise_for_status()
-        return r.json()["data"]["alerts"]
-
-    def stop(self) -> None:
-        self.proc.stop(signal.SIGTERM, timeout=10)
-
-
-def start_prometheus(root: Path, config_text: str, rules: Mapping[str, str]) -> Prometheus:
-    """Debian's prometheus on 127.0.0.1:<free port> with the given prometheus.yml and rule files
-    (same invocation as tests/e2e/test_alerts_e2e.py)."""
-    from tests.support import tools
-    tools.require("promtool")
-    root.mkdir(parents=True, exist_ok=True)
-    for name, text in rules.items():
-        (root / name).write_text(text)
-    conf = root / "prometheus.yml"
-    conf.write_text(config_text)
-    checked = tools.promtool_check_config(conf)
-    assert checked.ok, str(checked)
-    port = free_port()
-    prom = shutil.which("prometheus") or "/usr/bin/prometheus"
-    proc = Proc("prometheus", [prom, f"--config.file={conf}", f"--storage.tsdb.path={root / 'tsdb'}",
-                               f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"], root, cwd=root)
-    p = Prometheus(proc, port, root)
-    try:
-        wait_port(port, 20, proc=proc)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(p.url("/-/ready"), timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise TimeoutError(f"prometheus not ready:\n{proc.tail()}")
-    except BaseException:
-        p.stop()
-        raise
-    return p
-
+# --------------------------------------------------------------------------- Prometheus (tests/support/prometheus.py)
 
 def scrape_targets(cfg, servers: Sequence[RealServer]) -> list[ScrapeTarget]:
     """One vllm job target per server, labelled as the stack labels them (model, capacity, host)."""

@@ -23,8 +23,8 @@ import time
 import httpx
 import pytest
 
-from tests.real_vllm.conftest import (ALPHA, BETA, QUEUE_THRESHOLD, real_cfg, scrape_targets, slow,
-                                      start_prometheus)
+from tests.real_vllm.conftest import ALPHA, BETA, QUEUE_THRESHOLD, real_cfg, scrape_targets, slow
+from tests.support.prometheus import start_prometheus
 from vllm_stack import defaults as D
 from vllm_stack.render import alerts as A
 from vllm_stack.render.alerts import render_alert_rules
@@ -83,7 +83,7 @@ def prom(alpha_server, beta_server, shared_tmp):
     try:
         deadline = time.monotonic() + UP_TIMEOUT
         while time.monotonic() < deadline:
-            up = {s["metric"]["instance"]: float(s["value"][1]) for s in p.query(f'up{{job="{D.JOB_VLLM}"}}')}
+            up = p.up(D.JOB_VLLM)
             if up == {alpha_server.hostport: 1.0, beta_server.hostport: 1.0}:
                 break
             time.sleep(0.5)

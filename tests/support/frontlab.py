@@ -1,8 +1,8 @@
 """Small public helpers around the e2e front fixtures, for the reliability tests and `bench/`.
 
-The front itself is started by `tests.e2e.conftest.start_front` (re-exported here with
-`make_pki`, `Front`, `Pki`): these helpers only add what that module keeps private or does
-not offer:
+The front itself is started by `tests.e2e.conftest.start_front` (fakes behind
+`tests.support.front.launch_front`; re-exported here with `make_pki`, `Front`, `Pki`): these
+helpers only add what those modules keep private or do not offer:
 
 * `lab_front(...)`: a context manager for code outside pytest (the benchmarks): its own test
   CA in a temp dir, the front, and a teardown that stops nginx and every fake by pid;
@@ -19,16 +19,15 @@ import json
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from tests.e2e.conftest import Front, Pki, make_pki, new_key, start_front
-from tests.fakes.harness import REPO_ROOT, FakeHandle
-from tests.support.procs import Proc, wait_port
+from tests.e2e.conftest import start_front
+from tests.fakes.harness import FakeHandle, start_fake
+from tests.support.front import Front, Pki, make_pki, new_key
 
 __all__ = ["NO_RATE_LIMIT", "Front", "Pki", "access_log", "error_lines", "lab_front", "make_pki", "new_key",
            "nginx_workers", "reload_front", "rewrite_upstream", "start_fake_at", "start_front"]
@@ -54,24 +53,10 @@ def lab_front(models: dict[str, list[dict]], **kw) -> Iterator[Front]:
 
 
 def start_fake_at(log_dir: Path, port: int, *args: str, api_key: str | None = None, model: str = "tiny",
-                  name: str | None = None, wait: bool = False, wait_timeout: float = 10.0,
-                  module_argv: tuple[str, ...] | None = None) -> FakeHandle:
-    """Like `tests.fakes.harness.start_fake`, but on `port` and by default without waiting.
-
-    `module_argv` replaces `python -m tests.fakes.fake_vllm` (a wrapper taking the same arguments).
-    """
-    prefix = list(module_argv or (sys.executable, "-m", "tests.fakes.fake_vllm"))
-    argv = [*prefix, "--port", str(port), "--served-model-name", model, *args]
-    proc = Proc(name or f"fake_vllm_at_{port}", argv, Path(log_dir), env={"VLLM_API_KEY": api_key or ""},
-                cwd=str(REPO_ROOT))
-    handle = FakeHandle(proc, port, api_key, model)
-    if wait:
-        try:
-            wait_port(port, wait_timeout, proc=proc)
-        except BaseException:
-            proc.stop(signal.SIGKILL)
-            raise
-    return handle
+                  name: str | None = None, wait: bool = False, wait_timeout: float = 10.0) -> FakeHandle:
+    """`tests.fakes.harness.start_fake` on `port` and by default without waiting."""
+    return start_fake(log_dir, *args, api_key=api_key, model=model, name=name or f"fake_vllm_at_{port}", wait=wait,
+                      wait_timeout=wait_timeout, port=port)
 
 
 def nginx_workers(master_pid: int) -> set[int]:

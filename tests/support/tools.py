@@ -4,10 +4,10 @@ Every function returns a `ToolResult` and never raises because the tool rejected
 input, is missing, or timed out: a missing tool gives rc 127, a timeout rc 124. Tests
 call `require(name)` first so that a missing tool skips locally and fails in CI.
 
-Native tools: nginx, promtool, systemd-analyze, shellcheck (Debian packages),
-kubernetes-validate and yamllint (the project venv). Node-based checks run the scripts
-in tools/ with the packages pinned in tools/package-lock.json (`make tools`, which runs
-`npm ci --prefix tools`).
+Native tools: nginx, promtool, prometheus (the server, for loopback tests), systemd-analyze,
+shellcheck (Debian packages), kubernetes-validate and yamllint (the project venv).
+Node-based checks run the scripts in tools/ with the packages pinned in
+tools/package-lock.json (`make tools`, which runs `npm ci --prefix tools`).
 """
 from __future__ import annotations
 
@@ -95,7 +95,8 @@ def missing_reason(tool_name: str) -> str | None:
             return (f"{name}: tools/node_modules lacks {', '.join(absent)}: run `make tools` "
                     f"(npm ci --prefix tools)")
         return None
-    if name in ("nginx", "promtool", "systemd-analyze", "shellcheck", "kubernetes-validate", "yamllint"):
+    if name in ("nginx", "promtool", "prometheus", "systemd-analyze", "shellcheck", "kubernetes-validate",
+                "yamllint"):
         if _native(name) is None:
             where = "the project venv (pip install -r requirements-dev.txt)" \
                 if name in ("kubernetes-validate", "yamllint") else "a Debian package"

@@ -110,6 +110,7 @@ def test_records_x_backend_and_truncated_streams():
         chunks = [f'data: {{"choices":[{{"index":0,"delta":{{"content":"t{i}"}}}}]}}\n\n' for i in range(4)]
         if n % 3 != 0:
             chunks.append("data: [DONE]\n\n")  # every third stream is cut short
+            chunks.append('data: {"choices":[{"index":0,"delta":{"content":"late"}}]}\n\nnot JSON\n\n')  # read, ignored
         headers = {"content-type": "text/event-stream"}
         if n % 2:
             headers["x-backend"] = f"vllm-{n % 4}"
@@ -139,3 +140,85 @@ def test_result_table_and_cli(fake, capsys, monkeypatch, tmp_path):
     rc = main(["--url", fake.base_url, "-n", "2", "-c", "1", "--deadline", "5", "--model", "tiny",
                "--api-key-env", "LG_KEY_UNSET"])
     assert rc == 1  # 401s are failures
+
+
+def test_streams_reuse_one_connection(fake):
+    """Each stream is read to the end of its body (past `[DONE]`), so httpx keeps the connection:
+    5 streams one after another reach the fake over a single TCP connection. A TCP proxy in front
+    of the fake records the client port of every connection the client opens."""
+    async def go():
+        client_ports: list[int] = []
+        handlers: list[asyncio.Task] = []
+
+        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            finally:
+                writer.close()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            handlers.append(asyncio.current_task())
+            client_ports.append(writer.get_extra_info("peername")[1])
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", fake.port)
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True)
+
+        proxy = await asyncio.start_server(handle, "127.0.0.1", 0)
+        async with proxy:
+            port = proxy.sockets[0].getsockname()[1]
+            res = await run_load(f"http://127.0.0.1:{port}", n_requests=5, concurrency=1, deadline_s=8, api_key=KEY,
+                                 model="tiny", stream=True, max_tokens=2)
+            await asyncio.wait_for(asyncio.gather(*handlers), 5)   # the client closed its connection(s)
+        return client_ports, res
+
+    client_ports, res = asyncio.run(go())
+    assert (res.successes, res.failures) == (5, 0)
+    assert all(r.tokens == 2 for r in res.records)
+    assert len(client_ports) == 1
+
+
+def test_connection_closed_before_any_response_is_retried_once():
+    """A kept-alive connection that dies before the response (nginx reload) is retried, like the SDKs do."""
+    import asyncio
+
+    import httpx
+
+    from bench.loadgen import run_load
+
+    calls = {"n": 0}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        body = b'data: {"choices":[{"delta":{"content":"x"}}]}\n\ndata: [DONE]\n\n'
+        return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+
+    res = asyncio.run(run_load("http://127.0.0.1:9/v1", n_requests=1, concurrency=1, deadline_s=5, model="m",
+                               transport=httpx.MockTransport(handler)))
+    assert res.successes == 1 and res.failures == 0 and res.retried == 1 and calls["n"] == 2
+
+
+def test_failure_after_response_started_is_not_retried():
+    import asyncio
+
+    import httpx
+
+    from bench.loadgen import run_load
+
+    calls = {"n": 0}
+
+    class Cut(httpx.AsyncByteStream):
+        async def __aiter__(self):
+            yield b'data: {"choices":[{"delta":{"content":"x"}}]}\n\n'
+            raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
+        return httpx.Response(200, stream=Cut(), headers={"content-type": "text/event-stream"})
+
+    res = asyncio.run(run_load("http://127.0.0.1:9/v1", n_requests=1, concurrency=1, deadline_s=5, model="m",
+                               transport=httpx.MockTransport(handler)))
+    assert res.failures == 1 and res.retried == 0 and calls["n"] == 1
+    assert "RemoteProtocolError" in res.records[0].error
