@@ -508,8 +508,8 @@ def _workloads(resources: Iterable[Res]) -> list[_Workload]:
     return out
 
 
-#: `vllm-drain drain <model> <host:port> <seconds>` (components/spot_pool.py's delete hook).
-_DRAIN_HOOK = re.compile(r"(?:^|\s)drain\s+(\S+)\s+(\S+)\s+(\d+)(?=[\s;]|$)")
+#: `vllm-drain <model> <host:port> <seconds>` (components/spot_pool.py's delete hook).
+_DRAIN_HOOK = re.compile(r"vllm-drain\s+(?!--)(\S+)\s+(\S+)\s+(\d+)(?=[\s;]|$)")
 
 
 def _sleep_seconds(command: list[str]) -> float | None:

@@ -415,10 +415,10 @@ def test_grace_period_shorter_than_drain():
 
 def test_docker_drain_hook_seconds():
     ok = command("llama-8b-spot-0-drain", create="true",
-                 delete="if [ -x /usr/local/sbin/vllm-drain ]; then sudo /usr/local/sbin/vllm-drain drain llama-8b "
+                 delete="if [ -x /usr/local/sbin/vllm-drain ]; then sudo /usr/local/sbin/vllm-drain llama-8b "
                         "10.0.2.21:8000 20; fi")
     bad = command("llama-8b-spot-1-drain", create="true",
-                  delete="sudo /usr/local/sbin/vllm-drain drain llama-8b 10.0.2.22:8000 120")
+                  delete="sudo /usr/local/sbin/vllm-drain llama-8b 10.0.2.22:8000 120")
     assert evaluate([ok]) == []
     v = evaluate([bad], "dev")
     assert ids(v, "advisory") == {"on-demand-floor"} and "120 s" in messages(v, "on-demand-floor")
