@@ -89,3 +89,23 @@ def _assert_secret_containment(d):
             continue
         for v in values:
             assert v not in json.dumps(val), name
+
+
+def test_program_refuses_a_plain_api_key_from_pulumi_config():
+    """Under `pulumi up` the program itself checks secret-ness (`is_config_secret`), not only the plan."""
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+    code = (
+        "import yaml, sys; sys.path.insert(0, '.');"
+        "from vllm_stack.offline.engine import run_program;"
+        "from vllm_stack.loader import split_namespaced;"
+        "plain, _ = split_namespaced(yaml.safe_load(open('Pulumi.dev.yaml'))['config']);"
+        "plain['apiKey'] = 'sk-plain-value-in-config-0001';"
+        "run_program('.', 'dev', plain, {'sshPrivateKey': 'k'})"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode != 0
+    assert "apiKey: must be a Pulumi secret" in proc.stderr
+    assert "sk-plain-value-in-config-0001" not in proc.stderr
