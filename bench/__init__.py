@@ -138,3 +138,13 @@ def write_result(result: BenchResult, results_dir: Path = RESULTS_DIR) -> Path:
     path = results_dir / f"{result.name}.json"
     path.write_text(json.dumps(result.to_json(), indent=2, sort_keys=False, default=str) + "\n")
     return path
+
+
+def bench_main(prog: str, doc: str, run, argv: list[str] | None = None) -> int:
+    """The CLI of a single benchmark module: no options, run it, write and print its result."""
+    import argparse
+    argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0]).parse_args(argv)
+    res = run()
+    write_result(res)
+    print(res.markdown())
+    return 0

@@ -26,7 +26,6 @@ Target: least_conn p95 <= 0.8 x round-robin p95 (p99 reported as well).
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 import time
@@ -34,8 +33,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from bench import (BenchResult, Pooled, fmt_ms, fmt_num, fmt_ratio, md_table, pool, ratio, verdict,
-                   write_result)
+from bench import (BenchResult, Pooled, bench_main, fmt_ms, fmt_num, fmt_ratio, md_table, pool, ratio,
+                   verdict)
 from bench.loadgen import LoadResult, run_load
 
 NAME = "balancing"
@@ -203,11 +202,7 @@ def run(rounds: int = len(ROUNDS)) -> BenchResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argparse.ArgumentParser(prog="python -m bench.balancing", description=__doc__.split("\n\n")[0]).parse_args(argv)
-    res = run()
-    write_result(res)
-    print(res.markdown())
-    return 0
+    return bench_main("python -m bench.balancing", __doc__, run, argv)
 
 
 if __name__ == "__main__":

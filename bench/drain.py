@@ -17,14 +17,13 @@ no target and is reported as measured.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import sys
 import time
 from typing import Sequence
 
-from bench import BenchResult, fmt_ms, fmt_ratio, md_table, ratio, write_result
+from bench import BenchResult, bench_main, fmt_ms, fmt_ratio, md_table, ratio
 from bench.loadgen import LoadResult, RequestRecord, percentile, run_load
 
 NAME = "drain"
@@ -140,11 +139,7 @@ def run() -> BenchResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argparse.ArgumentParser(prog="python -m bench.drain", description=__doc__.split("\n\n")[0]).parse_args(argv)
-    res = run()
-    write_result(res)
-    print(res.markdown())
-    return 0
+    return bench_main("python -m bench.drain", __doc__, run, argv)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ Targets: p50 +≤ 1 ms, ≤ 5 % throughput loss, first-chunk ratio ≤ 1.05. Mis
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import ssl
 import sys
@@ -31,8 +30,8 @@ from typing import Sequence
 
 import httpx
 
-from bench import (INFO, BenchResult, Pooled, fmt_delta_ms, fmt_ms, fmt_num, fmt_ratio, loss_pct, md_table, pool,
-                   ratio, verdict, write_result)
+from bench import (INFO, BenchResult, Pooled, bench_main, fmt_delta_ms, fmt_ms, fmt_num, fmt_ratio, loss_pct,
+                   md_table, pool, ratio, verdict)
 from bench.loadgen import LoadResult, run_load
 
 NAME = "front_overhead"
@@ -154,12 +153,7 @@ def run(scenarios: Sequence[Scenario] = SCENARIOS, concurrency: int = CONCURRENC
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.front_overhead", description=__doc__.split("\n\n")[0])
-    ap.parse_args(argv)
-    res = run()
-    write_result(res)
-    print(res.markdown())
-    return 0
+    return bench_main("python -m bench.front_overhead", __doc__, run, argv)
 
 
 if __name__ == "__main__":

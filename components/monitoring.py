@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass
-from typing import Sequence
 
 import pulumi
 import pulumi_docker as docker
-from pulumi_command import remote
 
 from vllm_stack import defaults as D
 from vllm_stack.config import StackConfig
@@ -24,7 +22,7 @@ from vllm_stack.render import prometheus as prom_render
 
 from . import artifacts, k8s_objects
 from .gpu_node import GpuNode
-from .remote_file import content_hash, remote_file
+from .remote_file import remote_file
 from .stack_inputs import StackSecrets
 
 PLACEHOLDER = "secret-placeholder"  # token-safe stand-in in recorded artifacts

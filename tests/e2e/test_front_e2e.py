@@ -16,7 +16,6 @@ import shutil
 import signal
 import socket
 import ssl
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 

@@ -19,7 +19,6 @@ JSON goes to the original stdout.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib
 import io

@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml

@@ -27,7 +27,6 @@ def test_replicas_placed_by_capacity_class(docker_prod):
 
 def test_spot_drain_runs_before_the_replica_is_deleted(docker_prod):
     """Pulumi deletes dependents first: the drain hook must depend on the replica's workload."""
-    urns = {r["urn"]: r for r in docker_prod["resources"]}
     for i in (0, 1):
         hook = one(docker_prod, "command:remote:Command", f"llama-8b-spot-{i}-drain")
         service = one(docker_prod, "command:remote:Command", f"llama-8b-spot-{i}-service")

@@ -6,7 +6,6 @@ be rejected next to a known-good one that must be accepted.
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import textwrap
 from pathlib import Path
@@ -18,13 +17,7 @@ if str(REPO) not in sys.path:  # `tests.support.*` when pytest is run without `p
     sys.path.insert(0, str(REPO))
 
 from tests.support import tools  # noqa: E402
-
-
-def free_port() -> int:
-    # not tests.support.procs.free_port: importing procs currently fails (see Proc.stop's default)
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.procs import free_port  # noqa: E402
 
 
 def write(path: Path, text: str) -> Path:

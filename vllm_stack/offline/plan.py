@@ -15,7 +15,6 @@ from typing import Any
 
 import yaml
 
-from .. import defaults as D
 from ..capacity import stack_projection
 from ..catalog import lookup_model
 from ..config import StackConfig
