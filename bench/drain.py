@@ -18,7 +18,6 @@ no target and is reported as measured.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import time
 from typing import Sequence
@@ -107,10 +106,7 @@ def run() -> BenchResult:
             t_run = time.perf_counter()
             await asyncio.sleep(STEADY_S)
             t_drain = time.perf_counter() - t_run
-            proc = await asyncio.create_subprocess_exec(
-                "sh", str(fr.drain_script), "alpha", target, str(DRAIN_SECONDS),
-                env={**os.environ, "STOP_CMD": f"kill -TERM {drained.proc.pid}"},
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            proc = await fr.start_drain("alpha", target, DRAIN_SECONDS, f"kill -TERM {drained.proc.pid}")
             out, err = await asyncio.wait_for(proc.communicate(), SCRIPT_TIMEOUT_S)
             t_drained = time.perf_counter() - t_run
             result = await load

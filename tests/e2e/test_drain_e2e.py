@@ -61,10 +61,7 @@ def test_drain_under_streaming_load_loses_nothing(front_factory):
         t_run = time.perf_counter()
         await asyncio.sleep(DRAIN_AFTER_S)
         before = {"keep": await _stats(keep.port), "drained": await _stats(drained.port)}
-        proc = await asyncio.create_subprocess_exec(
-            "sh", str(fr.drain_script), "alpha", target, str(DRAIN_SECONDS),
-            env={**os.environ, "STOP_CMD": f"sh {stop_script}"},
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        proc = await fr.start_drain("alpha", target, DRAIN_SECONDS, f"sh {stop_script}")
         lines: list[str] = []
         t_reload = None
         while True:

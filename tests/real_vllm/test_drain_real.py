@@ -15,7 +15,6 @@ wrapper, vLLM and every child within `drainSeconds`, with exit status 0.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import threading
 import time
@@ -80,10 +79,7 @@ async def _scenario(fr, client_key: str, target: str, stop_cmd: str):
         workers = [asyncio.create_task(worker(client)) for _ in range(CONCURRENCY)]
         await asyncio.sleep(BEFORE_S)
         t_drain = wall()
-        proc = await asyncio.create_subprocess_exec(
-            "sh", str(fr.drain_script), ALPHA, target, str(DRAIN_SECONDS),
-            env={**os.environ, "STOP_CMD": stop_cmd}, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE)
+        proc = await fr.start_drain(ALPHA, target, DRAIN_SECONDS, stop_cmd)
         lines: list[tuple[float, str]] = []
         while True:
             line = await asyncio.wait_for(proc.stdout.readline(), SCRIPT_TIMEOUT_S)

@@ -13,6 +13,7 @@ points the front at the shared real vLLM servers.
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import shutil
@@ -105,6 +106,12 @@ class Front:
 
     def client(self, **kw: Any) -> httpx.Client:
         return httpx.Client(verify=self.ssl_context(), timeout=kw.pop("timeout", 30.0), **kw)
+
+    async def start_drain(self, model: str, target: str, seconds: int, stop_cmd: str) -> "asyncio.subprocess.Process":
+        """Run the rendered drain script on `target` (host:port) with STOP_CMD, output piped."""
+        return await asyncio.create_subprocess_exec(
+            "sh", str(self.drain_script), model, target, str(seconds), env={**os.environ, "STOP_CMD": stop_cmd},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
 
     def ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.pki.ca))
