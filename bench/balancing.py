@@ -35,7 +35,7 @@ import httpx
 
 from bench import (BenchResult, Pooled, bench_main, fmt_ms, fmt_num, fmt_ratio, md_table, pool, ratio,
                    verdict)
-from bench.loadgen import LoadResult, run_load
+from bench.loadgen import LoadResult
 
 NAME = "balancing"
 TITLE = "Balancing: least_conn (as rendered) vs round-robin, 3 equal backends, heavy-tailed requests"
@@ -127,9 +127,8 @@ def one_run(policy: str, seeds: tuple[int, ...], client_seed: int) -> tuple[Load
             occ, stop = Occupancy(), asyncio.Event()
             sampler = asyncio.create_task(_sample([f.port for f in fakes], occ, stop))
             try:
-                res = await run_load(f"{fr.https}/alpha/v1", n_requests=REQUESTS_PER_RUN, concurrency=CONCURRENCY,
-                                     deadline_s=90, api_key=fr.keys[0], model="alpha", stream=False,
-                                     max_tokens=MAX_TOKENS, seed=client_seed, ca_path=str(fr.pki.ca))
+                res = await fr.load("alpha", n_requests=REQUESTS_PER_RUN, concurrency=CONCURRENCY, deadline_s=90,
+                                    stream=False, max_tokens=MAX_TOKENS, seed=client_seed)
             finally:
                 stop.set()
                 await sampler

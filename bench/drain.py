@@ -23,7 +23,7 @@ import time
 from typing import Sequence
 
 from bench import BenchResult, bench_main, fmt_ms, fmt_ratio, md_table, ratio
-from bench.loadgen import LoadResult, RequestRecord, percentile, run_load
+from bench.loadgen import LoadResult, RequestRecord, percentile
 
 NAME = "drain"
 TITLE = "Spot drain: steady state vs during the rendered drain script"
@@ -100,9 +100,9 @@ def run() -> BenchResult:
         target = f"127.0.0.1:{drained.port}"
 
         async def scenario():
-            load = asyncio.create_task(run_load(
-                f"{fr.https}/alpha/v1", n_requests=REQUESTS, concurrency=CONCURRENCY, deadline_s=LOAD_DEADLINE_S,
-                api_key=fr.keys[0], model="alpha", stream=True, max_tokens=MAX_TOKENS, ca_path=str(fr.pki.ca)))
+            load = asyncio.create_task(fr.load(
+                "alpha", n_requests=REQUESTS, concurrency=CONCURRENCY, deadline_s=LOAD_DEADLINE_S, stream=True,
+                max_tokens=MAX_TOKENS))
             t_run = time.perf_counter()
             await asyncio.sleep(STEADY_S)
             t_drain = time.perf_counter() - t_run

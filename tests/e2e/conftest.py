@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from tests.fakes.harness import FakeHandle, start_fake
-from tests.support.front import (NGINX_QUIT_TIMEOUT, NGINX_START_TIMEOUT, Front, Pki,  # noqa: F401 (re-exported)
+from tests.support.front import (Front, Pki,  # noqa: F401 (re-exported)
                                  front_root, launch_front, make_pki, new_key)
 from tests.support.procs import free_port
 from tests.support.tools import require

@@ -19,7 +19,6 @@ import time
 import httpx
 import pytest
 
-from bench.loadgen import run_load
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -55,9 +54,9 @@ def test_drain_under_streaming_load_loses_nothing(front_factory):
     target = f"127.0.0.1:{drained.port}"
 
     async def scenario():
-        load = asyncio.create_task(run_load(
-            f"{fr.https}/alpha/v1", n_requests=N_REQUESTS, concurrency=CONCURRENCY, deadline_s=LOAD_DEADLINE_S,
-            api_key=fr.keys[0], model="alpha", stream=True, max_tokens=MAX_TOKENS, ca_path=str(fr.pki.ca)))
+        load = asyncio.create_task(fr.load(
+            "alpha", n_requests=N_REQUESTS, concurrency=CONCURRENCY, deadline_s=LOAD_DEADLINE_S, stream=True,
+            max_tokens=MAX_TOKENS))
         t_run = time.perf_counter()
         await asyncio.sleep(DRAIN_AFTER_S)
         before = {"keep": await _stats(keep.port), "drained": await _stats(drained.port)}

@@ -26,7 +26,7 @@ from typing import Awaitable, Callable, TypeVar
 import httpx
 import pytest
 
-from bench.loadgen import LoadResult, run_load
+from bench.loadgen import LoadResult
 from tests.support.frontlab import NO_RATE_LIMIT, access_log, error_lines, start_fake_at
 from tests.support.procs import wait_port
 from vllm_stack import defaults as D
@@ -58,9 +58,8 @@ async def _signal_during_load(fr, backend, sig: int, *, n_requests: int, concurr
 
     Returns (the load's result, the backend's stats just before the signal, the signal's time
     in seconds since the run began, what `then` returned)."""
-    load = asyncio.create_task(run_load(
-        f"{fr.https}/alpha/v1", n_requests=n_requests, concurrency=concurrency, deadline_s=40,
-        api_key=fr.keys[0], model="alpha", stream=True, max_tokens=max_tokens, ca_path=str(fr.pki.ca)))
+    load = asyncio.create_task(fr.load(
+        "alpha", n_requests=n_requests, concurrency=concurrency, deadline_s=40, stream=True, max_tokens=max_tokens))
     t_run = time.perf_counter()   # <= loadgen's own t0: offsets below are conservative
     await asyncio.sleep(after_s)
     before = await _stats(backend.port)
@@ -93,10 +92,8 @@ def test_loading_backend_gets_no_traffic_and_costs_clients_nothing(front_factory
                             name="fake_vllm_loading")
     fr.fakes["alpha"].append(loading)
 
-    result = asyncio.run(run_load(f"{fr.https}/alpha/v1", n_requests=LOADING_REQUESTS,
-                                  concurrency=LOADING_CONCURRENCY, deadline_s=LOAD_SECONDS - 0.5,
-                                  api_key=fr.keys[0], model="alpha", stream=True, max_tokens=8,
-                                  ca_path=str(fr.pki.ca)))
+    result = asyncio.run(fr.load("alpha", n_requests=LOADING_REQUESTS, concurrency=LOADING_CONCURRENCY,
+                                 deadline_s=LOAD_SECONDS - 0.5, stream=True, max_tokens=8))
     during_load = time.monotonic() - t_start
     assert during_load < LOAD_SECONDS, "the load must run while the backend is still loading"
     # zero client-visible failures, and the run was not cut short

@@ -62,7 +62,7 @@ if str(REPO) not in sys.path:  # `tests.support.procs`, `tests.real_vllm.harness
 import httpx  # noqa: E402
 
 from tests.real_vllm import harness  # noqa: E402
-from tests.support.front import NGINX_START_TIMEOUT, Front, Pki, launch_front, make_pki, new_key  # noqa: E402,F401
+from tests.support.front import Front, Pki, launch_front, make_pki, new_key  # noqa: E402,F401
 from tests.support.frontlab import access_log  # noqa: E402,F401 (re-exported for the tests)
 from tests.support.procs import Proc, free_port  # noqa: E402
 from vllm_stack import defaults as D  # noqa: E402

@@ -107,6 +107,12 @@ class Front:
     def client(self, **kw: Any) -> httpx.Client:
         return httpx.Client(verify=self.ssl_context(), timeout=kw.pop("timeout", 30.0), **kw)
 
+    async def load(self, model: str, **kw: Any):
+        """`bench.loadgen.run_load` through this front for `model`, with its first key and test CA."""
+        from bench.loadgen import run_load
+        return await run_load(f"{self.https}/{model}/v1", api_key=self.keys[0], model=model,
+                              ca_path=str(self.pki.ca), **kw)
+
     async def start_drain(self, model: str, target: str, seconds: int, stop_cmd: str) -> "asyncio.subprocess.Process":
         """Run the rendered drain script on `target` (host:port) with STOP_CMD, output piped."""
         return await asyncio.create_subprocess_exec(
