@@ -3,7 +3,7 @@ STACK ?= dev
 PY := .venv/bin/python
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
-.PHONY: venv tools vllm-venv plan test test-fast test-vllm bench docs clean
+.PHONY: venv tools vllm-venv plan lint test test-fast test-vllm bench docs clean
 
 venv:
 	@bash scripts/bootstrap.sh venv
@@ -20,8 +20,11 @@ plan: venv
 docs: venv
 	$(PY) -m vllm_stack docs
 
+lint: venv
+	$(PY) -m ruff check .
+
 # Every tier: pure unit, program under mocks, policies, real tools, loopback e2e, real vLLM on CPU.
-test: tools vllm-venv
+test: lint tools vllm-venv
 	$(PYTEST) -q tests
 
 test-fast: tools

@@ -16,8 +16,10 @@ from pulumi_command import remote
 from vllm_stack import defaults as D
 from vllm_stack.endpoints import ScrapeTarget
 from vllm_stack.config import HostSpec, ModelSpec, StackConfig
-from vllm_stack.render import host_scripts
+from vllm_stack.quoting import ssh_url
+from vllm_stack.render import host_commands, host_scripts
 from vllm_stack.render import k8s as k8s_render
+from vllm_stack.render.systemd import secret_env_path
 from vllm_stack.render.vllm_args import ENV_API_KEY, ENV_HF_TOKEN, render_secret_env_file
 
 from . import artifacts, k8s_objects
@@ -94,14 +96,14 @@ class GpuNode(pulumi.ComponentResource):
                              D.SECRET_FILE_MODE, secret=True)
             self.ready.append(remote.Command(
                 f"{name}-{model.name}-env", connection=conn,
-                create=f"sudo {host_scripts.SECRET_WRITER_PATH} {model.name}",
-                update=f"sudo {host_scripts.SECRET_WRITER_PATH} {model.name}",
-                delete=f"sudo rm -f {D.VLLM_ETC_DIR}/{model.name}.env",
+                create=host_commands.write_secrets(model.name),
+                update=host_commands.write_secrets(model.name),
+                delete=host_commands.remove_file(secret_env_path(model.name)),
                 stdin=pulumi.Output.secret(env), logging=remote.Logging.NONE,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[bootstrap])))
         # The docker CLI behind the provider reaches the host over SSH with the deployer's ssh-agent.
         self.docker_provider = docker.Provider(
-            f"{name}-docker", host=f"ssh://{host.user}@{host.address}:{host.port}",
+            f"{name}-docker", host=ssh_url(host.user, host.address, host.port),
             ssh_opts=["-o", "StrictHostKeyChecking=accept-new"], opts=pulumi.ResourceOptions(parent=self))
 
     def _kubernetes(self, args: GpuNodeArgs) -> None:

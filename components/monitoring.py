@@ -15,6 +15,7 @@ import pulumi_docker as docker
 from vllm_stack import defaults as D
 from vllm_stack.config import StackConfig
 from vllm_stack.endpoints import ScrapeTarget
+from vllm_stack.quoting import http_url
 from vllm_stack.render import alerts as alerts_render
 from vllm_stack.render import grafana as grafana_render
 from vllm_stack.render import k8s as k8s_render
@@ -56,7 +57,8 @@ class MonitoringStack(pulumi.ComponentResource):
         else:
             prom = prom_render.render_prometheus_yml(cfg, list(args.targets),
                                                      rule_files=[f"{MONITORING_DIR}/{RULES_FILE}"])
-            grafana_files = grafana_render.render_grafana(cfg) if cfg.monitoring.grafana.enabled else {}
+            grafana_files = (grafana_render.render_grafana(cfg, prometheus_url=grafana_render.DEFAULT_PROMETHEUS_URL)
+                             if cfg.monitoring.grafana.enabled else {})
         artifacts.record("monitoring/prometheus.yml", prom)
         artifacts.record(f"monitoring/{RULES_FILE}", rules)
         for rel, text in grafana_files.items():
@@ -69,9 +71,10 @@ class MonitoringStack(pulumi.ComponentResource):
 
     def _docker(self, name: str, args: MonitoringStackArgs, prom: str, rules: str, grafana_files) -> None:
         cfg, node = args.cfg, args.node
-        host = node_address = cfg.monitoring_host.address
-        self.prometheus_url = f"http://{node_address}:{D.PROMETHEUS_PORT}"
-        self.grafana_url = f"http://{host}:{D.GRAFANA_PORT}" if grafana_files else None
+        host = cfg.monitoring_host.address
+        # Prometheus listens on the monitoring host's loopback only (reach it with an SSH tunnel).
+        self.prometheus_url = grafana_render.DEFAULT_PROMETHEUS_URL
+        self.grafana_url = http_url(host, D.GRAFANA_PORT) if grafana_files else None
         conn = node.connection
         deps = list(node.ready) + list(args.depends_on)
         files = [remote_file(f"{name}-prometheus-yml", conn, f"{MONITORING_DIR}/prometheus.yml", prom, parent=self,
@@ -84,7 +87,7 @@ class MonitoringStack(pulumi.ComponentResource):
         docker.Container(
             f"{name}-prometheus", name="vllm-prometheus", image=prom_image.repo_digest, network_mode="host",
             command=[f"--config.file={MONITORING_DIR}/prometheus.yml", "--storage.tsdb.path=/prometheus",
-                     f"--web.listen-address=127.0.0.1:{D.PROMETHEUS_PORT}"],
+                     f"--web.listen-address={grafana_render.PROMETHEUS_LISTEN}"],
             volumes=[docker.ContainerVolumeArgs(host_path=MONITORING_DIR, container_path=MONITORING_DIR, read_only=True)],
             restart="always", opts=dopts)
         if not grafana_files:
@@ -114,7 +117,7 @@ class MonitoringStack(pulumi.ComponentResource):
         cfg = args.cfg
         ns = cfg.kubernetes.namespace
         self.prometheus_url = k8s_render.prometheus_service_url(cfg)
-        self.grafana_url = (f"http://vllm-grafana.{ns}.svc.cluster.local:{D.GRAFANA_PORT}"
+        self.grafana_url = (f"http://{k8s_render.GRAFANA_SERVICE}.{ns}.svc.cluster.local:{D.GRAFANA_PORT}"
                             if grafana_files and not cfg.monitoring.prometheus_operator else None)
         deps = list(args.depends_on)
         if grafana_files:

@@ -21,7 +21,7 @@ from vllm_stack.render import nginx as nginx_render
 
 from . import artifacts, k8s_objects
 from .remote_file import content_hash, remote_file
-from .spot_pool import DRAIN_SCRIPT_PATH
+from vllm_stack.render.host_commands import DRAIN_SCRIPT_PATH
 from .stack_inputs import StackSecrets
 
 PLACEHOLDER = "secret-placeholder"  # token-safe stand-in in recorded artifacts

@@ -6,11 +6,12 @@ the content exists only in the secret stdin Output and the 0600 file.
 from __future__ import annotations
 
 import hashlib
-import shlex
 from typing import Sequence
 
 import pulumi
 from pulumi_command import remote
+
+from vllm_stack.render import host_commands
 
 
 def content_hash(text: str) -> str:
@@ -20,15 +21,13 @@ def content_hash(text: str) -> str:
 def remote_file(name: str, connection: remote.ConnectionArgs, path: str, content: pulumi.Input[str], *,
                 mode: int = 0o644, owner: str = "root", group: str = "root", secret: bool = False,
                 parent: pulumi.Resource, depends_on: Sequence[pulumi.Resource] = ()) -> remote.Command:
-    q = shlex.quote(path)
-    install = (f"sudo sh -c 'umask 077; install -D -m {mode:o} -o {owner} -g {group} /dev/stdin {q}'"
-               if secret else f"sudo install -D -m {mode:o} -o {owner} -g {group} /dev/stdin {q}")
+    install = host_commands.install_file(path, mode=mode, owner=owner, group=group, secret=secret)
     return remote.Command(
         name,
         connection=connection,
         create=install,
         update=install,
-        delete=f"sudo rm -f {q}",
+        delete=host_commands.remove_file(path),
         stdin=pulumi.Output.secret(content) if secret else content,
         logging=remote.Logging.NONE if secret else remote.Logging.STDOUT_AND_STDERR,
         opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on)),

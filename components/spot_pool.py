@@ -18,6 +18,7 @@ from vllm_stack import defaults as D
 from vllm_stack.config import ModelSpec, StackConfig
 from vllm_stack.endpoints import Backend, ScrapeTarget
 from vllm_stack.placement import K8S_CAPACITY, Replica
+from vllm_stack.render import host_commands
 from vllm_stack.render import k8s as k8s_render
 from vllm_stack.render.systemd import vllm_bind_host
 
@@ -25,7 +26,6 @@ from . import artifacts, k8s_objects
 from .gpu_node import GpuNode
 from .vllm_server import VllmServer, VllmServerArgs
 
-DRAIN_SCRIPT_PATH = "/usr/local/sbin/vllm-drain"
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,7 @@ class SpotOnDemandPool(pulumi.ComponentResource):
 
     def _drain_hook(self, r: Replica, server: VllmServer, args: SpotOnDemandPoolArgs) -> None:
         backend = server.backends[0]
-        drain = (f"if [ -x {DRAIN_SCRIPT_PATH} ]; then sudo {DRAIN_SCRIPT_PATH} {args.model.name} "
-                 f"{backend.hostport} {args.model.pool.drain_seconds}; fi")
+        drain = host_commands.drain_hook(args.model.name, backend.hostport, args.model.pool.drain_seconds)
         remote.Command(
             f"{r.name}-drain", connection=args.front, create="true", delete=drain,
             triggers=[backend.hostport],

@@ -26,7 +26,8 @@ def load_config() -> StackConfig:
             values[key] = json.loads(value) if isinstance(value, str) and value[:1] in "[{" else value
         except json.JSONDecodeError:
             values[key] = value
-    # numbers and booleans arrive as strings from the CLI; pydantic's lax mode converts them
+    # The CLI sends top-level values as strings and objects as JSON: every non-string key of the
+    # config lives inside an object, so the strict models see JSON's own numbers and booleans.
     plain, secrets = split_namespaced(values, "pulumi config",
                                       is_secret=lambda k, v: runtime_config.is_config_secret(f"{D.PROJECT}:{k}"))
     return parse_config(plain, secrets, "pulumi config")

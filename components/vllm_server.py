@@ -17,6 +17,7 @@ from vllm_stack import defaults as D
 from vllm_stack.config import ModelSpec, StackConfig
 from vllm_stack.endpoints import Backend, ScrapeTarget
 from vllm_stack.placement import K8S_CAPACITY, Replica
+from vllm_stack.render import host_commands
 from vllm_stack.render import k8s as k8s_render
 from vllm_stack.render import systemd as systemd_render
 from vllm_stack.render.vllm_args import public_env, serve_argv, shell_join
@@ -118,10 +119,10 @@ class VllmServer(pulumi.ComponentResource):
             remote_file(f"{name}-unit", node.connection, f"/etc/systemd/system/{unit_name}", unit, parent=self,
                         depends_on=node.ready),
         ]
-        start = f"sudo systemctl daemon-reload && sudo systemctl enable {unit_name} && sudo systemctl restart {unit_name}"
+        start = host_commands.start_unit(unit_name)
         self.workload = remote.Command(
             f"{name}-service", connection=node.connection, create=start, update=start,
-            delete=f"sudo systemctl disable --now {unit_name}",
+            delete=host_commands.stop_unit(unit_name),
             triggers=[content_hash(unit + wrapper)],
             opts=pulumi.ResourceOptions(parent=self, depends_on=files))
         self._endpoint(args)

@@ -8,6 +8,7 @@ the comment says which (seeds live in ../shared/seeds, corrections in
 from __future__ import annotations
 
 PROJECT = "vllm-stack"
+LOOPBACK = "127.0.0.1"               # where a service binds when only its own host talks to it
 COMPONENT_PREFIX = "vllmstack:index"
 
 # --- vLLM (0.33) -------------------------------------------------------------------
@@ -19,6 +20,7 @@ GPU_MEMORY_UTILIZATION_PROD_CEILING = 0.93   # seed 004: "the safe ceiling in pr
 GPU_MEMORY_UTILIZATION_HARD_CEILING = 0.95   # seed 000: "0.92-0.95 if you need more KV cache"
 VLLM_MAX_MODEL_LEN = 8192
 VLLM_MAX_NUM_SEQS = 256
+MAX_MODEL_LEN_LIMIT = 10_000_000     # largest context any released model claims (Llama 4 Scout: 10M)
 #: Activation/CUDA-graph/runtime budget reserved per GPU before KV cache (vllm-facts: "a few GiB").
 RUNTIME_OVERHEAD_GIB = 4.0
 #: Quantized 4-bit weights carry scales/zeros: ~5 % on top of 0.5 byte/param (vllm-facts).
@@ -54,6 +56,9 @@ UPSTREAM_FAIL_TIMEOUT_SEC = 10
 UPSTREAM_KEEPALIVE = 32
 RATE_LIMIT_PER_KEY_RPS = 20
 RATE_LIMIT_BURST = 40
+RATE_LIMIT_RPS_MAX = 100_000         # nginx limit_req keeps rate x 1000 in an integer; far above any GPU's rate
+#: Paths the front serves itself (`/v1/`, `/health`): a model of that name would shadow them.
+FRONT_RESERVED_ROUTES = frozenset({"v1", "health"})
 TLS_MIN_VERSION = "TLSv1.2"
 TLS_PROTOCOLS = ("TLSv1.2", "TLSv1.3")
 

@@ -9,9 +9,10 @@ import json
 import typing
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
 
 from .config import SECRET_KEYS, StackConfig
+from .grammar import Grammar
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -19,9 +20,32 @@ SCHEMA = ROOT / "docs" / "config.schema.json"
 START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
 
 
-def _type_name(ann) -> str:
+def _grammar(metadata) -> str | None:
+    for meta in metadata:
+        if isinstance(meta, AfterValidator) and isinstance(meta.func, Grammar):
+            return meta.func.text
+    return None
+
+
+def _bounds(metadata) -> str:
+    """`, > 0 and <= 65535` from the field's numeric and length constraints (strict types)."""
+    parts = []
+    for meta in metadata:
+        for attr, sym in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="), ("max_length", "items <=")):
+            value = getattr(meta, attr, None)
+            if value is not None and type(meta).__name__ != "AfterValidator":
+                parts.append(f"{sym} {value:g}" if isinstance(value, float) else f"{sym} {value}")
+    return f", {' and '.join(parts)}" if parts else ""
+
+
+def _type_name(ann, metadata=()) -> str:
     origin = typing.get_origin(ann)
     args = typing.get_args(ann)
+    grammar = _grammar(metadata)
+    if origin is typing.Annotated:
+        return _type_name(args[0], getattr(ann, "__metadata__", ()))
+    if grammar is not None:
+        return f"string: {grammar}"
     if origin is typing.Literal:
         return " \\| ".join(f"`{a}`" for a in args)
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
@@ -59,7 +83,8 @@ def _rows(model: type[BaseModel], prefix: str) -> list[str]:
         else:
             default = f"`{json.dumps(f.default)}`"
         ann = f.annotation
-        rows.append(f"| `{key}` | {_type_name(ann)} | {default} | {f.description or ''} |")
+        typ = _type_name(ann, f.metadata) + _bounds(f.metadata).replace("|", "\\|").replace("\\\\|", "\\|")
+        rows.append(f"| `{key}` | {typ} | {default} | {f.description or ''} |")
         inner = _inner_model(ann)
         if inner is not None:
             suffix = "[]." if typing.get_origin(ann) in (tuple, list) else ("<gpu>." if typing.get_origin(ann) is dict else ".")

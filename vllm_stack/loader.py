@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from . import defaults as D
@@ -72,12 +71,21 @@ def _suggest(bad: str, allowed: list[str]) -> str:
     return f"unknown key; {hint}allowed: {', '.join(allowed)}"
 
 
+def _shown(val: Any, limit: int = 80) -> str:
+    """The bad value on one line: JSON-escaped (a newline shows as `\\n`), long strings cut."""
+    if isinstance(val, str) and len(val) > limit:
+        return json.dumps(val[:limit]) + f"... ({len(val)} characters)"
+    if isinstance(val, (str, int, float, bool)) or val is None:
+        return json.dumps(val)
+    return type(val).__name__
+
+
 def _error_from_pydantic(err: Mapping[str, Any], source: str | None) -> ConfigError:
     loc = tuple(err["loc"])
     path = format_loc(loc)
     typ = err["type"]
     val = err.get("input")
-    shown = json.dumps(val) if isinstance(val, (str, int, float, bool)) or val is None else type(val).__name__
+    shown = _shown(val)
     if typ == "extra_forbidden":
         cls = _model_at(loc)
         allowed = _allowed_keys(cls) if cls else []
@@ -113,8 +121,14 @@ def parse_config(raw: Mapping[str, Any], secrets: Iterable[str] = (), source: st
     return cfg
 
 
+def _is_secure_value(key: str, value: Any) -> bool:
+    """`{secure: <ciphertext>}` as `pulumi config set --secret` writes it. `{secure: null}` or an
+    empty ciphertext is not a set secret (the CLI would fail to decrypt it at `pulumi up`)."""
+    return isinstance(value, Mapping) and set(value) == {"secure"}
+
+
 def split_namespaced(config_map: Mapping[str, Any], source: str | None = None,
-                     is_secret=lambda key, value: isinstance(value, Mapping) and set(value) == {"secure"},
+                     is_secret=_is_secure_value,
                      ) -> tuple[dict[str, Any], set[str]]:
     """Pick `vllm-stack:*` keys; return (plain values, names of secret keys that are set)."""
     plain: dict[str, Any] = {}
@@ -125,6 +139,11 @@ def split_namespaced(config_map: Mapping[str, Any], source: str | None = None,
             continue  # other namespaces (kubernetes:context, aws:region) belong to providers
         key = full_key[len(prefix):]
         if is_secret(key, value):
+            cipher = value["secure"] if isinstance(value, Mapping) else value
+            if is_secret is _is_secure_value and (not isinstance(cipher, str) or not cipher.strip()):
+                raise ConfigError(f"{key}.secure", "is not a ciphertext; set the secret with `pulumi config set "
+                                                   f"--secret {key} ...` (an empty or null `secure:` is not a secret)",
+                                  source)
             if key not in SECRET_KEYS:
                 raise ConfigError(key, "is a secret but not a secret key; " + _suggest(key, config_keys())
                                   .replace("unknown key; ", ""), source)
@@ -138,23 +157,12 @@ def split_namespaced(config_map: Mapping[str, Any], source: str | None = None,
 
 
 def load_stack_file(path: str | Path) -> StackConfig:
+    """Strict read (size, UTF-8, duplicate/non-string keys: `vllm_stack.stackfile`), then validate."""
+    from .stackfile import read_stack_document
     p = Path(path)
-    source = p.name
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise ConfigError("", f"cannot read stack file: {exc.strerror}", str(p)) from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError("", f"malformed YAML{where}: {problem}", source) from None
-    if not isinstance(doc, Mapping) or not isinstance(doc.get("config"), Mapping):
-        raise ConfigError("config", "the stack file needs a top-level `config:` mapping", source)
-    plain, secrets = split_namespaced(doc["config"], source)
-    return parse_config(plain, secrets, source)
+    doc = read_stack_document(p)
+    plain, secrets = split_namespaced(doc["config"], p.name)
+    return parse_config(plain, secrets, p.name)
 
 
 def resolve_stack_path(stack_or_path: str, root: Path) -> Path:

@@ -4,9 +4,22 @@ Each problem is (key path, message) so the loader reports the key the user typed
 """
 from __future__ import annotations
 
+import ipaddress
+
 from . import flags
 from .catalog import lookup_model, models as catalog_models
 from .placement import PlacementError, place
+
+
+def _address_key(address: str) -> str:
+    """One spelling per machine: `10.0.0.1` / `::FFFF:10.0.0.1` / `GPU-1.example.` compare equal."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address.lower().rstrip(".")
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return ip.compressed
 
 
 def validate_semantics(cfg) -> list[tuple[str, str]]:
@@ -33,12 +46,28 @@ def validate_semantics(cfg) -> list[tuple[str, str]]:
                                           "replica serves the model"))
         for j, msg in flags.problems(m.extra_args):
             problems.append((f"{p}.extraArgs[{j}]", msg))
+        if cfg.platform == "kubernetes":
+            problems += _kubernetes_name_problems(p, m.name)
+            if m.pool.spot_ceiling and cfg.monitoring.prometheus_operator and cfg.monitoring.prometheus_url is None:
+                problems.append(("monitoring.prometheusUrl", "required key is missing; with prometheusOperator the "
+                                 f"stack runs no Prometheus, and KEDA needs one to scale the spot replicas of {m.name}"))
+    defaults = [i for i, m in enumerate(cfg.models) if m.default]
+    if len(defaults) > 1:
+        problems.append((f"models[{defaults[1]}].default", f"true is not allowed; models[{defaults[0]}] is already "
+                                                          "the default model (at most one `default: true`)"))
     if cfg.platform == "docker":
         if not cfg.hosts:
             problems.append(("hosts", "the docker platform needs at least one host"))
         names = [h.name for h in cfg.hosts]
         for n in sorted({n for n in names if names.count(n) > 1}):
             problems.append(("hosts", f"host name \"{n}\" is used twice"))
+        seen: dict[str, int] = {}
+        for i, h in enumerate(cfg.hosts):
+            key = _address_key(h.address)
+            if key in seen:
+                problems.append((f"hosts[{i}].address", f"\"{h.address}\" is not allowed; hosts[{seen[key]}] has the "
+                                                        "same address (one machine listed twice would double-book its GPUs)"))
+            seen.setdefault(key, i)
         for key, val in (("front.host", cfg.front.host), ("monitoring.host", cfg.monitoring.host)):
             if val is not None and val not in names:
                 problems.append((key, f"\"{val}\" is not allowed; allowed: {', '.join(names) or '(no hosts)'}"))
@@ -48,3 +77,15 @@ def validate_semantics(cfg) -> list[tuple[str, str]]:
             except PlacementError as exc:
                 problems.append((exc.path, exc.message))
     return problems
+
+
+def _kubernetes_name_problems(path: str, name: str) -> list[tuple[str, str]]:
+    """Names the Kubernetes objects of a model must satisfy (Service names are DNS-1035 labels)."""
+    from .render.k8s_common import PREFIX, service_name_ok
+    if not service_name_ok(name):
+        return [(f"{path}.name", f"\"{name}\" is not allowed on kubernetes; a Service name must start with a "
+                                 "letter (DNS-1035)")]
+    if name == PREFIX or name.startswith(PREFIX + "-"):
+        return [(f"{path}.name", f"\"{name}\" is not allowed on kubernetes; names starting with {PREFIX}- are "
+                                 "reserved for the stack's own objects")]
+    return []

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Optional
 from vllm_stack import defaults as D
 from vllm_stack import flags
 from vllm_stack.catalog import gpus, lookup_model
-from vllm_stack.offline.engine import SECRET_PLACEHOLDER
+from vllm_stack.offline.engine import SECRET_PLACEHOLDER, VALUE_PLACEHOLDER
 from vllm_stack.render.vllm_args import ENV_API_KEY, ENV_HF_TOKEN
 from vllm_stack.sizing import KIB, KV_BYTES_PER_ELEMENT, WEIGHT_BYTES_PER_PARAM, fit
 
@@ -58,8 +58,12 @@ def _looks_random(token: str) -> bool:
     return bool(re.search(r"\d", token) or (re.search(r"[a-z]", token) and re.search(r"[A-Z]", token)))
 
 
-#: `[secret]` (and the mocks' `[secret]-<name>` random results): what a secret is replaced by offline.
-_PLACEHOLDER = re.compile("^" + re.escape(SECRET_PLACEHOLDER) + r"(?:-[A-Za-z0-9_.-]+)?$")
+#: What a secret is replaced by offline: the plan feeds VALUE_PLACEHOLDER as every secret value
+#: (so it can travel inside a larger string, `Bearer secret-placeholder`), and the mocks return
+#: `[secret]-<name>` for random passwords. Either one in a plain input is a leak.
+#: (The mocks' fake PEM bodies also read `[secret]`, public certificates included: only a whole
+#: `[secret]...` value counts.)
+_PLACEHOLDER = re.compile(re.escape(VALUE_PLACEHOLDER) + "|^" + re.escape(SECRET_PLACEHOLDER) + r"(?:-[A-Za-z0-9_.-]+)?$")
 
 
 def redact(value: str) -> str:
@@ -329,7 +333,7 @@ def secrets_only_in_secret_stores(resource_type: str, props: Mapping, ctx: Polic
             if key in secret_keys:
                 continue
             for path, s in S.walk_strings(props[key], key):
-                if _PLACEHOLDER.match(s.strip()):
+                if _PLACEHOLDER.search(s.strip()):
                     report(f"input {path} carries a secret value but is not a Pulumi secret (it would be stored "
                            f"in plain text); {advice}")
 

@@ -385,7 +385,7 @@ def _strip_prefix(argv: list[str]) -> list[str]:
 
 def _looks_vllm(argv: Sequence[str]) -> bool:
     from vllm_stack import flags
-    return any(flags.normalize(a) in VLLM_MARKER_FLAGS for a in argv if a.startswith("-"))
+    return any(flags.normalize(a, abbrev=False) in VLLM_MARKER_FLAGS for a in argv if a.startswith("-"))
 
 
 def container_argvs(props: Mapping) -> list[VllmArgv]:

@@ -254,6 +254,15 @@ def test_secret_placeholder_in_a_plain_input():
     assert "environment.KEY" in messages(v, "secrets-only-in-secret-stores")
 
 
+def test_the_plans_secret_value_in_a_plain_input_is_a_leak():
+    """The plan feeds VALUE_PLACEHOLDER as every secret value: the check matched only `[secret]`
+    and so could never fire on what the plan really sends."""
+    from vllm_stack.offline.engine import VALUE_PLACEHOLDER
+    v = evaluate([res("command:remote:Command", "leak",
+                      {"create": f"curl -H 'Authorization: Bearer {VALUE_PLACEHOLDER}' x"})])
+    assert "input create carries a secret value" in messages(v, "secrets-only-in-secret-stores")
+
+
 # --- vllm-not-exposed ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("ip", ["127.0.0.1", "10.0.1.12", "192.168.3.4", "172.20.0.5"])

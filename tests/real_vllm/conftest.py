@@ -77,7 +77,7 @@ HERE = Path(__file__).resolve().parent
 
 # --------------------------------------------------------------------------- marker and order
 
-MODULE_ORDER = ("test_parser_all_stacks", "test_harness", "test_launch_as_rendered", "test_front_real",
+MODULE_ORDER = ("test_parser_all_stacks", "test_flag_table", "test_harness", "test_launch_as_rendered", "test_front_real",
                 "test_monitoring_real", "test_drain_real")
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.metadata
 import io
 import json
 import os
@@ -52,6 +53,9 @@ def build_parser():
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
     parser = FlexibleArgumentParser(prog="vllm", description="vLLM CLI")
+    # the top-level options of vllm.entrypoints.cli.main: argparse classifies EVERY token with the
+    # top-level parser too (an ambiguous prefix of these errors there), so they are part of the parse
+    parser.add_argument("-v", "--version", action="version", version=importlib.metadata.version("vllm"))
     subparsers = parser.add_subparsers(required=False, dest="subparser")
     try:
         from vllm.entrypoints.cli.serve import ServeSubcommand

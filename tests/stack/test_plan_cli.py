@@ -14,8 +14,8 @@ from .conftest import ROOT, SCAN_SECRETS
 
 
 def plan(*args: str, timeout: int = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vllm_stack", "plan", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "vllm_stack", "plan", *args], check=False, capture_output=True,
+                          text=True, cwd=ROOT, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +35,8 @@ def test_prod_plan_is_fast(prod_json):
 def test_json_document_shape(prod_json):
     doc = prod_json[0]
     assert doc["stack"] == "prod" and doc["environment"] == "prod" and doc["platform"] == "kubernetes"
+    assert doc["generator"] == "vllm-stack plan" and doc["formatVersion"] == 1     # the --out marker
+    assert json.loads((prod_json[1] / "plan.json").read_text()) == doc
     types = {r["type"] for r in doc["resources"]}
     assert {"vllmstack:index:GpuNode", "vllmstack:index:SpotOnDemandPool", "vllmstack:index:VllmServer",
             "vllmstack:index:NginxFront", "vllmstack:index:MonitoringStack", "kubernetes:apps/v1:Deployment",
@@ -79,12 +81,20 @@ def test_dev_plan_human_output_and_secrets_never_printed(tmp_path):
 
 
 def test_rewrite_is_atomic_and_replaces_old_output(tmp_path):
+    """A previous plan's output is swapped for the new one; a file the plan did not write blocks it."""
     out = tmp_path / "o"
     assert plan("dev", "--out", str(out)).returncode == 0
-    (out / "stale.txt").write_text("old")
+    (out / "front/nginx.conf").write_text("edited by hand")          # an artifact: the plan's own file
     assert plan("dev", "--out", str(out)).returncode == 0
-    assert not (out / "stale.txt").exists()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".o.")]
+    assert (out / "front/nginx.conf").read_text() != "edited by hand"
+    (out / "stale.txt").write_text("old")                            # not the plan's: refuse, touch nothing
+    before = sorted((p.relative_to(out), p.read_bytes()) for p in out.rglob("*") if p.is_file())
+    proc = plan("dev", "--out", str(out))
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [(f"error: --out: {out} holds 1 file(s) the previous plan did not write "
+                                         "(stale.txt); move them away or choose another directory")]
+    assert sorted((p.relative_to(out), p.read_bytes()) for p in out.rglob("*") if p.is_file()) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["o"]             # no temp or aside directory left
 
 
 def test_diff_dev_to_prod_shows_cost_delta(tmp_path):

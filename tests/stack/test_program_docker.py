@@ -109,3 +109,24 @@ def test_program_refuses_a_plain_api_key_from_pulumi_config():
     assert proc.returncode != 0
     assert "apiKey: must be a Pulumi secret" in proc.stderr
     assert "sk-plain-value-in-config-0001" not in proc.stderr
+
+
+def test_grafana_datasource_is_where_prometheus_listens(dev):
+    """Grafana runs on the host network: its datasource must be Prometheus' own listen address
+    (it was `http://prometheus:9090`, a name nothing resolves there)."""
+    import yaml
+    prom = one(dev, "docker:index/container:Container", "monitoring-prometheus")
+    listen = next(a.split("=", 1)[1] for a in prom["inputs"]["command"] if a.startswith("--web.listen-address="))
+    ds = yaml.safe_load(dev["artifacts"]["monitoring/grafana/datasources/prometheus.yaml"]["content"])
+    assert ds["datasources"][0]["url"] == f"http://{listen}"
+    assert dev["outputs"]["prometheusUrl"] == f"http://{listen}"
+    assert prom["inputs"]["networkMode"] == "host"
+    graf = one(dev, "docker:index/container:Container", "monitoring-grafana")
+    assert graf["inputs"]["networkMode"] == "host"
+
+
+def test_commands_are_quoted_words(dev):
+    """Every remote command is built word by word (render/host_commands.py)."""
+    cmds = {r["name"]: r["inputs"] for r in by_type(dev, "command:remote:Command")}
+    assert cmds["gpu-dev-1-llama-8b-env"]["create"] == "sudo /usr/local/sbin/vllm-write-secrets llama-8b"
+    assert cmds["gpu-dev-1-llama-8b-env"]["delete"] == "sudo rm -f /etc/vllm/llama-8b.env"

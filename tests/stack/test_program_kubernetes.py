@@ -68,3 +68,12 @@ def test_no_secret_leaks(prod):
 def test_outputs_cost(prod):
     # 70B: 1 on-demand H100 $2.50 + 1 spot $1.03; Mistral: 2 on-demand L40S $0.72 — x 720 h
     assert prod["outputs"]["monthlyCostUsd"] == round((2.50 + 1.03 + 2 * 0.72) * 720, 2)
+
+
+def test_grafana_url_names_the_rendered_service(prod):
+    """The exported grafanaUrl named `vllm-grafana`, a Service the stack never created."""
+    services = {r["inputs"]["metadata"]["name"] for r in prod["resources"]
+                if r["type"] == "kubernetes:core/v1:Service"}
+    url = prod["outputs"]["grafanaUrl"]
+    host = url.split("//", 1)[1].split(".", 1)[0]
+    assert host in services, (url, sorted(services))

@@ -17,7 +17,7 @@ if str(REPO) not in sys.path:
 
 from vllm_stack import defaults as D  # noqa: E402
 from vllm_stack.config import ModelSpec  # noqa: E402
-from vllm_stack.loader import parse_config  # noqa: E402
+from vllm_stack.loader import ConfigError, parse_config  # noqa: E402
 from vllm_stack.render import k8s  # noqa: E402
 from vllm_stack.render.vllm_args import ENV_API_KEY, ENV_HF_TOKEN, serve_argv  # noqa: E402
 from vllm_stack.sizing import readiness_delay_seconds  # noqa: E402
@@ -40,6 +40,9 @@ CANARIES = {
 PEAK = {"start": "45 8 * * 1-5", "end": "0 19 * * 1-5", "timezone": "Europe/Paris", "replicas": 3}
 
 
+OPERATOR_PROMETHEUS = "http://prometheus-operated.monitoring.svc:9090"
+
+
 def prod_config(*, operator: bool = False, grafana: bool = True):
     return parse_config({
         "environment": "prod", "platform": "kubernetes",
@@ -50,7 +53,8 @@ def prod_config(*, operator: bool = False, grafana: bool = True):
              "quantization": "fp8"},
         ],
         "front": {"domain": "llm.example.com", "serviceType": "LoadBalancer"},
-        "monitoring": {"prometheusOperator": operator, "grafana": {"enabled": grafana}},
+        "monitoring": {"prometheusOperator": operator, "grafana": {"enabled": grafana},
+                       **({"prometheusUrl": OPERATOR_PROMETHEUS} if operator else {})},
         "kubernetes": {"namespace": "llm-prod", "storageClass": "efs-sc", "weightsPvcSize": "800Gi"},
     })
 
@@ -310,8 +314,12 @@ def test_prometheus_url_parameter_and_operator_requirement(prod):
     so = next(o for o in objs if o["kind"] == "ScaledObject")
     assert so["spec"]["triggers"][0]["metadata"]["serverAddress"] == "http://prom.example:9090"
     op = prod_config(operator=True)
-    with pytest.raises(k8s.K8sRenderError, match="prometheus_url"):
-        k8s.model_objects(op, model_by_name(op, SMALL), secret_name="s")
+    so = next(o for o in k8s.model_objects(op, model_by_name(op, SMALL), secret_name="s") if o["kind"] == "ScaledObject")
+    assert so["spec"]["triggers"][0]["metadata"]["serverAddress"] == OPERATOR_PROMETHEUS
+    raw = {**prod_config(operator=True).model_dump(by_alias=True, exclude={"secrets"}, mode="json")}
+    raw["monitoring"] = {**raw["monitoring"], "prometheusUrl": None}
+    with pytest.raises(ConfigError, match=r"^monitoring\.prometheusUrl: required key is missing"):
+        parse_config(raw)
 
 
 def test_cron_trigger_only_with_peak_schedule(prod, prod_objs):

@@ -2,14 +2,36 @@
 
 The diff is what a pull-request comment shows: resources added/removed/changed and
 the monthly cost delta.
+
+Every value that comes from the stack file, the program or a path is escaped before rich
+sees it (`[bold]` in a path or a name is text, not markup).
 """
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
+
+
+def display_text(value: Any) -> str:
+    """A path or value as printable text: file-name bytes that are not UTF-8 shown as \\xNN."""
+    text = os.fsdecode(value) if isinstance(value, (bytes, os.PathLike)) else str(value)
+    try:
+        raw = os.fsencode(text)
+    except UnicodeEncodeError:                 # a lone surrogate that no file name produced
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _e(value: Any) -> str:
+    """Text for rich: markup escaped (`[bold]` in a name or a path is text)."""
+    return escape(display_text(value))
 
 
 def _short_type(t: str) -> str:
@@ -17,7 +39,7 @@ def _short_type(t: str) -> str:
 
 
 def resource_tree(doc: dict) -> Tree:
-    root = Tree(f"[bold]stack {doc['stack']}[/] ({doc['environment']}, {doc['platform']})")
+    root = Tree(f"[bold]stack {_e(doc['stack'])}[/] ({_e(doc['environment'])}, {_e(doc['platform'])})")
     nodes: dict[str | None, Tree] = {}
     children: dict[str | None, list[dict]] = {}
     for r in doc["resources"]:
@@ -27,7 +49,7 @@ def resource_tree(doc: dict) -> Tree:
     def add(parent_tree: Tree, parent_urn: str | None) -> None:
         for r in children.get(parent_urn, []):
             secret = f" [magenta]({len(r['secretInputs'])} secret input(s))[/]" if r["secretInputs"] else ""
-            node = parent_tree.add(f"{r['name']} [dim]{_short_type(r['type'])}[/]{secret}")
+            node = parent_tree.add(f"{_e(r['name'])} [dim]{_e(_short_type(r['type']))}[/]{secret}")
             nodes[r["urn"]] = node
             add(node, r["urn"])
 
@@ -42,10 +64,10 @@ def sizing_table(doc: dict) -> Table:
         t.add_column(col)
     for m in doc["capacity"]["models"]:
         f, r, ld, sl = m["fit"], m["replicas"], m["load"], m["spotLoss"]
-        t.add_row(m["model"], m["gpu"], str(f["tensor_parallel"]), f"{f['gpu_memory_utilization']:g}",
+        t.add_row(_e(m["model"]), _e(m["gpu"]), str(f["tensor_parallel"]), f"{f['gpu_memory_utilization']:g}",
                   f"{f['weights_gib']:.1f}", f"{f['kv_gib']:.1f}", str(f["kv_tokens"]),
                   f"{f['max_concurrency_full_context']} x {f['max_model_len']}",
-                  "[green]yes[/]" if f["fits"] else f"[red]NO[/] {f['reason']}",
+                  "[green]yes[/]" if f["fits"] else f"[red]NO[/] {_e(f['reason'])}",
                   f"{r['onDemand']}/{r['spot']}({r['spotMax']})",
                   f"{ld['instancesNeeded']}" + ("" if ld["meetsPeak"] else " [yellow](short)[/]"),
                   f"{sl['remainingRps']} of {sl['peakRps']} rps" + ("" if sl["coversPeak"] else " [yellow]short[/]"))
@@ -60,8 +82,9 @@ def cost_table(doc: dict) -> Table:
     for m in doc["capacity"]["models"]:
         c = m["cost"]
         per_m = "-" if c["perMillionTokens"] is None else f"{c['perMillionTokens']:.4f}"
-        t.add_row(m["model"], str(m["replicas"]["gpus"]), f"{c['blendPerHour']:.2f}", f"{c['onDemandMonthly']:,.2f}",
-                  f"{c['blendMonthly']:,.2f}", f"{c['savingMonthly']:,.2f}", per_m, c["priceSource"].split(";")[0])
+        t.add_row(_e(m["model"]), str(m["replicas"]["gpus"]), f"{c['blendPerHour']:.2f}",
+                  f"{c['onDemandMonthly']:,.2f}", f"{c['blendMonthly']:,.2f}", f"{c['savingMonthly']:,.2f}", per_m,
+                  _e(c["priceSource"].split(";")[0]))
     tot = doc["capacity"]["total"]
     t.add_row("[bold]total[/]", str(tot["gpus"]), f"{tot['blendPerHour']:.2f}", f"{tot['onDemandMonthly']:,.2f}",
               f"{tot['blendMonthly']:,.2f}", f"{tot['savingMonthly']:,.2f}", "", "")
@@ -71,7 +94,7 @@ def cost_table(doc: dict) -> Table:
 def _console() -> Console:
     """Wide enough for the tables when stdout is a pipe or a CI log (rich defaults to 80)."""
     probe = Console()
-    return Console(soft_wrap=True, width=None if probe.is_terminal else 180)
+    return Console(soft_wrap=True, width=None if probe.is_terminal else 180, emoji=False)
 
 
 def print_plan(result, out_dir: Path | None = None, console: Console | None = None) -> None:
@@ -82,18 +105,47 @@ def print_plan(result, out_dir: Path | None = None, console: Console | None = No
     c.print(sizing_table(doc))
     c.print(cost_table(doc))
     for w in doc["warnings"]:
-        c.print(f"[yellow]warning:[/] {w}")
+        c.print(f"[yellow]warning:[/] {_e(w)}")
     if doc["violations"]:
         vt = Table(title="Policy violations")
         for col in ("policy", "enforcement", "resource", "message"):
             vt.add_column(col)
         for v in doc["violations"]:
-            vt.add_row(v["policy"], v["enforcement"], (v.get("urn") or "").split("::")[-1], v["message"])
+            vt.add_row(_e(v["policy"]), _e(v["enforcement"]), _e((v.get("urn") or "").split("::")[-1]),
+                       _e(v["message"]))
         c.print(vt)
     else:
         c.print("[green]policies: no violations[/]")
     if out_dir:
-        c.print(f"artifacts: {len(doc['artifacts'])} files written to {out_dir}")
+        c.print(f"artifacts: {len(doc['artifacts'])} files written to {_e(out_dir)}")
+
+
+def plan_document_problem(doc: Any) -> str | None:
+    """What keeps `doc` from being a plan document `diff_plans` can read (`key: problem`), or None."""
+    if not isinstance(doc, dict):
+        return f"top level: expected a JSON object (a `plan --json` document), got {type(doc).__name__}"
+    for key in ("stack", "resources", "violations", "capacity"):
+        if key not in doc:
+            return f"{key}: required key is missing (not a `plan --json` document)"
+    if not isinstance(doc["stack"], str):
+        return "stack: expected a string"
+    if not isinstance(doc["resources"], list):
+        return "resources: expected a list"
+    for i, r in enumerate(doc["resources"]):
+        if not isinstance(r, dict):
+            return f"resources[{i}]: expected an object"
+        for key in ("type", "name"):
+            if not isinstance(r.get(key), str):
+                return f"resources[{i}].{key}: expected a string"
+        if not isinstance(r.get("inputs"), dict):
+            return f"resources[{i}].inputs: expected an object"
+    if not isinstance(doc["violations"], list):
+        return "violations: expected a list"
+    total = doc["capacity"].get("total") if isinstance(doc["capacity"], dict) else None
+    cost = total.get("blendMonthly") if isinstance(total, dict) else None
+    if isinstance(cost, bool) or not isinstance(cost, (int, float)) or not math.isfinite(cost):
+        return "capacity.total.blendMonthly: expected a finite number"
+    return None
 
 
 def diff_plans(old: dict, new: dict) -> dict:
@@ -115,10 +167,10 @@ def diff_plans(old: dict, new: dict) -> dict:
 
 def print_diff(diff: dict, console: Console | None = None) -> None:
     c = console or _console()
-    c.print(f"[bold]plan diff {diff['from']} → {diff['to']}[/]")
+    c.print(f"[bold]plan diff {_e(diff['from'])} → {_e(diff['to'])}[/]")
     for label, color in (("added", "green"), ("removed", "red"), ("changed", "yellow")):
         c.print(f"[{color}]{label}: {len(diff[label])}[/]")
         for k in diff[label]:
-            c.print(f"  [{color}]{'+' if label == 'added' else '-' if label == 'removed' else '~'}[/] {k}")
+            c.print(f"  [{color}]{'+' if label == 'added' else '-' if label == 'removed' else '~'}[/] {_e(k)}")
     mc = diff["monthlyCost"]
     c.print(f"monthly cost: ${mc['from']:,.2f} → ${mc['to']:,.2f} (delta ${mc['delta']:+,.2f})")

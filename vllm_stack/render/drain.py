@@ -7,10 +7,10 @@ back. See the header of templates/nginx_drain.sh.j2 for the exit codes.
 """
 from __future__ import annotations
 
-import shlex
 from typing import Sequence
 
 from .. import defaults as D
+from .. import quoting
 from .nginx import FrontRenderError, NginxPaths, _check_path, _env
 
 DRAIN_SCRIPT_NAME = "vllm-drain"
@@ -37,10 +37,10 @@ def render_drain_script(paths: NginxPaths = NginxPaths(), *, nginx_cmd: Sequence
         raise FrontRenderError(f"lock_wait_seconds {lock_wait_seconds!r} must be a whole number >= 0")
     argv = [*nginx_cmd, "-p", paths.prefix.rstrip("/") + "/", "-c", paths.conf]
     env = _env()
-    env.filters["q"] = shlex.quote
+    env.filters["q"] = quoting.sh
     return env.get_template("nginx_drain.sh.j2").render(
         D=D, upstream_dir=udir, drain_seconds=drain_seconds, lock_wait_seconds=lock_wait_seconds,
-        nginx_argv=" ".join(shlex.quote(a) for a in argv))
+        nginx_argv=quoting.sh_join(argv))
 
 
 __all__ = ["DRAIN_SCRIPT_NAME", "render_drain_script"]

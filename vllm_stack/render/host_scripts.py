@@ -20,17 +20,17 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-import shlex
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from .. import defaults as D
+from .. import quoting
 from ..config import NAME_RE
 from ..placement import Replica
 from . import systemd as S
 from .vllm_args import SECRET_ENV, RenderError
 
-SECRET_WRITER_PATH = f"{D.HOST_SBIN_DIR}/{D.SECRET_WRITER_NAME}"
+from .host_commands import SECRET_WRITER_PATH  # noqa: E402  (one definition, re-exported)
 BOOTSTRAP_PATH = f"{D.HOST_SBIN_DIR}/{D.BOOTSTRAP_NAME}"
 DCGM_UNIT_PATH = f"{D.SYSTEMD_UNIT_DIR}/{D.DCGM_EXPORTER_CONTAINER}.service"
 NOTHING_CHANGED = "nothing changed"
@@ -46,8 +46,7 @@ class FileSpec:
     owner: str = "root:root"
 
 
-def _q(value: object) -> str:
-    return shlex.quote(str(value))
+_q = quoting.sh
 
 
 def _heredoc_function(fn: str, content: str) -> str:

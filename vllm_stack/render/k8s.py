@@ -29,6 +29,7 @@ Typical assembly (the order is also a valid apply order):
 """
 from __future__ import annotations
 
+from .k8s_common import GRAFANA as GRAFANA_SERVICE  # noqa: F401
 from .k8s_common import (K8sRenderError, dump_yaml, prometheus_service_url, secret_object,  # noqa: F401
                          tls_secret_object)
 from .k8s_front import (API_KEYS_FILE, UPSTREAM_AUTH_FILE, front_backends, front_listen,  # noqa: F401
@@ -39,7 +40,7 @@ from .k8s_monitoring import (GRAFANA_PASSWORD_KEY, PROMETHEUS_RULES_PATH, kubern
 from .k8s_nodes import gpu_node_objects, weights_access_mode  # noqa: F401
 
 __all__ = [
-    "API_KEYS_FILE", "GRAFANA_PASSWORD_KEY", "K8sRenderError", "PROMETHEUS_RULES_PATH", "UPSTREAM_AUTH_FILE",
+    "API_KEYS_FILE", "GRAFANA_PASSWORD_KEY", "GRAFANA_SERVICE", "K8sRenderError", "PROMETHEUS_RULES_PATH", "UPSTREAM_AUTH_FILE",
     "dump_yaml", "front_backends", "front_listen", "front_objects", "front_paths", "gpu_node_objects",
     "kubernetes_scrape_configs", "model_objects", "monitoring_objects", "prometheus_service_url", "queue_query",
     "render_front_files", "render_prometheus_yml_k8s", "secret_object", "tls_secret_object", "weights_access_mode",

@@ -94,7 +94,11 @@ def metadata(cfg, name: str, lbls: Mapping[str, str], *, namespaced: bool = True
 
 
 def prometheus_service_url(cfg) -> str:
-    """In-cluster URL of the stack's own Prometheus (monitoring.prometheusOperator false)."""
+    """The Prometheus that KEDA and Grafana query: the stack's own in-cluster Service, or
+    `monitoring.prometheusUrl` with prometheusOperator (the config refuses spot replicas
+    without it, so this never guesses an operator's URL)."""
+    if cfg.monitoring.prometheus_operator and cfg.monitoring.prometheus_url:
+        return cfg.monitoring.prometheus_url
     return f"http://{PROMETHEUS}.{cfg.kubernetes.namespace}.svc:{D.PROMETHEUS_PORT}"
 
 

@@ -187,8 +187,7 @@ def model_objects(cfg, spec, *, secret_name: str, prometheus_url: str | None = N
 
     `secret_name`: the Opaque Secret holding VLLM_API_KEY (and HF_TOKEN for gated models),
     imported whole with envFrom, so it must hold nothing else. `prometheus_url`: where KEDA
-    queries queue depth; defaults to the stack's own Prometheus, and is required when
-    monitoring.prometheusOperator is true (that Prometheus lives outside the stack).
+    queries queue depth; defaults to `prometheus_service_url(cfg)`.
     """
     _check_name(spec)
     pool = spec.pool
@@ -202,9 +201,6 @@ def model_objects(cfg, spec, *, secret_name: str, prometheus_url: str | None = N
         objs.append(pod_disruption_budget(cfg, spec))
     if pool.spot_ceiling > 0:
         if prometheus_url is None:
-            if cfg.monitoring.prometheus_operator:
-                raise K8sRenderError(f"models[{spec.name}]: pass prometheus_url (the operator-managed Prometheus "
-                                     f"KEDA queries) when monitoring.prometheusOperator is true")
             prometheus_url = prometheus_service_url(cfg)
         objs.append(scaled_object(cfg, spec, prometheus_url=prometheus_url))
     return objs

@@ -23,6 +23,8 @@ from typing import Sequence
 import jinja2
 
 from .. import defaults as D
+from .. import quoting
+from ..grammar import check_domain
 from ..config import StackConfig
 from ..endpoints import Backend
 
@@ -31,8 +33,7 @@ TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 #: Route and upstream names: the config's NAME_RE, re-checked because Backend is a plain dataclass.
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 #: Model names that would shadow a front route (`/v1/...`, `/health`).
-RESERVED_NAMES = frozenset({"v1", "health"})
-_HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+RESERVED_NAMES = D.FRONT_RESERVED_ROUTES
 _PATH = re.compile(r"^/[A-Za-z0-9._/+@:-]*$")
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _SIZE = re.compile(r"^[0-9]+[kmgKMG]?$")
@@ -97,20 +98,20 @@ def _check_name(name: str, what: str) -> str:
 
 
 def _check_domain(domain: str) -> str:
-    if domain != "_" and not _HOST.fullmatch(domain or ""):
-        raise FrontRenderError(f"front.domain {domain!r} is not a valid host name")
-    return domain
+    if domain == "_":
+        return domain
+    try:
+        return check_domain(domain)
+    except ValueError as exc:
+        raise FrontRenderError(f"front.domain {domain!r} {exc}") from None
 
 
 def _server_address(address: str) -> str:
     """`address` as it goes before `:port` in an upstream `server` line."""
     try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        if not _HOST.fullmatch(address or ""):
-            raise FrontRenderError(f"backend address {address!r} is neither an IP address nor a host name") from None
-        return address
-    return f"[{ip.compressed}]" if ip.version == 6 else ip.compressed
+        return quoting.url_host(address)
+    except quoting.QuotingError:
+        raise FrontRenderError(f"backend address {address!r} is neither an IP address nor a host name") from None
 
 
 def _check_port(port: int, what: str) -> int:
@@ -158,8 +159,11 @@ def _rate(rps: float) -> str:
 
 
 def _env() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)), undefined=jinja2.StrictUndefined,
-                              autoescape=False, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    """Templates quote every config-derived argument with the `n` filter (`quoting.nginx`)."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)), undefined=jinja2.StrictUndefined,
+                             autoescape=False, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    env.filters["n"] = quoting.nginx
+    return env
 
 
 def _render(template: str, **ctx: object) -> str:

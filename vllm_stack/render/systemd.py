@@ -18,13 +18,12 @@ Pure and deterministic: strings in, strings out.
 """
 from __future__ import annotations
 
-import ipaddress
-import shlex
 from .. import defaults as D
+from .. import quoting
 from ..placement import K8S_CAPACITY, Replica
 from .vllm_args import SECRET_ENV, RenderError, public_env, serve_argv
 
-LOOPBACK = "127.0.0.1"
+LOOPBACK = D.LOOPBACK
 _CACHE_PREFIX = "/var/cache/"
 
 
@@ -66,39 +65,29 @@ def vllm_bind_host(cfg, replica: Replica) -> str:
     return replica.address or LOOPBACK
 
 
-def _url_host(bind: str) -> str:
-    try:
-        ip = ipaddress.ip_address(bind)
-    except ValueError:
-        return bind
-    if ip.is_unspecified:
-        return LOOPBACK if ip.version == 4 else "[::1]"
-    return f"[{bind}]" if ip.version == 6 else bind
-
-
 def health_url(bind: str, port: int) -> str:
-    return f"http://{_url_host(bind)}:{port}{D.HEALTH_PATH}"
+    """Where the wrapper polls: the bind address, or loopback when vLLM binds every address."""
+    if quoting.is_unspecified(bind):
+        bind = LOOPBACK if ":" not in bind else "::1"
+    return quoting.http_url(bind, port, D.HEALTH_PATH)
 
 
 # --- unit file syntax --------------------------------------------------------------------
 
-def _check_value(value: str) -> str:
-    if any(c in value for c in "\n\r\0"):
-        raise RenderError(f"unit values may not contain newlines or NUL: {value!r}")
-    return value
-
-
 def unit_escape(value: str) -> str:
-    """A value for a unit setting: `%` is a specifier, so it is doubled."""
-    return _check_value(value).replace("%", "%%")
+    """A value for a unit setting (`quoting.unit_value`: one line, `%` doubled)."""
+    try:
+        return quoting.unit_value(value)
+    except quoting.QuotingError as exc:
+        raise RenderError(str(exc)) from None
 
 
 def env_assignment(key: str, value: str) -> str:
-    """`Environment=` line; quoted (systemd's rules) only when the value needs it."""
-    pair = _check_value(f"{key}={value}")
-    if any(c in pair for c in " \t\"'\\"):
-        pair = '"' + pair.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return "Environment=" + pair.replace("%", "%%")
+    """`Environment=` line (`quoting.unit_env`)."""
+    try:
+        return quoting.unit_env(key, value)
+    except quoting.QuotingError as exc:
+        raise RenderError(str(exc)) from None
 
 
 def _section(name: str, items: list[tuple[str, str]]) -> str:
@@ -279,7 +268,7 @@ def render_start_wrapper(cfg, spec, replica: Replica, *, vllm_bin: str = D.VLLM_
     _check_replica(cfg, spec, replica)
     bind = bind_host or vllm_bind_host(cfg, replica)
     argv = serve_argv(spec, host=bind, port=replica.port)
-    q = shlex.quote
+    q = quoting.sh
     args = "".join(f"    {line}\n" for line in _argv_lines([q(a) for a in argv]))
     return (
         "#!/bin/bash\n"
@@ -307,7 +296,7 @@ def render_start_wrapper(cfg, spec, replica: Replica, *, vllm_bin: str = D.VLLM_
 def render_dcgm_unit(*, image: str = D.DCGM_EXPORTER_IMAGE, publish: str, docker_bin: str = D.DOCKER_BIN) -> str:
     """`dcgm-exporter.service`: the same pinned container the docker runtime runs, supervised by
     systemd on hosts whose vLLM runs as units (the exporter only ships as a container image)."""
-    q = shlex.quote
+    q = quoting.sh
     name = D.DCGM_EXPORTER_CONTAINER
     run = " ".join([q(docker_bin), "run", "--rm", "--name", name, "--gpus", "all", "-p", q(publish), q(image)])
     unit = [

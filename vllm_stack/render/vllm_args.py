@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from .. import defaults as D
-from .. import flags
+from .. import flags, quoting
 
 #: Environment variable names the secrets travel in (0600 env file / k8s Secret only).
 ENV_API_KEY = "VLLM_API_KEY"
@@ -86,5 +86,4 @@ def render_secret_env_file(values: Mapping[str, str]) -> str:
 
 
 def shell_join(argv: Sequence[str]) -> str:
-    import shlex
-    return " ".join(shlex.quote(a) for a in argv)
+    return quoting.sh_join(argv)

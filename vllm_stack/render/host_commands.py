@@ -1,0 +1,51 @@
+"""The command strings pulumi-command runs on a host over SSH, built word by word.
+
+Every command goes through `quoting.sh_join`, so a name or path can never end a command or
+start another, whatever a caller passes; for the validated names the stack uses, the quoted
+form is the plain word (`sudo systemctl restart vllm-llama-8b.service`), which is what the
+policies and runbooks read.
+"""
+from __future__ import annotations
+
+from .. import defaults as D
+from ..quoting import sh_join
+from .drain import DRAIN_SCRIPT_NAME
+
+SECRET_WRITER_PATH = f"{D.HOST_SBIN_DIR}/{D.SECRET_WRITER_NAME}"
+DRAIN_SCRIPT_PATH = f"{D.HOST_SBIN_DIR}/{DRAIN_SCRIPT_NAME}"
+
+
+def _and(*commands: list[str]) -> str:
+    return " && ".join(sh_join(c) for c in commands)
+
+
+def write_secrets(model: str) -> str:
+    """Runs the secret writer; the KEY=value lines arrive on the command's stdin, never argv."""
+    return sh_join(["sudo", SECRET_WRITER_PATH, model])
+
+
+def remove_file(path: str) -> str:
+    return sh_join(["sudo", "rm", "-f", path])
+
+
+def install_file(path: str, *, mode: int, owner: str, group: str, secret: bool) -> str:
+    """`install` from stdin; a secret file is created under umask 077 so it is never readable."""
+    install = ["install", "-D", "-m", f"{mode:o}", "-o", owner, "-g", group, "/dev/stdin", path]
+    if secret:
+        return sh_join(["sudo", "sh", "-c", f"umask 077; {sh_join(install)}"])
+    return sh_join(["sudo", *install])
+
+
+def start_unit(unit: str) -> str:
+    return _and(["sudo", "systemctl", "daemon-reload"], ["sudo", "systemctl", "enable", unit],
+                ["sudo", "systemctl", "restart", unit])
+
+
+def stop_unit(unit: str) -> str:
+    return sh_join(["sudo", "systemctl", "disable", "--now", unit])
+
+
+def drain_hook(model: str, hostport: str, drain_seconds: int) -> str:
+    """Run on the front before a spot replica is deleted (a no-op until the front has the script)."""
+    return (f"if [ -x {sh_join([DRAIN_SCRIPT_PATH])} ]; then "
+            f"{sh_join(['sudo', DRAIN_SCRIPT_PATH, model, hostport, str(drain_seconds)])}; fi")
