@@ -20,8 +20,13 @@ plan: venv
 docs: venv
 	$(PY) -m vllm_stack docs
 
+# ruff and mypy read pyproject.toml. mypy: strict on vllm_stack/, error-free on the rest; the pack's
+# entry point is a second `__main__`, so it is checked on its own. (`ruff format` is not enforced:
+# the tree predates it.)
 lint: venv
 	$(PY) -m ruff check .
+	$(PY) -m mypy
+	$(PY) -m mypy policies/__main__.py
 
 # Every tier: pure unit, program under mocks, policies, real tools, loopback e2e, real vLLM on CPU.
 test: lint tools vllm-venv

@@ -29,8 +29,10 @@ else:
     for h in cfg.hosts:
         on_host = tuple(m for m in cfg.models if any(r.host == h.name for r in placement[m.name]))
         nodes[h.name] = GpuNode(h.name, GpuNodeArgs(cfg=cfg, secrets=secrets, host=h, models=on_host))
-    front_node = nodes[cfg.front_host.name]
-    mon_node = nodes[cfg.monitoring_host.name]
+    front_host, monitoring_host = cfg.front_host, cfg.monitoring_host
+    assert front_host is not None and monitoring_host is not None   # docker: the config requires hosts
+    front_node = nodes[front_host.name]
+    mon_node = nodes[monitoring_host.name]
     pools = [SpotOnDemandPool(m.name, SpotOnDemandPoolArgs(
         cfg=cfg, model=m, nodes=nodes, replicas=tuple(placement[m.name]), front=front_node.connection))
         for m in cfg.models]

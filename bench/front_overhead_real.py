@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import ssl
 import statistics
 import sys
 import tempfile
@@ -60,12 +61,19 @@ async def _arm_request(client: httpx.AsyncClient, base: str, key: str, scenario:
     return rec
 
 
+def _measured(value: float | None) -> float:
+    """A timing of an ok record (`_one` always sets the latency; an ok response has its first byte)."""
+    if value is None:
+        raise RuntimeError("an ok request record without its timing")
+    return value
+
+
 def _stats(values: list[float]) -> dict[str, float | None]:
     return {"p50": percentile(values, 50), "p95": percentile(values, 95),
             "mean": statistics.fmean(values) if values else None, "n": len(values)}
 
 
-async def _run_scenario(scenario: dict, arms: dict[str, tuple[str, str, object]], pairs: int, warmup: int,
+async def _run_scenario(scenario: dict, arms: dict[str, tuple[str, str, ssl.SSLContext | bool]], pairs: int, warmup: int,
                         deadline: float) -> dict:
     records: dict[str, list[RequestRecord]] = {a: [] for a in arms}
     clients = {a: httpx.AsyncClient(verify=verify, http2=False, timeout=httpx.Timeout(60, connect=10),
@@ -90,15 +98,15 @@ async def _run_scenario(scenario: dict, arms: dict[str, tuple[str, str, object]]
             await c.aclose()
     out: dict = {"scenario": scenario, "cut_by_deadline": cut, "arms": {}}
     for a, recs in records.items():
-        out["arms"][a] = {"latency_s": _stats([r.latency_s for r in recs]),
-                          "ttft_s": _stats([r.ttft_s for r in recs]) if scenario["stream"] else None,
+        out["arms"][a] = {"latency_s": _stats([_measured(r.latency_s) for r in recs]),
+                          "ttft_s": _stats([_measured(r.ttft_s) for r in recs]) if scenario["stream"] else None,
                           "records": [{"i": r.index, "ttft_s": r.ttft_s, "latency_s": r.latency_s,
                                        "tokens": r.tokens} for r in recs]}
     # paired deltas (front - direct of the same pair index): robust to drift
     d, f = records["direct"], records["front"]
-    out["paired_delta_latency_s"] = _stats([b.latency_s - a.latency_s for a, b in zip(d, f)])
+    out["paired_delta_latency_s"] = _stats([_measured(b.latency_s) - _measured(a.latency_s) for a, b in zip(d, f)])
     if scenario["stream"]:
-        out["paired_delta_ttft_s"] = _stats([b.ttft_s - a.ttft_s for a, b in zip(d, f)])
+        out["paired_delta_ttft_s"] = _stats([_measured(b.ttft_s) - _measured(a.ttft_s) for a, b in zip(d, f)])
     return out
 
 
@@ -150,8 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         pki = make_pki(root / "pki")
         front = start_real_front(pki, cfg, [Backend(ALPHA, "127.0.0.1", port), Backend(BETA, "127.0.0.1", port)],
                                  keys=[backend_key, client_key], backend_key=backend_key, root=root / "front")
-        arms = {"direct": (f"http://127.0.0.1:{port}", backend_key, True),
-                "front": (f"{front.https}/{ALPHA}", client_key, front.ssl_context())}
+        arms: dict[str, tuple[str, str, ssl.SSLContext | bool]] = {
+            "direct": (f"http://127.0.0.1:{port}", backend_key, True),
+            "front": (f"{front.https}/{ALPHA}", client_key, front.ssl_context())}
         scenarios = [
             {"label": f"stream chat, {a.max_tokens} tokens at {a.step_delay_ms:g} ms/token", "stream": True,
              "max_tokens": a.max_tokens, "step_delay_ms": a.step_delay_ms},

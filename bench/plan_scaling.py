@@ -167,8 +167,8 @@ HEADERS = ("platform", "replicas", "models", "resources", "runs", "best wall", "
            "growth vs smallest stack", "target", "result")
 
 
-def table_rows(cells: list[Cell]) -> list[list[str]]:
-    rows = []
+def table_rows(cells: list[Cell]) -> list[list[object]]:
+    rows: list[list[object]] = []
     smallest: dict[str, Cell] = {}
     for c in cells:
         base = smallest.setdefault(c.platform, c)

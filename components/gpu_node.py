@@ -77,6 +77,7 @@ class GpuNode(pulumi.ComponentResource):
 
     def _ssh_host(self, name: str, args: GpuNodeArgs) -> None:
         host, cfg = args.host, args.cfg
+        assert host is not None               # docker platform: checked in __init__
         conn = self.connection = ssh_connection(host, args.secrets)
         script = host_scripts.render_bootstrap_script(cfg, host.name)
         writer = host_scripts.render_secret_writer_script()
@@ -88,18 +89,20 @@ class GpuNode(pulumi.ComponentResource):
             triggers=[content_hash(script)], opts=pulumi.ResourceOptions(parent=self))
         self.ready = [bootstrap]
         for model in args.models:
-            env = pulumi.Output.all(args.secrets.api_key, args.secrets.hf_token).apply(
+            env: pulumi.Output[str] = pulumi.Output.all(args.secrets.api_key, args.secrets.hf_token).apply(
                 lambda kv: render_secret_env_file({ENV_API_KEY: kv[0], ENV_HF_TOKEN: kv[1] or ""}))
             artifacts.record(f"hosts/{host.name}/etc/vllm/{model.name}.env",
                              render_secret_env_file({ENV_API_KEY: PLACEHOLDER,
                                                      ENV_HF_TOKEN: PLACEHOLDER if args.secrets.hf_token else ""}),
                              D.SECRET_FILE_MODE, secret=True)
+            # Annotated: mypy cannot pick Output.secret's type variable from an Output argument alone.
+            secret_env: pulumi.Output[str] = pulumi.Output.secret(env)
             self.ready.append(remote.Command(
                 f"{name}-{model.name}-env", connection=conn,
                 create=host_commands.write_secrets(model.name),
                 update=host_commands.write_secrets(model.name),
                 delete=host_commands.remove_file(secret_env_path(model.name)),
-                stdin=pulumi.Output.secret(env), logging=remote.Logging.NONE,
+                stdin=secret_env, logging=remote.Logging.NONE,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[bootstrap])))
         # The docker CLI behind the provider reaches the host over SSH with the deployer's ssh-agent.
         self.docker_provider = docker.Provider(
@@ -111,7 +114,7 @@ class GpuNode(pulumi.ComponentResource):
         self.namespace = cfg.kubernetes.namespace
         self.secret_name = MODEL_SECRET   # DCGM is discovered by Prometheus' kubernetes_sd: no static target
         objs = k8s_render.gpu_node_objects(cfg)
-        created = []
+        created: list[pulumi.Resource] = []
         ns = None
         for obj in objs:
             artifacts.record_k8s(obj)

@@ -71,6 +71,8 @@ class MonitoringStack(pulumi.ComponentResource):
 
     def _docker(self, name: str, args: MonitoringStackArgs, prom: str, rules: str, grafana_files) -> None:
         cfg, node = args.cfg, args.node
+        # docker: the monitoring host, reached over SSH
+        assert node is not None and node.connection is not None and cfg.monitoring_host is not None
         host = cfg.monitoring_host.address
         # Prometheus listens on the monitoring host's loopback only (reach it with an SSH tunnel).
         self.prometheus_url = grafana_render.DEFAULT_PROMETHEUS_URL

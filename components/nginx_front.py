@@ -107,6 +107,7 @@ class NginxFront(pulumi.ComponentResource):
     def _docker(self, name, args: NginxFrontArgs, files, keys_map, upstream_auth, cert, key) -> None:
         conn = args.connection
         paths = self.paths
+        assert conn is not None and paths.upstream_auth is not None   # docker: the front host; set in __init__
         install = remote.Command(
             f"{name}-install", connection=conn,
             create="command -v nginx >/dev/null || (sudo apt-get update && sudo apt-get install -y nginx)",

@@ -71,6 +71,7 @@ class SpotOnDemandPool(pulumi.ComponentResource):
 
     def _docker(self, name: str, args: SpotOnDemandPoolArgs) -> None:
         for r in args.replicas:
+            assert r.host is not None             # docker placement names the host
             bind = vllm_bind_host(args.cfg, r)
             server = VllmServer(r.name, VllmServerArgs(cfg=args.cfg, model=args.model, node=args.nodes[r.host],
                                                        capacity=r.capacity, replica=r, bind=bind),
@@ -93,6 +94,7 @@ class SpotOnDemandPool(pulumi.ComponentResource):
     def _kubernetes(self, name: str, args: SpotOnDemandPoolArgs) -> None:
         m, cfg = args.model, args.cfg
         node = args.nodes["cluster"]
+        assert args.secret_name is not None   # kubernetes: the GpuNode's model Secret
         for capacity, count in (("onDemand", m.pool.on_demand), ("spot", m.pool.spot)):
             if capacity == "spot" and m.pool.spot_ceiling == 0:
                 continue

@@ -50,11 +50,11 @@ class VllmServerArgs:
 class VllmServer(pulumi.ComponentResource):
     backends: list[Backend]
     scrape_targets: list[ScrapeTarget]
-    workload: pulumi.Resource | None
+    workload: pulumi.Resource          # set by the platform's branch below
 
     def __init__(self, name: str, args: VllmServerArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(f"{D.COMPONENT_PREFIX}:VllmServer", name, None, opts)
-        self.backends, self.scrape_targets, self.workload = [], [], None
+        self.backends, self.scrape_targets = [], []
         if args.cfg.platform == "kubernetes":
             self._kubernetes(name, args)
         elif args.cfg.host_runtime == "systemd":
@@ -70,12 +70,14 @@ class VllmServer(pulumi.ComponentResource):
 
     def _endpoint(self, args: VllmServerArgs) -> None:
         r = args.replica
+        assert r is not None                  # docker platform: always placed
         self.backends = [Backend(args.model.name, args.bind, r.port, args.capacity)]
         self.scrape_targets = [ScrapeTarget("vllm", args.bind, r.port, (
             ("model", args.model.name), ("capacity", args.capacity), ("host", r.host or "")))]
 
     def _container(self, name: str, args: VllmServerArgs) -> None:
         r, m, node = args.replica, args.model, args.node
+        assert r is not None                  # docker platform: always placed
         argv = serve_argv(m, host="0.0.0.0", port=D.VLLM_PORT, download_dir=node.weights_path)
         env = public_env(weights_dir=node.weights_path, gated=m.model_info().gated)
         prov = pulumi.ResourceOptions(parent=self, provider=node.docker_provider)
@@ -107,6 +109,7 @@ class VllmServer(pulumi.ComponentResource):
 
     def _systemd(self, name: str, args: VllmServerArgs) -> None:
         r, m, node = args.replica, args.model, args.node
+        assert r is not None and node.connection is not None   # docker platform: placed, over SSH
         unit_name = systemd_render.unit_name(m, r)
         unit = systemd_render.render_systemd_unit(args.cfg, m, r)
         wrapper = systemd_render.render_start_wrapper(args.cfg, m, r)
@@ -130,6 +133,7 @@ class VllmServer(pulumi.ComponentResource):
     # --- kubernetes --------------------------------------------------------------------
     def _kubernetes(self, name: str, args: VllmServerArgs) -> None:
         klass = K8S_CAPACITY[args.capacity]
+        assert args.secret_name is not None   # kubernetes: the GpuNode's model Secret
         objs = k8s_render.model_objects(args.cfg, args.model, secret_name=args.secret_name)
         dep = next(o for o in objs if o["kind"] == "Deployment"
                    and o["metadata"]["labels"].get(D.LABEL_CAPACITY) == klass)

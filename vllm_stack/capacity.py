@@ -6,11 +6,16 @@ is left when every spot replica is preempted at once.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from . import sizing
 from .cost import model_cost
 
+if TYPE_CHECKING:
+    from .config import ModelSpec, StackConfig
 
-def model_projection(cfg, spec) -> dict:
+
+def model_projection(cfg: StackConfig, spec: ModelSpec) -> dict[str, Any]:
     fit = sizing.fit_for(spec)
     cost = model_cost(spec, dict(cfg.prices))
     load = spec.load
@@ -39,7 +44,7 @@ def model_projection(cfg, spec) -> dict:
     }
 
 
-def stack_projection(cfg) -> dict:
+def stack_projection(cfg: StackConfig) -> dict[str, Any]:
     models = [model_projection(cfg, m) for m in cfg.models]
     total = {
         "gpus": sum(m["replicas"]["gpus"] for m in models),

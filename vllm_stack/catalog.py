@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -51,7 +52,7 @@ class ModelInfo:
     aliases: tuple[str, ...] = ()
 
 
-def _architecture(raw: dict) -> Architecture:
+def _architecture(raw: dict[str, Any]) -> Architecture:
     return Architecture(params=float(raw["params"]), layers=int(raw["layers"]),
                         attention_heads=int(raw["attentionHeads"]), kv_heads=int(raw["kvHeads"]),
                         head_dim=int(raw["headDim"]), max_positions=int(raw["maxPositions"]))

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 from .loader import ConfigError, resolve_stack_path
 
@@ -66,7 +67,7 @@ def _diff_error(message: str) -> ConfigError:
     return ConfigError("--diff", message)
 
 
-def _read_plan_json(path: Path) -> dict:
+def _read_plan_json(path: Path) -> dict[str, Any]:
     from .offline.report import plan_document_problem
     shown = _text(path)
     try:
@@ -77,7 +78,7 @@ def _read_plan_json(path: Path) -> dict:
     if len(data) > MAX_DIFF_JSON_BYTES:
         raise _diff_error(f"{shown}: larger than {MAX_DIFF_JSON_BYTES >> 20} MiB; not a plan document")
     try:
-        doc = json.loads(data.decode("utf-8"))
+        doc: dict[str, Any] = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise _diff_error(f"{shown}: not UTF-8; expected a `plan --json` document") from None
     except json.JSONDecodeError as exc:
@@ -98,8 +99,8 @@ class _OtherPlan:
     """
 
     def __init__(self, other: str):
-        self.doc: dict | None = None
-        self.proc: subprocess.Popen | None = None
+        self.doc: dict[str, Any] | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         if other == "":
             raise _diff_error("is empty; give a stack name, a stack file or a previous `plan --json` output")
         path = Path(other)
@@ -114,7 +115,7 @@ class _OtherPlan:
                                       "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO_ROOT,
                                      stdin=subprocess.DEVNULL)
 
-    def result(self) -> dict:
+    def result(self) -> dict[str, Any]:
         if self.doc is not None:
             return self.doc
         assert self.proc is not None
@@ -128,9 +129,10 @@ class _OtherPlan:
             raise InternalError(f"--diff: the plan of the other stack failed (exit {rc}): "
                                 f"{last.removeprefix('internal error: ')}")
         try:
-            return json.loads(out.decode("utf-8"))
+            doc: dict[str, Any] = json.loads(out.decode("utf-8"))
         except ValueError as exc:
             raise InternalError(f"--diff: the plan of the other stack printed no JSON: {exc}") from None
+        return doc
 
     def close(self) -> None:
         if self.proc is not None:
@@ -145,7 +147,7 @@ def _known_stacks() -> str:
     return ", ".join(sorted(p.name for p in REPO_ROOT.glob("Pulumi.*.yaml")))
 
 
-def cmd_plan(args) -> int:
+def cmd_plan(args: argparse.Namespace) -> int:
     """Every check first (--out, stack, program, policies, --diff), then write, then print."""
     from .offline.plan import build_plan, check_out_dir, write_artifacts
     from .offline.report import _console, diff_plans, print_diff, print_plan
@@ -171,12 +173,12 @@ def cmd_plan(args) -> int:
     else:
         console = _console()
         with console.capture() as captured:
-            print_plan(result, out_dir=out.path if write else None, console=console)
+            print_plan(result, out_dir=out.path if write and out is not None else None, console=console)
             if diff is not None:
                 print_diff(diff, console=console)
         text = captured.get()
 
-    if write:
+    if write and out is not None:
         try:
             write_artifacts(result, out)
         except OSError as exc:
@@ -196,7 +198,7 @@ def cmd_plan(args) -> int:
 
 # --- docs ------------------------------------------------------------------------------------------
 
-def cmd_docs(args) -> int:
+def cmd_docs(args: argparse.Namespace) -> int:
     from .docs import check_docs, write_docs
     try:
         if args.check:
@@ -217,7 +219,7 @@ def cmd_docs(args) -> int:
 
 # --- errors ----------------------------------------------------------------------------------------
 
-def _text(value) -> str:
+def _text(value: object) -> str:
     from .offline.report import display_text
     return display_text(value)
 

@@ -7,9 +7,9 @@ them (`python -m vllm_stack docs`), so the documentation cannot drift.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic.alias_generators import to_camel
 
 from . import defaults as D
@@ -29,7 +29,10 @@ SECRET_KEYS: dict[str, str] = {
     "tlsPrivateKey": "PEM private key when front.tls is `provided`",
 }
 
-GpuId = Literal[gpu_ids()]  # type: ignore[valid-type]
+if TYPE_CHECKING:
+    GpuId = str      # a Literal built from the catalog at import time is beyond mypy
+else:
+    GpuId = Literal[gpu_ids()]
 __all__ = ["NAME_RE", "SECRET_KEYS", "StackConfig"]
 
 #: Upper bounds on list sizes: a stack file is read by people; 500k extraArgs is an attack.
@@ -81,7 +84,7 @@ class PoolSpec(_Model):
 
     @field_validator("spot_max")
     @classmethod
-    def _spot_max_not_below_spot(cls, v: int | None, info) -> int | None:
+    def _spot_max_not_below_spot(cls, v: int | None, info: ValidationInfo) -> int | None:
         spot = info.data.get("spot")
         if v is not None and spot is not None and v < spot:
             raise ValueError(f"must be >= spot ({spot}); spotMax is the ceiling the autoscaler may reach")
@@ -237,7 +240,7 @@ class StackConfig(_Model):
                                           description="Served models (see models[].*).")
     front: FrontSpec = Field(default_factory=FrontSpec, description="nginx front (see front.*).")
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec, description="Monitoring (see monitoring.*).")
-    prices: dict[GpuId, PriceSpec] = Field(default_factory=dict, description="Per-GPU price overrides (USD/hour).")  # type: ignore[valid-type]
+    prices: dict[GpuId, PriceSpec] = Field(default_factory=dict, description="Per-GPU price overrides (USD/hour).")
     kubernetes: KubernetesSpec = Field(default_factory=KubernetesSpec, description="kubernetes platform settings.")
     #: Secret keys that are set (as `secure:` values); never their values.
     secrets: frozenset[str] = Field(default=frozenset(), exclude=True)

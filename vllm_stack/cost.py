@@ -5,10 +5,15 @@ here hard-codes a price.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 from . import defaults as D
 from .catalog import gpus
+
+if TYPE_CHECKING:
+    from .config import ModelSpec, PriceSpec
 
 
 @dataclass(frozen=True)
@@ -18,7 +23,7 @@ class Price:
     source: str
 
 
-def price_for(gpu_id: str, overrides: dict | None = None) -> Price:
+def price_for(gpu_id: str, overrides: Mapping[str, PriceSpec] | None = None) -> Price:
     o = (overrides or {}).get(gpu_id)
     g = gpus()[gpu_id]
     if o is not None:
@@ -52,11 +57,11 @@ class ModelCost:
     price_source: str
     spot_priced_as_on_demand: bool  # no spot price known for this GPU
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def model_cost(spec, overrides: dict | None = None) -> ModelCost:
+def model_cost(spec: ModelSpec, overrides: Mapping[str, PriceSpec] | None = None) -> ModelCost:
     price = price_for(spec.gpu, overrides)
     tp = spec.tensor_parallel
     od_n, spot_n = spec.pool.on_demand, spec.pool.spot

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import typing
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from pydantic import AfterValidator, BaseModel
 
@@ -20,14 +22,14 @@ SCHEMA = ROOT / "docs" / "config.schema.json"
 START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
 
 
-def _grammar(metadata) -> str | None:
+def _grammar(metadata: Iterable[Any]) -> str | None:
     for meta in metadata:
         if isinstance(meta, AfterValidator) and isinstance(meta.func, Grammar):
             return meta.func.text
     return None
 
 
-def _bounds(metadata) -> str:
+def _bounds(metadata: Iterable[Any]) -> str:
     """`, > 0 and <= 65535` from the field's numeric and length constraints (strict types)."""
     parts = []
     for meta in metadata:
@@ -38,7 +40,7 @@ def _bounds(metadata) -> str:
     return f", {' and '.join(parts)}" if parts else ""
 
 
-def _type_name(ann, metadata=()) -> str:
+def _type_name(ann: Any, metadata: Iterable[Any] = ()) -> str:
     origin = typing.get_origin(ann)
     args = typing.get_args(ann)
     grammar = _grammar(metadata)
@@ -60,7 +62,7 @@ def _type_name(ann, metadata=()) -> str:
     return getattr(ann, "__name__", str(ann))
 
 
-def _inner_model(ann):
+def _inner_model(ann: Any) -> type[BaseModel] | None:
     if isinstance(ann, type) and issubclass(ann, BaseModel):
         return ann
     for a in typing.get_args(ann):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 import json
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from pydantic import BaseModel, ValidationError
 
@@ -128,7 +128,7 @@ def _is_secure_value(key: str, value: Any) -> bool:
 
 
 def split_namespaced(config_map: Mapping[str, Any], source: str | None = None,
-                     is_secret=_is_secure_value,
+                     is_secret: Callable[[str, Any], bool] = _is_secure_value,
                      ) -> tuple[dict[str, Any], set[str]]:
     """Pick `vllm-stack:*` keys; return (plain values, names of secret keys that are set)."""
     plain: dict[str, Any] = {}

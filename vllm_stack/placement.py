@@ -6,8 +6,12 @@ config moved it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import defaults as D
+
+if TYPE_CHECKING:
+    from .config import StackConfig
 
 CAPACITY_CLASSES = ("onDemand", "spot")
 K8S_CAPACITY = {"onDemand": "on-demand", "spot": "spot"}
@@ -30,12 +34,12 @@ class Replica:
 
 
 class PlacementError(ValueError):
-    def __init__(self, path: str, message: str):
+    def __init__(self, path: str, message: str) -> None:
         self.path, self.message = path, message
         super().__init__(f"{path}: {message}")
 
 
-def place(cfg) -> dict[str, list[Replica]]:
+def place(cfg: StackConfig) -> dict[str, list[Replica]]:
     """Replicas per model name. Raises PlacementError naming the pool key that cannot be met."""
     out: dict[str, list[Replica]] = {}
     if cfg.platform == "kubernetes":

@@ -5,10 +5,14 @@ Each problem is (key path, message) so the loader reports the key the user typed
 from __future__ import annotations
 
 import ipaddress
+from typing import TYPE_CHECKING
 
 from . import flags
 from .catalog import lookup_model, models as catalog_models
 from .placement import PlacementError, place
+
+if TYPE_CHECKING:
+    from .config import StackConfig
 
 
 def _address_key(address: str) -> str:
@@ -22,7 +26,7 @@ def _address_key(address: str) -> str:
     return ip.compressed
 
 
-def validate_semantics(cfg) -> list[tuple[str, str]]:
+def validate_semantics(cfg: StackConfig) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     for i, m in enumerate(cfg.models):
         p = f"models[{i}]"

@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 from . import defaults as D
 from .catalog import Architecture, Gpu, gpus
+
+if TYPE_CHECKING:
+    from .config import ModelSpec
 
 GIB = 1024 ** 3
 KIB = 1024
@@ -52,7 +56,7 @@ class Fit:
     fits: bool
     reason: str
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -82,8 +86,8 @@ def fit(name: str, arch: Architecture, gpu: Gpu, *, tensor_parallel: int, quanti
                max_concurrency_full_context=conc, max_num_seqs=max_num_seqs, fits=fits, reason=reason)
 
 
-def fit_for(spec) -> Fit:
-    """Fit of a `ModelSpec` (duck-typed to keep this module free of config imports)."""
+def fit_for(spec: ModelSpec) -> Fit:
+    """Fit of a `ModelSpec` (imported for the type checker only: this module stays free of config imports)."""
     return fit(spec.name, spec.model_info().architecture, gpus()[spec.gpu], tensor_parallel=spec.tensor_parallel,
                quantization=spec.quantization, kv_cache_dtype=spec.kv_cache_dtype, max_model_len=spec.max_model_len,
                max_num_seqs=spec.max_num_seqs, gpu_memory_utilization=spec.gpu_memory_utilization)

@@ -128,7 +128,7 @@ def parse_yaml(text: str, source: str | None = None) -> Any:
             loader.dispose()
 
 
-def read_stack_document(path: str | Path) -> dict:
+def read_stack_document(path: str | Path) -> dict[str, Any]:
     """The whole stack file as a dict whose `config` is a mapping, or a ConfigError."""
     p = Path(path)
     doc = parse_yaml(read_text(p), p.name)

@@ -11,6 +11,7 @@ Messages name the offending value (secrets redacted to a prefix) and what to do 
 """
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -99,6 +100,15 @@ def _shell_words(text: str) -> list[str]:
         return text.split()
 
 
+def _ci() -> bool:
+    """Under CI (`CI=true`) a vLLM workload a mandatory rule cannot judge is a finding, not a silent skip."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+_UNJUDGEABLE = ("under CI a vLLM workload the rule cannot judge fails instead of being skipped; render it with "
+                "the stack's components (they set the label) or add the label")
+
+
 def _gpu_of(resource_type: str, props: Mapping, argv: S.VllmArgv) -> str | None:
     gpu = S.markers(argv.text).get(S.LABEL_GPU) if argv.text else None
     return gpu or S.resource_labels(resource_type, props).get(S.LABEL_GPU)
@@ -151,7 +161,11 @@ def model_fits_gpu(resource_type: str, props: Mapping, ctx: PolicyContext, repor
         model, gpu_id = S.model_of(a), _gpu_of(resource_type, props, argv)
         info = lookup_model(model) if model else None
         gpu = gpus().get(gpu_id) if gpu_id else None
-        if info is None or gpu is None:
+        if not model or info is None or gpu is None:
+            if info is not None and _ci():
+                what = "missing" if gpu_id is None else f"{gpu_id!r}, not a catalog GPU"
+                report(f"{argv.where}: the `{S.LABEL_GPU}` label/marker of this vLLM workload ({model}) is {what}: "
+                       f"model-fits-gpu cannot size it; {_UNJUDGEABLE}")
             continue   # unknown model (inline architecture) or no GPU label: nothing to size against
         quant = (S.last_value(a, "--quantization") or "none").lower()
         kv = (S.last_value(a, "--kv-cache-dtype") or "auto").lower()
@@ -181,10 +195,15 @@ def fp8_requires_fp8_gpu(resource_type: str, props: Mapping, ctx: PolicyContext,
     for argv in S.vllm_argvs(resource_type, props):
         gpu_id = _gpu_of(resource_type, props, argv)
         gpu = gpus().get(gpu_id) if gpu_id else None
-        if gpu is None or gpu.compute_capability >= min_cc:
-            continue
         quant = (S.last_value(argv.args, "--quantization") or "").lower()
         kv = (S.last_value(argv.args, "--kv-cache-dtype") or "").lower()
+        if gpu is None and _ci() and (kv.startswith("fp8") or quant == "fp8"):
+            what = "missing" if gpu_id is None else f"{gpu_id!r}, not a catalog GPU"
+            report(f"{argv.where}: FP8 ({'--kv-cache-dtype ' + kv if kv.startswith('fp8') else '--quantization fp8'}) "
+                   f"but the `{S.LABEL_GPU}` label/marker is {what}: fp8-requires-fp8-gpu cannot check the GPU; "
+                   f"{_UNJUDGEABLE}", advisory=not kv.startswith("fp8"))
+        if gpu is None or gpu.compute_capability >= min_cc:
+            continue
         if kv.startswith("fp8"):
             report(f"{argv.where}: --kv-cache-dtype {kv} on {gpu.id} (compute capability {gpu.compute_capability:g} "
                    f"< {min_cc:g}): the GPU has no FP8 support for the KV cache; use --kv-cache-dtype auto or an "
@@ -532,6 +551,10 @@ def on_demand_floor(resources: list[Res], ctx: PolicyContext, report: Report) ->
         for w in workloads:
             if w.model and w.capacity:
                 by_model.setdefault(w.model, []).append(w)
+            elif _ci():
+                missing = [k for k, v in ((D.LABEL_MODEL, w.model), (D.LABEL_CAPACITY, w.capacity)) if not v]
+                report(f"vLLM workload {w.res.name} has no valid {' / '.join(missing)} label: on-demand-floor "
+                       f"cannot count it; {_UNJUDGEABLE}", (w.res.urn or None))
         for model, ws in sorted(by_model.items()):
             on_demand = sum(w.replicas for w in ws if w.capacity == "onDemand")
             if on_demand < floor:
@@ -603,6 +626,10 @@ def gpu_limits_and_probes(resources: list[Res], ctx: PolicyContext, report: Repo
             if delay < min_delay:
                 report(f"vLLM container {name}: readinessProbe.initialDelaySeconds {delay:g} < {min_delay:g} "
                        f"(model loading takes minutes; seed 003: 120-300 s)", urn)
+        if ctx.prod and w.capacity is None and w.res.type == S.DEPLOYMENT and _ci():
+            report(f"vLLM Deployment {S.get(w.res.props, 'metadata', 'name') or w.res.name} has no valid "
+                   f"{D.LABEL_CAPACITY} label: gpu-limits-and-probes cannot tell whether it needs a "
+                   f"PodDisruptionBudget; {_UNJUDGEABLE}", urn)
         if ctx.prod and w.capacity == "onDemand" and w.res.type == S.DEPLOYMENT:
             tpl_labels = S.get(w.res.props, "spec", "template", "metadata", "labels") or {}
             ns = S.get(w.res.props, "metadata", "namespace")
@@ -637,7 +664,7 @@ def pinned_images(resource_type: str, props: Mapping, ctx: PolicyContext, report
 _GF_PW, _GF_PW_FILE, _GF_ANON = "GF_SECURITY_ADMIN_PASSWORD", "GF_SECURITY_ADMIN_PASSWORD__FILE", "GF_AUTH_ANONYMOUS_ENABLED"
 
 
-def _grafana_env_findings(env: dict[str, Any], secret_sourced: set[str], env_from_secret: bool) -> list[str]:
+def _grafana_env_findings(env: Mapping[Any, Any], secret_sourced: set[Any], env_from_secret: bool) -> list[str]:
     out = []
     pw = env.get(_GF_PW)
     if _GF_PW in secret_sourced or env.get(_GF_PW_FILE):

@@ -78,7 +78,7 @@ def _resource_validator(rule: Rule, want_advisory: bool):
 
         def report(message: str, *, advisory: bool = False) -> None:
             if advisory == want_advisory:
-                report_violation(message)
+                report_violation(message, None)
 
         rule.check(args.resource_type, args.props, ctx, report, secret_keys=None)
 

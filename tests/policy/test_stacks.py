@@ -49,9 +49,8 @@ def test_bad_case_fires_exactly_its_policy(plan_of, path):
     expected = expected_policy(path)
     assert expected in context.POLICY_IDS, f"{path.name}: unknown policy id {expected!r}"
     doc = plan_of(path)
-    if expected in NEEDS_GPU_LABEL and not _has_gpu_label(doc):
-        pytest.skip(f"the components do not label vLLM workloads with `{LABEL_GPU}` yet; {expected} cannot see "
-                    f"the GPU (requested from the components owner)")
+    if expected in NEEDS_GPU_LABEL:   # the components label every vLLM workload with its GPU
+        assert _has_gpu_label(doc), f"{path.name}: no vLLM workload carries `{LABEL_GPU}`; {expected} cannot see the GPU"
     fired = {v["policy"] for v in doc["violations"]}
     assert expected in fired, f"{path.name}: {expected} did not fire; got:\n{_show(doc['violations'])}"
     other_mandatory = [v for v in doc["violations"] if v["enforcement"] == "mandatory" and v["policy"] != expected]

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import AfterValidator, BaseModel
 
+from tests.support.config_paths import set_path
 from vllm_stack.config import StackConfig
 from vllm_stack.grammar import Grammar
 from vllm_stack.loader import ConfigError, parse_config
@@ -108,33 +109,7 @@ def test_every_string_field_has_a_grammar_or_choices():
     assert len(FIELDS) == 37, [p for p, _ in FIELDS]
 
 
-def _set(doc: dict, path: str, value: Any) -> str | None:
-    """Set `path` (with [] meaning item 0) in doc; return the concrete key path, or None when the
-    baseline has nothing there (e.g. prices)."""
-    parts = path.replace("[]", ".[0]").split(".")
-    cur: Any = doc
-    concrete = ""
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        if part == "[0]":
-            if not isinstance(cur, list) or not cur:
-                return None
-            concrete += "[0]"
-            if last:
-                cur[0] = value
-            else:
-                cur = cur[0]
-            continue
-        if part == "<gpu>":
-            return None
-        concrete += ("." if concrete else "") + part
-        if last:
-            cur[part] = value
-        else:
-            if cur.get(part) is None:
-                return None
-            cur = cur[part]
-    return concrete
+_set = set_path   # `[]` = item 0; None where the baseline has nothing (prices)
 
 
 def test_baselines_load():

@@ -71,7 +71,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
     that matter (random passwords, private keys) are wrapped as secrets here.
     """
 
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         state = dict(args.inputs)
         rid = f"{args.name}-id"
         if args.typ == "random:index/randomPassword:RandomPassword":
@@ -94,23 +94,25 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state["imageId"] = f"sha256:{'0' * 64}"
         return rid, state
 
-    def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, []                  # no outputs, no check failures
 
 
 class RecordingMonitor(pmocks.MockMonitor):
     """MockMonitor that also keeps parent, dependencies and secret-ness of inputs."""
 
-    def __init__(self, mocks: pulumi.runtime.Mocks):
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
         super().__init__(mocks)
         self.recorded: list[RecordedResource] = []
 
-    def RegisterResource(self, request):  # noqa: N802 (gRPC name)
-        response = super().RegisterResource(request)
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC name; the SDK's mock monitor is untyped)
+        # Named, not super(): mypy's untyped_calls_exclude (pyproject.toml) matches the SDK's method by name.
+        response = pmocks.MockMonitor.RegisterResource(self, request)
         if request.type == "pulumi:pulumi:Stack":
             return response
         raw = rpc.deserialize_properties(request.object, keep_unknowns=True)
-        inputs, secret_keys = {}, set()
+        inputs: dict[str, Any] = {}
+        secret_keys: set[str] = set()
         for k, v in raw.items():
             if rpc.is_rpc_secret(v):
                 secret_keys.add(k)
@@ -145,9 +147,13 @@ def run_program(program_dir: Path, stack: str, plain_config: Mapping[str, Any],
     program = Path(program_dir).resolve()
     sys.path.insert(0, str(program))
     try:
-        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(program / "__main__.py"), run_name="__main__")))
+        def program_main() -> None:
+            runpy.run_path(str(program / "__main__.py"), run_name="__main__")
+
+        _sync_await(run_pulumi_func(program_main))
         root = settings.get_root_resource()
-        outputs, secret_outs = {}, set()
+        outputs: dict[str, Any] = {}
+        secret_outs: set[str] = set()
         for name, value in (getattr(root, "outputs", None) or {}).items():
             out = pulumi.Output.from_input(value)
             outputs[name] = _sync_await(out.future())

@@ -45,14 +45,14 @@ class PlanResult:
     stack: str
     cfg: StackConfig
     run: ProgramRun
-    violations: list[dict]
+    violations: list[dict[str, Any]]
     warnings: list[str]
     artifacts: dict[str, Any]           # path -> Artifact
-    projection: dict
-    document: dict = field(default_factory=dict)
+    projection: dict[str, Any]
+    document: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def mandatory_failures(self) -> list[dict]:
+    def mandatory_failures(self) -> list[dict[str, Any]]:
         return [v for v in self.violations if v["enforcement"] == "mandatory"]
 
 
@@ -74,7 +74,7 @@ def _scrub(value: Any) -> Any:
     return value
 
 
-def public_inputs(r: RecordedResource) -> dict:
+def public_inputs(r: RecordedResource) -> dict[str, Any]:
     from .engine import SECRET_PLACEHOLDER
     return {k: (SECRET_PLACEHOLDER if k in r.secret_keys else _scrub(v)) for k, v in sorted(r.inputs.items())}
 
@@ -134,7 +134,7 @@ def build_plan(stack_path: Path, program_dir: Path = REPO_ROOT) -> PlanResult:
     return result
 
 
-def plan_document(p: PlanResult) -> dict:
+def plan_document(p: PlanResult) -> dict[str, Any]:
     from .engine import SECRET_PLACEHOLDER
     outputs = {k: (SECRET_PLACEHOLDER if k in p.run.secret_outputs else _scrub(v)) for k, v in sorted(p.run.outputs.items())}
     return {
@@ -176,7 +176,7 @@ class OutDir:
     previous: frozenset[str] = frozenset()     # files of the previous plan (relative, incl. plan.json)
 
 
-def read_plan_marker(path: Path) -> dict | None:
+def read_plan_marker(path: Path) -> dict[str, Any] | None:
     """plan.json's document if it was written by `vllm-stack plan` (our signature), else None."""
     try:
         st = os.lstat(path)

@@ -11,12 +11,15 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
+
+if TYPE_CHECKING:                  # plan.py imports this module
+    from .plan import PlanResult
 
 
 def display_text(value: Any) -> str:
@@ -38,10 +41,10 @@ def _short_type(t: str) -> str:
     return t.split(":")[-1] if t.startswith("vllmstack:") else t
 
 
-def resource_tree(doc: dict) -> Tree:
+def resource_tree(doc: dict[str, Any]) -> Tree:
     root = Tree(f"[bold]stack {_e(doc['stack'])}[/] ({_e(doc['environment'])}, {_e(doc['platform'])})")
     nodes: dict[str | None, Tree] = {}
-    children: dict[str | None, list[dict]] = {}
+    children: dict[str | None, list[dict[str, Any]]] = {}
     for r in doc["resources"]:
         parent = r["parent"] if r["parent"] and "pulumi:pulumi:Stack" not in r["parent"] else None
         children.setdefault(parent, []).append(r)
@@ -57,7 +60,7 @@ def resource_tree(doc: dict) -> Tree:
     return root
 
 
-def sizing_table(doc: dict) -> Table:
+def sizing_table(doc: dict[str, Any]) -> Table:
     t = Table(title="Sizing per model (one replica)")
     for col in ("model", "gpu", "TP", "util", "weights GiB", "KV GiB", "KV tokens", "seqs @ maxModelLen",
                 "fits", "replicas od/spot(max)", "needed @ peak", "all spot lost"):
@@ -74,7 +77,7 @@ def sizing_table(doc: dict) -> Table:
     return t
 
 
-def cost_table(doc: dict) -> Table:
+def cost_table(doc: dict[str, Any]) -> Table:
     t = Table(title="Monthly cost (720 h)")
     for col in ("model", "GPUs", "$/hr blend", "on-demand only $/mo", "blend $/mo", "saving $/mo", "$/1M tokens",
                 "price source"):
@@ -97,7 +100,7 @@ def _console() -> Console:
     return Console(soft_wrap=True, width=None if probe.is_terminal else 180, emoji=False)
 
 
-def print_plan(result, out_dir: Path | None = None, console: Console | None = None) -> None:
+def print_plan(result: PlanResult, out_dir: Path | None = None, console: Console | None = None) -> None:
     c = console or _console()
     doc = result.document
     c.print(resource_tree(doc))
@@ -148,9 +151,9 @@ def plan_document_problem(doc: Any) -> str | None:
     return None
 
 
-def diff_plans(old: dict, new: dict) -> dict:
+def diff_plans(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """Resources keyed by type+name (URNs embed the stack name, which differs across stacks)."""
-    def key(r):
+    def key(r: dict[str, Any]) -> str:
         return f"{r['type']}::{r['name']}"
     o = {key(r): r for r in old["resources"]}
     n = {key(r): r for r in new["resources"]}
@@ -165,7 +168,7 @@ def diff_plans(old: dict, new: dict) -> dict:
     }
 
 
-def print_diff(diff: dict, console: Console | None = None) -> None:
+def print_diff(diff: dict[str, Any], console: Console | None = None) -> None:
     c = console or _console()
     c.print(f"[bold]plan diff {_e(diff['from'])} → {_e(diff['to'])}[/]")
     for label, color in (("added", "green"), ("removed", "red"), ("changed", "yellow")):

@@ -237,7 +237,7 @@ _TEMPLATE_RE = re.compile(r"\{\{\s*(?:\$labels\.(\w+)|printf \"(%\.\d+f)\" \$val
 
 def expand_template(text: str, labels: dict[str, str], value: float) -> str:
     """Expand the two template forms our annotations use, as Prometheus would."""
-    def sub(m: re.Match) -> str:
+    def sub(m: re.Match[str]) -> str:
         if m.group(1):
             return labels.get(m.group(1), "")
         return m.group(2) % value
@@ -479,7 +479,7 @@ def promtool_tests_doc(cfg: StackConfig, rules_file: str, *, for_override: str |
                         "runbook_url": r.runbook_url(runbook_base),
                     },
                 })
-            checks = []
+            checks: list[dict[str, Any]] = []
             if hold >= step:
                 checks.append({"eval_time": duration_text(lead + hold - step), "alertname": r.name, "exp_alerts": []})
             checks.append({"eval_time": duration_text(fire_at), "alertname": r.name, "exp_alerts": exp})

@@ -25,7 +25,7 @@ from typing import Mapping, Sequence
 
 from .. import defaults as D
 from .. import quoting
-from ..config import NAME_RE
+from ..config import NAME_RE, HostSpec, StackConfig
 from ..placement import Replica
 from . import systemd as S
 from .vllm_args import SECRET_ENV, RenderError
@@ -133,7 +133,7 @@ def render_secret_writer_script() -> str:
 
 # --- bootstrap -----------------------------------------------------------------------------
 
-def dcgm_bind(cfg, host) -> str:
+def dcgm_bind(cfg: StackConfig, host: HostSpec) -> str:
     """Host address the DCGM exporter publishes on: loopback on the monitoring host, else the
     host's IP (Prometheus scrapes it from the monitoring host); 0.0.0.0 when the address is a
     DNS name (docker -p needs an IP) - firewall DCGM_EXPORTER_PORT to the monitoring host."""
@@ -355,7 +355,7 @@ main "$@" </dev/null
 '''
 
 
-def render_bootstrap_script(cfg, host_name: str, *, dcgm_bind_address: str | None = None,
+def render_bootstrap_script(cfg: StackConfig, host_name: str, *, dcgm_bind_address: str | None = None,
                             docker_bin: str = D.DOCKER_BIN) -> str:
     """bash bootstrap for `hosts[<host_name>]` (see module docstring).
 
@@ -405,7 +405,7 @@ def render_bootstrap_script(cfg, host_name: str, *, dcgm_bind_address: str | Non
 
 # --- everything for one host ---------------------------------------------------------------
 
-def render_host_files(cfg, host_name: str, placements: Mapping[str, Sequence[Replica]]) -> dict[str, FileSpec]:
+def render_host_files(cfg: StackConfig, host_name: str, placements: Mapping[str, Sequence[Replica]]) -> dict[str, FileSpec]:
     """Files for `hosts[<host_name>]`, keyed by absolute path.
 
     Always: the bootstrap (root-only) and the secret writer (the bootstrap installs the same

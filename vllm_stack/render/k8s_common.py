@@ -8,11 +8,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import yaml
 
 from .. import defaults as D
+
+if TYPE_CHECKING:
+    from ..config import StackConfig
 
 Obj = dict[str, Any]
 
@@ -56,7 +59,7 @@ def service_name_ok(name: str) -> bool:
     return len(name) <= 63 and bool(_DNS1035.match(name))
 
 
-def labels(cfg, component: str, *, name: str | None = None, model: str | None = None,
+def labels(cfg: StackConfig, component: str, *, name: str | None = None, model: str | None = None,
            capacity: str | None = None) -> dict[str, str]:
     """The label set every object carries (part-of, environment) plus the optional ones."""
     out = {
@@ -82,7 +85,7 @@ def selector(component: str, **extra: str) -> dict[str, str]:
     return out
 
 
-def metadata(cfg, name: str, lbls: Mapping[str, str], *, namespaced: bool = True,
+def metadata(cfg: StackConfig, name: str, lbls: Mapping[str, str], *, namespaced: bool = True,
              annotations: Mapping[str, str] | None = None) -> Obj:
     meta: Obj = {"name": name}
     if namespaced:
@@ -93,7 +96,7 @@ def metadata(cfg, name: str, lbls: Mapping[str, str], *, namespaced: bool = True
     return meta
 
 
-def prometheus_service_url(cfg) -> str:
+def prometheus_service_url(cfg: StackConfig) -> str:
     """The Prometheus that KEDA and Grafana query: the stack's own in-cluster Service, or
     `monitoring.prometheusUrl` with prometheusOperator (the config refuses spot replicas
     without it, so this never guesses an operator's URL)."""
@@ -154,7 +157,7 @@ def tcp_probe(port: str | int, *, failure_threshold: int | None = None) -> Obj:
     return probe
 
 
-def config_map(cfg, name: str, component: str, data: Mapping[str, str], *,
+def config_map(cfg: StackConfig, name: str, component: str, data: Mapping[str, str], *,
                extra_labels: Mapping[str, str] | None = None) -> Obj:
     for key in data:
         if not _SECRET_KEY.match(key):
@@ -166,7 +169,7 @@ def config_map(cfg, name: str, component: str, data: Mapping[str, str], *,
 
 # --- Secrets --------------------------------------------------------------------------
 
-def secret_object(cfg, name: str, string_data: Mapping[str, str], *, component: str = "secrets") -> Obj:
+def secret_object(cfg: StackConfig, name: str, string_data: Mapping[str, str], *, component: str = "secrets") -> Obj:
     """Opaque Secret. The deployer passes real values (Pulumi secrets); plans pass placeholders.
 
     Values travel in `stringData` (the API server base64-encodes them into `data`).
@@ -179,7 +182,7 @@ def secret_object(cfg, name: str, string_data: Mapping[str, str], *, component: 
             "stringData": {k: string_data[k] for k in sorted(string_data)}}
 
 
-def tls_secret_object(cfg, name: str, certificate_pem: str, private_key_pem: str,
+def tls_secret_object(cfg: StackConfig, name: str, certificate_pem: str, private_key_pem: str,
                       *, component: str = "front") -> Obj:
     """kubernetes.io/tls Secret (keys tls.crt / tls.key) the front mounts read-only."""
     return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",

@@ -20,12 +20,16 @@ escalation, a read-only root filesystem and emptyDirs for pid and temp files.
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from .. import defaults as D
 from ..endpoints import Backend
 from .k8s_common import (FRONT, FRONT_CONFIG, K8sRenderError, Obj, checksum, config_map, container_security,
                          http_probe, labels, metadata, pod_security, selector, tcp_probe)
+
+if TYPE_CHECKING:
+    from ..config import StackConfig
+    from .nginx import FrontListen, NginxPaths
 
 FRONT_DIR = "/etc/nginx/vllm-stack"
 CONF_DIR = f"{FRONT_DIR}/conf"
@@ -43,7 +47,7 @@ NGINX_CAPABILITIES = ("CHOWN", "NET_BIND_SERVICE", "SETGID", "SETUID")
 _SECRET_LOOKING = re.compile(r"-----BEGIN |\"~\^Bearer |proxy_set_header\s+Authorization", re.I)
 
 
-def front_paths(*, upstream_auth: bool = False):
+def front_paths(*, upstream_auth: bool = False) -> NginxPaths:
     """`NginxPaths` matching the mounts of `front_objects`."""
     from .nginx import NginxPaths
     return NginxPaths(prefix="/etc/nginx", conf=f"{CONF_DIR}/{NGINX_CONF}", pid=f"{RUN_DIR}/nginx.pid",
@@ -52,19 +56,19 @@ def front_paths(*, upstream_auth: bool = False):
                       upstream_auth=f"{KEYS_DIR}/{UPSTREAM_AUTH_FILE}" if upstream_auth else None)
 
 
-def front_listen(cfg):
+def front_listen(cfg: StackConfig) -> FrontListen:
     from .nginx import FrontListen
     return FrontListen(bind="", http_port=D.HTTP_PORT, https_port=D.HTTPS_PORT)
 
 
-def front_backends(cfg) -> list[Backend]:
+def front_backends(cfg: StackConfig) -> list[Backend]:
     """One backend per model: its ClusterIP Service (kube-proxy spreads over ready pods;
     endpoint removal on preStop is what drains a replica)."""
     ns = cfg.kubernetes.namespace
     return [Backend(model=m.name, address=f"{m.name}.{ns}.svc", port=D.VLLM_PORT) for m in cfg.models]
 
 
-def render_front_files(cfg, *, upstream_auth: bool = False) -> dict[str, str]:
+def render_front_files(cfg: StackConfig, *, upstream_auth: bool = False) -> dict[str, str]:
     """nginx.render_front with this platform's backends, paths, ports and the image's user."""
     from .nginx import render_front
     return render_front(cfg, front_backends(cfg), paths=front_paths(upstream_auth=upstream_auth),
@@ -94,7 +98,7 @@ def _config_items(nginx_files: Mapping[str, str]) -> tuple[dict[str, str], list[
     return data, items
 
 
-def front_objects(cfg, nginx_files: Mapping[str, str], *, keys_secret: str, tls_secret: str | None) -> list[Obj]:
+def front_objects(cfg: StackConfig, nginx_files: Mapping[str, str], *, keys_secret: str, tls_secret: str | None) -> list[Obj]:
     """ConfigMap, nginx Deployment (2 replicas in prod, 1 in dev), Service, PDB (prod).
 
     `keys_secret`: Secret with API_KEYS_FILE (render_api_keys_map) and, when front_paths

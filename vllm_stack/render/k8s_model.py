@@ -31,14 +31,18 @@ resets the autoscaler's choice.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 import math
 
 from .. import defaults as D
 from ..sizing import readiness_delay_seconds
-from .k8s_common import (PREFIX, K8sRenderError, Obj, container_security, http_probe, labels, metadata,
+from .k8s_common import (PREFIX, WEIGHTS_PVC, K8sRenderError, Obj, container_security, http_probe, labels, metadata,
                          pod_security, prometheus_service_url, selector, service_name_ok)
-from .k8s_nodes import WEIGHTS_PVC, gpu_tolerations
+from .k8s_nodes import gpu_tolerations
 from .vllm_args import public_env, serve_argv
+
+if TYPE_CHECKING:
+    from ..config import ModelSpec, StackConfig
 
 COMPONENT = "vllm"
 PORT_NAME = "http"
@@ -50,16 +54,16 @@ HOSTNAME_KEY = "kubernetes.io/hostname"
 KEDA_API = "keda.sh/v1alpha1"
 
 
-def deployment_name(spec, capacity: str) -> str:
+def deployment_name(spec: ModelSpec, capacity: str) -> str:
     return f"{spec.name}-{capacity}"
 
 
-def queue_query(spec) -> str:
+def queue_query(spec: ModelSpec) -> str:
     """Waiting requests of one model across all its replicas (KEDA divides by replicas)."""
     return f'sum({D.METRIC_REQUESTS_WAITING}{{{D.LABEL_VLLM_MODEL_NAME}="{spec.name}"}})'
 
 
-def _check_name(spec) -> None:
+def _check_name(spec: ModelSpec) -> None:
     if not service_name_ok(spec.name):
         raise K8sRenderError(f"models[{spec.name}].name: \"{spec.name}\" is not allowed on kubernetes; a Service "
                              f"name must start with a letter (DNS-1035)")
@@ -68,7 +72,7 @@ def _check_name(spec) -> None:
                              f"starting with {PREFIX}- are reserved for the stack's own objects")
 
 
-def _container(spec, *, secret_name: str) -> Obj:
+def _container(spec: ModelSpec, *, secret_name: str) -> Obj:
     params = spec.model_info().architecture.params
     env = public_env(weights_dir=WEIGHTS_MOUNT, gated=spec.model_info().gated)
     gpus = spec.tensor_parallel
@@ -99,7 +103,7 @@ def _container(spec, *, secret_name: str) -> Obj:
     }
 
 
-def deployment(cfg, spec, capacity: str, replicas: int, *, secret_name: str) -> Obj:
+def deployment(cfg: StackConfig, spec: ModelSpec, capacity: str, replicas: int, *, secret_name: str) -> Obj:
     name = deployment_name(spec, capacity)
     sel = selector(COMPONENT, model=spec.name, capacity=capacity)
     lbls = {**labels(cfg, COMPONENT, model=spec.name, capacity=capacity), D.LABEL_GPU: spec.gpu}
@@ -131,7 +135,7 @@ def deployment(cfg, spec, capacity: str, replicas: int, *, secret_name: str) -> 
                      "template": {"metadata": {"labels": lbls}, "spec": pod}}}
 
 
-def service(cfg, spec) -> Obj:
+def service(cfg: StackConfig, spec: ModelSpec) -> Obj:
     """ClusterIP on the vLLM port selecting BOTH capacity classes of the model."""
     return {"apiVersion": "v1", "kind": "Service",
             "metadata": metadata(cfg, spec.name, labels(cfg, COMPONENT, model=spec.name)),
@@ -140,7 +144,7 @@ def service(cfg, spec) -> Obj:
                                 "protocol": "TCP"}]}}
 
 
-def pod_disruption_budget(cfg, spec) -> Obj:
+def pod_disruption_budget(cfg: StackConfig, spec: ModelSpec) -> Obj:
     """minAvailable 1 on the on-demand pods: a drain never takes the floor away.
 
     With a single on-demand replica this blocks `kubectl drain` of its node until another
@@ -154,7 +158,7 @@ def pod_disruption_budget(cfg, spec) -> Obj:
                      "selector": {"matchLabels": selector(COMPONENT, model=spec.name, capacity="on-demand")}}}
 
 
-def scaled_object(cfg, spec, *, prometheus_url: str) -> Obj:
+def scaled_object(cfg: StackConfig, spec: ModelSpec, *, prometheus_url: str) -> Obj:
     pool = spec.pool
     name = deployment_name(spec, "spot")
     triggers: list[Obj] = [{"type": "prometheus", "metadata": {
@@ -182,7 +186,7 @@ def scaled_object(cfg, spec, *, prometheus_url: str) -> Obj:
             }}
 
 
-def model_objects(cfg, spec, *, secret_name: str, prometheus_url: str | None = None) -> list[Obj]:
+def model_objects(cfg: StackConfig, spec: ModelSpec, *, secret_name: str, prometheus_url: str | None = None) -> list[Obj]:
     """Deployments (`<name>-on-demand`, `<name>-spot`), Service `<name>`, PDB, ScaledObject.
 
     `secret_name`: the Opaque Secret holding VLLM_API_KEY (and HF_TOKEN for gated models),

@@ -14,7 +14,7 @@ ServiceMonitors carry the same relabelings, so both modes feed the same alerts.
 from __future__ import annotations
 
 import posixpath
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import yaml
 
@@ -25,6 +25,9 @@ from .k8s_common import (DCGM_EXPORTER, GRAFANA, GRAFANA_CONFIG, GRAFANA_DASHBOA
                          http_probe, labels, metadata, pod_security, selector)
 from .k8s_model import COMPONENT as VLLM_COMPONENT, PORT_NAME as VLLM_PORT_NAME
 from .k8s_nodes import DCGM_PORT_NAME
+
+if TYPE_CHECKING:
+    from ..config import StackConfig
 
 PROMETHEUS_CONFIG_DIR = "/etc/prometheus"
 PROMETHEUS_CONFIG_FILE = "prometheus.yml"
@@ -66,7 +69,7 @@ def _snake(relabel: Mapping[str, Any]) -> dict[str, Any]:
     return {keys.get(k, k): v for k, v in relabel.items()}
 
 
-def kubernetes_scrape_configs(cfg) -> list[dict[str, Any]]:
+def kubernetes_scrape_configs(cfg: StackConfig) -> list[dict[str, Any]]:
     """`scrape_configs` for prometheus.yml on Kubernetes (jobs `vllm` and `dcgm`).
 
     Use as `prometheus_config(cfg, [], rule_files=[PROMETHEUS_RULES_PATH])` with its
@@ -88,7 +91,7 @@ def kubernetes_scrape_configs(cfg) -> list[dict[str, Any]]:
     return out
 
 
-def render_prometheus_yml_k8s(cfg) -> str:
+def render_prometheus_yml_k8s(cfg: StackConfig) -> str:
     """prometheus.yml for the in-cluster Prometheus: the shared renderer, k8s discovery."""
     from .prometheus import prometheus_config
     doc = prometheus_config(cfg, [], rule_files=[PROMETHEUS_RULES_PATH])
@@ -98,7 +101,7 @@ def render_prometheus_yml_k8s(cfg) -> str:
 
 # --- own Prometheus -------------------------------------------------------------------
 
-def _prometheus_rbac(cfg) -> list[Obj]:
+def _prometheus_rbac(cfg: StackConfig) -> list[Obj]:
     lbls = labels(cfg, "prometheus", name=PROMETHEUS)
     verbs = ["get", "list", "watch"]
     return [
@@ -113,7 +116,7 @@ def _prometheus_rbac(cfg) -> list[Obj]:
     ]
 
 
-def _prometheus(cfg, prometheus_yml: str, rules_yml: str) -> list[Obj]:
+def _prometheus(cfg: StackConfig, prometheus_yml: str, rules_yml: str) -> list[Obj]:
     data = {PROMETHEUS_CONFIG_FILE: prometheus_yml, RULES_FILE: rules_yml}
     cm = config_map(cfg, PROMETHEUS_CONFIG, "prometheus", data)
     lbls = labels(cfg, "prometheus", name=PROMETHEUS)
@@ -169,7 +172,7 @@ def _grafana_items(grafana_files: Mapping[str, str]) -> tuple[dict[str, str], li
     return data, items
 
 
-def _grafana(cfg, grafana_files: Mapping[str, str], grafana_secret: str) -> list[Obj]:
+def _grafana(cfg: StackConfig, grafana_files: Mapping[str, str], grafana_secret: str) -> list[Obj]:
     data, items = _grafana_items(grafana_files)
     cm = config_map(cfg, GRAFANA_CONFIG, "grafana", data)
     lbls = labels(cfg, "grafana", name=GRAFANA)
@@ -219,7 +222,7 @@ def _grafana(cfg, grafana_files: Mapping[str, str], grafana_secret: str) -> list
 
 # --- prometheus-operator ---------------------------------------------------------------
 
-def prometheus_rule(cfg, rules_yml: str) -> Obj:
+def prometheus_rule(cfg: StackConfig, rules_yml: str) -> Obj:
     doc = yaml.safe_load(rules_yml) or {}
     groups = doc.get("groups") if isinstance(doc, dict) else None
     if not isinstance(groups, list) or not groups:
@@ -228,7 +231,7 @@ def prometheus_rule(cfg, rules_yml: str) -> Obj:
             "metadata": metadata(cfg, RULES, labels(cfg, "prometheus")), "spec": {"groups": groups}}
 
 
-def _service_monitor(cfg, name: str, component: str, port: str, job: str, *, vllm: bool,
+def _service_monitor(cfg: StackConfig, name: str, component: str, port: str, job: str, *, vllm: bool,
                      model: str | None = None) -> Obj:
     sel = selector(component, **({"model": model} if model else {}))
     return {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
@@ -240,14 +243,14 @@ def _service_monitor(cfg, name: str, component: str, port: str, job: str, *, vll
                                     "relabelings": _target_relabelings(job, vllm=vllm)}]}}
 
 
-def service_monitors(cfg) -> list[Obj]:
+def service_monitors(cfg: StackConfig) -> list[Obj]:
     out = [_service_monitor(cfg, m.name, VLLM_COMPONENT, VLLM_PORT_NAME, D.JOB_VLLM, vllm=True, model=m.name)
            for m in cfg.models]
     out.append(_service_monitor(cfg, DCGM_EXPORTER, "dcgm-exporter", DCGM_PORT_NAME, D.JOB_DCGM, vllm=False))
     return out
 
 
-def monitoring_objects(cfg, prometheus_yml: str, rules_yml: str, grafana_files: Mapping[str, str], *,
+def monitoring_objects(cfg: StackConfig, prometheus_yml: str, rules_yml: str, grafana_files: Mapping[str, str], *,
                        grafana_secret: str) -> list[Obj]:
     """Prometheus (+ Grafana when enabled), or PrometheusRule + ServiceMonitors under the operator.
 

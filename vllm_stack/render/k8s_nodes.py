@@ -19,9 +19,13 @@ skipped spot nodes would leave them with zero allocatable GPUs.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from .. import defaults as D
 from .k8s_common import (CAPACITY_VALUES, DCGM_EXPORTER, DEVICE_PLUGIN, WEIGHTS_PVC, Obj, container_security,
                          labels, metadata, pod_security, selector)
+
+if TYPE_CHECKING:
+    from ..config import StackConfig
 
 DEVICE_PLUGIN_DIR = "/var/lib/kubelet/device-plugins"
 POD_RESOURCES_DIR = "/var/lib/kubelet/pod-resources"
@@ -41,12 +45,12 @@ def gpu_node_affinity() -> Obj:
         {"matchExpressions": [{"key": D.LABEL_CAPACITY, "operator": "In", "values": list(CAPACITY_VALUES)}]}]}}}
 
 
-def max_vllm_pods(cfg) -> int:
+def max_vllm_pods(cfg: StackConfig) -> int:
     """Most vLLM pods the stack can run at once (on-demand + the spot ceiling of every model)."""
     return sum(m.pool.on_demand + (m.pool.spot_ceiling if m.pool.spot_ceiling > 0 else 0) for m in cfg.models)
 
 
-def weights_access_mode(cfg) -> str:
+def weights_access_mode(cfg: StackConfig) -> str:
     """ReadWriteMany whenever more than one vLLM pod can exist, else ReadWriteOnce.
 
     ReadWriteOnce binds the volume to ONE node: a second replica (another on-demand pod, a
@@ -59,7 +63,7 @@ def weights_access_mode(cfg) -> str:
     return "ReadWriteMany" if max_vllm_pods(cfg) > 1 else "ReadWriteOnce"
 
 
-def namespace_object(cfg) -> Obj:
+def namespace_object(cfg: StackConfig) -> Obj:
     lbls = labels(cfg, "namespace", name=cfg.kubernetes.namespace)
     # Pod Security Admission: the device plugin needs a hostPath and the DCGM exporter
     # SYS_ADMIN, which `baseline` forbids; vLLM pods themselves run with dropped capabilities.
@@ -68,7 +72,7 @@ def namespace_object(cfg) -> Obj:
             "metadata": metadata(cfg, cfg.kubernetes.namespace, lbls, namespaced=False)}
 
 
-def weights_pvc(cfg) -> Obj:
+def weights_pvc(cfg: StackConfig) -> Obj:
     spec: Obj = {"accessModes": [weights_access_mode(cfg)],
                  "resources": {"requests": {"storage": cfg.kubernetes.weights_pvc_size}}}
     if cfg.kubernetes.storage_class:
@@ -77,7 +81,7 @@ def weights_pvc(cfg) -> Obj:
             "metadata": metadata(cfg, WEIGHTS_PVC, labels(cfg, "weights")), "spec": spec}
 
 
-def _gpu_daemonset(cfg, name: str, component: str, container: Obj, volume: str, host_path: str) -> Obj:
+def _gpu_daemonset(cfg: StackConfig, name: str, component: str, container: Obj, volume: str, host_path: str) -> Obj:
     """A DaemonSet on every GPU node (both capacity classes) with one hostPath volume."""
     lbls = labels(cfg, component, name=name)
     return {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": metadata(cfg, name, lbls),
@@ -93,7 +97,7 @@ def _gpu_daemonset(cfg, name: str, component: str, container: Obj, volume: str, 
                      }}}}
 
 
-def device_plugin(cfg) -> Obj:
+def device_plugin(cfg: StackConfig) -> Obj:
     """NVIDIA k8s-device-plugin (shape of NVIDIA's static nvidia-device-plugin.yml)."""
     return _gpu_daemonset(cfg, DEVICE_PLUGIN, "gpu-device-plugin", {
         "name": "nvidia-device-plugin",
@@ -105,7 +109,7 @@ def device_plugin(cfg) -> Obj:
     }, "device-plugin", DEVICE_PLUGIN_DIR)
 
 
-def dcgm_exporter(cfg) -> Obj:
+def dcgm_exporter(cfg: StackConfig) -> Obj:
     """DCGM exporter (NVIDIA's dcgm-exporter.yaml shape): GPU temperature, memory, XID errors.
 
     Runs as root with SYS_ADMIN only, as NVIDIA's manifest does (the embedded DCGM host engine
@@ -125,7 +129,7 @@ def dcgm_exporter(cfg) -> Obj:
     }, "pod-resources", POD_RESOURCES_DIR)
 
 
-def dcgm_service(cfg) -> Obj:
+def dcgm_service(cfg: StackConfig) -> Obj:
     """Headless: one endpoint per GPU node, so Prometheus scrapes every exporter, not one at random."""
     return {"apiVersion": "v1", "kind": "Service",
             "metadata": metadata(cfg, DCGM_EXPORTER, labels(cfg, "dcgm-exporter", name=DCGM_EXPORTER)),
@@ -134,6 +138,6 @@ def dcgm_service(cfg) -> Obj:
                                 "targetPort": DCGM_PORT_NAME, "protocol": "TCP"}]}}
 
 
-def gpu_node_objects(cfg) -> list[Obj]:
+def gpu_node_objects(cfg: StackConfig) -> list[Obj]:
     """Namespace, device plugin, DCGM exporter (+ Service) and the weights PVC."""
     return [namespace_object(cfg), device_plugin(cfg), dcgm_exporter(cfg), dcgm_service(cfg), weights_pvc(cfg)]

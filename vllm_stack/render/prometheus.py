@@ -40,7 +40,7 @@ def scrape_configs(targets: Sequence[ScrapeTarget]) -> list[dict[str, Any]]:
         paths = sorted({t.metrics_path for t in members})
         # The most common path is the job's; other paths ride on `__metrics_path__` per group.
         job_path = max(paths, key=lambda p: (sum(t.metrics_path == p for t in members), p == D.METRICS_PATH, p))
-        groups: "OrderedDict[tuple, list[str]]" = OrderedDict()
+        groups: OrderedDict[tuple[tuple[tuple[str, str], ...], str], list[str]] = OrderedDict()
         for t in sorted(members, key=lambda t: (tuple(sorted(t.labels)), t.metrics_path, t.hostport)):
             key = (tuple(sorted(t.labels)), t.metrics_path)
             hostports = groups.setdefault(key, [])

@@ -18,10 +18,14 @@ Pure and deterministic: strings in, strings out.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from .. import defaults as D
 from .. import quoting
 from ..placement import K8S_CAPACITY, Replica
 from .vllm_args import SECRET_ENV, RenderError, public_env, serve_argv
+
+if TYPE_CHECKING:
+    from ..config import ModelSpec, StackConfig
 
 LOOPBACK = D.LOOPBACK
 _CACHE_PREFIX = "/var/cache/"
@@ -34,19 +38,19 @@ def unit_stem(model: str, replica: Replica) -> str:
     return f"vllm-{model}" if replica.index == 0 else f"vllm-{model}-{replica.index}"
 
 
-def unit_name(spec, replica: Replica) -> str:
+def unit_name(spec: ModelSpec, replica: Replica) -> str:
     return unit_stem(spec.name, replica) + ".service"
 
 
-def wrapper_name(spec, replica: Replica) -> str:
+def wrapper_name(spec: ModelSpec, replica: Replica) -> str:
     return "vllm-start-" + unit_stem(spec.name, replica)[len("vllm-"):]
 
 
-def wrapper_path(spec, replica: Replica, bin_dir: str = D.HOST_BIN_DIR) -> str:
+def wrapper_path(spec: ModelSpec, replica: Replica, bin_dir: str = D.HOST_BIN_DIR) -> str:
     return f"{bin_dir.rstrip('/')}/{wrapper_name(spec, replica)}"
 
 
-def unit_path(spec, replica: Replica) -> str:
+def unit_path(spec: ModelSpec, replica: Replica) -> str:
     return f"{D.SYSTEMD_UNIT_DIR}/{unit_name(spec, replica)}"
 
 
@@ -55,7 +59,7 @@ def secret_env_path(model: str) -> str:
     return f"{D.VLLM_ETC_DIR}/{model}.env"
 
 
-def vllm_bind_host(cfg, replica: Replica) -> str:
+def vllm_bind_host(cfg: StackConfig, replica: Replica) -> str:
     """Where vLLM listens: loopback when the front and Prometheus run on the same host
     (vllm-facts: bind 127.0.0.1, expose only through the front), else the host's address
     so the front and Prometheus on other hosts can reach it (/v1 still needs the API key)."""
@@ -94,7 +98,7 @@ def _section(name: str, items: list[tuple[str, str]]) -> str:
     return f"[{name}]\n" + "".join(f"{k}={v}\n" for k, v in items)
 
 
-def _check_replica(cfg, spec, replica: Replica) -> None:
+def _check_replica(cfg: StackConfig, spec: ModelSpec, replica: Replica) -> None:
     if replica.model != spec.name:
         raise RenderError(f"replica {replica.name} belongs to model {replica.model}, not {spec.name}")
     if replica.host is None or not replica.gpu_indices:
@@ -104,7 +108,7 @@ def _check_replica(cfg, spec, replica: Replica) -> None:
                           f"models[{spec.name}].tensorParallel is {spec.tensor_parallel}")
 
 
-def unit_environment(spec, replica: Replica) -> dict[str, str]:
+def unit_environment(spec: ModelSpec, replica: Replica) -> dict[str, str]:
     """Public (non-secret) environment of a vLLM unit, in render order."""
     env: dict[str, str] = {"CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in replica.gpu_indices)}
     env.update(public_env(weights_dir=D.VLLM_WEIGHTS_DIR, gated=spec.model_info().gated))
@@ -117,14 +121,14 @@ def unit_environment(spec, replica: Replica) -> dict[str, str]:
     return env
 
 
-def unit_markers(cfg, spec, replica: Replica) -> dict[str, str]:
+def unit_markers(cfg: StackConfig, spec: ModelSpec, replica: Replica) -> dict[str, str]:
     """Label-like comments: the policies read model/GPU/capacity of a unit the way they read
     k8s labels (a unit file has no labels)."""
     return {D.LABEL_MODEL: spec.name, D.LABEL_GPU: spec.gpu, D.LABEL_CAPACITY: K8S_CAPACITY[replica.capacity],
             D.LABEL_ENVIRONMENT: cfg.environment}
 
 
-def render_systemd_unit(cfg, spec, replica: Replica, *, bin_dir: str = D.HOST_BIN_DIR) -> str:
+def render_systemd_unit(cfg: StackConfig, spec: ModelSpec, replica: Replica, *, bin_dir: str = D.HOST_BIN_DIR) -> str:
     """`vllm-<model>[-<n>].service` for one replica (Type=notify; ExecStart is the wrapper).
 
     `bin_dir` is where the wrapper lives (tests point it at a temp dir for systemd-analyze).
@@ -256,7 +260,7 @@ def _argv_lines(words: list[str]) -> list[str]:
     return lines
 
 
-def render_start_wrapper(cfg, spec, replica: Replica, *, vllm_bin: str = D.VLLM_BIN, curl_bin: str = D.CURL_BIN,
+def render_start_wrapper(cfg: StackConfig, spec: ModelSpec, replica: Replica, *, vllm_bin: str = D.VLLM_BIN, curl_bin: str = D.CURL_BIN,
                          bind_host: str | None = None, poll_seconds: float = D.HEALTH_POLL_SECONDS) -> str:
     """bash wrapper run by the unit's ExecStart (shellcheck-clean; see module docstring).
 

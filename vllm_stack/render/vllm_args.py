@@ -7,10 +7,13 @@ vLLM reads VLLM_API_KEY / HF_TOKEN from its environment (vllm-facts.md "Secrets"
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from .. import defaults as D
 from .. import flags, quoting
+
+if TYPE_CHECKING:
+    from ..config import ModelSpec
 
 #: Environment variable names the secrets travel in (0600 env file / k8s Secret only).
 ENV_API_KEY = "VLLM_API_KEY"
@@ -22,7 +25,7 @@ class RenderError(ValueError):
     """A model spec the renderer refuses (message names the offending flag)."""
 
 
-def serve_argv(spec, *, host: str = "127.0.0.1", port: int = D.VLLM_PORT,
+def serve_argv(spec: ModelSpec, *, host: str = "127.0.0.1", port: int = D.VLLM_PORT,
                download_dir: str | None = None) -> list[str]:
     """Arguments after `vllm serve` (the official image's entrypoint is `vllm serve`)."""
     bad = flags.problems(spec.extra_args)
