@@ -114,5 +114,6 @@ class SpotOnDemandPool(pulumi.ComponentResource):
             if obj["kind"] == "Service":
                 svc = f"{obj['metadata']['name']}.{cfg.kubernetes.namespace}.svc.cluster.local"
                 port = obj["spec"]["ports"][0]["port"]
-                self.backends = [Backend(m.name, svc, port, "onDemand")]
+                # The one definition of the front's Kubernetes backends (render/k8s_front.py).
+                self.backends = [b for b in k8s_render.front_backends(cfg) if b.model == m.name]
                 self.scrape_targets = [ScrapeTarget("vllm", svc, port, (("model", m.name),))]

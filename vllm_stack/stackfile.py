@@ -13,6 +13,7 @@ Stricter than `yaml.safe_load`, closer to what the Pulumi CLI accepts:
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,33 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 class StrictSafeLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate and non-string mapping keys (checked on the node tree)."""
+    """SafeLoader that refuses duplicate and non-string mapping keys (checked on the node tree), and
+    reads plain scalars by YAML 1.2's core schema, as the Pulumi CLI (go-yaml v3) does: `7.6e9` is a
+    float (PyYAML's YAML 1.1 makes it a string), `yes`/`on`/`no` are strings (1.1: booleans), `010`
+    is ten (1.1: eight), a date is a string. The plan and `pulumi up` must see the same values."""
+
+
+_BOOL, _INT, _FLOAT = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"   # 1.2 core has none: `2026-01-01` stays a string
+StrictSafeLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL, _INT, _FLOAT, _TIMESTAMP)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+StrictSafeLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+StrictSafeLoader.add_implicit_resolver(_INT, re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+                                       list("-+0123456789"))
+StrictSafeLoader.add_implicit_resolver(
+    _FLOAT, re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                       r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+0123456789."))
+
+
+def _construct_int_1_2(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = str(loader.construct_scalar(node))
+    if text.startswith(("0o", "0x")):
+        return int(text, 0)
+    return int(text, 10)
+
+
+StrictSafeLoader.add_constructor(_INT, _construct_int_1_2)
 
 
 def _shown(path: Path) -> str:

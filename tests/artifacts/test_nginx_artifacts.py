@@ -111,6 +111,21 @@ def test_nginx_t_accepts_plain_http_dev_front(tmp_path):
     check(tmp_path, paths)
 
 
+def test_nginx_t_accepts_the_edges_of_every_grammar(tmp_path):
+    """Valid but unusual values (wildcard domain, IPv6 backend, size suffix K) reach nginx as
+    nginx reads them: `nginx -t` passes and each value stands in its directive unchanged."""
+    require("nginx")
+    paths = NginxPaths.under(tmp_path)
+    files = render_front(dev_cfg(domain="*.llm.example.com", clientMaxBodySize="512K"),
+                         [Backend("tiny", "::1", D.VLLM_PORT)], paths=paths,
+                         listen=FrontListen(bind="127.0.0.1", http_port=18080, https_port=18443), user=None)
+    conf = files["nginx.conf"]
+    assert "server_name *.llm.example.com;" in conf and "client_max_body_size 512K;" in conf
+    assert f"server [::1]:{D.VLLM_PORT} " in files["upstreams/tiny.conf"]
+    write_front(tmp_path, files, paths)
+    check(tmp_path, paths)
+
+
 def test_nginx_t_rejects_a_broken_front(tmp_path):
     """Control: the same prod front with a server line nginx cannot parse must fail `nginx -t`."""
     require("nginx")

@@ -124,3 +124,47 @@ def test_hostile_value_never_appears_outside_quoting_in_scripts(tmp_path, runtim
         for line in script.read_text().splitlines():
             if "$(id)" in line:
                 assert "'" in line.split("$(id)")[0], (script, line)
+
+
+EDGE_STACK = """\
+config:
+  vllm-stack:environment: dev
+  vllm-stack:platform: docker
+  vllm-stack:hostRuntime: systemd
+  vllm-stack:hosts:
+    - {name: gpu-1, address: "2001:db8::10", user: _svc, port: 2222, gpu: L40S}
+    - {name: gpu-2, address: gpu-2.dc.example.com, user: deploy-bot, gpu: L40S, capacity: spot}
+  vllm-stack:models:
+    - name: m7
+      model: /srv/models/qwen2.5-7b/v1.2
+      gpu: L40S
+      image: registry.example.com:5000/team/vllm-openai:v0.33.0@sha256:%s
+      architecture: {params: 7.6e9, layers: 28, kvHeads: 4, headDim: 128, attentionHeads: 28, maxPositions: 32768}
+      pool: {onDemand: 1, spot: 1, peakSchedule: {start: "45 8 * * mon-fri", end: "0 19 * * MON-FRI",
+                                                  timezone: America/New_York, replicas: 1}}
+  vllm-stack:front:
+    domain: "*.llm.example.com"
+    clientMaxBodySize: 512K
+  vllm-stack:monitoring:
+    alertmanager: "[2001:db8::99]:9093"
+""" % ("0123456789abcdef" * 4)
+
+
+def test_the_edges_of_every_grammar_reach_their_consumers_intact(tmp_path):
+    """Valid but unusual values: an IPv6 SSH host (bracketed in the Docker provider URL), a POSIX
+    user starting with `_`, a model path, a registry with a port and a digest, `7.6e9` (a float in
+    YAML 1.2, as the Pulumi CLI reads it), cron names, a wildcard domain, an IPv6 Alertmanager."""
+    stack = tmp_path / "Pulumi.edge.yaml"
+    stack.write_text(EDGE_STACK)
+    out = plan_out(tmp_path, stack)
+    doc = json.loads((out / "plan.json").read_text())
+    hosts = sorted({r["inputs"]["host"] for r in doc["resources"] if r["type"] == "pulumi:providers:docker"})
+    assert hosts == ["ssh://_svc@[2001:db8::10]:2222", "ssh://deploy-bot@gpu-2.dc.example.com:22"]
+    prom = yaml.safe_load((out / "monitoring/prometheus.yml").read_text())
+    assert prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["[2001:db8::99]:9093"]
+    assert "server_name *.llm.example.com;" in (out / "front/nginx.conf").read_text()
+    wrapper = next(out.glob("hosts/gpu-1/bin/vllm-start-*"))
+    assert bash_array(wrapper, "SERVE_ARGS")[0] == "/srv/models/qwen2.5-7b/v1.2"
+    for script in shell_scripts(out):
+        proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, timeout=10)
+        assert proc.returncode == 0, (script, proc.stderr)

@@ -145,7 +145,7 @@ def plan_document(p: PlanResult) -> dict[str, Any]:
         "platform": p.cfg.platform,
         "resources": [{"urn": r.urn, "type": r.type, "name": r.name, "parent": r.parent,
                        "inputs": public_inputs(r), "secretInputs": sorted(r.secret_keys),
-                       "dependencies": list(r.dependencies)} for r in p.run.resources],
+                       "dependencies": sorted(r.dependencies)} for r in p.run.resources],
         "violations": p.violations,
         "warnings": p.warnings,
         "capacity": p.projection,
