@@ -6,7 +6,8 @@ Stricter than `yaml.safe_load`, closer to what the Pulumi CLI accepts:
 - one YAML document whose top level is a mapping with a `config:` mapping;
 - no duplicate keys in any mapping (the Pulumi CLI refuses them; PyYAML lets the last win),
   reported with the key's path and both lines;
-- every mapping key is a string (`1:`, `true:`, `on:`, `null:` are YAML 1.1 non-strings here);
+- every mapping key is a string (`1:`, `true:`, `null:` are not; quote them);
+- plain scalars by YAML 1.2's core schema, as the Pulumi CLI reads them (`on` is a string);
 - bounded alias expansion (`MAX_NODES`) and nesting (`MAX_DEPTH`), so an alias "bomb" or a
   deeply nested value cannot make validation explode.
 """
