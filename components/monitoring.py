@@ -57,7 +57,7 @@ class MonitoringStack(pulumi.ComponentResource):
         else:
             prom = prom_render.render_prometheus_yml(cfg, list(args.targets),
                                                      rule_files=[f"{MONITORING_DIR}/{RULES_FILE}"])
-            grafana_files = (grafana_render.render_grafana(cfg, prometheus_url=grafana_render.DEFAULT_PROMETHEUS_URL)
+            grafana_files = (grafana_render.render_grafana(cfg, prometheus_url=prom_render.LOCAL_URL)
                              if cfg.monitoring.grafana.enabled else {})
         artifacts.record("monitoring/prometheus.yml", prom)
         artifacts.record(f"monitoring/{RULES_FILE}", rules)
@@ -75,7 +75,7 @@ class MonitoringStack(pulumi.ComponentResource):
         assert node is not None and node.connection is not None and cfg.monitoring_host is not None
         host = cfg.monitoring_host.address
         # Prometheus listens on the monitoring host's loopback only (reach it with an SSH tunnel).
-        self.prometheus_url = grafana_render.DEFAULT_PROMETHEUS_URL
+        self.prometheus_url = prom_render.LOCAL_URL
         self.grafana_url = http_url(host, D.GRAFANA_PORT) if grafana_files else None
         conn = node.connection
         deps = list(node.ready) + list(args.depends_on)
@@ -89,7 +89,7 @@ class MonitoringStack(pulumi.ComponentResource):
         docker.Container(
             f"{name}-prometheus", name="vllm-prometheus", image=prom_image.repo_digest, network_mode="host",
             command=[f"--config.file={MONITORING_DIR}/prometheus.yml", "--storage.tsdb.path=/prometheus",
-                     f"--web.listen-address={grafana_render.PROMETHEUS_LISTEN}"],
+                     f"--web.listen-address={prom_render.LOCAL_LISTEN}"],
             volumes=[docker.ContainerVolumeArgs(host_path=MONITORING_DIR, container_path=MONITORING_DIR, read_only=True)],
             restart="always", opts=dopts)
         if not grafana_files:

@@ -10,7 +10,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .loader import ConfigError, resolve_stack_path
+from .loader import ConfigError, display_text, resolve_stack_path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEBUG_ENV = "VLLM_STACK_DEBUG"
@@ -219,9 +219,7 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
 # --- errors ----------------------------------------------------------------------------------------
 
-def _text(value: object) -> str:
-    from .offline.report import display_text
-    return display_text(value)
+_text = display_text
 
 
 def _first_line(text: str) -> str:

@@ -47,7 +47,7 @@ def _type_name(ann: Any, metadata: Iterable[Any] = ()) -> str:
     if origin is typing.Annotated:
         return _type_name(args[0], getattr(ann, "__metadata__", ()))
     if grammar is not None:
-        return f"string: {grammar}"
+        return "string: " + grammar.replace("|", "\\|")   # inside a Markdown table cell
     if origin is typing.Literal:
         return " \\| ".join(f"`{a}`" for a in args)
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
@@ -85,7 +85,7 @@ def _rows(model: type[BaseModel], prefix: str) -> list[str]:
         else:
             default = f"`{json.dumps(f.default)}`"
         ann = f.annotation
-        typ = _type_name(ann, f.metadata) + _bounds(f.metadata).replace("|", "\\|").replace("\\\\|", "\\|")
+        typ = _type_name(ann, f.metadata) + _bounds(f.metadata)
         rows.append(f"| `{key}` | {typ} | {default} | {f.description or ''} |")
         inner = _inner_model(ann)
         if inner is not None:

@@ -31,6 +31,17 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _DNS_RE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
 _WILDCARD_RE = re.compile(rf"^\*\.(?=.{{1,251}}$){_LABEL}(?:\.{_LABEL})+$")
 _POSIX_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+#: A URL path as the stack writes and accepts it: no query, fragment, `%` escapes or `$`.
+URL_PATH_RE = re.compile(r"/[A-Za-z0-9._~/-]*")
+
+
+def has_control(value: str) -> bool:
+    """A C0 control character or DEL: a second line in a unit, a script, YAML or nginx."""
+    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)
+
+
+def is_posix_user(value: str) -> bool:
+    return bool(_POSIX_USER_RE.fullmatch(value))
 
 
 def is_dns_name(value: str) -> bool:
@@ -63,7 +74,7 @@ def check_domain(value: str) -> str:
 
 
 def check_posix_user(value: str) -> str:
-    if not _POSIX_USER_RE.fullmatch(value):
+    if not is_posix_user(value):
         raise ValueError("must be a POSIX user name: a lowercase letter or `_`, then up to 31 of a-z 0-9 _ -")
     return value
 
@@ -85,7 +96,7 @@ def check_host_port(value: str) -> str:
 
 def check_http_url(value: str) -> str:
     """`http(s)://host[:port][/path]` with a host that passes `check_host_address`."""
-    m = re.fullmatch(r"(https?)://(\[[0-9A-Fa-f:.]+\]|[^/:\[\]]+)(?::([0-9]{1,5}))?(/[A-Za-z0-9._~/-]*)?", value)
+    m = re.fullmatch(rf"(https?)://(\[[0-9A-Fa-f:.]+\]|[^/:\[\]]+)(?::([0-9]{{1,5}}))?({URL_PATH_RE.pattern})?", value)
     if m:
         host = m.group(2).strip("[]")
         port = int(m.group(3)) if m.group(3) else 1
@@ -240,7 +251,7 @@ def check_duration(value: str) -> str:
 def check_extra_arg(value: str) -> str:
     """One argv element for vLLM: printable, no control characters (a newline in a systemd
     ExecStart or a YAML list item is a second line, not part of the value)."""
-    if not value or len(value) > 8192 or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+    if not value or len(value) > 8192 or has_control(value):
         raise ValueError("must be 1-8192 characters with no control characters (newline, tab, NUL)")
     return value
 

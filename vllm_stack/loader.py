@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -15,6 +16,16 @@ from pydantic import BaseModel, ValidationError
 from . import defaults as D
 from .config import SECRET_KEYS, StackConfig, config_keys
 from .semantics import validate_semantics
+
+
+def display_text(value: Any) -> str:
+    """A path or value as printable text: file-name bytes that are not UTF-8 shown as \\xNN."""
+    text = os.fsdecode(value) if isinstance(value, (bytes, os.PathLike)) else str(value)
+    try:
+        raw = os.fsencode(text)
+    except UnicodeEncodeError:                 # a lone surrogate that no file name produced
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 class ConfigError(ValueError):

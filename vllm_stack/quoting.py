@@ -13,7 +13,7 @@ import re
 import shlex
 from typing import Iterable
 
-from .grammar import ip_literal, is_dns_name
+from .grammar import URL_PATH_RE, has_control, ip_literal, is_dns_name, is_posix_user
 
 
 class QuotingError(ValueError):
@@ -21,7 +21,7 @@ class QuotingError(ValueError):
 
 
 def _no_control(value: str, where: str) -> str:
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+    if has_control(value):
         raise QuotingError(f"{where} values may not contain control characters (newline, NUL, ...): {value!r}")
     return value
 
@@ -38,7 +38,7 @@ def sh_join(argv: Iterable[object]) -> str:
     return " ".join(sh(a) for a in argv)
 
 
-# --- systemd unit files (systemd.syntax(7), systemd.service(5) "Command lines") ------------------
+# --- systemd unit files (systemd.syntax(7), systemd.exec(5)) ------------------
 
 def unit_value(value: str) -> str:
     """A unit setting's value: one line, `%` doubled (it starts a specifier)."""
@@ -52,16 +52,6 @@ def unit_env(key: str, value: str) -> str:
         pair = '"' + pair.replace("\\", "\\\\").replace('"', '\\"') + '"'
     # No `$` escaping: systemd does not expand variables in Environment= (systemd.exec(5)).
     return "Environment=" + pair.replace("%", "%%")
-
-
-def exec_argv(argv: Iterable[str]) -> str:
-    """An `ExecStart=` command line: each word double-quoted with `\\`/`"` escaped, `%` → `%%`
-    and `$` → `$$` (systemd would expand `$VAR` and `%n`)."""
-    words = []
-    for a in argv:
-        _no_control(a, "unit")
-        words.append('"' + a.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$") + '"')
-    return " ".join(words)
 
 
 # --- nginx -------------------------------------------------------------------------------------
@@ -103,7 +93,7 @@ def host_port(address: str, port: int) -> str:
 
 
 def http_url(address: str, port: int, path: str = "") -> str:
-    if path and not re.fullmatch(r"/[A-Za-z0-9._~/-]*", path):
+    if path and not URL_PATH_RE.fullmatch(path):
         raise QuotingError(f"{path!r} is not a plain URL path")
     return f"http://{host_port(address, port)}{path}"
 
@@ -111,7 +101,7 @@ def http_url(address: str, port: int, path: str = "") -> str:
 def ssh_url(user: str, address: str, port: int) -> str:
     """`ssh://user@host:port` as the Docker provider takes it; the user is a POSIX name, so it
     cannot start an ssh option (`-oProxyCommand=...`) or carry `@`."""
-    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user):
+    if not is_posix_user(user):
         raise QuotingError(f"{user!r} is not a POSIX user name")
     return f"ssh://{user}@{host_port(address, port)}"
 

@@ -84,12 +84,7 @@ def validate_semantics(cfg: StackConfig) -> list[tuple[str, str]]:
 
 
 def _kubernetes_name_problems(path: str, name: str) -> list[tuple[str, str]]:
-    """Names the Kubernetes objects of a model must satisfy (Service names are DNS-1035 labels)."""
-    from .render.k8s_common import PREFIX, service_name_ok
-    if not service_name_ok(name):
-        return [(f"{path}.name", f"\"{name}\" is not allowed on kubernetes; a Service name must start with a "
-                                 "letter (DNS-1035)")]
-    if name == PREFIX or name.startswith(PREFIX + "-"):
-        return [(f"{path}.name", f"\"{name}\" is not allowed on kubernetes; names starting with {PREFIX}- are "
-                                 "reserved for the stack's own objects")]
-    return []
+    """Names the Kubernetes objects of a model must satisfy (render/k8s_common.model_name_problem)."""
+    from .render.k8s_common import model_name_problem
+    problem = model_name_problem(name)
+    return [] if problem is None else [(f"{path}.name", problem)]

@@ -13,14 +13,13 @@ Stricter than `yaml.safe_load`, closer to what the Pulumi CLI accepts:
 """
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .loader import ConfigError
+from .loader import ConfigError, display_text
 
 MAX_BYTES = 1 << 20
 MAX_NODES = 1_000_000
@@ -59,12 +58,7 @@ def _construct_int_1_2(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
 StrictSafeLoader.add_constructor(_INT, _construct_int_1_2)
 
 
-def _shown(path: Path) -> str:
-    """A path for an error line: file-name bytes that are not UTF-8 as \\xNN."""
-    try:
-        return os.fsencode(path).decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:
-        return str(path).encode("utf-8", "backslashreplace").decode("utf-8")
+_shown = display_text
 
 
 def read_text(path: str | Path, max_bytes: int = MAX_BYTES) -> str:

@@ -28,7 +28,6 @@ import contextlib
 import importlib.metadata
 import io
 import json
-import os
 import platform
 import re
 import sys
@@ -127,13 +126,8 @@ def main() -> int:
     if mode not in ("table", "resolve"):
         print(__doc__, file=sys.stderr)
         return 2
-    out_fd = os.dup(1)  # vLLM's logger writes to stdout: keep the real stdout for our JSON only
-    os.dup2(2, 1)
-    sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", closefd=False), line_buffering=True)
-    out = os.fdopen(out_fd, "w")
-    os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
+    out = parse_argv.json_stdout()
+    parse_argv.cpu_environment()
 
     if mode == "table":
         result = table()
@@ -147,10 +141,7 @@ def main() -> int:
         result = {"model": MODEL, "table": table(),
                   "probes": [probe(parser, item, baselines) for item in request.get("probes", [])],
                   "lookups": [lookup(serve, tok) for tok in request.get("lookups", [])]}
-    json.dump(result, out, indent=1)
-    out.write("\n")
-    out.flush()
-    return 0
+    return parse_argv.emit(out, result)
 
 
 if __name__ == "__main__":

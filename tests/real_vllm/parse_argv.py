@@ -105,12 +105,30 @@ def parse_one(parser, validate, argv: list[str]) -> dict:
         return {"ok": False, "error": f"{type(e).__name__}: {e}", "parsed": None}
 
 
-def main() -> int:
-    # vLLM's logger writes to stdout: keep the real stdout for our JSON only.
+def json_stdout() -> io.TextIOWrapper:
+    """vLLM's logger writes to stdout: point fd 1 at stderr and keep the real stdout for our JSON."""
     out_fd = os.dup(1)
     os.dup2(2, 1)
     sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", closefd=False), line_buffering=True)
-    out = os.fdopen(out_fd, "w")
+    return os.fdopen(out_fd, "w")
+
+
+def cpu_environment() -> None:
+    """What vLLM needs to build its parser here: the CPU target, no hub, no usage stats."""
+    os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
+
+
+def emit(out, doc) -> int:
+    json.dump(doc, out, indent=1)
+    out.write("\n")
+    out.flush()
+    return 0
+
+
+def main() -> int:
+    out = json_stdout()
 
     items = json.load(sys.stdin)
     if not isinstance(items, list) or not all(isinstance(i, dict) and isinstance(i.get("argv"), list)
@@ -118,9 +136,7 @@ def main() -> int:
         print('input must be a JSON list of {"id": ..., "argv": [str, ...]}', file=sys.stderr)
         return 2
 
-    os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
+    cpu_environment()
     parser, validate, source = build_parser()
     print(f"parse_argv: serve parser from {source}", file=sys.stderr)
 
@@ -128,10 +144,7 @@ def main() -> int:
     for item in items:
         r = parse_one(parser, validate, item["argv"])
         results.append({"id": item.get("id"), **r})
-    json.dump(results, out, indent=1)
-    out.write("\n")
-    out.flush()
-    return 0
+    return emit(out, results)
 
 
 if __name__ == "__main__":

@@ -102,9 +102,7 @@ def test_urls_bracket_ipv6_and_refuse_zones():
             quoting.ssh_url(*bad)
 
 
-def test_exec_argv_escapes_specifiers_and_variables():
-    assert quoting.exec_argv(["/bin/x", "a b", "%n", "$HOME", 'q"']) == \
-        '"/bin/x" "a b" "%%n" "$$HOME" "q\\""'
+def test_unit_values_escape_specifiers_and_stay_one_line():
     assert quoting.unit_env("K", "a b%") == 'Environment="K=a b%%"'
     with pytest.raises(quoting.QuotingError):
         quoting.unit_value("a\nExecStartPre=/bin/id")

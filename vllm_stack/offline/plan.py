@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ..capacity import stack_projection
 from ..catalog import lookup_model
 from ..config import StackConfig
-from ..loader import ConfigError, parse_config, split_namespaced
+from ..loader import ConfigError, display_text, parse_config, split_namespaced
 from ..stackfile import read_stack_document
 
 if TYPE_CHECKING:       # the engine imports pulumi: only when a plan runs (bad input fails fast)
@@ -163,9 +163,7 @@ def _out_error(message: str) -> ConfigError:
     return ConfigError("--out", message)
 
 
-def _shown(path: Path | str) -> str:
-    from .report import display_text
-    return display_text(path)
+_shown = display_text
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ sees it (`[bold]` in a path or a name is text, not markup).
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,18 +17,10 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
+from ..loader import display_text
+
 if TYPE_CHECKING:                  # plan.py imports this module
     from .plan import PlanResult
-
-
-def display_text(value: Any) -> str:
-    """A path or value as printable text: file-name bytes that are not UTF-8 shown as \\xNN."""
-    text = os.fsdecode(value) if isinstance(value, (bytes, os.PathLike)) else str(value)
-    try:
-        raw = os.fsencode(text)
-    except UnicodeEncodeError:                 # a lone surrogate that no file name produced
-        raw = text.encode("utf-8", "backslashreplace")
-    return raw.decode("utf-8", "backslashreplace")
 
 
 def _e(value: Any) -> str:

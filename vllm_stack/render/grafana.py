@@ -17,7 +17,7 @@ import yaml
 
 from .. import defaults as D
 from ..config import StackConfig
-from ..quoting import host_port, http_url
+from .prometheus import LOCAL_URL
 from .alerts import (ERROR_RATE, GPU_TEMPERATURE_HIGH, GPU_VRAM_HIGH, HIGH_TTFT_P95, KV_CACHE_PRESSURE, QUEUE_DEPTH,
                      alert_rules, num)
 
@@ -27,10 +27,8 @@ RATE = "$__rate_interval"
 DASHBOARD_FILE = "dashboards/vllm.json"
 DATASOURCE_FILE = "datasources/prometheus.yaml"
 PROVIDER_FILE = "dashboards/provider.yaml"
-#: docker platform: Grafana and Prometheus share the monitoring host's network namespace
-#: (`network_mode: host`) and Prometheus listens on loopback only (PROMETHEUS_LISTEN).
-DEFAULT_PROMETHEUS_URL = http_url(D.LOOPBACK, D.PROMETHEUS_PORT)
-PROMETHEUS_LISTEN = host_port(D.LOOPBACK, D.PROMETHEUS_PORT)
+#: docker platform: where Prometheus listens on the monitoring host (render/prometheus.py).
+DEFAULT_PROMETHEUS_URL = LOCAL_URL
 
 #: Grafana variables -> values that make a panel query plain PromQL (for running it against Prometheus).
 GRAFANA_VARIABLE_VALUES = {RATE: "1m", f"${VAR_MODEL}": ".*"}

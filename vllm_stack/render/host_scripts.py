@@ -28,9 +28,9 @@ from .. import quoting
 from ..config import NAME_RE, HostSpec, StackConfig
 from ..placement import Replica
 from . import systemd as S
+from .host_commands import SECRET_WRITER_PATH
 from .vllm_args import SECRET_ENV, RenderError
 
-from .host_commands import SECRET_WRITER_PATH  # noqa: E402  (one definition, re-exported)
 BOOTSTRAP_PATH = f"{D.HOST_SBIN_DIR}/{D.BOOTSTRAP_NAME}"
 DCGM_UNIT_PATH = f"{D.SYSTEMD_UNIT_DIR}/{D.DCGM_EXPORTER_CONTAINER}.service"
 NOTHING_CHANGED = "nothing changed"

@@ -59,6 +59,17 @@ def service_name_ok(name: str) -> bool:
     return len(name) <= 63 and bool(_DNS1035.match(name))
 
 
+def model_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a model's Kubernetes objects, or None (the config loader and the
+    renderer both ask this)."""
+    if not service_name_ok(name):
+        return f"\"{name}\" is not allowed on kubernetes; a Service name must start with a letter (DNS-1035)"
+    if name == PREFIX or name.startswith(PREFIX + "-"):
+        return (f"\"{name}\" is not allowed on kubernetes; names starting with {PREFIX}- are reserved for the "
+                "stack's own objects")
+    return None
+
+
 def labels(cfg: StackConfig, component: str, *, name: str | None = None, model: str | None = None,
            capacity: str | None = None) -> dict[str, str]:
     """The label set every object carries (part-of, environment) plus the optional ones."""

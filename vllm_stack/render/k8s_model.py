@@ -36,8 +36,8 @@ import math
 
 from .. import defaults as D
 from ..sizing import readiness_delay_seconds
-from .k8s_common import (PREFIX, WEIGHTS_PVC, K8sRenderError, Obj, container_security, http_probe, labels, metadata,
-                         pod_security, prometheus_service_url, selector, service_name_ok)
+from .k8s_common import (WEIGHTS_PVC, K8sRenderError, Obj, container_security, http_probe, labels, metadata,
+                         model_name_problem, pod_security, prometheus_service_url, selector)
 from .k8s_nodes import gpu_tolerations
 from .vllm_args import public_env, serve_argv
 
@@ -64,12 +64,9 @@ def queue_query(spec: ModelSpec) -> str:
 
 
 def _check_name(spec: ModelSpec) -> None:
-    if not service_name_ok(spec.name):
-        raise K8sRenderError(f"models[{spec.name}].name: \"{spec.name}\" is not allowed on kubernetes; a Service "
-                             f"name must start with a letter (DNS-1035)")
-    if spec.name == PREFIX or spec.name.startswith(PREFIX + "-"):
-        raise K8sRenderError(f"models[{spec.name}].name: \"{spec.name}\" is not allowed on kubernetes; names "
-                             f"starting with {PREFIX}- are reserved for the stack's own objects")
+    problem = model_name_problem(spec.name)
+    if problem is not None:
+        raise K8sRenderError(f"models[{spec.name}].name: {problem}")
 
 
 def _container(spec: ModelSpec, *, secret_name: str) -> Obj:

@@ -24,19 +24,17 @@ import jinja2
 
 from .. import defaults as D
 from .. import quoting
-from ..grammar import check_domain
+from ..grammar import NAME_RE, check_domain, check_nginx_size, is_posix_user
 from ..config import StackConfig
 from ..endpoints import Backend
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
 #: Route and upstream names: the config's NAME_RE, re-checked because Backend is a plain dataclass.
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+_NAME = re.compile(NAME_RE)
 #: Model names that would shadow a front route (`/v1/...`, `/health`).
 RESERVED_NAMES = D.FRONT_RESERVED_ROUTES
 _PATH = re.compile(r"^/[A-Za-z0-9._/+@:-]*$")
-_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-_SIZE = re.compile(r"^[0-9]+[kmgKMG]?$")
 #: RFC 6750 b64token: what a bearer key may contain (nothing nginx or a regex would interpret).
 _KEY = re.compile(r"^[A-Za-z0-9._~+/-]+=*$")
 
@@ -240,12 +238,14 @@ def render_front(cfg: StackConfig, backends: Sequence[Backend], *, paths: NginxP
         v = getattr(paths, f.name)
         if v is not None:
             _check_path(v, f"paths.{f.name}")
-    if user is not None and not _USER.fullmatch(user):
+    if user is not None and not is_posix_user(user):
         raise FrontRenderError(f"nginx user {user!r} is not a valid user name")
     front = cfg.front
     domain = _check_domain(front.domain)
-    if not _SIZE.fullmatch(front.client_max_body_size):
-        raise FrontRenderError(f"front.clientMaxBodySize {front.client_max_body_size!r} is not an nginx size")
+    try:
+        check_nginx_size(front.client_max_body_size)
+    except ValueError:
+        raise FrontRenderError(f"front.clientMaxBodySize {front.client_max_body_size!r} is not an nginx size") from None
     models = [m.name for m in cfg.models]
     for m in models:
         _check_name(m, "model name")

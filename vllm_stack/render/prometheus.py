@@ -14,6 +14,12 @@ import yaml
 from .. import defaults as D
 from ..config import StackConfig
 from ..endpoints import ScrapeTarget
+from ..quoting import host_port, http_url
+
+#: docker platform: Prometheus listens on the monitoring host's loopback only; Grafana shares
+#: that host's network namespace (`network_mode: host`) and queries LOCAL_URL.
+LOCAL_LISTEN = host_port(D.LOOPBACK, D.PROMETHEUS_PORT)
+LOCAL_URL = http_url(D.LOOPBACK, D.PROMETHEUS_PORT)
 
 #: Jobs render in this order; unknown jobs follow alphabetically.
 JOB_ORDER = (D.JOB_VLLM, D.JOB_DCGM, D.JOB_NGINX)
