@@ -3,10 +3,25 @@ STACK ?= dev
 PY := .venv/bin/python
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
-.PHONY: venv tools vllm-venv plan lint test test-fast test-vllm bench docs clean
+.PHONY: venv tools vllm-venv plan lint test test-fast test-vllm bench docs clean lock
 
 venv:
 	@bash scripts/bootstrap.sh venv
+
+# The hashed locks that `make venv` installs (pip install --require-hashes), regenerated from the
+# pins of requirements.txt and requirements-dev.txt by pip-tools in a throwaway venv outside the tree.
+# PyPI only: the machine's pip config and find-links (local wheel caches) are ignored, so the hashes
+# are those of every file of each pinned release (all platforms), not of whatever lies on this disk.
+# Unchanged transitive pins are kept; `make lock LOCK_ARGS=--upgrade` re-resolves them to the newest.
+LOCK_VENV ?= /tmp/vllm-stack-pip-tools
+LOCK_ENV := env -u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL -u PIP_CONSTRAINT PIP_CONFIG_FILE=/dev/null CUSTOM_COMPILE_COMMAND="make lock"
+PIP_COMPILE := $(LOCK_ENV) $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links $(LOCK_ARGS)
+lock:
+	@test -x $(LOCK_VENV)/bin/pip-compile || { python3 -m venv $(LOCK_VENV) && \
+	  $(LOCK_ENV) $(LOCK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check pip-tools==7.6.2; }
+	$(PIP_COMPILE) -o requirements.lock requirements.txt
+	$(PIP_COMPILE) -o requirements-dev.lock requirements-dev.txt
 
 tools: venv
 	@bash scripts/bootstrap.sh tools

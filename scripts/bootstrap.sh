@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what the project needs on a fresh Debian machine. Idempotent; fast when warm.
-#   scripts/bootstrap.sh venv    -> .venv with requirements-dev.txt (plan + tests)
+#   scripts/bootstrap.sh venv    -> .venv from requirements-dev.lock (plan + tests; hashed pins, `make lock`)
 #   scripts/bootstrap.sh tools   -> Debian tools (nginx, prometheus/promtool, shellcheck, debootstrap) + npm tools
 # Under CI=true anything missing afterwards is an error, never a skip.
 set -euo pipefail
@@ -12,12 +12,13 @@ APT_BINARIES=(nginx promtool prometheus shellcheck debootstrap systemd-analyze o
 venv() {
   local stamp=.venv/.requirements.sha256
   local want
-  want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
+  want=$(cat requirements.txt requirements-dev.txt requirements.lock requirements-dev.lock | sha256sum | cut -d' ' -f1)
   if [[ -x .venv/bin/python && -f $stamp && "$(cat "$stamp")" == "$want" ]]; then
     return 0
   fi
   "$PY" -m venv .venv
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+  # Every package, transitive ones included, at the locked version and checked against its hashes.
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock
   echo "$want" > "$stamp"
 }
 

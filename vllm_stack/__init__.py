@@ -1,7 +1,8 @@
-"""vllm-stack pure core: typed config, catalogs, sizing, cost and artifact renderers.
+"""vllm-stack: self-hosted vLLM as Pulumi components, with a pure core.
 
-Nothing in this package imports Pulumi except `vllm_stack.offline`, which drives the
-Pulumi SDK's mock engine for the offline plan (tests/unit/test_core_is_pure.py holds
-the line).
+The pure core (typed config, the deployment model, catalogs, sizing, cost, renderers) imports
+no Pulumi. The Pulumi side is `vllm_stack.components` (one class per platform variant),
+`vllm_stack.stack` (this repository's program) and `vllm_stack.offline` (the mock-engine plan);
+tests/unit/test_docs_and_purity.py holds the line between them.
 """
 __version__ = "0.1.0"

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 PROJECT = "vllm-stack"
 LOOPBACK = "127.0.0.1"               # where a service binds when only its own host talks to it
-COMPONENT_PREFIX = "vllmstack:index"
+PROVIDER_NAME = "vllmstack"             # package name of the component provider (provider/)
+COMPONENT_PREFIX = f"{PROVIDER_NAME}:index"
 
 # --- vLLM (0.33) -------------------------------------------------------------------
 VLLM_PORT = 8000                     # vllm serve default
@@ -152,6 +153,7 @@ DASHBOARD_QUANTILES = (0.5, 0.95)
 SEVERITY_WARNING = "warning"
 SEVERITY_CRITICAL = "critical"
 ALERT_GROUP = "vllm"
+RULES_FILE = "vllm-alerts.yml"       # the alert rules file (SSH hosts) / ConfigMap key (kubernetes)
 RUNBOOKS_DOC = "docs/runbooks.md"    # alert runbook_url = <base>#<alert name, lower case>
 # Grafana provisioning.
 GRAFANA_PROVISIONING_DIR = "/etc/grafana/provisioning"

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def main() -> None:
     stack_file, secrets = Path(sys.argv[1]), json.loads(sys.argv[2])
     sys.path.insert(0, str(ROOT))
-    from components import artifacts
+    from vllm_stack.components import artifacts
     from vllm_stack.loader import split_namespaced
     from vllm_stack.offline.engine import run_program
     from vllm_stack.offline.plan import _scrub

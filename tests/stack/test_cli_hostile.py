@@ -530,7 +530,7 @@ def test_docs_write_then_check_in_a_copy(tmp_path):
 def _fake_plan(files: dict[str, str]):
     from types import SimpleNamespace
 
-    from components.artifacts import Artifact
+    from vllm_stack.components.artifacts import Artifact
     arts = {rel: Artifact(rel, text) for rel, text in files.items()}
     return SimpleNamespace(artifacts=arts, document={"generator": PLAN_GENERATOR, "formatVersion": 1,
                                                      "artifacts": sorted(arts)})

@@ -38,8 +38,9 @@ def test_json_document_shape(prod_json):
     assert doc["generator"] == "vllm-stack plan" and doc["formatVersion"] == 1     # the --out marker
     assert json.loads((prod_json[1] / "plan.json").read_text()) == doc
     types = {r["type"] for r in doc["resources"]}
-    assert {"vllmstack:index:GpuNode", "vllmstack:index:SpotOnDemandPool", "vllmstack:index:VllmServer",
-            "vllmstack:index:NginxFront", "vllmstack:index:MonitoringStack", "kubernetes:apps/v1:Deployment",
+    assert {"vllmstack:index:KubernetesGpuNode", "vllmstack:index:KubernetesSpotOnDemandPool",
+            "vllmstack:index:KubernetesVllmServer", "vllmstack:index:KubernetesNginxFront",
+            "vllmstack:index:KubernetesMonitoringStack", "kubernetes:apps/v1:Deployment",
             "kubernetes:keda.sh/v1alpha1:ScaledObject"} <= types
     assert doc["outputs"]["apiKey"] == "[secret]"
     assert doc["capacity"]["total"]["blendMonthly"] == round((2.50 + 1.03 + 2 * 0.72) * 720, 2)

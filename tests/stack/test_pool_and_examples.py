@@ -19,7 +19,7 @@ def docker_prod():
 
 
 def test_replicas_placed_by_capacity_class(docker_prod):
-    units = {r["name"]: r for r in by_type(docker_prod, "vllmstack:index:VllmServer")}
+    units = {r["name"]: r for r in by_type(docker_prod, "vllmstack:index:SystemdVllmServer")}
     assert sorted(units) == ["llama-8b-od-0", "llama-8b-od-1", "llama-8b-spot-0", "llama-8b-spot-1"]
     services = {r["name"] for r in by_type(docker_prod, "command:remote:Command") if r["name"].endswith("-service")}
     assert services == {f"{n}-service" for n in units}
@@ -40,7 +40,7 @@ def test_spot_drain_runs_before_the_replica_is_deleted(docker_prod):
 
 
 def test_spot_backends_bind_their_host_address(docker_prod):
-    pool = one(docker_prod, "vllmstack:index:SpotOnDemandPool", "llama-8b")
+    pool = one(docker_prod, "vllmstack:index:HostSpotOnDemandPool", "llama-8b")
     assert pool["parent"]
     art = docker_prod["artifacts"]["front/upstreams/llama-8b.conf"]["content"]
     # the replica on the front/monitoring host binds loopback; the others their private address

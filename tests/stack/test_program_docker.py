@@ -8,10 +8,10 @@ COMPONENT = "vllmstack:index:"
 
 def test_component_tree(dev):
     comps = {r["type"].removeprefix(COMPONENT) for r in dev["resources"] if r["type"].startswith(COMPONENT)}
-    assert comps == {"GpuNode", "VllmServer", "SpotOnDemandPool", "NginxFront", "MonitoringStack"}
+    assert comps == {"SshGpuNode", "DockerVllmServer", "HostSpotOnDemandPool", "HostNginxFront", "HostMonitoringStack"}
     urns = {r["urn"]: r for r in dev["resources"]}
-    server = one(dev, COMPONENT + "VllmServer", "llama-8b-od-0")
-    assert urns[server["parent"]]["type"] == COMPONENT + "SpotOnDemandPool"
+    server = one(dev, COMPONENT + "DockerVllmServer", "llama-8b-od-0")
+    assert urns[server["parent"]]["type"] == COMPONENT + "HostSpotOnDemandPool"
     for r in dev["resources"]:
         if not r["type"].startswith(COMPONENT):
             assert r["parent"] in urns, f"{r['type']} {r['name']} is not parented to a component"

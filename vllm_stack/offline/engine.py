@@ -22,11 +22,12 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from .. import defaults as D
+from ..deployment import SECRET_PLACEHOLDER as SECRET_PLACEHOLDER_VALUE
 
 SECRET_PLACEHOLDER = "[secret]"          # how a secret is displayed
 #: What a secret *value* is replaced with offline: token-safe, so renderers that validate
 #: keys (nginx's API-key map) accept it like a real key.
-VALUE_PLACEHOLDER = "secret-placeholder"
+VALUE_PLACEHOLDER = SECRET_PLACEHOLDER_VALUE
 
 
 @dataclass
@@ -98,6 +99,19 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return {}, []                  # no outputs, no check failures
 
 
+def _unwrap_secrets(value: Any) -> tuple[Any, bool]:
+    """The value with every secret wrapper removed, and whether there was one at any depth."""
+    if rpc.is_rpc_secret(value):
+        return _unwrap_secrets(rpc.unwrap_rpc_secret(value))[0], True
+    if isinstance(value, dict):
+        pairs = {k: _unwrap_secrets(v) for k, v in value.items()}
+        return {k: v for k, (v, _) in pairs.items()}, any(s for _, s in pairs.values())
+    if isinstance(value, list):
+        items = [_unwrap_secrets(v) for v in value]
+        return [v for v, _ in items], any(s for _, s in items)
+    return value, False
+
+
 class RecordingMonitor(pmocks.MockMonitor):
     """MockMonitor that also keeps parent, dependencies and secret-ness of inputs."""
 
@@ -114,9 +128,9 @@ class RecordingMonitor(pmocks.MockMonitor):
         inputs: dict[str, Any] = {}
         secret_keys: set[str] = set()
         for k, v in raw.items():
-            if rpc.is_rpc_secret(v):
+            v, secret = _unwrap_secrets(v)
+            if secret:      # a secret anywhere inside (a component's nested args) hides the whole input
                 secret_keys.add(k)
-                v = rpc.unwrap_rpc_secret(v)
             inputs[k] = v
         self.recorded.append(RecordedResource(
             urn=response.urn, type=request.type, name=request.name, parent=request.parent or None,

@@ -113,9 +113,9 @@ def stack_name(stack_path: Path) -> str:
 
 
 def build_plan(stack_path: Path, program_dir: Path = REPO_ROOT) -> PlanResult:
-    from components import artifacts as sink  # the program's sink, in this process
+    from vllm_stack.components import artifacts as sink  # the program's sink, in this process
 
-    from ..policy_runner import run_policies
+    from .policy_runner import run_policies
     from .engine import VALUE_PLACEHOLDER, run_program
 
     stack = stack_name(stack_path)

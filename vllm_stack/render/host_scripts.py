@@ -366,7 +366,15 @@ def render_bootstrap_script(cfg: StackConfig, host_name: str, *, dcgm_bind_addre
     if index is None:
         raise RenderError(f"no host named {host_name!r} in `hosts`")
     host = cfg.hosts[index]
-    publish = _publish(dcgm_bind_address or dcgm_bind(cfg, host))
+    return render_host_bootstrap(host, runtime=cfg.host_runtime, dcgm_bind_address=dcgm_bind_address or dcgm_bind(cfg, host),
+                                 gpu_key=f"hosts[{index}].gpuCount", docker_bin=docker_bin)
+
+
+def render_host_bootstrap(host: HostSpec, *, runtime: str, dcgm_bind_address: str, gpu_key: str = "gpuCount",
+                          docker_bin: str = D.DOCKER_BIN) -> str:
+    """The bootstrap of one host without a stack config: `runtime` docker | systemd, DCGM's bind
+    address, and `gpu_key`, the setting the GPU-count check names when the host has fewer GPUs."""
+    publish = _publish(dcgm_bind_address)
     fingerprint = hashlib.sha256("\0".join(
         [D.DCGM_EXPORTER_IMAGE, publish, "--gpus all", "--restart always"]).encode()).hexdigest()[:16]
     header = [
@@ -380,8 +388,8 @@ def render_bootstrap_script(cfg: StackConfig, host_name: str, *, dcgm_bind_addre
         "",
         f"readonly HOST_NAME={_q(host.name)}",
         f"readonly GPU_COUNT={int(host.gpu_count)}",
-        f"readonly GPU_KEY={_q(f'hosts[{index}].gpuCount')}",
-        f"readonly RUNTIME={_q(cfg.host_runtime)}",
+        f"readonly GPU_KEY={_q(gpu_key)}",
+        f"readonly RUNTIME={_q(runtime)}",
         f"readonly VLLM_USER={_q(D.VLLM_USER)}",
         "readonly -a GPU_GROUPS=(" + " ".join(_q(g) for g in D.HOST_GPU_GROUPS) + ")",
         f"readonly ETC_DIR={_q(D.VLLM_ETC_DIR)}",
@@ -397,7 +405,7 @@ def render_bootstrap_script(cfg: StackConfig, host_name: str, *, dcgm_bind_addre
         "",
     ]
     files = _heredoc_function("secret_writer_content", render_secret_writer_script())
-    if cfg.host_runtime == "systemd":
+    if runtime == "systemd":
         files += _heredoc_function("dcgm_unit_content",
                                    S.render_dcgm_unit(publish=publish, docker_bin=docker_bin))
     return "\n".join(header) + "\n" + files + _BOOTSTRAP_BODY

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 PROMETHEUS_CONFIG_DIR = "/etc/prometheus"
 PROMETHEUS_CONFIG_FILE = "prometheus.yml"
-RULES_FILE = "vllm-alerts.yml"
+RULES_FILE = D.RULES_FILE
 #: What the caller passes as `rule_files=` to render_prometheus_yml for this platform.
 PROMETHEUS_RULES_PATH = posixpath.join(PROMETHEUS_CONFIG_DIR, RULES_FILE)
 PROMETHEUS_DATA_DIR = "/prometheus"

@@ -25,7 +25,7 @@ import jinja2
 from .. import defaults as D
 from .. import quoting
 from ..grammar import NAME_RE, check_domain, check_nginx_size, is_posix_user
-from ..config import StackConfig
+from ..config import FrontSpec, StackConfig
 from ..endpoints import Backend
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -240,13 +240,20 @@ def render_front(cfg: StackConfig, backends: Sequence[Backend], *, paths: NginxP
             _check_path(v, f"paths.{f.name}")
     if user is not None and not is_posix_user(user):
         raise FrontRenderError(f"nginx user {user!r} is not a valid user name")
-    front = cfg.front
+    return render_front_for(cfg.front, [m.name for m in cfg.models], cfg.default_model.name, backends, paths=paths,
+                            listen=listen, user=user)
+
+
+def render_front_for(front: FrontSpec, models: Sequence[str], default_model: str, backends: Sequence[Backend], *,
+                     paths: NginxPaths = NginxPaths(), listen: FrontListen = FrontListen(),
+                     user: str | None = D.NGINX_USER) -> dict[str, str]:
+    """`render_front` without a stack config: the front's settings, the served model names (routes)
+    and the one `/v1` routes to."""
     domain = _check_domain(front.domain)
     try:
         check_nginx_size(front.client_max_body_size)
     except ValueError:
         raise FrontRenderError(f"front.clientMaxBodySize {front.client_max_body_size!r} is not an nginx size") from None
-    models = [m.name for m in cfg.models]
     for m in models:
         _check_name(m, "model name")
     by_model: dict[str, list[Backend]] = {m: [] for m in models}
@@ -265,7 +272,7 @@ def render_front(cfg: StackConfig, backends: Sequence[Backend], *, paths: NginxP
         http_listen=_listen(listen.bind, listen.http_port), https_listen=_listen(listen.bind, listen.https_port),
         redirect_port=redirect_port, models=[(m, upstream_name(m)) for m in models],
         upstream_files=[paths.upstream_file(m) for m in models],
-        default_upstream=upstream_name(cfg.default_model.name), default_model=cfg.default_model.name,
+        default_upstream=upstream_name(default_model), default_model=default_model,
         tls_protocols=" ".join(D.TLS_PROTOCOLS), rate=_rate(front.rate_limit_rps),
         burst=int(front.rate_limit_burst), body_size=front.client_max_body_size,
         read_timeout=int(front.read_timeout_seconds))
@@ -273,4 +280,4 @@ def render_front(cfg: StackConfig, backends: Sequence[Backend], *, paths: NginxP
 
 
 __all__ = ["FrontListen", "FrontRenderError", "NginxPaths", "RESERVED_NAMES", "TEMPLATES_DIR", "render_api_keys_map",
-           "render_front", "render_upstream", "render_upstream_auth", "server_line", "upstream_name"]
+           "render_front", "render_front_for", "render_upstream", "render_upstream_auth", "server_line", "upstream_name"]

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .config import StackConfig
-    from .offline.engine import RecordedResource
+    from ..config import StackConfig
+    from .engine import RecordedResource
 
-POLICY_DIR = Path(__file__).resolve().parents[1] / "policies"
+POLICY_DIR = Path(__file__).resolve().parents[2] / "policies"
 
 
 def run_policies(resources: Iterable[RecordedResource], cfg: StackConfig,

@@ -13,6 +13,8 @@ from pulumi_command import remote
 
 from vllm_stack.render import host_commands
 
+from .base import Component
+
 
 def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -20,7 +22,7 @@ def content_hash(text: str) -> str:
 
 def remote_file(name: str, connection: remote.ConnectionArgs, path: str, content: pulumi.Input[str], *,
                 mode: int = 0o644, owner: str = "root", group: str = "root", secret: bool = False,
-                parent: pulumi.Resource, depends_on: Sequence[pulumi.Resource] = ()) -> remote.Command:
+                parent: Component, depends_on: Sequence[pulumi.Resource] = ()) -> remote.Command:
     install = host_commands.install_file(path, mode=mode, owner=owner, group=group, secret=secret)
     return remote.Command(
         name,
@@ -30,5 +32,5 @@ def remote_file(name: str, connection: remote.ConnectionArgs, path: str, content
         delete=host_commands.remove_file(path),
         stdin=pulumi.Output.secret(content) if secret else content,
         logging=remote.Logging.NONE if secret else remote.Logging.STDOUT_AND_STDERR,
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on)),
+        opts=parent.child(depends_on=list(depends_on)),
     )

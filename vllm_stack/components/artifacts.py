@@ -6,6 +6,7 @@ placeholders only (the real content exists solely inside secret Outputs).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ def reset() -> None:
     _SINK.clear()
 
 
-def record_k8s(obj: dict) -> None:
+def record_k8s(obj: dict[str, Any]) -> None:
     """A rendered Kubernetes object as `k8s/<kind>-<name>.yaml` (Secrets hold placeholders only)."""
     import yaml
     kind, name = obj["kind"].lower(), obj["metadata"]["name"]

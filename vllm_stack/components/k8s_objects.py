@@ -5,10 +5,12 @@ so the plan, the schema validation and the deployed object are the same dict.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
+
+from .base import Component
 
 _CLASSES = {
     ("v1", "Namespace"): k8s.core.v1.Namespace,
@@ -32,13 +34,13 @@ def resource_name(obj: Mapping[str, Any]) -> str:
     return f"{obj['kind'].lower()}-{obj['metadata']['name']}"
 
 
-def create(obj: Mapping[str, Any], parent: pulumi.Resource, *, name: str | None = None,
+def create(obj: Mapping[str, Any], parent: Component, *, name: str | None = None,
            overrides: Mapping[str, Any] | None = None,
-           depends_on: list[pulumi.Resource] | None = None,
+           depends_on: Sequence[pulumi.Resource] | None = None,
            ignore_changes: list[str] | None = None) -> pulumi.CustomResource:
     """One SDK resource for one rendered object; `overrides` swaps in secret Outputs."""
     fields = {**obj, **(overrides or {})}
-    opts = pulumi.ResourceOptions(parent=parent, depends_on=depends_on or [], ignore_changes=ignore_changes)
+    opts = parent.child(depends_on=depends_on, ignore_changes=ignore_changes)
     rname = name or resource_name(obj)
     cls = _CLASSES.get((obj["apiVersion"], obj["kind"]))
     if cls is None:  # CRDs: KEDA ScaledObject, PrometheusRule, ServiceMonitor
@@ -49,4 +51,5 @@ def create(obj: Mapping[str, Any], parent: pulumi.Resource, *, name: str | None 
     unknown = set(fields) - set(_FIELDS) - {"apiVersion", "kind"}
     if unknown:
         raise ValueError(f"{obj['kind']} field(s) {sorted(unknown)} have no SDK mapping")
-    return cls(rname, opts=opts, **kwargs)
+    resource: pulumi.CustomResource = cls(rname, opts=opts, **kwargs)
+    return resource

@@ -1,0 +1,69 @@
+"""The deployment model is the one place names, paths and URLs are spelled."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from vllm_stack import deployment as M
+from vllm_stack.loader import load_stack_file
+
+ROOT = Path(__file__).resolve().parents[2]
+STACKS = sorted(ROOT.glob("Pulumi.*.yaml")) + sorted((ROOT / "examples").glob("Pulumi.*.yaml"))
+#: Product code: the package, the stack program, the policy pack (tests and consumer examples may spell values).
+PRODUCT = [p for p in [*ROOT.joinpath("vllm_stack").rglob("*.py"), ROOT / "__main__.py", *ROOT.joinpath("policies").rglob("*.py")]]
+FIXED = {k: getattr(M, k) for k in ("SECRET_PLACEHOLDER", "MODEL_SECRET", "FRONT_KEYS_SECRET", "FRONT_TLS_SECRET",
+                                    "GRAFANA_SECRET", "PROMETHEUS_CONTAINER", "GRAFANA_CONTAINER", "MONITORING_DIR",
+                                    "RULES_FILE", "UPSTREAM_AUTH_PATH", "CONTAINER_SECRET_ENV")}
+
+
+def _model_values() -> set[str]:
+    values = set(FIXED.values())
+    for path in STACKS:
+        d = M.build(load_stack_file(path))
+        values |= {d.prometheus_url, d.front_url} | {u for _, u in d.routes}
+        values |= {d.grafana_url} if d.grafana_url else set()
+        for s in d.servers:
+            values |= {v for v in (s.container, s.unit, s.wrapper, s.deployment, s.secret_env) if v}
+    return values
+
+
+def _literals(path: Path) -> set[str]:
+    """String constants of a module, docstrings excepted (prose may quote an example name)."""
+    tree = ast.parse(path.read_text())
+    docs = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)}
+    return {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs}
+
+
+def test_no_model_value_is_spelled_outside_the_model():
+    values = _model_values()
+    homes = {ROOT / "vllm_stack" / "deployment.py", ROOT / "vllm_stack" / "defaults.py"}   # each value defined once, there
+    offenders = sorted(f"{p.relative_to(ROOT)}: {lit!r}" for p in PRODUCT if p not in homes
+                       for lit in _literals(p) for v in values if v == lit or (len(v) > 12 and v in lit))
+    assert offenders == []
+
+
+def test_literal_check_sees_a_second_spelling(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text('NAME = "vllm-grafana"\n')
+    assert "vllm-grafana" in _literals(probe) & _model_values()
+
+
+@pytest.mark.parametrize("path", STACKS, ids=lambda p: p.name)
+def test_model_names_every_server_and_url(path):
+    cfg = load_stack_file(path)
+    d = M.build(cfg)
+    assert [n for n, _ in d.routes] == [m.name for m in cfg.models] + ["default"]
+    for s in d.servers:
+        if cfg.platform == "kubernetes":
+            assert s.deployment == f"{s.model}-{'on-demand' if s.capacity == 'onDemand' else 'spot'}"
+        elif cfg.host_runtime == "systemd":
+            assert s.unit and s.unit.endswith(".service") and s.container is None
+        else:
+            assert s.container == f"vllm-{s.name}" and s.unit is None
+    if cfg.platform != "kubernetes":
+        assert d.prometheus_url == "http://127.0.0.1:9090"          # where Prometheus listens (issue 13 defect)
+        assert len(d.scrape_targets()) == len(d.servers) + len(cfg.hosts)
+    else:
+        assert d.grafana_url is None or d.grafana_url.startswith("http://vllm-stack-grafana.")

@@ -1,0 +1,305 @@
+"""Components for GPU hosts reached over SSH (docker or systemd runtime).
+
+Each takes plain, already-rendered values (from `vllm_stack.stack` or your own program) and
+Inputs for what only exists at deploy time (addresses of new machines, secrets); each creates
+its resources with `parent=self` and exposes `pulumi.Output` attributes. A component that
+needs a host's docker engine gets it the Pulumi way: `ResourceOptions(providers=[node.docker_provider])`.
+"""
+from typing import NotRequired, TypedDict
+
+import pulumi
+import pulumi_docker as docker
+from pulumi_command import remote
+
+from vllm_stack import defaults as D
+from vllm_stack.render import host_commands
+from vllm_stack.deployment import CONTAINER_SECRET_ENV
+from vllm_stack.render.systemd import secret_env_path
+from vllm_stack.render.vllm_args import ENV_API_KEY, ENV_HF_TOKEN, render_secret_env_file
+
+from .args import BackendArgs, DrainArgs, hostport, FileArgs, HostContainerArgs, SshArgs, VolumeArgs, connection
+from .base import Component
+from .remote_file import content_hash, remote_file
+from .tls import TlsArgs, front_certificate, front_key_files
+
+
+def _volumes(volumes: list[VolumeArgs]) -> list[docker.ContainerVolumeArgs]:
+    return [docker.ContainerVolumeArgs(host_path=v["host_path"], container_path=v["container_path"],
+                                       read_only=v.get("read_only")) for v in volumes]
+
+
+def _push(owner: Component, name: str, conn: remote.ConnectionArgs, f: FileArgs,
+          depends_on: list[pulumi.Resource] | None = None) -> remote.Command:
+    return remote_file(f"{name}-{f['id']}", conn, f["path"], f["content"], mode=f.get("mode", 0o644), parent=owner,
+                       depends_on=depends_on or [])
+
+
+# --- GPU host ------------------------------------------------------------------------------
+
+class SshGpuNodeArgs(TypedDict):
+    ssh: SshArgs
+    bootstrap: str
+    """The bootstrap script (`render_bootstrap_script`), run as root by `sudo bash -s`."""
+    models: list[str]
+    """Models with a replica on this host: each gets a 0600 env file with the API key and HF token."""
+    api_key: pulumi.Input[str]
+    """The key vLLM checks (secret)."""
+    hf_token: NotRequired[pulumi.Input[str]]
+    """Hugging Face token for gated models (secret)."""
+    docker_host: str
+    """`ssh://user@host:port` for the docker provider (reaches the engine with the deployer's ssh-agent)."""
+    gpu: str
+    gpu_count: int
+
+
+class SshGpuNode(Component):
+    """An existing GPU host prepared for vLLM: driver/toolkit check, `vllm` user, weights dir,
+    0600 secret env files written from stdin, DCGM exporter; plus its docker provider."""
+    _previous_type = "GpuNode"
+    gpu: pulumi.Output[str]
+    gpu_count: pulumi.Output[int]
+    weights_path: pulumi.Output[str]
+    docker_host: pulumi.Output[str]
+
+    def __init__(self, name: str, args: SshGpuNodeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(name, args, opts)
+        conn = self.connection = connection(args["ssh"])
+        script = args["bootstrap"]
+        # The bootstrap installs the secret writer itself (byte for byte), so reruns are no-ops.
+        bootstrap = remote.Command(f"{name}-bootstrap", connection=conn, create="sudo bash -s", update="sudo bash -s",
+                                   stdin=script, triggers=[content_hash(script)], opts=self.child())
+        self.ready: list[pulumi.Resource] = [bootstrap]
+        hf = args.get("hf_token")
+        for model in args["models"]:
+            env = pulumi.Output.all(args["api_key"], hf if hf is not None else "").apply(
+                lambda kv: render_secret_env_file({ENV_API_KEY: kv[0], ENV_HF_TOKEN: kv[1] or ""}))
+            secret_env: pulumi.Output[str] = pulumi.Output.secret(env)
+            self.ready.append(remote.Command(
+                f"{name}-{model}-env", connection=conn, create=host_commands.write_secrets(model),
+                update=host_commands.write_secrets(model), delete=host_commands.remove_file(secret_env_path(model)),
+                stdin=secret_env, logging=remote.Logging.NONE, opts=self.child(depends_on=[bootstrap])))
+        self.docker_provider = docker.Provider(f"{name}-docker", host=args["docker_host"],
+                                               ssh_opts=["-o", "StrictHostKeyChecking=accept-new"], opts=self.child())
+        self.publish(gpu=args["gpu"], gpu_count=args["gpu_count"], weights_path=D.VLLM_WEIGHTS_DIR, docker_host=args["docker_host"])
+
+
+# --- vLLM servers ----------------------------------------------------------------------------
+
+class _ServerArgs(TypedDict):
+    model: str
+    """Served model name (the front's route)."""
+    capacity: str
+    """onDemand | spot"""
+    address: str
+    """Where the front and Prometheus reach this replica (its bind address)."""
+    port: int
+    drain: NotRequired[DrainArgs]
+    """Spot replicas: the hook that takes the replica out of the front before it is deleted."""
+
+
+class _Server(Component):
+    _previous_type = "VllmServer"
+    endpoint: pulumi.Output[str]
+    """host:port of this replica."""
+    model: pulumi.Output[str]
+    capacity: pulumi.Output[str]
+
+    def _finish(self, name: str, args: _ServerArgs, workload: pulumi.Resource) -> None:
+        self.workload = workload
+        endpoint = hostport(BackendArgs(model=args["model"], address=args["address"], port=args["port"], capacity=args["capacity"]))
+        drain = args.get("drain")
+        if drain is not None:
+            # Depends on the workload: on removal Pulumi deletes this hook (the drain) first.
+            remote.Command(f"{name}-drain", connection=connection(drain["ssh"]), create="true", delete=drain["command"],
+                           triggers=[endpoint], opts=self.child(depends_on=[workload], aliases=(
+                               [pulumi.Alias(parent=self.opts_parent)] if self.opts_parent is not None else None)))
+        self.publish(endpoint=endpoint, model=args["model"], capacity=args["capacity"])
+
+
+class DockerVllmServerArgs(_ServerArgs):
+    container_name: str
+    image: str
+    argv: list[str]
+    """`vllm serve` arguments (`serve_argv`)."""
+    env: dict[str, str]
+    """Public environment (secrets come from the mounted 0600 env file)."""
+    gpus: str
+    """docker `--gpus` value, e.g. `device=0,1`."""
+    secret_env_file: str
+    """The model's 0600 env file on the host (written by SshGpuNode)."""
+    weights_dir: str
+    labels: dict[str, str]
+    stop_timeout: int
+    """Seconds docker waits after SIGTERM (drain + margin)."""
+
+
+class DockerVllmServer(_Server):
+    """One vLLM replica as the official image on a host's docker engine, secrets out of `docker inspect`."""
+
+    def __init__(self, name: str, args: DockerVllmServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(name, args, opts)
+        image = docker.RemoteImage(f"{name}-image", name=args["image"], keep_locally=True, opts=self.child())
+        container = docker.Container(
+            name, name=args["container_name"], image=image.repo_digest,
+            entrypoints=["/bin/sh", "-c", f'set -a; . {CONTAINER_SECRET_ENV}; set +a; exec vllm serve "$@"', "vllm-serve"],
+            command=args["argv"], envs=[f"{k}={v}" for k, v in sorted(args["env"].items())], gpus=args["gpus"],
+            ipc_mode="host",
+            ports=[docker.ContainerPortArgs(internal=D.VLLM_PORT, external=args["port"], ip=args["address"])],
+            volumes=[docker.ContainerVolumeArgs(host_path=args["weights_dir"], container_path=args["weights_dir"]),
+                     docker.ContainerVolumeArgs(host_path=args["secret_env_file"], container_path=CONTAINER_SECRET_ENV,
+                                                read_only=True)],
+            healthcheck=docker.ContainerHealthcheckArgs(
+                tests=["CMD", "python3", "-c", "import urllib.request; urllib.request.urlopen("
+                       f"'http://127.0.0.1:{D.VLLM_PORT}{D.HEALTH_PATH}', timeout=5)"],
+                interval=f"{D.PROBE_PERIOD_SEC}s", timeout="5s", retries=3, start_period=f"{D.DOCKER_HEALTH_START_PERIOD_SEC}s"),
+            restart="always", stop_signal="SIGTERM", stop_timeout=args["stop_timeout"],
+            labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(args["labels"].items())],
+            opts=self.child())
+        self._finish(name, args, container)
+
+
+class SystemdVllmServerArgs(_ServerArgs):
+    ssh: SshArgs
+    unit_name: str
+    unit: FileArgs
+    """The unit file (`render_systemd_unit`)."""
+    wrapper: FileArgs
+    """The readiness wrapper its ExecStart runs (`render_start_wrapper`)."""
+
+
+class SystemdVllmServer(_Server):
+    """One vLLM replica as a systemd unit (Type=notify; READY only when /health answers)."""
+
+    def __init__(self, name: str, args: SystemdVllmServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(name, args, opts)
+        conn = connection(args["ssh"])
+        unit, wrapper = args["unit"], args["wrapper"]
+        files = [_push(self, name, conn, wrapper), _push(self, name, conn, unit)]
+        start = host_commands.start_unit(args["unit_name"])
+        service = remote.Command(f"{name}-service", connection=conn, create=start, update=start,
+                                 delete=host_commands.stop_unit(args["unit_name"]),
+                                 triggers=[content_hash(unit["content"] + wrapper["content"])],
+                                 opts=self.child(depends_on=files))
+        self._finish(name, args, service)
+
+
+class HostSpotOnDemandPoolArgs(TypedDict):
+    model: str
+    on_demand: int
+    spot: int
+    spot_max: int
+    gpus: int
+    backends: list[BackendArgs]
+
+
+class HostSpotOnDemandPool(Component):
+    """A model's replicas on SSH hosts: an on-demand floor plus spot replicas.
+
+    The servers are this component's children (`ResourceOptions(parent=pool)`), created by the
+    caller because each needs its own host's docker provider; spot servers carry a drain hook."""
+    _previous_type = "SpotOnDemandPool"
+    endpoints: pulumi.Output[list[str]]
+    """host:port of every replica (Kubernetes: the model's Service)."""
+    on_demand_replicas: pulumi.Output[int]
+    spot_replicas: pulumi.Output[int]
+    gpus: pulumi.Output[int]
+
+    def __init__(self, name: str, args: HostSpotOnDemandPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(name, args, opts)
+        self.publish(endpoints=[hostport(b) for b in args["backends"]], on_demand_replicas=args["on_demand"], spot_replicas=args["spot"], gpus=args["gpus"])
+
+
+# --- front -------------------------------------------------------------------------------------
+
+class HostNginxFrontArgs(TlsArgs):
+    ssh: SshArgs
+    url: str
+    routes: dict[str, str]
+    files: list[FileArgs]
+    """nginx.conf, the upstream files and the drain script."""
+    api_keys_path: str
+    upstream_auth_path: str
+    cert_path: str
+    key_path: str
+    api_key: pulumi.Input[str]
+    """The key vLLM checks; clients may use it too (secret)."""
+    extra_api_keys: NotRequired[pulumi.Input[str]]
+    """More client keys, comma separated (secret)."""
+
+
+class HostNginxFront(Component):
+    """nginx (Debian package, systemd) on the front host: TLS, API-key gate, per-model routes."""
+    _previous_type = "NginxFront"
+    url: pulumi.Output[str]
+    routes: pulumi.Output[dict[str, str]]
+
+    def __init__(self, name: str, args: HostNginxFrontArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(name, args, opts)
+        conn = connection(args["ssh"])
+        install = remote.Command(f"{name}-install", connection=conn,
+                                 create="command -v nginx >/dev/null || (sudo apt-get update && sudo apt-get install -y nginx)",
+                                 opts=self.child())
+        pushed = [_push(self, name, conn, f, [install]) for f in args["files"]]
+        keys_map, upstream_auth = front_key_files(args["api_key"], args.get("extra_api_keys"))
+        pushed.append(remote_file(f"{name}-api-keys", conn, args["api_keys_path"], keys_map, mode=D.SECRET_FILE_MODE,
+                                  secret=True, parent=self, depends_on=[install]))
+        pushed.append(remote_file(f"{name}-upstream-auth", conn, args["upstream_auth_path"], upstream_auth,
+                                  mode=D.SECRET_FILE_MODE, secret=True, parent=self, depends_on=[install]))
+        tls = front_certificate(self, name, args)
+        if tls is not None:
+            pushed.append(remote_file(f"{name}-tls-cert", conn, args["cert_path"], tls[0], parent=self, depends_on=[install]))
+            pushed.append(remote_file(f"{name}-tls-key", conn, args["key_path"], tls[1], mode=D.SECRET_FILE_MODE,
+                                      secret=True, parent=self, depends_on=[install]))
+        reload_cmd = "sudo nginx -t && sudo systemctl enable nginx && sudo systemctl reload-or-restart nginx"
+        remote.Command(f"{name}-reload", connection=conn, create=reload_cmd, update=reload_cmd,
+                       triggers=[content_hash("".join(f["content"] for f in args["files"]))],
+                       opts=self.child(depends_on=pushed))
+        self.publish(url=args["url"], routes=args["routes"])
+
+
+# --- monitoring ---------------------------------------------------------------------------------
+
+class HostMonitoringStackArgs(TypedDict):
+    ssh: SshArgs
+    files: list[FileArgs]
+    """prometheus.yml and the alert rules."""
+    grafana_files: NotRequired[list[FileArgs]]
+    """Grafana provisioning (datasource, dashboards)."""
+    prometheus: HostContainerArgs
+    grafana: NotRequired[HostContainerArgs]
+    grafana_password_path: NotRequired[str]
+    """Where Grafana's container reads its admin password (0600, uid 472)."""
+    grafana_admin_password: NotRequired[pulumi.Input[str]]
+    prometheus_url: str
+    grafana_url: NotRequired[str]
+
+
+class HostMonitoringStack(Component):
+    """Prometheus (and Grafana) as containers on the monitoring host's network; config pushed over SSH."""
+    _previous_type = "MonitoringStack"
+    prometheus_url: pulumi.Output[str]
+    grafana_url: pulumi.Output[str | None]
+
+    def __init__(self, name: str, args: HostMonitoringStackArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(name, args, opts)
+        conn = connection(args["ssh"])
+        files: list[pulumi.Resource] = [_push(self, name, conn, f) for f in args["files"]]
+        self._container(name, args["prometheus"], "prometheus", files)
+        files += [_push(self, name, conn, f) for f in args.get("grafana_files", [])]
+        grafana = args.get("grafana")
+        password = args.get("grafana_admin_password")
+        if grafana is not None and password is not None and "grafana_password_path" in args:
+            # Grafana's container user (472) reads the password file; it stays 0600, owned by that uid.
+            files.append(remote_file(f"{name}-grafana-password", conn, args["grafana_password_path"], password,
+                                     mode=D.SECRET_FILE_MODE, owner=str(D.GRAFANA_UID), group="root", secret=True,
+                                     parent=self))
+            self._container(name, grafana, "grafana", files)
+        self.publish(prometheus_url=args["prometheus_url"], grafana_url=args.get("grafana_url"))
+
+    def _container(self, name: str, spec: HostContainerArgs, role: str, files: list[pulumi.Resource]) -> None:
+        image = docker.RemoteImage(f"{name}-{role}-image", name=spec["image"], keep_locally=True, opts=self.child())
+        docker.Container(f"{name}-{role}", name=spec["name"], image=image.repo_digest, network_mode="host",
+                         command=spec.get("command"),
+                         envs=[f"{k}={v}" for k, v in sorted(spec.get("env", {}).items())] or None,
+                         volumes=_volumes(spec.get("volumes", [])), restart="always",
+                         opts=self.child(depends_on=list(files)))

@@ -1,0 +1,163 @@
+"""Components for a Kubernetes cluster with GPU nodes.
+
+Each takes the rendered objects (plain dicts, `vllm_stack.render.k8s`) and the secret values as
+Inputs, which replace the placeholders of the Secrets it creates; `k8s_objects.create` maps each
+dict to its SDK class, so the plan, the schema validation and the applied object are one dict.
+"""
+from typing import Any, NotRequired, Sequence, TypedDict
+
+import pulumi
+
+from vllm_stack.placement import K8S_CAPACITY
+from vllm_stack.render.k8s import API_KEYS_FILE, GRAFANA_PASSWORD_KEY, UPSTREAM_AUTH_FILE
+from vllm_stack.render.k8s_common import TLS_CERT_KEY, TLS_KEY_KEY
+from vllm_stack.render.vllm_args import ENV_API_KEY, ENV_HF_TOKEN
+
+from . import k8s_objects
+from .args import BackendArgs, hostport
+from .base import Component
+from .tls import TlsArgs, front_certificate, front_key_files
+
+
+def _create_all(owner: Component, objects: list[dict[str, Any]], depends_on: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+    return [k8s_objects.create(obj, owner, depends_on=depends_on) for obj in objects]
+
+
+class KubernetesGpuNodeArgs(TypedDict):
+    namespace: str
+    objects: list[dict[str, Any]]
+    """Namespace (first), NVIDIA device plugin and DCGM DaemonSets, weights PVC."""
+    model_secret: dict[str, Any]
+    """The Secret every model pod reads (envFrom); its stringData is replaced by the secret inputs."""
+    api_key: pulumi.Input[str]
+    hf_token: NotRequired[pulumi.Input[str]]
+    weights_claim: str
+
+
+class KubernetesGpuNode(Component):
+    """The GPU node-group conventions of a cluster: namespace, device plugin, DCGM, weights PVC, model Secret."""
+    _previous_type = "GpuNode"
+    namespace: pulumi.Output[str]
+    secret_name: pulumi.Output[str]
+    weights_claim: pulumi.Output[str]
+
+    def __init__(self, name: str, args: KubernetesGpuNodeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(name, args, opts)
+        objs = args["objects"]
+        ns = [k8s_objects.create(o, self) for o in objs if o["kind"] == "Namespace"]
+        _create_all(self, [o for o in objs if o["kind"] != "Namespace"], ns)
+        hf = args.get("hf_token")
+        values: dict[str, pulumi.Input[str]] = {ENV_API_KEY: args["api_key"], **({ENV_HF_TOKEN: hf} if hf is not None else {})}
+        k8s_objects.create(args["model_secret"], self, overrides={"stringData": values}, depends_on=ns)
+        self.publish(namespace=args["namespace"], secret_name=args["model_secret"]["metadata"]["name"], weights_claim=args["weights_claim"])
+
+
+class KubernetesVllmServerArgs(TypedDict):
+    model: str
+    capacity: str
+    """onDemand | spot"""
+    deployment: dict[str, Any]
+    autoscaled: bool
+    """KEDA owns `spec.replicas` once deployed: `pulumi up` must not reset it."""
+
+
+class KubernetesVllmServer(Component):
+    """The Deployment of one model's capacity class (GPU limits, probes, /dev/shm, envFrom a Secret)."""
+    _previous_type = "VllmServer"
+    deployment_name: pulumi.Output[str]
+    model: pulumi.Output[str]
+    capacity: pulumi.Output[str]
+
+    def __init__(self, name: str, args: KubernetesVllmServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(name, args, opts)
+        self.workload = k8s_objects.create(args["deployment"], self,
+                                           ignore_changes=["spec.replicas"] if args["autoscaled"] else None)
+        self.publish(deployment_name=args["deployment"]["metadata"]["name"], model=args["model"], capacity=args["capacity"])
+
+
+class KubernetesSpotOnDemandPoolArgs(TypedDict):
+    model: str
+    servers: list[KubernetesVllmServerArgs]
+    """One per capacity class: the on-demand floor, the KEDA-scaled spot Deployment."""
+    objects: list[dict[str, Any]]
+    """Service over both, PDB on the floor, KEDA ScaledObject."""
+    backends: list[BackendArgs]
+    on_demand: int
+    spot: int
+    spot_max: int
+    gpus: int
+
+
+class KubernetesSpotOnDemandPool(Component):
+    """A model as an on-demand floor plus spot replicas on Kubernetes."""
+    _previous_type = "SpotOnDemandPool"
+    endpoints: pulumi.Output[list[str]]
+    """host:port of every replica (Kubernetes: the model's Service)."""
+    on_demand_replicas: pulumi.Output[int]
+    spot_replicas: pulumi.Output[int]
+    gpus: pulumi.Output[int]
+
+    def __init__(self, name: str, args: KubernetesSpotOnDemandPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(name, args, opts)
+        self.servers = [KubernetesVllmServer(f"{args['model']}-{K8S_CAPACITY[s['capacity']]}", s,
+                                             self.child())
+                        for s in args["servers"]]
+        _create_all(self, args["objects"], [s.workload for s in self.servers])
+        self.publish(endpoints=[hostport(b) for b in args["backends"]], on_demand_replicas=args["on_demand"], spot_replicas=args["spot"], gpus=args["gpus"])
+
+
+class KubernetesNginxFrontArgs(TlsArgs):
+    url: str
+    routes: dict[str, str]
+    objects: list[dict[str, Any]]
+    """ConfigMap, Deployment, Service, PDB of the front."""
+    keys_secret: dict[str, Any]
+    """The Secret with the key map and the upstream key include (placeholders replaced here)."""
+    tls_secret: NotRequired[dict[str, Any]]
+    api_key: pulumi.Input[str]
+    extra_api_keys: NotRequired[pulumi.Input[str]]
+
+
+class KubernetesNginxFront(Component):
+    """nginx Deployment + Service in the cluster: TLS, API-key gate, per-model routes."""
+    _previous_type = "NginxFront"
+    url: pulumi.Output[str]
+    routes: pulumi.Output[dict[str, str]]
+
+    def __init__(self, name: str, args: KubernetesNginxFrontArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(name, args, opts)
+        keys_map, upstream_auth = front_key_files(args["api_key"], args.get("extra_api_keys"))
+        secrets: list[pulumi.Resource] = [k8s_objects.create(args["keys_secret"], self, overrides={"stringData": {
+            API_KEYS_FILE: keys_map, UPSTREAM_AUTH_FILE: upstream_auth}})]
+        tls = front_certificate(self, name, args)
+        tls_secret = args.get("tls_secret")
+        if tls is not None and tls_secret is not None:
+            secrets.append(k8s_objects.create(tls_secret, self, overrides={
+                "stringData": {TLS_CERT_KEY: tls[0], TLS_KEY_KEY: pulumi.Output.secret(tls[1])}}))
+        _create_all(self, args["objects"], secrets)
+        self.publish(url=args["url"], routes=args["routes"])
+
+
+class KubernetesMonitoringStackArgs(TypedDict):
+    objects: list[dict[str, Any]]
+    """Own Prometheus/Grafana, or PrometheusRule/ServiceMonitors with the prometheus-operator."""
+    grafana_secret: NotRequired[dict[str, Any]]
+    grafana_admin_password: NotRequired[pulumi.Input[str]]
+    prometheus_url: str
+    grafana_url: NotRequired[str]
+
+
+class KubernetesMonitoringStack(Component):
+    """Prometheus scrape config, alert rules and Grafana in the cluster."""
+    _previous_type = "MonitoringStack"
+    prometheus_url: pulumi.Output[str]
+    grafana_url: pulumi.Output[str | None]
+
+    def __init__(self, name: str, args: KubernetesMonitoringStackArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(name, args, opts)
+        deps: list[pulumi.Resource] = []
+        secret, password = args.get("grafana_secret"), args.get("grafana_admin_password")
+        if secret is not None and password is not None:
+            deps.append(k8s_objects.create(secret, self, overrides={"stringData": {GRAFANA_PASSWORD_KEY: password}}))
+        _create_all(self, args["objects"], deps)
+        self.publish(prometheus_url=args["prometheus_url"], grafana_url=args.get("grafana_url"))

@@ -1,0 +1,196 @@
+"""The one typed model of a deployment: every name, path, port, URL, label and secret reference
+the stack creates, computed once from the config.
+
+Components, renderers, the runbook commands, the policies and the docs read these values;
+nobody spells a container, unit, Deployment, Service or Secret name a second time
+(`tests/unit/test_deployment_model.py` forbids the literals elsewhere). Pure: no Pulumi, no I/O.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import defaults as D
+from .config import StackConfig
+from .endpoints import Backend, ScrapeTarget
+from .placement import K8S_CAPACITY, Replica, place
+from .quoting import http_url, ssh_url
+from .render import k8s_common as KC
+from .render import k8s_model
+from .render.prometheus import LOCAL_URL as PROMETHEUS_LOCAL_URL
+from .render.systemd import secret_env_path, unit_name, vllm_bind_host, wrapper_path
+
+# --- fixed names (one definition each) -------------------------------------------------
+#: Stand-in for a secret value in recorded artifacts: token-safe, so validating renderers accept it.
+SECRET_PLACEHOLDER = "secret-placeholder"
+#: Kubernetes Secrets the stack creates (values only ever from Pulumi secrets).
+MODEL_SECRET = "vllm-model-secrets"          # VLLM_API_KEY / HF_TOKEN for every model pod (envFrom)
+FRONT_KEYS_SECRET = "vllm-front-api-keys"    # the front's key map and upstream key include
+FRONT_TLS_SECRET = "vllm-front-tls"
+GRAFANA_SECRET = "vllm-grafana-admin"
+#: Containers on SSH hosts (docker runtime of the monitoring host, and vLLM replicas).
+PROMETHEUS_CONTAINER = "vllm-prometheus"
+GRAFANA_CONTAINER = "vllm-grafana"
+VLLM_CONTAINER_PREFIX = "vllm-"
+#: Files on SSH hosts.
+MONITORING_DIR = "/etc/vllm-monitoring"
+RULES_FILE = D.RULES_FILE
+UPSTREAM_AUTH_PATH = "/etc/nginx/vllm/upstream-auth.conf"
+CONTAINER_SECRET_ENV = "/run/secrets/vllm.env"   # the model's 0600 env file inside its container
+CERT_VALIDITY_HOURS = 24 * 90
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """Where one secret config key ends up (never its value)."""
+    key: str                       # stack config key, e.g. apiKey
+    env: str | None = None         # process environment variable it becomes
+    k8s_secret: str | None = None  # Kubernetes Secret holding it
+
+
+@dataclass(frozen=True)
+class Server:
+    """One vLLM replica (SSH hosts) or one capacity class's Deployment (Kubernetes)."""
+    name: str                      # Pulumi resource name: replica name / <model>-<capacity>
+    model: str
+    capacity: str                  # onDemand | spot
+    labels: tuple[tuple[str, str], ...]
+    replica: Replica | None = None # SSH hosts
+    bind: str = D.LOOPBACK
+    container: str | None = None   # docker runtime
+    unit: str | None = None        # systemd runtime
+    wrapper: str | None = None
+    secret_env: str | None = None
+    deployment: str | None = None  # kubernetes
+    replicas: int = 1
+
+    @property
+    def backend(self) -> Backend:
+        assert self.replica is not None, "Kubernetes servers are reached through their model's Service"
+        return Backend(self.model, self.bind, self.replica.port, self.capacity)
+
+    @property
+    def scrape_target(self) -> ScrapeTarget:
+        assert self.replica is not None
+        return ScrapeTarget(D.JOB_VLLM, self.bind, self.replica.port, (
+            (D.SCRAPE_LABEL_MODEL, self.model), (D.SCRAPE_LABEL_CAPACITY, self.capacity),
+            (D.SCRAPE_LABEL_HOST, self.replica.host or "")))
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    address: str
+    ssh_url: str                   # the docker provider's host
+    dcgm_target: ScrapeTarget
+
+
+@dataclass(frozen=True)
+class Deployment:
+    platform: str
+    environment: str
+    runtime: str                   # docker | systemd (SSH hosts); kubernetes
+    namespace: str | None
+    hosts: tuple[Host, ...]
+    servers: tuple[Server, ...]
+    front_url: str
+    routes: tuple[tuple[str, str], ...]  # route name -> URL ("default" last)
+    front_host: str | None
+    monitoring_host: str | None
+    prometheus_url: str            # where Grafana (and KEDA) query Prometheus
+    grafana_url: str | None
+    grafana_service: str | None    # kubernetes
+    secrets: tuple[SecretRef, ...]
+
+    def servers_of(self, model: str) -> tuple[Server, ...]:
+        return tuple(s for s in self.servers if s.model == model)
+
+    def backends(self) -> tuple[Backend, ...]:
+        return tuple(s.backend for s in self.servers if s.replica is not None)
+
+    def scrape_targets(self) -> tuple[ScrapeTarget, ...]:
+        return tuple(s.scrape_target for s in self.servers if s.replica is not None) + \
+            tuple(h.dcgm_target for h in self.hosts)
+
+
+def container_name(replica: Replica) -> str:
+    return f"{VLLM_CONTAINER_PREFIX}{replica.name}"
+
+
+def server_labels(cfg: StackConfig, model: str, gpu: str, capacity: str) -> tuple[tuple[str, str], ...]:
+    """The labels every vLLM workload carries (container labels, pod labels; read by the policies)."""
+    return tuple(sorted({D.LABEL_MODEL: model, D.LABEL_CAPACITY: K8S_CAPACITY[capacity],
+                         D.LABEL_ENVIRONMENT: cfg.environment, D.LABEL_PART_OF: D.PROJECT, D.LABEL_GPU: gpu}.items()))
+
+
+def _host_servers(cfg: StackConfig) -> list[Server]:
+    placement = place(cfg)
+    out: list[Server] = []
+    for m in cfg.models:
+        for r in placement[m.name]:
+            systemd = cfg.host_runtime == "systemd"
+            out.append(Server(name=r.name, model=m.name, capacity=r.capacity, replica=r, bind=vllm_bind_host(cfg, r),
+                              labels=server_labels(cfg, m.name, m.gpu, r.capacity), secret_env=secret_env_path(m.name),
+                              container=None if systemd else container_name(r),
+                              unit=unit_name(m, r) if systemd else None, wrapper=wrapper_path(m, r) if systemd else None))
+    return out
+
+
+def _k8s_servers(cfg: StackConfig) -> list[Server]:
+    out: list[Server] = []
+    for m in cfg.models:
+        for capacity, count in (("onDemand", m.pool.on_demand), ("spot", m.pool.spot)):
+            if (capacity == "spot" and m.pool.spot_ceiling == 0) or (capacity == "onDemand" and count == 0):
+                continue
+            out.append(Server(name=f"{m.name}-{K8S_CAPACITY[capacity]}", model=m.name, capacity=capacity,
+                              labels=server_labels(cfg, m.name, m.gpu, capacity),
+                              deployment=k8s_model.deployment_name(m, K8S_CAPACITY[capacity]), replicas=count))
+    return out
+
+
+def _secret_refs(cfg: StackConfig) -> tuple[SecretRef, ...]:
+    from .render.vllm_args import ENV_API_KEY, ENV_HF_TOKEN
+    k8s = cfg.platform == "kubernetes"
+    refs = [SecretRef("apiKey", ENV_API_KEY, MODEL_SECRET if k8s else None),
+            SecretRef("apiKeys", None, FRONT_KEYS_SECRET if k8s else None),
+            SecretRef("grafanaAdminPassword", None, GRAFANA_SECRET if k8s else None)]
+    if "hfToken" in cfg.secrets:
+        refs.append(SecretRef("hfToken", ENV_HF_TOKEN, MODEL_SECRET if k8s else None))
+    for key in ("sshPrivateKey", "tlsCertificate", "tlsPrivateKey"):
+        if key in cfg.secrets:
+            refs.append(SecretRef(key, None, FRONT_TLS_SECRET if k8s and key.startswith("tls") else None))
+    return tuple(refs)
+
+
+def build(cfg: StackConfig) -> Deployment:
+    """The deployment model of a validated config (placement errors raise PlacementError)."""
+    from .render.host_scripts import dcgm_bind
+    scheme = "http" if cfg.front.tls == "none" else "https"
+    front_url = f"{scheme}://{cfg.front.domain}"
+    routes = tuple((m.name, f"{front_url}/{m.name}/v1") for m in cfg.models) + (("default", f"{front_url}/v1"),)
+    grafana = cfg.monitoring.grafana.enabled
+    if cfg.platform == "kubernetes":
+        ns = cfg.kubernetes.namespace
+        return Deployment(
+            platform=cfg.platform, environment=cfg.environment, runtime="kubernetes", namespace=ns, hosts=(),
+            servers=tuple(_k8s_servers(cfg)), front_url=front_url, routes=routes, front_host=None, monitoring_host=None,
+            prometheus_url=KC.prometheus_service_url(cfg),
+            grafana_url=(http_url(f"{KC.GRAFANA}.{ns}.svc.cluster.local", D.GRAFANA_PORT)
+                         if grafana and not cfg.monitoring.prometheus_operator else None),
+            grafana_service=KC.GRAFANA if grafana and not cfg.monitoring.prometheus_operator else None,
+            secrets=_secret_refs(cfg))
+    hosts = []
+    for h in cfg.hosts:
+        bind = dcgm_bind(cfg, h)
+        hosts.append(Host(h.name, h.address, ssh_url(h.user, h.address, h.port),
+                          ScrapeTarget(D.JOB_DCGM, h.address if bind == "0.0.0.0" else bind, D.DCGM_EXPORTER_PORT,
+                                       ((D.SCRAPE_LABEL_HOST, h.name),))))
+    front_host, mon_host = cfg.front_host, cfg.monitoring_host
+    assert front_host is not None and mon_host is not None    # SSH platform: the config requires hosts
+    return Deployment(
+        platform=cfg.platform, environment=cfg.environment, runtime=cfg.host_runtime, namespace=None,
+        hosts=tuple(hosts), servers=tuple(_host_servers(cfg)), front_url=front_url, routes=routes,
+        front_host=front_host.name, monitoring_host=mon_host.name,
+        # Prometheus listens on the monitoring host's loopback; Grafana shares that host's network.
+        prometheus_url=PROMETHEUS_LOCAL_URL,
+        grafana_url=http_url(mon_host.address, D.GRAFANA_PORT) if grafana else None, grafana_service=None,
+        secrets=_secret_refs(cfg))

@@ -1,0 +1,333 @@
+"""The vllm-stack Pulumi program: config → deployment model → rendered artifacts → components.
+
+This is one consumer of the components (`vllm_stack.components`); the stack's `__main__.py`
+calls `main()`. Everything platform-specific is chosen here, once: the components themselves
+never branch on the platform. Every rendered file is recorded for the offline plan from the
+same value the component receives.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_random as random
+from pulumi.runtime import config as runtime_config
+
+from . import defaults as D
+from .capacity import stack_projection
+from .components import artifacts
+from .components.args import BackendArgs, DrainArgs, FileArgs, HostContainerArgs, SshArgs, VolumeArgs
+from .components.host import (DockerVllmServer, DockerVllmServerArgs, HostMonitoringStack, HostMonitoringStackArgs,
+                              HostNginxFront, HostNginxFrontArgs, HostSpotOnDemandPool, HostSpotOnDemandPoolArgs, SshGpuNode,
+                              SshGpuNodeArgs, SystemdVllmServer, SystemdVllmServerArgs)
+from .components.kubernetes import (KubernetesGpuNode, KubernetesGpuNodeArgs, KubernetesMonitoringStack,
+                                    KubernetesMonitoringStackArgs, KubernetesNginxFront, KubernetesNginxFrontArgs,
+                                    KubernetesSpotOnDemandPool, KubernetesSpotOnDemandPoolArgs, KubernetesVllmServerArgs)
+from .config import HostSpec, ModelSpec, StackConfig
+from .deployment import (FRONT_KEYS_SECRET, FRONT_TLS_SECRET, GRAFANA_CONTAINER, GRAFANA_SECRET, MODEL_SECRET,
+                         MONITORING_DIR, PROMETHEUS_CONTAINER, RULES_FILE, SECRET_PLACEHOLDER, UPSTREAM_AUTH_PATH, Deployment,
+                         Server, build)
+from .endpoints import Backend
+from .loader import parse_config, split_namespaced
+from .render import alerts as alerts_render
+from .render import drain as drain_render
+from .render import grafana as grafana_render
+from .render import host_commands, host_scripts
+from .render import k8s as k8s_render
+from .render import nginx as nginx_render
+from .render import prometheus as prom_render
+from .render import systemd as systemd_render
+from .render.k8s_common import WEIGHTS_PVC
+from .render.prometheus import LOCAL_LISTEN
+from .render.vllm_args import ENV_API_KEY, ENV_HF_TOKEN, public_env, render_secret_env_file, serve_argv, shell_join
+
+GRAFANA_SECRETS_DIR, GRAFANA_PASSWORD_NAME = D.GRAFANA_ADMIN_PASSWORD_FILE.rsplit("/", 1)
+
+
+def load_config() -> StackConfig:
+    """The typed config from Pulumi's config (the same loader and errors as the offline plan)."""
+    raw = runtime_config.CONFIG.get()
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        try:
+            values[key] = json.loads(value) if isinstance(value, str) and value[:1] in "[{" else value
+        except json.JSONDecodeError:
+            values[key] = value
+    # The CLI sends top-level values as strings and objects as JSON: every non-string key of the
+    # config lives inside an object, so the strict models see JSON's own numbers and booleans.
+    plain, secrets = split_namespaced(values, "pulumi config",
+                                      is_secret=lambda k, v: runtime_config.is_config_secret(f"{D.PROJECT}:{k}"))
+    return parse_config(plain, secrets, "pulumi config")
+
+
+@dataclass(frozen=True)
+class StackSecrets:
+    """Secrets as Pulumi secret Outputs: read with require_secret, or generated (pulumi-random)."""
+    api_key: pulumi.Output[str]
+    extra_api_keys: pulumi.Output[str] | None
+    hf_token: pulumi.Output[str] | None
+    grafana_admin_password: pulumi.Output[str]
+    ssh_private_key: pulumi.Output[str] | None
+    tls_certificate: pulumi.Output[str] | None
+    tls_private_key: pulumi.Output[str] | None
+
+
+def load_secrets(cfg: StackConfig) -> StackSecrets:
+    c = pulumi.Config(D.PROJECT)
+
+    def opt(key: str) -> pulumi.Output[str] | None:
+        return c.require_secret(key) if key in cfg.secrets else None
+
+    api_key = opt("apiKey") or random.RandomPassword("api-key", length=48, special=False).result
+    grafana = opt("grafanaAdminPassword") or random.RandomPassword("grafana-admin-password", length=32, special=False).result
+    return StackSecrets(api_key=pulumi.Output.secret(api_key), extra_api_keys=opt("apiKeys"), hf_token=opt("hfToken"),
+                        grafana_admin_password=pulumi.Output.secret(grafana), ssh_private_key=opt("sshPrivateKey"),
+                        tls_certificate=opt("tlsCertificate"), tls_private_key=opt("tlsPrivateKey"))
+
+
+def _backend(b: Backend) -> BackendArgs:
+    return BackendArgs(model=b.model, address=b.address, port=b.port, capacity=b.capacity)
+
+
+def _record_file(artifact: str, f: FileArgs) -> FileArgs:
+    artifacts.record(artifact, f["content"], f.get("mode", 0o644))
+    return f
+
+
+def _set_tls(args: HostNginxFrontArgs | KubernetesNginxFrontArgs, s: StackSecrets) -> None:
+    """The front's optional secret inputs: provided certificate and key, extra client keys."""
+    if s.tls_certificate is not None:
+        args["tls_certificate"] = s.tls_certificate
+    if s.tls_private_key is not None:
+        args["tls_private_key"] = s.tls_private_key
+    if s.extra_api_keys is not None:
+        args["extra_api_keys"] = s.extra_api_keys
+
+
+def _record_front_secrets() -> None:
+    artifacts.record("front/api-keys.map", nginx_render.render_api_keys_map([SECRET_PLACEHOLDER]), D.SECRET_FILE_MODE, secret=True)
+    artifacts.record("front/upstream-auth.conf", nginx_render.render_upstream_auth(SECRET_PLACEHOLDER), D.SECRET_FILE_MODE,
+                     secret=True)
+
+
+def _record_monitoring(cfg: StackConfig, prom: str, rules: str, grafana_files: dict[str, str]) -> None:
+    artifacts.record("monitoring/prometheus.yml", prom)
+    artifacts.record(f"monitoring/{RULES_FILE}", rules)
+    for rel, text in grafana_files.items():
+        artifacts.record(f"monitoring/grafana/{rel}", text)
+
+
+# --- SSH hosts ----------------------------------------------------------------------------------
+
+def _ssh(h: HostSpec, s: StackSecrets) -> SshArgs:
+    ssh = SshArgs(host=h.address, user=h.user, port=h.port)
+    if s.ssh_private_key is not None:
+        ssh["private_key"] = s.ssh_private_key
+    return ssh
+
+
+def _host_platform(cfg: StackConfig, model: Deployment, s: StackSecrets) -> tuple[str, str | None]:
+    specs = {m.name: m for m in cfg.models}
+    nodes: dict[str, SshGpuNode] = {}
+    for h, site in zip(cfg.hosts, model.hosts):
+        script = host_scripts.render_bootstrap_script(cfg, h.name)
+        artifacts.record(f"hosts/{h.name}/bootstrap.sh", script, D.ROOT_EXECUTABLE_MODE)
+        artifacts.record(f"hosts/{h.name}/{D.SECRET_WRITER_NAME}", host_scripts.render_secret_writer_script(), D.EXECUTABLE_MODE)
+        on_host = [m.name for m in cfg.models if any(x.replica and x.replica.host == h.name for x in model.servers_of(m.name))]
+        for name in on_host:
+            artifacts.record(f"hosts/{h.name}/etc/vllm/{name}.env", render_secret_env_file(
+                {ENV_API_KEY: SECRET_PLACEHOLDER, ENV_HF_TOKEN: SECRET_PLACEHOLDER if s.hf_token else ""}),
+                D.SECRET_FILE_MODE, secret=True)
+        node_args = SshGpuNodeArgs(ssh=_ssh(h, s), bootstrap=script, models=on_host, api_key=s.api_key,
+                                   docker_host=site.ssh_url, gpu=h.gpu, gpu_count=h.gpu_count)
+        if s.hf_token is not None:
+            node_args["hf_token"] = s.hf_token
+        nodes[h.name] = SshGpuNode(h.name, node_args)
+    front_host = cfg.host(model.front_host or "")
+    workloads: list[pulumi.Resource] = []
+    for m in cfg.models:
+        servers = model.servers_of(m.name)
+        pool = HostSpotOnDemandPool(m.name, HostSpotOnDemandPoolArgs(
+            model=m.name, on_demand=m.pool.on_demand, spot=m.pool.spot, spot_max=m.pool.spot_ceiling,
+            gpus=(m.pool.on_demand + m.pool.spot) * m.tensor_parallel, backends=[_backend(x.backend) for x in servers]))
+        for x in servers:
+            workloads.append(_host_server(cfg, specs[x.model], x, nodes, front_host, pool, s).workload)
+    _host_front(cfg, model, s, front_host, workloads)
+    mon_host = cfg.host(model.monitoring_host or "")
+    return _host_monitoring(cfg, model, s, mon_host, nodes[mon_host.name], workloads)
+
+
+def _host_server(cfg: StackConfig, m: ModelSpec, x: Server, nodes: dict[str, SshGpuNode], front_host: HostSpec,
+                 pool: HostSpotOnDemandPool, s: StackSecrets) -> DockerVllmServer | SystemdVllmServer:
+    r = x.replica
+    assert r is not None and r.host is not None      # SSH hosts: every replica is placed
+    node = nodes[r.host]
+    drain = DrainArgs(ssh=_ssh(front_host, s), command=host_commands.drain_hook(
+        x.model, x.backend.hostport, m.pool.drain_seconds)) if x.capacity == "spot" else None
+    opts = pulumi.ResourceOptions(parent=pool, depends_on=[node])
+    if x.unit is not None and x.wrapper is not None:
+        unit = _record_file(f"hosts/{r.host}/systemd/{x.unit}", FileArgs(
+            id="unit", path=systemd_render.unit_path(m, r), content=systemd_render.render_systemd_unit(cfg, m, r)))
+        wrapper = _record_file(f"hosts/{r.host}/bin/{x.wrapper.rsplit('/', 1)[-1]}", FileArgs(
+            id="wrapper", path=x.wrapper, content=systemd_render.render_start_wrapper(cfg, m, r), mode=0o755))
+        unit_args = SystemdVllmServerArgs(model=x.model, capacity=x.capacity, address=x.bind, port=r.port,
+                                          ssh=_ssh(cfg.host(r.host), s), unit_name=x.unit, unit=unit, wrapper=wrapper)
+        if drain is not None:
+            unit_args["drain"] = drain
+        return SystemdVllmServer(x.name, unit_args, opts)
+    argv = serve_argv(m, host="0.0.0.0", port=D.VLLM_PORT, download_dir=D.VLLM_WEIGHTS_DIR)
+    artifacts.record(f"hosts/{r.host}/containers/{x.name}.argv", shell_join(argv) + "\n")
+    assert x.container is not None and x.secret_env is not None
+    container_args = DockerVllmServerArgs(
+        model=x.model, capacity=x.capacity, address=x.bind, port=r.port, container_name=x.container, image=m.image, argv=argv,
+        env=public_env(weights_dir=D.VLLM_WEIGHTS_DIR, gated=m.model_info().gated),
+        gpus=f"device={','.join(map(str, r.gpu_indices))}", secret_env_file=x.secret_env, weights_dir=D.VLLM_WEIGHTS_DIR,
+        labels=dict(x.labels), stop_timeout=m.pool.drain_seconds + D.TERMINATION_GRACE_EXTRA_SEC)
+    if drain is not None:
+        container_args["drain"] = drain
+    return DockerVllmServer(x.name, container_args,
+                            pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(providers=[node.docker_provider])))
+
+
+def _host_front(cfg: StackConfig, model: Deployment, s: StackSecrets, host: HostSpec, workloads: list[pulumi.Resource]) -> None:
+    import dataclasses
+    paths = dataclasses.replace(nginx_render.NginxPaths(), upstream_auth=UPSTREAM_AUTH_PATH)
+    rendered = nginx_render.render_front(cfg, list(model.backends()), paths=paths)
+    files = [_record_file(f"front/{rel}", FileArgs(id=rel.replace("/", "-").replace(".", "-"), path=_front_path(paths, rel),
+                                                   content=text)) for rel, text in rendered.items()]
+    files.append(_record_file("front/vllm-drain", FileArgs(id="drain-script", path=host_commands.DRAIN_SCRIPT_PATH,
+                                                           content=drain_render.render_drain_script(paths), mode=0o755)))
+    _record_front_secrets()
+    assert paths.upstream_auth is not None
+    front = HostNginxFrontArgs(
+        ssh=_ssh(host, s), url=model.front_url, routes=dict(model.routes), files=files, api_keys_path=paths.api_keys,
+        upstream_auth_path=paths.upstream_auth, cert_path=paths.cert, key_path=paths.key, api_key=s.api_key,
+        domain=cfg.front.domain, tls=cfg.front.tls)
+    _set_tls(front, s)
+    HostNginxFront("front", front, pulumi.ResourceOptions(depends_on=workloads))
+
+
+def _front_path(paths: nginx_render.NginxPaths, rel: str) -> str:
+    """Where a file `render_front` returned lives on the front host."""
+    if rel == "nginx.conf":
+        return paths.conf
+    if rel.startswith("upstreams/"):
+        return f"{paths.upstream_dir}/{rel.split('/', 1)[1]}"
+    return f"{paths.prefix}/{rel}"
+
+
+def _host_monitoring(cfg: StackConfig, model: Deployment, s: StackSecrets, host: HostSpec, node: SshGpuNode,
+                     workloads: list[pulumi.Resource]) -> tuple[str, str | None]:
+    rules = alerts_render.render_alert_rules(cfg)
+    prom = prom_render.render_prometheus_yml(cfg, list(model.scrape_targets()), rule_files=[f"{MONITORING_DIR}/{RULES_FILE}"])
+    grafana_files = (grafana_render.render_grafana(cfg, prometheus_url=model.prometheus_url)
+                     if cfg.monitoring.grafana.enabled else {})
+    _record_monitoring(cfg, prom, rules, grafana_files)
+    args = HostMonitoringStackArgs(
+        ssh=_ssh(host, s), prometheus_url=model.prometheus_url,
+        files=[FileArgs(id="prometheus-yml", path=f"{MONITORING_DIR}/prometheus.yml", content=prom),
+               FileArgs(id="rules", path=f"{MONITORING_DIR}/{RULES_FILE}", content=rules)],
+        prometheus=HostContainerArgs(name=PROMETHEUS_CONTAINER, image=D.PROMETHEUS_IMAGE,
+                        command=[f"--config.file={MONITORING_DIR}/prometheus.yml", "--storage.tsdb.path=/prometheus",
+                                 f"--web.listen-address={LOCAL_LISTEN}"],
+                        volumes=[VolumeArgs(host_path=MONITORING_DIR, container_path=MONITORING_DIR, read_only=True)]))
+    if grafana_files:
+        artifacts.record(f"monitoring/grafana/{GRAFANA_PASSWORD_NAME}", SECRET_PLACEHOLDER, D.SECRET_FILE_MODE, secret=True)
+        args["grafana_files"] = [FileArgs(id=f"grafana-{rel.replace('/', '-').replace('.', '-')}",
+                                          path=f"{MONITORING_DIR}/grafana/{rel}", content=text) for rel, text in grafana_files.items()]
+        args["grafana"] = HostContainerArgs(
+            name=GRAFANA_CONTAINER, image=D.GRAFANA_IMAGE, env=grafana_render.grafana_ini_overrides(cfg),
+            volumes=[VolumeArgs(host_path=f"{MONITORING_DIR}/grafana", container_path=D.GRAFANA_PROVISIONING_DIR, read_only=True),
+                     VolumeArgs(host_path=f"{MONITORING_DIR}/secrets", container_path=GRAFANA_SECRETS_DIR, read_only=True)])
+        args["grafana_password_path"] = f"{MONITORING_DIR}/secrets/{GRAFANA_PASSWORD_NAME}"
+        args["grafana_admin_password"] = s.grafana_admin_password
+        if model.grafana_url is not None:
+            args["grafana_url"] = model.grafana_url
+    HostMonitoringStack("monitoring", args,
+                        pulumi.ResourceOptions(depends_on=[node, *workloads], providers=[node.docker_provider]))
+    return model.prometheus_url, model.grafana_url
+
+
+# --- Kubernetes ----------------------------------------------------------------------------------
+
+def _record_k8s(obj: dict[str, Any]) -> dict[str, Any]:
+    artifacts.record_k8s(obj)
+    return obj
+
+
+def _kubernetes_platform(cfg: StackConfig, model: Deployment, s: StackSecrets) -> tuple[str, str | None]:
+    placeholders = {ENV_API_KEY: SECRET_PLACEHOLDER, **({ENV_HF_TOKEN: SECRET_PLACEHOLDER} if s.hf_token else {})}
+    node_args = KubernetesGpuNodeArgs(
+        namespace=cfg.kubernetes.namespace, objects=[_record_k8s(o) for o in k8s_render.gpu_node_objects(cfg)],
+        model_secret=_record_k8s(k8s_render.secret_object(cfg, MODEL_SECRET, placeholders)), api_key=s.api_key,
+        weights_claim=WEIGHTS_PVC)
+    if s.hf_token is not None:
+        node_args["hf_token"] = s.hf_token
+    cluster = KubernetesGpuNode("gpu-nodes", node_args)
+    pools = []
+    backends = k8s_render.front_backends(cfg)
+    for m in cfg.models:
+        objs = k8s_render.model_objects(cfg, m, secret_name=MODEL_SECRET, prometheus_url=model.prometheus_url)
+        servers = []
+        for x in model.servers_of(m.name):
+            dep = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == x.deployment)
+            servers.append(KubernetesVllmServerArgs(model=m.name, capacity=x.capacity, deployment=_record_k8s(dep),
+                                                    autoscaled=x.capacity == "spot" and m.pool.spot_ceiling > 0))
+        pools.append(KubernetesSpotOnDemandPool(m.name, KubernetesSpotOnDemandPoolArgs(
+            model=m.name, servers=servers, objects=[_record_k8s(o) for o in objs if o["kind"] != "Deployment"],
+            backends=[_backend(b) for b in backends if b.model == m.name], on_demand=m.pool.on_demand, spot=m.pool.spot,
+            spot_max=m.pool.spot_ceiling, gpus=(m.pool.on_demand + m.pool.spot) * m.tensor_parallel),
+            pulumi.ResourceOptions(depends_on=[cluster])))
+    workloads: list[pulumi.Resource] = [w.workload for p in pools for w in p.servers]
+    files = k8s_render.render_front_files(cfg, upstream_auth=True)
+    for rel, text in files.items():
+        artifacts.record(f"front/{rel}", text)
+    _record_front_secrets()
+    tls = cfg.front.tls != "none"
+    front = KubernetesNginxFrontArgs(
+        url=model.front_url, routes=dict(model.routes), domain=cfg.front.domain, tls=cfg.front.tls,
+        objects=[_record_k8s(o) for o in k8s_render.front_objects(cfg, files, keys_secret=FRONT_KEYS_SECRET,
+                                                                   tls_secret=FRONT_TLS_SECRET if tls else None)],
+        keys_secret=_record_k8s(k8s_render.secret_object(cfg, FRONT_KEYS_SECRET, {
+            k8s_render.API_KEYS_FILE: SECRET_PLACEHOLDER, k8s_render.UPSTREAM_AUTH_FILE: SECRET_PLACEHOLDER})),
+        api_key=s.api_key)
+    if tls:
+        front["tls_secret"] = _record_k8s(k8s_render.tls_secret_object(cfg, FRONT_TLS_SECRET, SECRET_PLACEHOLDER,
+                                                                       SECRET_PLACEHOLDER))
+    _set_tls(front, s)
+    KubernetesNginxFront("front", front, pulumi.ResourceOptions(depends_on=workloads))
+    rules = alerts_render.render_alert_rules(cfg)
+    prom = k8s_render.render_prometheus_yml_k8s(cfg)
+    grafana_files = (grafana_render.render_grafana(cfg, prometheus_url=model.prometheus_url)
+                     if cfg.monitoring.grafana.enabled else {})
+    _record_monitoring(cfg, prom, rules, grafana_files)
+    mon = KubernetesMonitoringStackArgs(objects=[], prometheus_url=model.prometheus_url)
+    if grafana_files:
+        mon["grafana_secret"] = _record_k8s(k8s_render.secret_object(
+            cfg, GRAFANA_SECRET, {k8s_render.GRAFANA_PASSWORD_KEY: SECRET_PLACEHOLDER}))
+        mon["grafana_admin_password"] = s.grafana_admin_password
+    if model.grafana_url is not None:
+        mon["grafana_url"] = model.grafana_url
+    mon["objects"] = [_record_k8s(o) for o in k8s_render.monitoring_objects(cfg, prom, rules, grafana_files,
+                                                                             grafana_secret=GRAFANA_SECRET)]
+    KubernetesMonitoringStack("monitoring", mon, pulumi.ResourceOptions(depends_on=workloads))
+    return model.prometheus_url, model.grafana_url
+
+
+def main() -> None:
+    cfg = load_config()
+    secrets = load_secrets(cfg)
+    model = build(cfg)
+    if cfg.platform == "kubernetes":
+        prometheus_url, grafana_url = _kubernetes_platform(cfg, model, secrets)
+    else:
+        prometheus_url, grafana_url = _host_platform(cfg, model, secrets)
+    projection = stack_projection(cfg)
+    pulumi.export("endpoint", model.front_url)
+    pulumi.export("routes", dict(model.routes))
+    pulumi.export("grafanaUrl", grafana_url)
+    pulumi.export("prometheusUrl", prometheus_url)
+    pulumi.export("apiKey", secrets.api_key)
+    pulumi.export("monthlyCostUsd", projection["total"]["blendMonthly"])
