@@ -20,7 +20,7 @@ def model_projection(cfg: StackConfig, spec: ModelSpec) -> dict[str, Any]:
     cost = model_cost(spec, dict(cfg.prices))
     load = spec.load
     needed = sizing.instances_needed(load.peak_rps, load.single_instance_rps, load.buffer_pct)
-    replicas = spec.pool.on_demand + spec.pool.spot
+    replicas = spec.pool.replicas
     od_capacity = spec.pool.on_demand * load.single_instance_rps
     return {
         "model": spec.name,
@@ -28,7 +28,7 @@ def model_projection(cfg: StackConfig, spec: ModelSpec) -> dict[str, Any]:
         "gpu": spec.gpu,
         "fit": fit.as_dict(),
         "replicas": {"onDemand": spec.pool.on_demand, "spot": spec.pool.spot, "spotMax": spec.pool.spot_ceiling,
-                     "total": replicas, "gpus": replicas * spec.tensor_parallel},
+                     "total": replicas, "gpus": spec.gpus},
         "load": {"peakRps": load.peak_rps, "singleInstanceRps": load.single_instance_rps,
                  "bufferPct": load.buffer_pct, "instancesNeeded": needed,
                  "meetsPeak": replicas >= needed},

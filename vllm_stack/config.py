@@ -141,6 +141,11 @@ class ModelSpec(_Model):
                              f"{', '.join(sorted(D.FRONT_RESERVED_ROUTES))}")
         return v
 
+    @property
+    def gpus(self) -> int:
+        """GPUs the model's pool holds (on-demand + spot replicas x tensor parallel)."""
+        return self.pool.replicas * self.tensor_parallel
+
     def model_info(self) -> ModelInfo:
         """Catalog entry, or the inline architecture for models the catalog does not know."""
         if self.architecture is not None:

@@ -17,7 +17,9 @@ from .quoting import http_url, ssh_url
 from .render import k8s_common as KC
 from .render import k8s_model
 from .render.prometheus import LOCAL_URL as PROMETHEUS_LOCAL_URL
+from .render.host_scripts import dcgm_bind
 from .render.systemd import secret_env_path, unit_name, vllm_bind_host, wrapper_path
+from .render.vllm_args import ENV_API_KEY, ENV_HF_TOKEN
 
 # --- fixed names (one definition each) -------------------------------------------------
 #: Stand-in for a secret value in recorded artifacts: token-safe, so validating renderers accept it.
@@ -61,7 +63,6 @@ class Server:
     wrapper: str | None = None
     secret_env: str | None = None
     deployment: str | None = None  # kubernetes
-    replicas: int = 1
 
     @property
     def backend(self) -> Backend:
@@ -98,7 +99,6 @@ class Deployment:
     monitoring_host: str | None
     prometheus_url: str            # where Grafana (and KEDA) query Prometheus
     grafana_url: str | None
-    grafana_service: str | None    # kubernetes
     secrets: tuple[SecretRef, ...]
 
     def servers_of(self, model: str) -> tuple[Server, ...]:
@@ -138,17 +138,14 @@ def _host_servers(cfg: StackConfig) -> list[Server]:
 def _k8s_servers(cfg: StackConfig) -> list[Server]:
     out: list[Server] = []
     for m in cfg.models:
-        for capacity, count in (("onDemand", m.pool.on_demand), ("spot", m.pool.spot)):
-            if (capacity == "spot" and m.pool.spot_ceiling == 0) or (capacity == "onDemand" and count == 0):
-                continue
+        for capacity, _ in k8s_model.capacity_classes(m):
             out.append(Server(name=f"{m.name}-{K8S_CAPACITY[capacity]}", model=m.name, capacity=capacity,
                               labels=server_labels(cfg, m.name, m.gpu, capacity),
-                              deployment=k8s_model.deployment_name(m, K8S_CAPACITY[capacity]), replicas=count))
+                              deployment=k8s_model.deployment_name(m, K8S_CAPACITY[capacity])))
     return out
 
 
 def _secret_refs(cfg: StackConfig) -> tuple[SecretRef, ...]:
-    from .render.vllm_args import ENV_API_KEY, ENV_HF_TOKEN
     k8s = cfg.platform == "kubernetes"
     refs = [SecretRef("apiKey", ENV_API_KEY, MODEL_SECRET if k8s else None),
             SecretRef("apiKeys", None, FRONT_KEYS_SECRET if k8s else None),
@@ -163,7 +160,6 @@ def _secret_refs(cfg: StackConfig) -> tuple[SecretRef, ...]:
 
 def build(cfg: StackConfig) -> Deployment:
     """The deployment model of a validated config (placement errors raise PlacementError)."""
-    from .render.host_scripts import dcgm_bind
     scheme = "http" if cfg.front.tls == "none" else "https"
     front_url = f"{scheme}://{cfg.front.domain}"
     routes = tuple((m.name, f"{front_url}/{m.name}/v1") for m in cfg.models) + (("default", f"{front_url}/v1"),)
@@ -176,7 +172,6 @@ def build(cfg: StackConfig) -> Deployment:
             prometheus_url=KC.prometheus_service_url(cfg),
             grafana_url=(http_url(f"{KC.GRAFANA}.{ns}.svc.cluster.local", D.GRAFANA_PORT)
                          if grafana and not cfg.monitoring.prometheus_operator else None),
-            grafana_service=KC.GRAFANA if grafana and not cfg.monitoring.prometheus_operator else None,
             secrets=_secret_refs(cfg))
     hosts = []
     for h in cfg.hosts:
@@ -192,5 +187,5 @@ def build(cfg: StackConfig) -> Deployment:
         front_host=front_host.name, monitoring_host=mon_host.name,
         # Prometheus listens on the monitoring host's loopback; Grafana shares that host's network.
         prometheus_url=PROMETHEUS_LOCAL_URL,
-        grafana_url=http_url(mon_host.address, D.GRAFANA_PORT) if grafana else None, grafana_service=None,
+        grafana_url=http_url(mon_host.address, D.GRAFANA_PORT) if grafana else None,
         secrets=_secret_refs(cfg))

@@ -18,7 +18,7 @@ from pulumi.runtime import config as runtime_config
 from . import defaults as D
 from .capacity import stack_projection
 from .components import artifacts
-from .components.args import BackendArgs, DrainArgs, FileArgs, HostContainerArgs, SshArgs, VolumeArgs
+from .components.args import BackendArgs, DrainArgs, FileArgs, HostContainerArgs, PoolArgs, SshArgs, VolumeArgs
 from .components.host import (DockerVllmServer, DockerVllmServerArgs, HostMonitoringStack, HostMonitoringStackArgs,
                               HostNginxFront, HostNginxFrontArgs, HostSpotOnDemandPool, HostSpotOnDemandPoolArgs, SshGpuNode,
                               SshGpuNodeArgs, SystemdVllmServer, SystemdVllmServerArgs)
@@ -112,11 +112,21 @@ def _record_front_secrets() -> None:
                      secret=True)
 
 
-def _record_monitoring(cfg: StackConfig, prom: str, rules: str, grafana_files: dict[str, str]) -> None:
+def _monitoring_files(cfg: StackConfig, model: Deployment, prom: str) -> tuple[str, dict[str, str]]:
+    """The alert rules and Grafana's provisioning (the same on both platforms), recorded with `prom`."""
+    rules = alerts_render.render_alert_rules(cfg)
+    grafana_files = (grafana_render.render_grafana(cfg, prometheus_url=model.prometheus_url)
+                     if cfg.monitoring.grafana.enabled else {})
     artifacts.record("monitoring/prometheus.yml", prom)
     artifacts.record(f"monitoring/{RULES_FILE}", rules)
     for rel, text in grafana_files.items():
         artifacts.record(f"monitoring/grafana/{rel}", text)
+    return rules, grafana_files
+
+
+def _pool(m: ModelSpec, backends: list[Backend]) -> PoolArgs:
+    return PoolArgs(model=m.name, on_demand=m.pool.on_demand, spot=m.pool.spot, spot_max=m.pool.spot_ceiling, gpus=m.gpus,
+                    backends=[_backend(b) for b in backends])
 
 
 # --- SSH hosts ----------------------------------------------------------------------------------
@@ -145,17 +155,15 @@ def _host_platform(cfg: StackConfig, model: Deployment, s: StackSecrets) -> tupl
         if s.hf_token is not None:
             node_args["hf_token"] = s.hf_token
         nodes[h.name] = SshGpuNode(h.name, node_args)
-    front_host = cfg.host(model.front_host or "")
+    assert model.front_host is not None and model.monitoring_host is not None   # SSH hosts: always placed
+    front_host, mon_host = cfg.host(model.front_host), cfg.host(model.monitoring_host)
     workloads: list[pulumi.Resource] = []
     for m in cfg.models:
         servers = model.servers_of(m.name)
-        pool = HostSpotOnDemandPool(m.name, HostSpotOnDemandPoolArgs(
-            model=m.name, on_demand=m.pool.on_demand, spot=m.pool.spot, spot_max=m.pool.spot_ceiling,
-            gpus=(m.pool.on_demand + m.pool.spot) * m.tensor_parallel, backends=[_backend(x.backend) for x in servers]))
+        pool = HostSpotOnDemandPool(m.name, HostSpotOnDemandPoolArgs(**_pool(m, [x.backend for x in servers])))
         for x in servers:
             workloads.append(_host_server(cfg, specs[x.model], x, nodes, front_host, pool, s).workload)
     _host_front(cfg, model, s, front_host, workloads)
-    mon_host = cfg.host(model.monitoring_host or "")
     return _host_monitoring(cfg, model, s, mon_host, nodes[mon_host.name], workloads)
 
 
@@ -192,8 +200,7 @@ def _host_server(cfg: StackConfig, m: ModelSpec, x: Server, nodes: dict[str, Ssh
 
 
 def _host_front(cfg: StackConfig, model: Deployment, s: StackSecrets, host: HostSpec, workloads: list[pulumi.Resource]) -> None:
-    import dataclasses
-    paths = dataclasses.replace(nginx_render.NginxPaths(), upstream_auth=UPSTREAM_AUTH_PATH)
+    paths = nginx_render.NginxPaths(upstream_auth=UPSTREAM_AUTH_PATH)
     rendered = nginx_render.render_front(cfg, list(model.backends()), paths=paths)
     files = [_record_file(f"front/{rel}", FileArgs(id=rel.replace("/", "-").replace(".", "-"), path=_front_path(paths, rel),
                                                    content=text)) for rel, text in rendered.items()]
@@ -210,21 +217,18 @@ def _host_front(cfg: StackConfig, model: Deployment, s: StackSecrets, host: Host
 
 
 def _front_path(paths: nginx_render.NginxPaths, rel: str) -> str:
-    """Where a file `render_front` returned lives on the front host."""
+    """Where a file `render_front` returned lives on the front host (`nginx.conf`, `upstreams/<model>.conf`)."""
     if rel == "nginx.conf":
         return paths.conf
-    if rel.startswith("upstreams/"):
-        return f"{paths.upstream_dir}/{rel.split('/', 1)[1]}"
-    return f"{paths.prefix}/{rel}"
+    if rel.startswith("upstreams/") and rel.endswith(".conf"):
+        return paths.upstream_file(rel.removeprefix("upstreams/").removesuffix(".conf"))
+    raise ValueError(f"render_front returned {rel!r}, which has no place on the front host")
 
 
 def _host_monitoring(cfg: StackConfig, model: Deployment, s: StackSecrets, host: HostSpec, node: SshGpuNode,
                      workloads: list[pulumi.Resource]) -> tuple[str, str | None]:
-    rules = alerts_render.render_alert_rules(cfg)
     prom = prom_render.render_prometheus_yml(cfg, list(model.scrape_targets()), rule_files=[f"{MONITORING_DIR}/{RULES_FILE}"])
-    grafana_files = (grafana_render.render_grafana(cfg, prometheus_url=model.prometheus_url)
-                     if cfg.monitoring.grafana.enabled else {})
-    _record_monitoring(cfg, prom, rules, grafana_files)
+    rules, grafana_files = _monitoring_files(cfg, model, prom)
     args = HostMonitoringStackArgs(
         ssh=_ssh(host, s), prometheus_url=model.prometheus_url,
         files=[FileArgs(id="prometheus-yml", path=f"{MONITORING_DIR}/prometheus.yml", content=prom),
@@ -258,7 +262,8 @@ def _record_k8s(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def _kubernetes_platform(cfg: StackConfig, model: Deployment, s: StackSecrets) -> tuple[str, str | None]:
-    placeholders = {ENV_API_KEY: SECRET_PLACEHOLDER, **({ENV_HF_TOKEN: SECRET_PLACEHOLDER} if s.hf_token else {})}
+    # The model Secret holds exactly the secret references the model assigns to it.
+    placeholders = {r.env: SECRET_PLACEHOLDER for r in model.secrets if r.k8s_secret == MODEL_SECRET and r.env}
     node_args = KubernetesGpuNodeArgs(
         namespace=cfg.kubernetes.namespace, objects=[_record_k8s(o) for o in k8s_render.gpu_node_objects(cfg)],
         model_secret=_record_k8s(k8s_render.secret_object(cfg, MODEL_SECRET, placeholders)), api_key=s.api_key,
@@ -273,12 +278,12 @@ def _kubernetes_platform(cfg: StackConfig, model: Deployment, s: StackSecrets) -
         servers = []
         for x in model.servers_of(m.name):
             dep = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == x.deployment)
+            # A spot Deployment exists only when KEDA may scale it (capacity_classes).
             servers.append(KubernetesVllmServerArgs(model=m.name, capacity=x.capacity, deployment=_record_k8s(dep),
-                                                    autoscaled=x.capacity == "spot" and m.pool.spot_ceiling > 0))
+                                                    autoscaled=x.capacity == "spot"))
         pools.append(KubernetesSpotOnDemandPool(m.name, KubernetesSpotOnDemandPoolArgs(
-            model=m.name, servers=servers, objects=[_record_k8s(o) for o in objs if o["kind"] != "Deployment"],
-            backends=[_backend(b) for b in backends if b.model == m.name], on_demand=m.pool.on_demand, spot=m.pool.spot,
-            spot_max=m.pool.spot_ceiling, gpus=(m.pool.on_demand + m.pool.spot) * m.tensor_parallel),
+            **_pool(m, [b for b in backends if b.model == m.name]), servers=servers,
+            objects=[_record_k8s(o) for o in objs if o["kind"] != "Deployment"]),
             pulumi.ResourceOptions(depends_on=[cluster])))
     workloads: list[pulumi.Resource] = [w.workload for p in pools for w in p.servers]
     files = k8s_render.render_front_files(cfg, upstream_auth=True)
@@ -298,11 +303,8 @@ def _kubernetes_platform(cfg: StackConfig, model: Deployment, s: StackSecrets) -
                                                                        SECRET_PLACEHOLDER))
     _set_tls(front, s)
     KubernetesNginxFront("front", front, pulumi.ResourceOptions(depends_on=workloads))
-    rules = alerts_render.render_alert_rules(cfg)
     prom = k8s_render.render_prometheus_yml_k8s(cfg)
-    grafana_files = (grafana_render.render_grafana(cfg, prometheus_url=model.prometheus_url)
-                     if cfg.monitoring.grafana.enabled else {})
-    _record_monitoring(cfg, prom, rules, grafana_files)
+    rules, grafana_files = _monitoring_files(cfg, model, prom)
     mon = KubernetesMonitoringStackArgs(objects=[], prometheus_url=model.prometheus_url)
     if grafana_files:
         mon["grafana_secret"] = _record_k8s(k8s_render.secret_object(

@@ -9,26 +9,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "python-single-host"
 
+# Mock state is process-wide: the example runs in its own process, through the plan's engine.
 RUN = r'''
-import json, runpy, sys
-import pulumi
-from pulumi.runtime import set_all_config
-from vllm_stack.offline.engine import RecordingMocks, RecordingMonitor
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
-mocks = RecordingMocks(); monitor = RecordingMonitor(mocks)
-pulumi.runtime.set_mocks(mocks, project="vllm-python-single-host", stack="dev", preview=False, monitor=monitor)
-set_all_config({"vllm-python-single-host:sshPrivateKey": "KEY-MATERIAL-NOT-IN-OUTPUT"},
-               ["vllm-python-single-host:sshPrivateKey"])
-_sync_await(run_pulumi_func(lambda: runpy.run_path(sys.argv[1], run_name="__main__")))
+import json, sys
+from pathlib import Path
+import yaml
+from vllm_stack.offline.engine import run_program
+run = run_program(Path(sys.argv[1]), "dev", {}, {"sshPrivateKey": "KEY-MATERIAL-NOT-IN-OUTPUT"},
+                  project=yaml.safe_load(Path(sys.argv[1], "Pulumi.yaml").read_text())["name"])
 print(json.dumps([{"type": r.type, "name": r.name, "parent": r.parent,
                    "inputs": {k: "[secret]" if k in r.secret_keys else v for k, v in r.inputs.items()},
-                   "secret": sorted(r.secret_keys), "deps": list(r.dependencies)} for r in monitor.recorded], default=str))
+                   "secret": sorted(r.secret_keys), "deps": list(r.dependencies)} for r in run.resources], default=str))
 '''
 
 
 def _run() -> tuple[list[dict], str]:
-    out = subprocess.run([sys.executable, "-c", RUN, str(EXAMPLE / "__main__.py")], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", RUN, str(EXAMPLE)], capture_output=True, text=True,
                          cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1]), out.stdout + out.stderr

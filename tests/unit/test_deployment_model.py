@@ -12,7 +12,7 @@ from vllm_stack.loader import load_stack_file
 ROOT = Path(__file__).resolve().parents[2]
 STACKS = sorted(ROOT.glob("Pulumi.*.yaml")) + sorted((ROOT / "examples").glob("Pulumi.*.yaml"))
 #: Product code: the package, the stack program, the policy pack (tests and consumer examples may spell values).
-PRODUCT = [p for p in [*ROOT.joinpath("vllm_stack").rglob("*.py"), ROOT / "__main__.py", *ROOT.joinpath("policies").rglob("*.py")]]
+PRODUCT = [*ROOT.joinpath("vllm_stack").rglob("*.py"), ROOT / "__main__.py", *ROOT.joinpath("policies").rglob("*.py")]
 FIXED = {k: getattr(M, k) for k in ("SECRET_PLACEHOLDER", "MODEL_SECRET", "FRONT_KEYS_SECRET", "FRONT_TLS_SECRET",
                                     "GRAFANA_SECRET", "PROMETHEUS_CONTAINER", "GRAFANA_CONTAINER", "MONITORING_DIR",
                                     "RULES_FILE", "UPSTREAM_AUTH_PATH", "CONTAINER_SECRET_ENV")}
@@ -67,3 +67,6 @@ def test_model_names_every_server_and_url(path):
         assert len(d.scrape_targets()) == len(d.servers) + len(cfg.hosts)
     else:
         assert d.grafana_url is None or d.grafana_url.startswith("http://vllm-stack-grafana.")
+        # the model Secret holds the API key, and the HF token exactly when the stack sets one
+        in_model_secret = {r.key: r.env for r in d.secrets if r.k8s_secret == M.MODEL_SECRET}
+        assert in_model_secret == {"apiKey": "VLLM_API_KEY", **({"hfToken": "HF_TOKEN"} if "hfToken" in cfg.secrets else {})}

@@ -72,6 +72,11 @@ def connection(ssh: SshArgs) -> remote.ConnectionArgs:
                                  port=float(port) if isinstance(port, int) else pulumi.Output.from_input(port).apply(float))  # type: ignore[arg-type]
 
 
-def hostport(b: BackendArgs) -> str:
-    """`address:port` of a backend, as the front's upstream and the drain hook name it."""
-    return f"{b['address']}:{b['port']}"
+class PoolArgs(TypedDict):
+    """What both pools take: the model, its replica split, and the backends the front routes to."""
+    model: str
+    on_demand: int
+    spot: int
+    spot_max: int
+    gpus: int
+    backends: list[BackendArgs]

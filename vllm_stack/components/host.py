@@ -17,10 +17,13 @@ from vllm_stack.deployment import CONTAINER_SECRET_ENV
 from vllm_stack.render.systemd import secret_env_path
 from vllm_stack.render.vllm_args import ENV_API_KEY, ENV_HF_TOKEN, render_secret_env_file
 
-from .args import BackendArgs, DrainArgs, hostport, FileArgs, HostContainerArgs, SshArgs, VolumeArgs, connection
+from vllm_stack.endpoints import Backend
+
+from .args import DrainArgs, FileArgs, HostContainerArgs, PoolArgs, SshArgs, VolumeArgs, connection
 from .base import Component
 from .remote_file import content_hash, remote_file
-from .tls import TlsArgs, front_certificate, front_key_files
+from .shared import Front, FrontArgs, Monitoring, MonitoringArgs, Pool
+from .tls import front_certificate, front_key_files
 
 
 def _volumes(volumes: list[VolumeArgs]) -> list[docker.ContainerVolumeArgs]:
@@ -63,21 +66,20 @@ class SshGpuNode(Component):
 
     def __init__(self, name: str, args: SshGpuNodeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(name, args, opts)
-        conn = self.connection = connection(args["ssh"])
+        conn = connection(args["ssh"])
         script = args["bootstrap"]
         # The bootstrap installs the secret writer itself (byte for byte), so reruns are no-ops.
         bootstrap = remote.Command(f"{name}-bootstrap", connection=conn, create="sudo bash -s", update="sudo bash -s",
                                    stdin=script, triggers=[content_hash(script)], opts=self.child())
-        self.ready: list[pulumi.Resource] = [bootstrap]
         hf = args.get("hf_token")
         for model in args["models"]:
             env = pulumi.Output.all(args["api_key"], hf if hf is not None else "").apply(
                 lambda kv: render_secret_env_file({ENV_API_KEY: kv[0], ENV_HF_TOKEN: kv[1] or ""}))
             secret_env: pulumi.Output[str] = pulumi.Output.secret(env)
-            self.ready.append(remote.Command(
+            remote.Command(
                 f"{name}-{model}-env", connection=conn, create=host_commands.write_secrets(model),
                 update=host_commands.write_secrets(model), delete=host_commands.remove_file(secret_env_path(model)),
-                stdin=secret_env, logging=remote.Logging.NONE, opts=self.child(depends_on=[bootstrap])))
+                stdin=secret_env, logging=remote.Logging.NONE, opts=self.child(depends_on=[bootstrap]))
         self.docker_provider = docker.Provider(f"{name}-docker", host=args["docker_host"],
                                                ssh_opts=["-o", "StrictHostKeyChecking=accept-new"], opts=self.child())
         self.publish(gpu=args["gpu"], gpu_count=args["gpu_count"], weights_path=D.VLLM_WEIGHTS_DIR, docker_host=args["docker_host"])
@@ -106,7 +108,7 @@ class _Server(Component):
 
     def _finish(self, name: str, args: _ServerArgs, workload: pulumi.Resource) -> None:
         self.workload = workload
-        endpoint = hostport(BackendArgs(model=args["model"], address=args["address"], port=args["port"], capacity=args["capacity"]))
+        endpoint = Backend(args["model"], args["address"], args["port"], args["capacity"]).hostport
         drain = args.get("drain")
         if drain is not None:
             # Depends on the workload: on removal Pulumi deletes this hook (the drain) first.
@@ -183,38 +185,27 @@ class SystemdVllmServer(_Server):
         self._finish(name, args, service)
 
 
-class HostSpotOnDemandPoolArgs(TypedDict):
-    model: str
-    on_demand: int
-    spot: int
-    spot_max: int
-    gpus: int
-    backends: list[BackendArgs]
+class HostSpotOnDemandPoolArgs(PoolArgs):
+    """Only the shared pool inputs: on SSH hosts the servers are created by the caller under the pool."""
 
 
-class HostSpotOnDemandPool(Component):
+class HostSpotOnDemandPool(Pool):
     """A model's replicas on SSH hosts: an on-demand floor plus spot replicas.
 
     The servers are this component's children (`ResourceOptions(parent=pool)`), created by the
     caller because each needs its own host's docker provider; spot servers carry a drain hook."""
-    _previous_type = "SpotOnDemandPool"
     endpoints: pulumi.Output[list[str]]
     """host:port of every replica (Kubernetes: the model's Service)."""
-    on_demand_replicas: pulumi.Output[int]
-    spot_replicas: pulumi.Output[int]
-    gpus: pulumi.Output[int]
 
     def __init__(self, name: str, args: HostSpotOnDemandPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(name, args, opts)
-        self.publish(endpoints=[hostport(b) for b in args["backends"]], on_demand_replicas=args["on_demand"], spot_replicas=args["spot"], gpus=args["gpus"])
+        self.publish_pool(args)
 
 
 # --- front -------------------------------------------------------------------------------------
 
-class HostNginxFrontArgs(TlsArgs):
+class HostNginxFrontArgs(FrontArgs):
     ssh: SshArgs
-    url: str
-    routes: dict[str, str]
     files: list[FileArgs]
     """nginx.conf, the upstream files and the drain script."""
     api_keys_path: str
@@ -227,11 +218,8 @@ class HostNginxFrontArgs(TlsArgs):
     """More client keys, comma separated (secret)."""
 
 
-class HostNginxFront(Component):
+class HostNginxFront(Front):
     """nginx (Debian package, systemd) on the front host: TLS, API-key gate, per-model routes."""
-    _previous_type = "NginxFront"
-    url: pulumi.Output[str]
-    routes: pulumi.Output[dict[str, str]]
 
     def __init__(self, name: str, args: HostNginxFrontArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(name, args, opts)
@@ -254,12 +242,12 @@ class HostNginxFront(Component):
         remote.Command(f"{name}-reload", connection=conn, create=reload_cmd, update=reload_cmd,
                        triggers=[content_hash("".join(f["content"] for f in args["files"]))],
                        opts=self.child(depends_on=pushed))
-        self.publish(url=args["url"], routes=args["routes"])
+        self.publish_front(args)
 
 
 # --- monitoring ---------------------------------------------------------------------------------
 
-class HostMonitoringStackArgs(TypedDict):
+class HostMonitoringStackArgs(MonitoringArgs):
     ssh: SshArgs
     files: list[FileArgs]
     """prometheus.yml and the alert rules."""
@@ -269,16 +257,10 @@ class HostMonitoringStackArgs(TypedDict):
     grafana: NotRequired[HostContainerArgs]
     grafana_password_path: NotRequired[str]
     """Where Grafana's container reads its admin password (0600, uid 472)."""
-    grafana_admin_password: NotRequired[pulumi.Input[str]]
-    prometheus_url: str
-    grafana_url: NotRequired[str]
 
 
-class HostMonitoringStack(Component):
+class HostMonitoringStack(Monitoring):
     """Prometheus (and Grafana) as containers on the monitoring host's network; config pushed over SSH."""
-    _previous_type = "MonitoringStack"
-    prometheus_url: pulumi.Output[str]
-    grafana_url: pulumi.Output[str | None]
 
     def __init__(self, name: str, args: HostMonitoringStackArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(name, args, opts)
@@ -294,7 +276,7 @@ class HostMonitoringStack(Component):
                                      mode=D.SECRET_FILE_MODE, owner=str(D.GRAFANA_UID), group="root", secret=True,
                                      parent=self))
             self._container(name, grafana, "grafana", files)
-        self.publish(prometheus_url=args["prometheus_url"], grafana_url=args.get("grafana_url"))
+        self.publish_urls(args)
 
     def _container(self, name: str, spec: HostContainerArgs, role: str, files: list[pulumi.Resource]) -> None:
         image = docker.RemoteImage(f"{name}-{role}-image", name=spec["image"], keep_locally=True, opts=self.child())

@@ -14,9 +14,10 @@ from vllm_stack.render.k8s_common import TLS_CERT_KEY, TLS_KEY_KEY
 from vllm_stack.render.vllm_args import ENV_API_KEY, ENV_HF_TOKEN
 
 from . import k8s_objects
-from .args import BackendArgs, hostport
+from .args import PoolArgs
 from .base import Component
-from .tls import TlsArgs, front_certificate, front_key_files
+from .shared import Front, FrontArgs, Monitoring, MonitoringArgs, Pool
+from .tls import front_certificate, front_key_files
 
 
 def _create_all(owner: Component, objects: list[dict[str, Any]], depends_on: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
@@ -75,27 +76,17 @@ class KubernetesVllmServer(Component):
         self.publish(deployment_name=args["deployment"]["metadata"]["name"], model=args["model"], capacity=args["capacity"])
 
 
-class KubernetesSpotOnDemandPoolArgs(TypedDict):
-    model: str
+class KubernetesSpotOnDemandPoolArgs(PoolArgs):
     servers: list[KubernetesVllmServerArgs]
     """One per capacity class: the on-demand floor, the KEDA-scaled spot Deployment."""
     objects: list[dict[str, Any]]
     """Service over both, PDB on the floor, KEDA ScaledObject."""
-    backends: list[BackendArgs]
-    on_demand: int
-    spot: int
-    spot_max: int
-    gpus: int
 
 
-class KubernetesSpotOnDemandPool(Component):
+class KubernetesSpotOnDemandPool(Pool):
     """A model as an on-demand floor plus spot replicas on Kubernetes."""
-    _previous_type = "SpotOnDemandPool"
     endpoints: pulumi.Output[list[str]]
     """host:port of every replica (Kubernetes: the model's Service)."""
-    on_demand_replicas: pulumi.Output[int]
-    spot_replicas: pulumi.Output[int]
-    gpus: pulumi.Output[int]
 
     def __init__(self, name: str, args: KubernetesSpotOnDemandPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(name, args, opts)
@@ -103,12 +94,10 @@ class KubernetesSpotOnDemandPool(Component):
                                              self.child())
                         for s in args["servers"]]
         _create_all(self, args["objects"], [s.workload for s in self.servers])
-        self.publish(endpoints=[hostport(b) for b in args["backends"]], on_demand_replicas=args["on_demand"], spot_replicas=args["spot"], gpus=args["gpus"])
+        self.publish_pool(args)
 
 
-class KubernetesNginxFrontArgs(TlsArgs):
-    url: str
-    routes: dict[str, str]
+class KubernetesNginxFrontArgs(FrontArgs):
     objects: list[dict[str, Any]]
     """ConfigMap, Deployment, Service, PDB of the front."""
     keys_secret: dict[str, Any]
@@ -118,11 +107,8 @@ class KubernetesNginxFrontArgs(TlsArgs):
     extra_api_keys: NotRequired[pulumi.Input[str]]
 
 
-class KubernetesNginxFront(Component):
+class KubernetesNginxFront(Front):
     """nginx Deployment + Service in the cluster: TLS, API-key gate, per-model routes."""
-    _previous_type = "NginxFront"
-    url: pulumi.Output[str]
-    routes: pulumi.Output[dict[str, str]]
 
     def __init__(self, name: str, args: KubernetesNginxFrontArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(name, args, opts)
@@ -135,23 +121,17 @@ class KubernetesNginxFront(Component):
             secrets.append(k8s_objects.create(tls_secret, self, overrides={
                 "stringData": {TLS_CERT_KEY: tls[0], TLS_KEY_KEY: pulumi.Output.secret(tls[1])}}))
         _create_all(self, args["objects"], secrets)
-        self.publish(url=args["url"], routes=args["routes"])
+        self.publish_front(args)
 
 
-class KubernetesMonitoringStackArgs(TypedDict):
+class KubernetesMonitoringStackArgs(MonitoringArgs):
     objects: list[dict[str, Any]]
     """Own Prometheus/Grafana, or PrometheusRule/ServiceMonitors with the prometheus-operator."""
     grafana_secret: NotRequired[dict[str, Any]]
-    grafana_admin_password: NotRequired[pulumi.Input[str]]
-    prometheus_url: str
-    grafana_url: NotRequired[str]
 
 
-class KubernetesMonitoringStack(Component):
+class KubernetesMonitoringStack(Monitoring):
     """Prometheus scrape config, alert rules and Grafana in the cluster."""
-    _previous_type = "MonitoringStack"
-    prometheus_url: pulumi.Output[str]
-    grafana_url: pulumi.Output[str | None]
 
     def __init__(self, name: str, args: KubernetesMonitoringStackArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(name, args, opts)
@@ -160,4 +140,4 @@ class KubernetesMonitoringStack(Component):
         if secret is not None and password is not None:
             deps.append(k8s_objects.create(secret, self, overrides={"stringData": {GRAFANA_PASSWORD_KEY: password}}))
         _create_all(self, args["objects"], deps)
-        self.publish(prometheus_url=args["prometheus_url"], grafana_url=args.get("grafana_url"))
+        self.publish_urls(args)

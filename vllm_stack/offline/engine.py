@@ -22,12 +22,12 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from .. import defaults as D
-from ..deployment import SECRET_PLACEHOLDER as SECRET_PLACEHOLDER_VALUE
+from .. import deployment
 
 SECRET_PLACEHOLDER = "[secret]"          # how a secret is displayed
 #: What a secret *value* is replaced with offline: token-safe, so renderers that validate
 #: keys (nginx's API-key map) accept it like a real key.
-VALUE_PLACEHOLDER = SECRET_PLACEHOLDER_VALUE
+VALUE_PLACEHOLDER = deployment.SECRET_PLACEHOLDER
 
 
 @dataclass
@@ -99,19 +99,6 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return {}, []                  # no outputs, no check failures
 
 
-def _unwrap_secrets(value: Any) -> tuple[Any, bool]:
-    """The value with every secret wrapper removed, and whether there was one at any depth."""
-    if rpc.is_rpc_secret(value):
-        return _unwrap_secrets(rpc.unwrap_rpc_secret(value))[0], True
-    if isinstance(value, dict):
-        pairs = {k: _unwrap_secrets(v) for k, v in value.items()}
-        return {k: v for k, (v, _) in pairs.items()}, any(s for _, s in pairs.values())
-    if isinstance(value, list):
-        items = [_unwrap_secrets(v) for v in value]
-        return [v for v, _ in items], any(s for _, s in items)
-    return value, False
-
-
 class RecordingMonitor(pmocks.MockMonitor):
     """MockMonitor that also keeps parent, dependencies and secret-ness of inputs."""
 
@@ -128,9 +115,11 @@ class RecordingMonitor(pmocks.MockMonitor):
         inputs: dict[str, Any] = {}
         secret_keys: set[str] = set()
         for k, v in raw.items():
-            v, secret = _unwrap_secrets(v)
-            if secret:      # a secret anywhere inside (a component's nested args) hides the whole input
+            # The SDK lifts a secret nested in an input (a component's `ssh.privateKey`) to the whole
+            # input, so the top level is the only place a secret wrapper appears.
+            if rpc.is_rpc_secret(v):
                 secret_keys.add(k)
+                v = rpc.unwrap_rpc_secret(v)
             inputs[k] = v
         self.recorded.append(RecordedResource(
             urn=response.urn, type=request.type, name=request.name, parent=request.parent or None,
@@ -140,23 +129,27 @@ class RecordingMonitor(pmocks.MockMonitor):
         return response
 
 
-def config_map_for(stack_config: Mapping[str, Any], secrets: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+def config_map_for(stack_config: Mapping[str, Any], secrets: Mapping[str, str],
+                   project: str = D.PROJECT) -> tuple[dict[str, str], list[str]]:
     """Pulumi's config wire format: `project:key` → string (objects as JSON)."""
     import json
     out: dict[str, str] = {}
     for k, v in stack_config.items():
-        out[f"{D.PROJECT}:{k}"] = v if isinstance(v, str) else json.dumps(v)
+        out[f"{project}:{k}"] = v if isinstance(v, str) else json.dumps(v)
     for k, v in secrets.items():
-        out[f"{D.PROJECT}:{k}"] = v
-    return out, [f"{D.PROJECT}:{k}" for k in secrets]
+        out[f"{project}:{k}"] = v
+    return out, [f"{project}:{k}" for k in secrets]
 
 
 def run_program(program_dir: Path, stack: str, plain_config: Mapping[str, Any],
-                secrets: Mapping[str, str]) -> ProgramRun:
-    """Execute `program_dir/__main__.py` under mocks; return what it registered."""
+                secrets: Mapping[str, str], *, project: str = D.PROJECT) -> ProgramRun:
+    """Execute `program_dir/__main__.py` under mocks; return what it registered.
+
+    `project` is the program's Pulumi project (its config namespace): this stack's, or another
+    program's that uses the package (examples/)."""
     monitor = RecordingMonitor(RecordingMocks())
-    pulumi.runtime.set_mocks(RecordingMocks(), project=D.PROJECT, stack=stack, preview=False, monitor=monitor)
-    cfg, secret_keys = config_map_for(plain_config, secrets)
+    pulumi.runtime.set_mocks(RecordingMocks(), project=project, stack=stack, preview=False, monitor=monitor)
+    cfg, secret_keys = config_map_for(plain_config, secrets, project)
     pulumi.runtime.set_all_config(cfg, secret_keys)
     program = Path(program_dir).resolve()
     sys.path.insert(0, str(program))

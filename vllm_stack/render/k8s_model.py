@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 import math
 
 from .. import defaults as D
+from ..placement import K8S_CAPACITY
 from ..sizing import readiness_delay_seconds
 from .k8s_common import (WEIGHTS_PVC, K8sRenderError, Obj, container_security, http_probe, labels, metadata,
                          model_name_problem, pod_security, prometheus_service_url, selector)
@@ -183,6 +184,14 @@ def scaled_object(cfg: StackConfig, spec: ModelSpec, *, prometheus_url: str) -> 
             }}
 
 
+def capacity_classes(spec: ModelSpec) -> list[tuple[str, int]]:
+    """(capacity class, replicas) of the Deployments a model gets: the on-demand floor when it has
+    replicas, spot whenever the autoscaler may add some (even at 0 replicas now)."""
+    pool = spec.pool
+    return [(c, n) for c, n, present in (("onDemand", pool.on_demand, pool.on_demand > 0),
+                                         ("spot", pool.spot, pool.spot_ceiling > 0)) if present]
+
+
 def model_objects(cfg: StackConfig, spec: ModelSpec, *, secret_name: str, prometheus_url: str | None = None) -> list[Obj]:
     """Deployments (`<name>-on-demand`, `<name>-spot`), Service `<name>`, PDB, ScaledObject.
 
@@ -192,11 +201,7 @@ def model_objects(cfg: StackConfig, spec: ModelSpec, *, secret_name: str, promet
     """
     _check_name(spec)
     pool = spec.pool
-    objs: list[Obj] = []
-    if pool.on_demand > 0:
-        objs.append(deployment(cfg, spec, "on-demand", pool.on_demand, secret_name=secret_name))
-    if pool.spot_ceiling > 0:
-        objs.append(deployment(cfg, spec, "spot", pool.spot, secret_name=secret_name))
+    objs = [deployment(cfg, spec, K8S_CAPACITY[c], n, secret_name=secret_name) for c, n in capacity_classes(spec)]
     objs.append(service(cfg, spec))
     if pool.on_demand >= 1:
         objs.append(pod_disruption_budget(cfg, spec))
