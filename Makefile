@@ -3,7 +3,7 @@ STACK ?= dev
 PY := .venv/bin/python
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
-.PHONY: venv tools vllm-venv plan lint test test-fast test-vllm bench docs clean lock
+.PHONY: venv tools vllm-venv plan lint format test test-fast test-vllm bench docs clean lock
 
 venv:
 	@bash scripts/bootstrap.sh venv
@@ -36,10 +36,10 @@ docs: venv
 	$(PY) -m vllm_stack docs
 
 # ruff and mypy read pyproject.toml. mypy: strict on vllm_stack/, error-free on the rest; the pack's
-# entry point is a second `__main__`, so it is checked on its own. (`ruff format` is not enforced:
-# the tree predates it.)
+# entry point is a second `__main__`, so it is checked on its own. `make format` rewrites.
 lint: venv
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	$(PY) -m mypy policies/__main__.py
 
@@ -55,6 +55,10 @@ test-vllm: tools vllm-venv
 
 bench: tools
 	$(PY) -m bench.run_all
+
+format: venv
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
 
 clean:
 	rm -rf out .pytest_cache

@@ -3,6 +3,7 @@
 Everything is in `vllm_stack.stack`: config → deployment model → rendered artifacts →
 components (`vllm_stack.components`).
 """
+
 from vllm_stack.stack import main
 
 main()

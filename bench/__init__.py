@@ -7,6 +7,7 @@ bounded load client they all use. The pure helpers below (ratios, verdicts, mark
 are unit-tested in tests/unit/test_bench_smoke.py.
 
 """
+
 from __future__ import annotations
 
 import json
@@ -25,7 +26,7 @@ PASS, MISS, INFO = "pass", "MISS", "-"
 class BenchResult:
     name: str
     title: str
-    table: str                      # markdown, ready to paste
+    table: str  # markdown, ready to paste
     data: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -36,13 +37,20 @@ class BenchResult:
         return "\n".join(out) + "\n"
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "title": self.title, "machine": machine(), "table_md": self.table,
-                "notes": self.notes, **self.data}
+        return {
+            "name": self.name,
+            "title": self.title,
+            "machine": machine(),
+            "table_md": self.table,
+            "notes": self.notes,
+            **self.data,
+        }
 
 
 @dataclass
 class Pooled:
     """Records of several load runs (one arm, one policy...), pooled."""
+
     successes: int
     failures: int
     wall_s: float
@@ -69,22 +77,35 @@ def pool(results: Iterable[Any]) -> Pooled:
     ok = [r for res in results for r in res.records if r.ok]
     lat = [r.latency_s for r in ok if r.latency_s is not None]
     ttft = [r.ttft_s for r in ok if r.ttft_s is not None]
-    return Pooled(successes=len(ok), failures=sum(res.failures + res.not_started for res in results),
-                  wall_s=sum(res.wall_s for res in results), latency_p50=percentile(lat, 50),
-                  latency_p95=percentile(lat, 95), latency_p99=percentile(lat, 99),
-                  latency_mean=sum(lat) / len(lat) if lat else None, ttft_p50=percentile(ttft, 50),
-                  ttft_p95=percentile(ttft, 95))
+    return Pooled(
+        successes=len(ok),
+        failures=sum(res.failures + res.not_started for res in results),
+        wall_s=sum(res.wall_s for res in results),
+        latency_p50=percentile(lat, 50),
+        latency_p95=percentile(lat, 95),
+        latency_p99=percentile(lat, 99),
+        latency_mean=sum(lat) / len(lat) if lat else None,
+        ttft_p50=percentile(ttft, 50),
+        ttft_p95=percentile(ttft, 95),
+    )
 
 
 def upstream_ports(upstream_conf: str) -> list[int]:
     """Ports of the `server` lines of a rendered upstream file (loopback backends)."""
-    return [int(ln.split()[1].rsplit(":", 1)[1].rstrip(";")) for ln in upstream_conf.splitlines()
-            if ln.strip().startswith("server ")]
+    return [
+        int(ln.split()[1].rsplit(":", 1)[1].rstrip(";"))
+        for ln in upstream_conf.splitlines()
+        if ln.strip().startswith("server ")
+    ]
 
 
 def machine() -> dict[str, Any]:
-    return {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
-            "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    return {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
 def ratio(new: float | None, base: float | None) -> float | None:
@@ -123,6 +144,7 @@ def fmt_num(v: float | None, digits: int = 1, unit: str = "") -> str:
 
 def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A GitHub markdown table; cells are str()-ed and `|` escaped."""
+
     def cell(v: Any) -> str:
         return str(v).replace("|", "\\|").replace("\n", " ")
 
@@ -143,6 +165,7 @@ def write_result(result: BenchResult, results_dir: Path = RESULTS_DIR) -> Path:
 def bench_main(prog: str, doc: str, run, argv: list[str] | None = None) -> int:
     """The CLI of a single benchmark module: no options, run it, write and print its result."""
     import argparse
+
     argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0]).parse_args(argv)
     res = run()
     write_result(res)

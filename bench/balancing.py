@@ -24,6 +24,7 @@ ones. A sampler polls each backend's `/_fake/stats` (running/waiting) every 100 
 
 Target: least_conn p95 <= 0.8 x round-robin p95 (p99 reported as well).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -33,8 +34,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from bench import (BenchResult, Pooled, bench_main, fmt_ms, fmt_num, fmt_ratio, md_table, pool, ratio,
-                   verdict)
+from bench import BenchResult, Pooled, bench_main, fmt_ms, fmt_num, fmt_ratio, md_table, pool, ratio, verdict
 from bench.loadgen import LoadResult
 
 NAME = "balancing"
@@ -44,10 +44,18 @@ BACKENDS = 3
 MAX_NUM_SEQS = 4
 CONCURRENCY = 9
 REQUESTS_PER_RUN = 200
-MAX_TOKENS = 1024            # the lognormal tail (p99.9 ≈ 1050 tokens) is almost never cut
-FAKE_ARGS = ("--max-num-seqs", str(MAX_NUM_SEQS), "--ttft-ms", "20", "--itl-ms", "4", "--heavy-tail",
-             "--no-log-requests")
-ROUNDS = ((11, 12, 13), (21, 22, 23))   # backend seeds per round
+MAX_TOKENS = 1024  # the lognormal tail (p99.9 ≈ 1050 tokens) is almost never cut
+FAKE_ARGS = (
+    "--max-num-seqs",
+    str(MAX_NUM_SEQS),
+    "--ttft-ms",
+    "20",
+    "--itl-ms",
+    "4",
+    "--heavy-tail",
+    "--no-log-requests",
+)
+ROUNDS = ((11, 12, 13), (21, 22, 23))  # backend seeds per round
 P95_RATIO_TARGET = 0.8
 SAMPLE_EVERY_S = 0.1
 POLICIES = ("least_conn", "round_robin")
@@ -74,7 +82,8 @@ def run_order(rounds: int) -> list[str]:
 @dataclass
 class Occupancy:
     """Backend (running, waiting) samples taken during a run."""
-    samples: list[list[tuple[int, int]]] = field(default_factory=list)   # per sample: per backend
+
+    samples: list[list[tuple[int, int]]] = field(default_factory=list)  # per sample: per backend
 
     def add(self, per_backend: list[tuple[int, int]]) -> None:
         self.samples.append(per_backend)
@@ -127,16 +136,25 @@ def one_run(policy: str, seeds: tuple[int, ...], client_seed: int) -> tuple[Load
             occ, stop = Occupancy(), asyncio.Event()
             sampler = asyncio.create_task(_sample([f.port for f in fakes], occ, stop))
             try:
-                res = await fr.load("alpha", n_requests=REQUESTS_PER_RUN, concurrency=CONCURRENCY, deadline_s=90,
-                                    stream=False, max_tokens=MAX_TOKENS, seed=client_seed)
+                res = await fr.load(
+                    "alpha",
+                    n_requests=REQUESTS_PER_RUN,
+                    concurrency=CONCURRENCY,
+                    deadline_s=90,
+                    stream=False,
+                    max_tokens=MAX_TOKENS,
+                    seed=client_seed,
+                )
             finally:
                 stop.set()
                 await sampler
             return res, occ
 
         res, occ = asyncio.run(scenario())
-        per_backend = {f"backend{i}": {k: f.stats()[k] for k in ("requests_total", "completed", "aborted")}
-                       for i, f in enumerate(fakes)}
+        per_backend = {
+            f"backend{i}": {k: f.stats()[k] for k in ("requests_total", "completed", "aborted")}
+            for i, f in enumerate(fakes)
+        }
     return res, occ, per_backend
 
 
@@ -146,22 +164,64 @@ HEADERS = ("metric", "least_conn", "round-robin", "least_conn / RR", "target", "
 def table_rows(lc: Pooled, rr: Pooled, occ_lc: Occupancy, occ_rr: Occupancy) -> list[list[str]]:
     p95 = ratio(lc.latency_p95, rr.latency_p95)
     return [
-        ["latency p50", fmt_ms(lc.latency_p50), fmt_ms(rr.latency_p50), fmt_ratio(ratio(lc.latency_p50,
-                                                                                         rr.latency_p50)), "-", "-"],
-        ["latency mean", fmt_ms(lc.latency_mean), fmt_ms(rr.latency_mean),
-         fmt_ratio(ratio(lc.latency_mean, rr.latency_mean)), "-", "-"],
-        ["latency p95", fmt_ms(lc.latency_p95), fmt_ms(rr.latency_p95), fmt_ratio(p95), f"≤{P95_RATIO_TARGET:g}",
-         verdict(p95, P95_RATIO_TARGET)],
-        ["latency p99", fmt_ms(lc.latency_p99), fmt_ms(rr.latency_p99),
-         fmt_ratio(ratio(lc.latency_p99, rr.latency_p99)), "-", "-"],
-        ["throughput", fmt_num(lc.throughput_rps, 1, " req/s"), fmt_num(rr.throughput_rps, 1, " req/s"),
-         fmt_ratio(ratio(lc.throughput_rps, rr.throughput_rps)), "-", "-"],
-        ["failed requests", str(lc.failures), str(rr.failures), "-", "0", "pass" if lc.failures == rr.failures == 0
-         else "MISS"],
+        [
+            "latency p50",
+            fmt_ms(lc.latency_p50),
+            fmt_ms(rr.latency_p50),
+            fmt_ratio(ratio(lc.latency_p50, rr.latency_p50)),
+            "-",
+            "-",
+        ],
+        [
+            "latency mean",
+            fmt_ms(lc.latency_mean),
+            fmt_ms(rr.latency_mean),
+            fmt_ratio(ratio(lc.latency_mean, rr.latency_mean)),
+            "-",
+            "-",
+        ],
+        [
+            "latency p95",
+            fmt_ms(lc.latency_p95),
+            fmt_ms(rr.latency_p95),
+            fmt_ratio(p95),
+            f"≤{P95_RATIO_TARGET:g}",
+            verdict(p95, P95_RATIO_TARGET),
+        ],
+        [
+            "latency p99",
+            fmt_ms(lc.latency_p99),
+            fmt_ms(rr.latency_p99),
+            fmt_ratio(ratio(lc.latency_p99, rr.latency_p99)),
+            "-",
+            "-",
+        ],
+        [
+            "throughput",
+            fmt_num(lc.throughput_rps, 1, " req/s"),
+            fmt_num(rr.throughput_rps, 1, " req/s"),
+            fmt_ratio(ratio(lc.throughput_rps, rr.throughput_rps)),
+            "-",
+            "-",
+        ],
+        [
+            "failed requests",
+            str(lc.failures),
+            str(rr.failures),
+            "-",
+            "0",
+            "pass" if lc.failures == rr.failures == 0 else "MISS",
+        ],
         ["samples with a queued request", _pct(occ_lc.queued_share), _pct(occ_rr.queued_share), "-", "-", "-"],
         ["max waiting on one backend", str(occ_lc.max_waiting), str(occ_rr.max_waiting), "-", "-", "-"],
-        ["mean busy slots (of 12)", fmt_num(occ_lc.mean_busy_slots, 1), fmt_num(occ_rr.mean_busy_slots, 1), "-", "-",
-         "-"],
+        [
+            "mean busy slots (of 12)",
+            fmt_num(occ_lc.mean_busy_slots, 1),
+            fmt_num(occ_rr.mean_busy_slots, 1),
+            "-",
+            "-",
+            "-",
+        ],
     ]
 
 
@@ -181,23 +241,46 @@ def run(rounds: int = len(ROUNDS)) -> BenchResult:
         res, o, per_backend = one_run(policy, seeds, client_seed=rnd)
         results[policy].append(res)
         occ[policy] = occ[policy].merge(o)
-        runs.append({"policy": policy, "round": rnd, "seeds": seeds, "elapsed_s": time.perf_counter() - t0,
-                     "summary": res.summary(), "backends": per_backend, "queued_share": o.queued_share,
-                     "max_waiting": o.max_waiting, "mean_busy_slots": o.mean_busy_slots})
+        runs.append(
+            {
+                "policy": policy,
+                "round": rnd,
+                "seeds": seeds,
+                "elapsed_s": time.perf_counter() - t0,
+                "summary": res.summary(),
+                "backends": per_backend,
+                "queued_share": o.queued_share,
+                "max_waiting": o.max_waiting,
+                "mean_busy_slots": o.mean_busy_slots,
+            }
+        )
     lc, rr = pool(results["least_conn"]), pool(results["round_robin"])
-    data = {"backends": BACKENDS, "max_num_seqs": MAX_NUM_SEQS, "concurrency": CONCURRENCY,
-            "requests_per_run": REQUESTS_PER_RUN, "max_tokens": MAX_TOKENS, "fake_args": FAKE_ARGS,
-            "order": order, "least_conn": lc.to_json(), "round_robin": rr.to_json(), "runs": runs,
-            "p95_ratio": ratio(lc.latency_p95, rr.latency_p95), "p99_ratio": ratio(lc.latency_p99, rr.latency_p99)}
-    notes = [f"{BACKENDS} backends x --max-num-seqs {MAX_NUM_SEQS} = {BACKENDS * MAX_NUM_SEQS} running slots; "
-             f"{CONCURRENCY} closed-loop clients (75 % of the slots: loaded, not saturated), non-streaming chat, "
-             f"max_tokens {MAX_TOKENS}; heavy tail: lognormal output length (median 48 tokens, sigma 1), TTFT 20 ms "
-             f"and ITL 4 ms times lognormal factors",
-             f"{rounds} rounds x {REQUESTS_PER_RUN} requests per policy, order {'/'.join(order)}, fresh backends with "
-             f"the same seeds per round; round-robin = rendered upstream minus its `least_conn;` line",
-             "queued: a sample (every 100 ms) in which some backend had a request waiting for a running slot"]
-    return BenchResult(NAME, TITLE, md_table(HEADERS, table_rows(lc, rr, occ["least_conn"], occ["round_robin"])),
-                       data, notes)
+    data = {
+        "backends": BACKENDS,
+        "max_num_seqs": MAX_NUM_SEQS,
+        "concurrency": CONCURRENCY,
+        "requests_per_run": REQUESTS_PER_RUN,
+        "max_tokens": MAX_TOKENS,
+        "fake_args": FAKE_ARGS,
+        "order": order,
+        "least_conn": lc.to_json(),
+        "round_robin": rr.to_json(),
+        "runs": runs,
+        "p95_ratio": ratio(lc.latency_p95, rr.latency_p95),
+        "p99_ratio": ratio(lc.latency_p99, rr.latency_p99),
+    }
+    notes = [
+        f"{BACKENDS} backends x --max-num-seqs {MAX_NUM_SEQS} = {BACKENDS * MAX_NUM_SEQS} running slots; "
+        f"{CONCURRENCY} closed-loop clients (75 % of the slots: loaded, not saturated), non-streaming chat, "
+        f"max_tokens {MAX_TOKENS}; heavy tail: lognormal output length (median 48 tokens, sigma 1), TTFT 20 ms "
+        f"and ITL 4 ms times lognormal factors",
+        f"{rounds} rounds x {REQUESTS_PER_RUN} requests per policy, order {'/'.join(order)}, fresh backends with "
+        f"the same seeds per round; round-robin = rendered upstream minus its `least_conn;` line",
+        "queued: a sample (every 100 ms) in which some backend had a request waiting for a running slot",
+    ]
+    return BenchResult(
+        NAME, TITLE, md_table(HEADERS, table_rows(lc, rr, occ["least_conn"], occ["round_robin"])), data, notes
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ failed requests, latency p50/p95/p99, first-chunk p95, and the spike ratios duri
 Target: zero failed requests while draining (the point of the drain); the latency spike has
 no target and is reported as measured.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -30,12 +31,12 @@ TITLE = "Spot drain: steady state vs during the rendered drain script"
 
 CONCURRENCY = 20
 MAX_TOKENS = 20
-TTFT_MS, ITL_MS = 20, 35      # one stream ≈ 0.7 s
+TTFT_MS, ITL_MS = 20, 35  # one stream ≈ 0.7 s
 WARMUP_S = 1.0
-STEADY_S = 5.0                # load running before the drain starts
+STEADY_S = 5.0  # load running before the drain starts
 DRAIN_SECONDS = 3
 AFTER_S = 3.0
-REQUESTS = 400                # ≈ 28 streams/s: a little more than warm-up + steady + drain + after
+REQUESTS = 400  # ≈ 28 streams/s: a little more than warm-up + steady + drain + after
 LOAD_DEADLINE_S = 40.0
 SCRIPT_TIMEOUT_S = 30.0
 WINDOWS = ("steady", "during drain", "after drain")
@@ -56,9 +57,15 @@ def window_stats(records: Sequence[RequestRecord]) -> dict:
     ok = [r for r in records if r.ok]
     lat = [r.latency_s for r in ok if r.latency_s is not None]
     ttft = [r.ttft_s for r in ok if r.ttft_s is not None]
-    return {"requests": len(records), "failed": len(records) - len(ok),
-            "retried": sum(1 for r in records if r.retried), "latency_p50": percentile(lat, 50),
-            "latency_p95": percentile(lat, 95), "latency_p99": percentile(lat, 99), "ttft_p95": percentile(ttft, 95)}
+    return {
+        "requests": len(records),
+        "failed": len(records) - len(ok),
+        "retried": sum(1 for r in records if r.retried),
+        "latency_p50": percentile(lat, 50),
+        "latency_p95": percentile(lat, 95),
+        "latency_p99": percentile(lat, 99),
+        "ttft_p95": percentile(ttft, 95),
+    }
 
 
 def split_windows(result: LoadResult, t_drain: float, t_drained: float) -> dict[str, dict]:
@@ -70,8 +77,18 @@ def split_windows(result: LoadResult, t_drain: float, t_drained: float) -> dict[
     return {w: window_stats(rs) for w, rs in groups.items()}
 
 
-HEADERS = ("window", "requests", "failed", "reconnected", "latency p50", "latency p95", "latency p99", "first chunk p95", "target",
-           "result")
+HEADERS = (
+    "window",
+    "requests",
+    "failed",
+    "reconnected",
+    "latency p50",
+    "latency p95",
+    "latency p99",
+    "first chunk p95",
+    "target",
+    "result",
+)
 
 
 def table_rows(win: dict[str, dict]) -> list[list[str]]:
@@ -80,29 +97,61 @@ def table_rows(win: dict[str, dict]) -> list[list[str]]:
         s = win[w]
         target = "0 failed" if w == "during drain" else "-"
         result = ("pass" if s["failed"] == 0 else "MISS") if w == "during drain" else "-"
-        rows.append([w, s["requests"], s["failed"], s["retried"], fmt_ms(s["latency_p50"]), fmt_ms(s["latency_p95"]),
-                     fmt_ms(s["latency_p99"]), fmt_ms(s["ttft_p95"]), target, result])
+        rows.append(
+            [
+                w,
+                s["requests"],
+                s["failed"],
+                s["retried"],
+                fmt_ms(s["latency_p50"]),
+                fmt_ms(s["latency_p95"]),
+                fmt_ms(s["latency_p99"]),
+                fmt_ms(s["ttft_p95"]),
+                target,
+                result,
+            ]
+        )
     st, dr = win["steady"], win["during drain"]
-    rows.append(["spike: during / steady", "-", "-", "-", fmt_ratio(ratio(dr["latency_p50"], st["latency_p50"])),
-                 fmt_ratio(ratio(dr["latency_p95"], st["latency_p95"])),
-                 fmt_ratio(ratio(dr["latency_p99"], st["latency_p99"])),
-                 fmt_ratio(ratio(dr["ttft_p95"], st["ttft_p95"])), "-", "-"])
+    rows.append(
+        [
+            "spike: during / steady",
+            "-",
+            "-",
+            "-",
+            fmt_ratio(ratio(dr["latency_p50"], st["latency_p50"])),
+            fmt_ratio(ratio(dr["latency_p95"], st["latency_p95"])),
+            fmt_ratio(ratio(dr["latency_p99"], st["latency_p99"])),
+            fmt_ratio(ratio(dr["ttft_p95"], st["ttft_p95"])),
+            "-",
+            "-",
+        ]
+    )
     return rows
 
 
 def run() -> BenchResult:
     from tests.support.frontlab import NO_RATE_LIMIT, lab_front
 
-    with lab_front({"alpha": [{"capacity": "onDemand"}, {"capacity": "spot"}]}, upstream_auth=False,
-                   front=NO_RATE_LIMIT, fake_args=("--ttft-ms", str(TTFT_MS), "--itl-ms", str(ITL_MS),
-                                                   "--no-log-requests")) as fr:
+    with lab_front(
+        {"alpha": [{"capacity": "onDemand"}, {"capacity": "spot"}]},
+        upstream_auth=False,
+        front=NO_RATE_LIMIT,
+        fake_args=("--ttft-ms", str(TTFT_MS), "--itl-ms", str(ITL_MS), "--no-log-requests"),
+    ) as fr:
         keep, drained = fr.fakes["alpha"]
         target = f"127.0.0.1:{drained.port}"
 
         async def scenario():
-            load = asyncio.create_task(fr.load(
-                "alpha", n_requests=REQUESTS, concurrency=CONCURRENCY, deadline_s=LOAD_DEADLINE_S, stream=True,
-                max_tokens=MAX_TOKENS))
+            load = asyncio.create_task(
+                fr.load(
+                    "alpha",
+                    n_requests=REQUESTS,
+                    concurrency=CONCURRENCY,
+                    deadline_s=LOAD_DEADLINE_S,
+                    stream=True,
+                    max_tokens=MAX_TOKENS,
+                )
+            )
             t_run = time.perf_counter()
             await asyncio.sleep(STEADY_S)
             t_drain = time.perf_counter() - t_run
@@ -118,19 +167,29 @@ def run() -> BenchResult:
     if rc != 0:
         raise RuntimeError(f"drain script failed (rc {rc}):\n{out}\n{err}")
     win = split_windows(result, t_drain, t_drained)
-    data = {"concurrency": CONCURRENCY, "max_tokens": MAX_TOKENS, "ttft_ms": TTFT_MS, "itl_ms": ITL_MS,
-            "drain_seconds": DRAIN_SECONDS, "t_drain_start_s": t_drain, "t_drained_s": t_drained,
-            "script_output": out.splitlines(), "drained_backend_exit": stopped_rc,
-            "remaining_backend": {k: keep_stats[k] for k in ("requests_total", "completed", "aborted")},
-            "windows": win, "load": result.summary()}
+    data = {
+        "concurrency": CONCURRENCY,
+        "max_tokens": MAX_TOKENS,
+        "ttft_ms": TTFT_MS,
+        "itl_ms": ITL_MS,
+        "drain_seconds": DRAIN_SECONDS,
+        "t_drain_start_s": t_drain,
+        "t_drained_s": t_drained,
+        "script_output": out.splitlines(),
+        "drained_backend_exit": stopped_rc,
+        "remaining_backend": {k: keep_stats[k] for k in ("requests_total", "completed", "aborted")},
+        "windows": win,
+        "load": result.summary(),
+    }
     after_end = max((r.started_s for r in result.records), default=0.0) - t_drained
-    notes = [f"{CONCURRENCY} concurrent streaming clients, {MAX_TOKENS} tokens per stream (TTFT {TTFT_MS} ms, "
-             f"ITL {ITL_MS} ms ≈ 0.7 s), 2 backends; drain script started at {t_drain:.1f} s with "
-             f"DRAIN_SECONDS={DRAIN_SECONDS}, exited at {t_drained:.1f} s (backend SIGTERMed, exit "
-             f"{stopped_rc}); load went on {after_end:.1f} s after it",
-             f"windows by request start; the first {WARMUP_S:g} s are warm-up and not counted",
-             f"whole run: {result.successes}/{result.started} succeeded"
-             + (", deadline hit" if result.deadline_hit else "")]
+    notes = [
+        f"{CONCURRENCY} concurrent streaming clients, {MAX_TOKENS} tokens per stream (TTFT {TTFT_MS} ms, "
+        f"ITL {ITL_MS} ms ≈ 0.7 s), 2 backends; drain script started at {t_drain:.1f} s with "
+        f"DRAIN_SECONDS={DRAIN_SECONDS}, exited at {t_drained:.1f} s (backend SIGTERMed, exit "
+        f"{stopped_rc}); load went on {after_end:.1f} s after it",
+        f"windows by request start; the first {WARMUP_S:g} s are warm-up and not counted",
+        f"whole run: {result.successes}/{result.started} succeeded" + (", deadline hit" if result.deadline_hit else ""),
+    ]
     return BenchResult(NAME, TITLE, md_table(HEADERS, table_rows(win)), data, notes)
 
 

@@ -20,6 +20,7 @@ and the fake, like uvicorn (vLLM's server), sets TCP_NODELAY on its connections.
 
 Targets: p50 +≤ 1 ms, ≤ 5 % throughput loss, first-chunk ratio ≤ 1.05. Misses are reported.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -30,8 +31,21 @@ from typing import Sequence
 
 import httpx
 
-from bench import (INFO, BenchResult, Pooled, bench_main, fmt_delta_ms, fmt_ms, fmt_num, fmt_ratio, loss_pct,
-                   md_table, pool, ratio, verdict)
+from bench import (
+    INFO,
+    BenchResult,
+    Pooled,
+    bench_main,
+    fmt_delta_ms,
+    fmt_ms,
+    fmt_num,
+    fmt_ratio,
+    loss_pct,
+    md_table,
+    pool,
+    ratio,
+    verdict,
+)
 from bench.loadgen import LoadResult, run_load
 
 NAME = "front_overhead"
@@ -50,8 +64,8 @@ class Scenario:
     stream: bool
     ttft_ms: float
     itl_ms: float
-    requests: int        # per run
-    rounds: int          # direct/front pairs
+    requests: int  # per run
+    rounds: int  # direct/front pairs
 
 
 SCENARIOS = (
@@ -70,26 +84,69 @@ def compare_rows(label: str, stream: bool, direct: Pooled, front: Pooled) -> lis
     """Table rows for one scenario: metric, direct, front, ratio, delta, target, verdict."""
     rows = []
     d50 = _delta(front.latency_p50, direct.latency_p50)
-    rows.append([label, "latency p50", fmt_ms(direct.latency_p50, 2), fmt_ms(front.latency_p50, 2),
-                 fmt_ratio(ratio(front.latency_p50, direct.latency_p50)), fmt_delta_ms(d50),
-                 f"+≤{P50_DELTA_LIMIT_MS:g} ms", verdict(None if d50 is None else d50 * 1000, P50_DELTA_LIMIT_MS)])
-    rows.append([label, "latency p95", fmt_ms(direct.latency_p95, 2), fmt_ms(front.latency_p95, 2),
-                 fmt_ratio(ratio(front.latency_p95, direct.latency_p95)),
-                 fmt_delta_ms(_delta(front.latency_p95, direct.latency_p95)), "-", INFO])
+    rows.append(
+        [
+            label,
+            "latency p50",
+            fmt_ms(direct.latency_p50, 2),
+            fmt_ms(front.latency_p50, 2),
+            fmt_ratio(ratio(front.latency_p50, direct.latency_p50)),
+            fmt_delta_ms(d50),
+            f"+≤{P50_DELTA_LIMIT_MS:g} ms",
+            verdict(None if d50 is None else d50 * 1000, P50_DELTA_LIMIT_MS),
+        ]
+    )
+    rows.append(
+        [
+            label,
+            "latency p95",
+            fmt_ms(direct.latency_p95, 2),
+            fmt_ms(front.latency_p95, 2),
+            fmt_ratio(ratio(front.latency_p95, direct.latency_p95)),
+            fmt_delta_ms(_delta(front.latency_p95, direct.latency_p95)),
+            "-",
+            INFO,
+        ]
+    )
     loss = loss_pct(front.throughput_rps, direct.throughput_rps)
-    rows.append([label, "throughput", fmt_num(direct.throughput_rps, 1, " req/s"),
-                 fmt_num(front.throughput_rps, 1, " req/s"), fmt_ratio(ratio(front.throughput_rps,
-                                                                             direct.throughput_rps)),
-                 "-" if loss is None else f"{-loss:+.1f} %", f"≤{THROUGHPUT_LOSS_LIMIT_PCT:g} % loss",
-                 verdict(loss, THROUGHPUT_LOSS_LIMIT_PCT)])
+    rows.append(
+        [
+            label,
+            "throughput",
+            fmt_num(direct.throughput_rps, 1, " req/s"),
+            fmt_num(front.throughput_rps, 1, " req/s"),
+            fmt_ratio(ratio(front.throughput_rps, direct.throughput_rps)),
+            "-" if loss is None else f"{-loss:+.1f} %",
+            f"≤{THROUGHPUT_LOSS_LIMIT_PCT:g} % loss",
+            verdict(loss, THROUGHPUT_LOSS_LIMIT_PCT),
+        ]
+    )
     if stream:
         r = ratio(front.ttft_p50, direct.ttft_p50)
-        rows.append([label, "first chunk p50", fmt_ms(direct.ttft_p50, 2), fmt_ms(front.ttft_p50, 2), fmt_ratio(r),
-                     fmt_delta_ms(_delta(front.ttft_p50, direct.ttft_p50)), f"≤{FIRST_CHUNK_RATIO_LIMIT:g}×",
-                     verdict(r, FIRST_CHUNK_RATIO_LIMIT)])
-        rows.append([label, "first chunk p95", fmt_ms(direct.ttft_p95, 2), fmt_ms(front.ttft_p95, 2),
-                     fmt_ratio(ratio(front.ttft_p95, direct.ttft_p95)),
-                     fmt_delta_ms(_delta(front.ttft_p95, direct.ttft_p95)), "-", INFO])
+        rows.append(
+            [
+                label,
+                "first chunk p50",
+                fmt_ms(direct.ttft_p50, 2),
+                fmt_ms(front.ttft_p50, 2),
+                fmt_ratio(r),
+                fmt_delta_ms(_delta(front.ttft_p50, direct.ttft_p50)),
+                f"≤{FIRST_CHUNK_RATIO_LIMIT:g}×",
+                verdict(r, FIRST_CHUNK_RATIO_LIMIT),
+            ]
+        )
+        rows.append(
+            [
+                label,
+                "first chunk p95",
+                fmt_ms(direct.ttft_p95, 2),
+                fmt_ms(front.ttft_p95, 2),
+                fmt_ratio(ratio(front.ttft_p95, direct.ttft_p95)),
+                fmt_delta_ms(_delta(front.ttft_p95, direct.ttft_p95)),
+                "-",
+                INFO,
+            ]
+        )
     return rows
 
 
@@ -118,34 +175,56 @@ def run(scenarios: Sequence[Scenario] = SCENARIOS, concurrency: int = CONCURRENC
             else:
                 url, key = f"{fr.https}/{MODEL}/v1", fr.keys[0]
                 transport = httpx.AsyncHTTPTransport(verify=front_ssl, limits=limits)
-            return asyncio.run(run_load(url, n_requests=n, concurrency=concurrency, deadline_s=60, api_key=key,
-                                        model=MODEL, stream=sc.stream, max_tokens=MAX_TOKENS, seed=7,
-                                        transport=transport))
+            return asyncio.run(
+                run_load(
+                    url,
+                    n_requests=n,
+                    concurrency=concurrency,
+                    deadline_s=60,
+                    api_key=key,
+                    model=MODEL,
+                    stream=sc.stream,
+                    max_tokens=MAX_TOKENS,
+                    seed=7,
+                    transport=transport,
+                )
+            )
 
         for sc in scenarios:
             fake.set_state(ttft_ms=sc.ttft_ms, itl_ms=sc.itl_ms)
-            for arm in ("direct", "front"):   # warm-up: connections, TLS session, caches
+            for arm in ("direct", "front"):  # warm-up: connections, TLS session, caches
                 load(arm, sc, 2 * concurrency)
             runs: dict[str, list[LoadResult]] = {"direct": [], "front": []}
             for arm in interleave(sc.rounds):
                 runs[arm].append(load(arm, sc, sc.requests))
             direct, front = pool(runs["direct"]), pool(runs["front"])
             rows += compare_rows(sc.label, sc.stream, direct, front)
-            data["scenarios"].append({
-                "label": sc.label, "stream": sc.stream, "ttft_ms": sc.ttft_ms, "itl_ms": sc.itl_ms,
-                "requests_per_run": sc.requests, "rounds": sc.rounds, "order": interleave(sc.rounds),
-                "direct": direct.to_json(), "front": front.to_json(),
-                "runs": {arm: [r.summary() for r in rs] for arm, rs in runs.items()},
-            })
-    notes = ["backend: the fake vLLM, which sets TCP_NODELAY on its connections as uvicorn does (since its "
-             "listening socket is created with IPPROTO_TCP); clients (bench.loadgen) read every stream to its end "
-             "and keep their connections",
-             f"{concurrency} concurrent clients, {MAX_TOKENS} tokens per request, chat completions; "
-             "each scenario: warm-up, then direct/front pairs interleaved ("
-             + ", ".join(f"{s.rounds}" for s in scenarios) + " pairs), records pooled per arm",
-             "direct = plain HTTP to the fake; front = HTTPS (TLS 1.2/1.3, test CA) through nginx as rendered",
-             "throughput is closed-loop at fixed concurrency; on the instant backend it is CPU-bound with "
-             "client, nginx and fake sharing the machine's cores"]
+            data["scenarios"].append(
+                {
+                    "label": sc.label,
+                    "stream": sc.stream,
+                    "ttft_ms": sc.ttft_ms,
+                    "itl_ms": sc.itl_ms,
+                    "requests_per_run": sc.requests,
+                    "rounds": sc.rounds,
+                    "order": interleave(sc.rounds),
+                    "direct": direct.to_json(),
+                    "front": front.to_json(),
+                    "runs": {arm: [r.summary() for r in rs] for arm, rs in runs.items()},
+                }
+            )
+    notes = [
+        "backend: the fake vLLM, which sets TCP_NODELAY on its connections as uvicorn does (since its "
+        "listening socket is created with IPPROTO_TCP); clients (bench.loadgen) read every stream to its end "
+        "and keep their connections",
+        f"{concurrency} concurrent clients, {MAX_TOKENS} tokens per request, chat completions; "
+        "each scenario: warm-up, then direct/front pairs interleaved ("
+        + ", ".join(f"{s.rounds}" for s in scenarios)
+        + " pairs), records pooled per arm",
+        "direct = plain HTTP to the fake; front = HTTPS (TLS 1.2/1.3, test CA) through nginx as rendered",
+        "throughput is closed-loop at fixed concurrency; on the instant backend it is CPU-bound with "
+        "client, nginx and fake sharing the machine's cores",
+    ]
     failures = sum(s[a]["failures"] for s in data["scenarios"] for a in ("direct", "front"))
     if failures:
         notes.append(f"{failures} request(s) failed during the runs (see JSON)")

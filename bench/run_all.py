@@ -7,6 +7,7 @@ After a complete run (all benchmarks, none failed) the tables also replace the s
 between the RESULTS markers of bench/README.md. Exit 1 if a benchmark raised; a missed
 target is a measurement, not a failure (see the `result` columns).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,10 @@ BEGIN, END = "<!-- bench-results:begin -->", "<!-- bench-results:end -->"
 
 def results_markdown(results: list[tuple[BenchResult, float]], total_s: float) -> str:
     m = machine()
-    head = (f"Measured {m['time_utc']} on {m['cpus']} CPU(s), Python {m['python']}; `make bench` took "
-            f"{total_s:.0f} s ({', '.join(f'{r.name} {t:.0f} s' for r, t in results)}).")
+    head = (
+        f"Measured {m['time_utc']} on {m['cpus']} CPU(s), Python {m['python']}; `make bench` took "
+        f"{total_s:.0f} s ({', '.join(f'{r.name} {t:.0f} s' for r, t in results)})."
+    )
     return "\n".join([head, ""] + [r.markdown() for r, _ in results]).rstrip() + "\n"
 
 
@@ -35,7 +38,7 @@ def replace_section(text: str, body: str, begin: str = BEGIN, end: str = END) ->
     i, j = text.find(begin), text.find(end)
     if i < 0 or j < i:
         raise ValueError("README has no results markers")
-    return text[:i + len(begin)] + "\n" + body + text[j:]
+    return text[: i + len(begin)] + "\n" + body + text[j:]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ Constructing PolicyPack starts the analyzer's gRPC server and blocks forever, so
 importable (checks, wrappers, config) lives in vllm_policy/; tests and the offline plan import
 that package and never this file.
 """
+
 import os
 import sys
 

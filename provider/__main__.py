@@ -3,6 +3,7 @@
 `pulumi package add ./provider` (or `github.com/<org>/vllm-stack/provider@<tag>`) runs this file;
 the schema is inferred from the type annotations of `vllm_stack.components.COMPONENTS`.
 """
+
 from pulumi.provider.experimental import component_provider_host
 
 from vllm_stack import __version__

@@ -5,4 +5,5 @@ no Pulumi. The Pulumi side is `vllm_stack.components` (one class per platform va
 `vllm_stack.stack` (this repository's program) and `vllm_stack.offline` (the mock-engine plan);
 tests/unit/test_docs_and_purity.py holds the line between them.
 """
+
 __version__ = "0.1.0"

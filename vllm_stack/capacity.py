@@ -4,6 +4,7 @@ Combines sizing (does it fit, how many sequences), the load model (how many repl
 peak traffic needs) and cost (on-demand only vs the configured spot blend), plus what
 is left when every spot replica is preempted at once.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -27,19 +28,36 @@ def model_projection(cfg: StackConfig, spec: ModelSpec) -> dict[str, Any]:
         "hfModel": spec.model,
         "gpu": spec.gpu,
         "fit": fit.as_dict(),
-        "replicas": {"onDemand": spec.pool.on_demand, "spot": spec.pool.spot, "spotMax": spec.pool.spot_ceiling,
-                     "total": replicas, "gpus": spec.gpus},
-        "load": {"peakRps": load.peak_rps, "singleInstanceRps": load.single_instance_rps,
-                 "bufferPct": load.buffer_pct, "instancesNeeded": needed,
-                 "meetsPeak": replicas >= needed},
-        "spotLoss": {"remainingReplicas": spec.pool.on_demand, "remainingRps": round(od_capacity, 3),
-                     "peakRps": load.peak_rps, "coversPeak": od_capacity >= load.peak_rps,
-                     "shortfallRps": round(max(0.0, load.peak_rps - od_capacity), 3)},
+        "replicas": {
+            "onDemand": spec.pool.on_demand,
+            "spot": spec.pool.spot,
+            "spotMax": spec.pool.spot_ceiling,
+            "total": replicas,
+            "gpus": spec.gpus,
+        },
+        "load": {
+            "peakRps": load.peak_rps,
+            "singleInstanceRps": load.single_instance_rps,
+            "bufferPct": load.buffer_pct,
+            "instancesNeeded": needed,
+            "meetsPeak": replicas >= needed,
+        },
+        "spotLoss": {
+            "remainingReplicas": spec.pool.on_demand,
+            "remainingRps": round(od_capacity, 3),
+            "peakRps": load.peak_rps,
+            "coversPeak": od_capacity >= load.peak_rps,
+            "shortfallRps": round(max(0.0, load.peak_rps - od_capacity), 3),
+        },
         "cost": {
-            "onDemandPerHour": cost.on_demand_per_hour, "blendPerHour": cost.blend_per_hour,
-            "onDemandMonthly": cost.on_demand_monthly, "blendMonthly": cost.blend_monthly,
-            "savingMonthly": cost.saving_monthly, "perMillionTokens": cost.per_million_tokens,
-            "priceSource": cost.price_source, "spotPricedAsOnDemand": cost.spot_priced_as_on_demand,
+            "onDemandPerHour": cost.on_demand_per_hour,
+            "blendPerHour": cost.blend_per_hour,
+            "onDemandMonthly": cost.on_demand_monthly,
+            "blendMonthly": cost.blend_monthly,
+            "savingMonthly": cost.saving_monthly,
+            "perMillionTokens": cost.per_million_tokens,
+            "priceSource": cost.price_source,
+            "spotPricedAsOnDemand": cost.spot_priced_as_on_demand,
         },
     }
 

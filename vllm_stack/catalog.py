@@ -3,6 +3,7 @@
 Data, not code: a new GPU or model is a YAML edit, and every number has its source
 written next to it in the data file.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -53,19 +54,30 @@ class ModelInfo:
 
 
 def _architecture(raw: dict[str, Any]) -> Architecture:
-    return Architecture(params=float(raw["params"]), layers=int(raw["layers"]),
-                        attention_heads=int(raw["attentionHeads"]), kv_heads=int(raw["kvHeads"]),
-                        head_dim=int(raw["headDim"]), max_positions=int(raw["maxPositions"]))
+    return Architecture(
+        params=float(raw["params"]),
+        layers=int(raw["layers"]),
+        attention_heads=int(raw["attentionHeads"]),
+        kv_heads=int(raw["kvHeads"]),
+        head_dim=int(raw["headDim"]),
+        max_positions=int(raw["maxPositions"]),
+    )
 
 
 @lru_cache(maxsize=1)
 def gpus() -> dict[str, Gpu]:
     raw = yaml.safe_load((DATA_DIR / "gpus.yaml").read_text())
-    return {gid: Gpu(id=gid, vram_mib=int(v["vramMiB"]), compute_capability=float(v["computeCapability"]),
-                     on_demand_per_hour=float(v["onDemandPerHour"]),
-                     spot_per_hour=None if v.get("spotPerHour") is None else float(v["spotPerHour"]),
-                     price_source=str(v["priceSource"]))
-            for gid, v in raw.items()}
+    return {
+        gid: Gpu(
+            id=gid,
+            vram_mib=int(v["vramMiB"]),
+            compute_capability=float(v["computeCapability"]),
+            on_demand_per_hour=float(v["onDemandPerHour"]),
+            spot_per_hour=None if v.get("spotPerHour") is None else float(v["spotPerHour"]),
+            price_source=str(v["priceSource"]),
+        )
+        for gid, v in raw.items()
+    }
 
 
 @lru_cache(maxsize=1)
@@ -74,8 +86,12 @@ def models() -> dict[str, ModelInfo]:
     raw = yaml.safe_load((DATA_DIR / "models.yaml").read_text())
     out: dict[str, ModelInfo] = {}
     for mid, v in raw.items():
-        info = ModelInfo(id=mid, architecture=_architecture(v), gated=bool(v.get("gated", False)),
-                         aliases=tuple(v.get("aliases") or ()))
+        info = ModelInfo(
+            id=mid,
+            architecture=_architecture(v),
+            gated=bool(v.get("gated", False)),
+            aliases=tuple(v.get("aliases") or ()),
+        )
         for key in (mid, *info.aliases):
             out[key] = info
     return out

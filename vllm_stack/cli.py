@@ -1,4 +1,5 @@
 """`python -m vllm_stack plan <stack|path.yaml> [--out DIR] [--json] [--diff OTHER]` and `docs`."""
+
 from __future__ import annotations
 
 import argparse
@@ -42,26 +43,42 @@ class InternalError(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m vllm_stack", description=__doc__, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m vllm_stack",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
-    plan = sub.add_parser("plan", help="offline plan: program under mocks, policies, artifacts, capacity and cost",
-                          description="Offline plan: the program under Pulumi mocks, the policy pack, rendered "
-                                      "artifacts, capacity and monthly cost.",
-                          epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    plan = sub.add_parser(
+        "plan",
+        help="offline plan: program under mocks, policies, artifacts, capacity and cost",
+        description="Offline plan: the program under Pulumi mocks, the policy pack, rendered "
+        "artifacts, capacity and monthly cost.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     plan.add_argument("stack", help="stack name (dev, prod → Pulumi.<name>.yaml) or a path to a stack file")
-    plan.add_argument("--out", metavar="DIR",
-                      help="write rendered artifacts and plan.json here (atomically; only if every check passed; "
-                           "DIR must be new, empty or a previous plan's output)")
+    plan.add_argument(
+        "--out",
+        metavar="DIR",
+        help="write rendered artifacts and plan.json here (atomically; only if every check passed; "
+        "DIR must be new, empty or a previous plan's output)",
+    )
     plan.add_argument("--json", action="store_true", help="print the plan as JSON instead of tables")
     plan.add_argument("--diff", metavar="OTHER", help="compare with another stack file or a previous --json output")
-    docs = sub.add_parser("docs", help="regenerate the config reference (README section and JSON schema)",
-                          epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    docs = sub.add_parser(
+        "docs",
+        help="regenerate the config reference (README section and JSON schema)",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     docs.add_argument("--check", action="store_true", help="exit 1 if the generated docs are out of date")
     return p
 
 
 # --- --diff ----------------------------------------------------------------------------------------
+
 
 def _diff_error(message: str) -> ConfigError:
     return ConfigError("--diff", message)
@@ -69,6 +86,7 @@ def _diff_error(message: str) -> ConfigError:
 
 def _read_plan_json(path: Path) -> dict[str, Any]:
     from .offline.report import plan_document_problem
+
     shown = _text(path)
     try:
         with open(path, "rb") as fh:
@@ -83,7 +101,7 @@ def _read_plan_json(path: Path) -> dict[str, Any]:
         raise _diff_error(f"{shown}: not UTF-8; expected a `plan --json` document") from None
     except json.JSONDecodeError as exc:
         raise _diff_error(f"{shown}: not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
-    except (ValueError, RecursionError) as exc:          # e.g. an integer beyond Python's digit limit
+    except (ValueError, RecursionError) as exc:  # e.g. an integer beyond Python's digit limit
         raise _diff_error(f"{shown}: not a plan document ({_first_line(str(exc))})") from None
     problem = plan_document_problem(doc)
     if problem:
@@ -109,11 +127,17 @@ class _OtherPlan:
             return
         stack_path = resolve_stack_path(other, REPO_ROOT)
         if not stack_path.is_file():
-            raise _diff_error(f"no stack file {_text(stack_path)}" + ("" if stack_path.exists() else
-                              f" (stacks here: {_known_stacks()})"))
-        self.proc = subprocess.Popen([sys.executable, "-m", "vllm_stack", "plan", os.path.abspath(stack_path),
-                                      "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO_ROOT,
-                                     stdin=subprocess.DEVNULL)
+            raise _diff_error(
+                f"no stack file {_text(stack_path)}"
+                + ("" if stack_path.exists() else f" (stacks here: {_known_stacks()})")
+            )
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "vllm_stack", "plan", os.path.abspath(stack_path), "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+        )
 
     def result(self) -> dict[str, Any]:
         if self.doc is not None:
@@ -126,8 +150,9 @@ class _OtherPlan:
         if rc == EXIT_INPUT:
             raise _diff_error(last)
         if rc not in (EXIT_OK, EXIT_POLICY):
-            raise InternalError(f"--diff: the plan of the other stack failed (exit {rc}): "
-                                f"{last.removeprefix('internal error: ')}")
+            raise InternalError(
+                f"--diff: the plan of the other stack failed (exit {rc}): {last.removeprefix('internal error: ')}"
+            )
         try:
             doc: dict[str, Any] = json.loads(out.decode("utf-8"))
         except ValueError as exc:
@@ -142,6 +167,7 @@ class _OtherPlan:
 
 
 # --- plan ------------------------------------------------------------------------------------------
+
 
 def _known_stacks() -> str:
     return ", ".join(sorted(p.name for p in REPO_ROOT.glob("Pulumi.*.yaml")))
@@ -182,24 +208,30 @@ def cmd_plan(args: argparse.Namespace) -> int:
         try:
             write_artifacts(result, out)
         except OSError as exc:
-            raise ConfigError("--out", f"{_text(args.out)}: cannot write ({exc.strerror or exc}); "
-                                       "nothing written") from None
+            raise ConfigError(
+                "--out", f"{_text(args.out)}: cannot write ({exc.strerror or exc}); nothing written"
+            ) from None
     sys.stdout.write(text)
     sys.stdout.flush()
     if result.mandatory_failures:
         first = result.mandatory_failures[0]
         n = len(result.mandatory_failures)
-        print(f"error: mandatory policy failed: {first['policy']}: {_first_line(first['message'])}"
-              + (f" (and {n - 1} more)" if n > 1 else "")
-              + ("; nothing written to --out" if out is not None else ""), file=sys.stderr)
+        print(
+            f"error: mandatory policy failed: {first['policy']}: {_first_line(first['message'])}"
+            + (f" (and {n - 1} more)" if n > 1 else "")
+            + ("; nothing written to --out" if out is not None else ""),
+            file=sys.stderr,
+        )
         return EXIT_POLICY
     return EXIT_OK
 
 
 # --- docs ------------------------------------------------------------------------------------------
 
+
 def cmd_docs(args: argparse.Namespace) -> int:
     from .docs import check_docs, write_docs
+
     try:
         if args.check:
             stale = check_docs()
@@ -208,7 +240,7 @@ def cmd_docs(args: argparse.Namespace) -> int:
                 return EXIT_POLICY
             return EXIT_OK
         write_docs()
-    except SystemExit as exc:          # docs.py: README.md lacks the reference markers
+    except SystemExit as exc:  # docs.py: README.md lacks the reference markers
         if isinstance(exc.code, str):
             raise ConfigError("", exc.code) from None
         raise
@@ -259,8 +291,11 @@ def user_error(exc: BaseException) -> BaseException | None:
         if isinstance(e, ConfigError):
             return e
         mod = type(e).__module__
-        if isinstance(e, ValueError) and type(e) is not ValueError and mod.split(".")[0] in ("vllm_stack",
-                                                                                            "components"):
+        if (
+            isinstance(e, ValueError)
+            and type(e) is not ValueError
+            and mod.split(".")[0] in ("vllm_stack", "components")
+        ):
             return e
     return None
 
@@ -291,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {_first_line(str(found))}", file=sys.stderr)
             return EXIT_INPUT
         return _internal(_root_cause(exc))
-    except SystemExit as exc:        # from inside the program or a library, not argparse (above the try)
+    except SystemExit as exc:  # from inside the program or a library, not argparse (above the try)
         if exc.code is None or isinstance(exc.code, int):
             raise
         if _debug():
@@ -301,8 +336,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _internal(exc: BaseException) -> int:
     hint = "" if _debug() else f" (set {DEBUG_ENV}=1 for the traceback)"
-    print(f"error: internal error: {type(exc).__name__}: {_first_line(str(exc)) or '(no message)'}{hint}",
-          file=sys.stderr)
+    print(
+        f"error: internal error: {type(exc).__name__}: {_first_line(str(exc)) or '(no message)'}{hint}", file=sys.stderr
+    )
     return EXIT_INTERNAL
 
 

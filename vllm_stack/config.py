@@ -4,6 +4,7 @@ The pydantic models below are the single definition of every key, its default an
 allowed values: the README reference and `docs/config.schema.json` are generated from
 them (`python -m vllm_stack docs`), so the documentation cannot drift.
 """
+
 from __future__ import annotations
 
 import re
@@ -14,13 +15,29 @@ from pydantic.alias_generators import to_camel
 
 from . import defaults as D
 from .catalog import Architecture, ModelInfo, gpu_ids, lookup_model
-from .grammar import (NAME_RE, Cron, DnsSubdomain, Domain, Duration, ExtraArg, HostAddress, HostPort, HttpUrl,
-                      ModelRef, Name, NginxSize, OciImage, PosixUser, StorageQuantity, Timezone)
+from .grammar import (
+    NAME_RE,
+    Cron,
+    DnsSubdomain,
+    Domain,
+    Duration,
+    ExtraArg,
+    HostAddress,
+    HostPort,
+    HttpUrl,
+    ModelRef,
+    Name,
+    NginxSize,
+    OciImage,
+    PosixUser,
+    StorageQuantity,
+    Timezone,
+)
 
 #: Keys that hold credentials. They are only accepted as Pulumi secrets (`secure:` values).
 SECRET_KEYS: dict[str, str] = {
     "apiKey": "front/vLLM API key, >= 16 characters of A-Z a-z 0-9 - . _ ~ + / (generated with pulumi-random "
-              "when absent)",
+    "when absent)",
     "apiKeys": "additional API keys accepted by the front, comma-separated, same alphabet (optional)",
     "hfToken": "Hugging Face token for gated models (needed by `pulumi up`, not by the plan)",
     "grafanaAdminPassword": "Grafana admin password (generated with pulumi-random when absent)",
@@ -30,7 +47,7 @@ SECRET_KEYS: dict[str, str] = {
 }
 
 if TYPE_CHECKING:
-    GpuId = str      # a Literal built from the catalog at import time is beyond mypy
+    GpuId = str  # a Literal built from the catalog at import time is beyond mypy
 else:
     GpuId = Literal[gpu_ids()]
 __all__ = ["NAME_RE", "SECRET_KEYS", "StackConfig"]
@@ -42,27 +59,38 @@ MAX_HOSTS, MAX_MODELS, MAX_EXTRA_ARGS, MAX_REPLICAS = 256, 64, 128, 1000
 class _Model(BaseModel):
     """Strict: `true` is not the port 1, `"8"` is not the integer 8; `.inf`/`.nan` are refused
     everywhere (allow_inf_nan=False); unknown keys are refused with a suggestion."""
-    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True,
-                              strict=True, allow_inf_nan=False)
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True, strict=True, allow_inf_nan=False
+    )
 
 
 class ArchitectureSpec(_Model):
     """Inline architecture for a model that is not in the catalog (numbers from its config.json)."""
+
     params: float = Field(gt=0, le=1e13, description="Parameter count, e.g. 7.2e9.")
     layers: int = Field(gt=0, le=1024, description="num_hidden_layers.")
     kv_heads: int = Field(gt=0, le=1024, description="num_key_value_heads.")
     head_dim: int = Field(gt=0, le=4096, description="head_dim (hidden_size / num_attention_heads).")
     attention_heads: int = Field(gt=0, le=1024, description="num_attention_heads (tensorParallel must divide it).")
-    max_positions: int = Field(gt=0, le=D.MAX_MODEL_LEN_LIMIT,
-                               description="max_position_embeddings (upper bound for maxModelLen).")
+    max_positions: int = Field(
+        gt=0, le=D.MAX_MODEL_LEN_LIMIT, description="max_position_embeddings (upper bound for maxModelLen)."
+    )
 
     def to_architecture(self) -> Architecture:
-        return Architecture(params=self.params, layers=self.layers, attention_heads=self.attention_heads,
-                            kv_heads=self.kv_heads, head_dim=self.head_dim, max_positions=self.max_positions)
+        return Architecture(
+            params=self.params,
+            layers=self.layers,
+            attention_heads=self.attention_heads,
+            kv_heads=self.kv_heads,
+            head_dim=self.head_dim,
+            max_positions=self.max_positions,
+        )
 
 
 class PeakSchedule(_Model):
     """Predictable peak (seed 003 'predictive scaling'): spot replicas held warm on a cron window."""
+
     start: Cron = Field(description="Cron expression when the window opens, e.g. `45 8 * * 1-5`.")
     end: Cron = Field(description="Cron expression when it closes, e.g. `0 19 * * 1-5`.")
     timezone: Timezone = Field(default="UTC", description="IANA timezone of the cron expressions.")
@@ -71,15 +99,27 @@ class PeakSchedule(_Model):
 
 class PoolSpec(_Model):
     """Replicas of one model: an on-demand floor plus spot capacity (seed 000 'keep >= 1 on-demand')."""
-    on_demand: int = Field(default=1, ge=0, le=MAX_REPLICAS,
-                           description="On-demand replicas (the floor that survives spot loss).")
-    spot: int = Field(default=0, ge=0, le=MAX_REPLICAS, description="Spot replicas kept warm (KEDA minimum on kubernetes).")
-    spot_max: int | None = Field(default=None, ge=0, le=MAX_REPLICAS,
-                                 description="Upper bound for spot replicas scaled on queue depth (kubernetes); "
-                                             "default `spot`; may not be below `spot`.")
-    drain_seconds: int = Field(default=D.DRAIN_SECONDS_DEFAULT, ge=1, le=3600,
-                               description=f"Seconds a draining replica keeps serving in-flight requests "
-                                           f"({D.DRAIN_SECONDS_MIN}-{D.DRAIN_SECONDS_MAX} recommended).")
+
+    on_demand: int = Field(
+        default=1, ge=0, le=MAX_REPLICAS, description="On-demand replicas (the floor that survives spot loss)."
+    )
+    spot: int = Field(
+        default=0, ge=0, le=MAX_REPLICAS, description="Spot replicas kept warm (KEDA minimum on kubernetes)."
+    )
+    spot_max: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_REPLICAS,
+        description="Upper bound for spot replicas scaled on queue depth (kubernetes); "
+        "default `spot`; may not be below `spot`.",
+    )
+    drain_seconds: int = Field(
+        default=D.DRAIN_SECONDS_DEFAULT,
+        ge=1,
+        le=3600,
+        description=f"Seconds a draining replica keeps serving in-flight requests "
+        f"({D.DRAIN_SECONDS_MIN}-{D.DRAIN_SECONDS_MAX} recommended).",
+    )
     peak_schedule: PeakSchedule | None = Field(default=None, description="Optional cron-driven warm window.")
 
     @field_validator("spot_max")
@@ -101,32 +141,58 @@ class PoolSpec(_Model):
 
 class LoadSpec(_Model):
     """Traffic expectations that size the pool and price the tokens (seed 000 'Scale')."""
+
     peak_rps: float = Field(default=1.0, gt=0, le=1e6, description="Peak requests/second for this model.")
-    single_instance_rps: float = Field(default=1.0, gt=0, le=1e6,
-                                       description="Requests/second one replica sustains at your SLA (from a load test).")
-    buffer_pct: float = Field(default=D.LOAD_BUFFER_PCT_DEFAULT, ge=0, le=200,
-                              description="Head-room added to the instance count, percent.")
-    tokens_per_second: float | None = Field(default=None, gt=0, le=1e9,
-                                            description="Aggregate generated tokens/s of one replica, for $/1M tokens.")
+    single_instance_rps: float = Field(
+        default=1.0, gt=0, le=1e6, description="Requests/second one replica sustains at your SLA (from a load test)."
+    )
+    buffer_pct: float = Field(
+        default=D.LOAD_BUFFER_PCT_DEFAULT, ge=0, le=200, description="Head-room added to the instance count, percent."
+    )
+    tokens_per_second: float | None = Field(
+        default=None, gt=0, le=1e9, description="Aggregate generated tokens/s of one replica, for $/1M tokens."
+    )
 
 
 class ModelSpec(_Model):
     """One served model: what vLLM loads, on which GPU, with which limits."""
-    name: Name = Field(description="Served model name (`--served-model-name`), route `/<name>/v1/`, resource names; "
-                                   f"not {', '.join(sorted(D.FRONT_RESERVED_ROUTES))} (the front's own routes).")
-    model: ModelRef = Field(description="Hugging Face id (catalog) or an absolute path; unknown ids need `architecture`.")
+
+    name: Name = Field(
+        description="Served model name (`--served-model-name`), route `/<name>/v1/`, resource names; "
+        f"not {', '.join(sorted(D.FRONT_RESERVED_ROUTES))} (the front's own routes)."
+    )
+    model: ModelRef = Field(
+        description="Hugging Face id (catalog) or an absolute path; unknown ids need `architecture`."
+    )
     gpu: GpuId = Field(description="GPU id from the catalog.")
     tensor_parallel: int = Field(default=1, ge=1, le=8, description="`--tensor-parallel-size`; GPUs per replica.")
-    quantization: Literal["none", "fp8", "awq", "gptq"] = Field(default="none", description="`--quantization` (none = model dtype).")
+    quantization: Literal["none", "fp8", "awq", "gptq"] = Field(
+        default="none", description="`--quantization` (none = model dtype)."
+    )
     kv_cache_dtype: Literal["auto", "fp8"] = Field(default="auto", description="`--kv-cache-dtype`.")
-    max_model_len: int = Field(default=D.VLLM_MAX_MODEL_LEN, gt=0, le=D.MAX_MODEL_LEN_LIMIT, description="`--max-model-len` (an integer: vLLM reads `16k` as 16000).")
-    max_num_seqs: int = Field(default=D.VLLM_MAX_NUM_SEQS, gt=0, le=65536, description="`--max-num-seqs` (rendered explicitly: vLLM's default depends on the GPU).")
-    gpu_memory_utilization: float = Field(default=D.VLLM_GPU_MEMORY_UTILIZATION, gt=0, le=1,
-                                          description="`--gpu-memory-utilization`, in (0, 1].")
-    extra_args: tuple[ExtraArg, ...] = Field(default=(), max_length=MAX_EXTRA_ARGS, strict=False,
-                                             description="Extra vLLM flags; may not name (in any spelling or "
-                                                         "abbreviation vLLM accepts) a flag the stack manages or a "
-                                                         "secret flag.")
+    max_model_len: int = Field(
+        default=D.VLLM_MAX_MODEL_LEN,
+        gt=0,
+        le=D.MAX_MODEL_LEN_LIMIT,
+        description="`--max-model-len` (an integer: vLLM reads `16k` as 16000).",
+    )
+    max_num_seqs: int = Field(
+        default=D.VLLM_MAX_NUM_SEQS,
+        gt=0,
+        le=65536,
+        description="`--max-num-seqs` (rendered explicitly: vLLM's default depends on the GPU).",
+    )
+    gpu_memory_utilization: float = Field(
+        default=D.VLLM_GPU_MEMORY_UTILIZATION, gt=0, le=1, description="`--gpu-memory-utilization`, in (0, 1]."
+    )
+    extra_args: tuple[ExtraArg, ...] = Field(
+        default=(),
+        max_length=MAX_EXTRA_ARGS,
+        strict=False,
+        description="Extra vLLM flags; may not name (in any spelling or "
+        "abbreviation vLLM accepts) a flag the stack manages or a "
+        "secret flag.",
+    )
     pool: PoolSpec = Field(default_factory=PoolSpec, description="Replica split (see pool.*).")
     load: LoadSpec = Field(default_factory=LoadSpec, description="Traffic expectations (see load.*).")
     image: OciImage = Field(default=D.VLLM_IMAGE, description="vLLM container image (pin a tag in prod).")
@@ -137,8 +203,9 @@ class ModelSpec(_Model):
     @classmethod
     def _not_a_front_route(cls, v: str) -> str:
         if v in D.FRONT_RESERVED_ROUTES:
-            raise ValueError(f"is a route the front serves itself; not allowed: "
-                             f"{', '.join(sorted(D.FRONT_RESERVED_ROUTES))}")
+            raise ValueError(
+                f"is a route the front serves itself; not allowed: {', '.join(sorted(D.FRONT_RESERVED_ROUTES))}"
+            )
         return v
 
     @property
@@ -158,21 +225,39 @@ class ModelSpec(_Model):
 
 class AlertSpec(_Model):
     """Alert thresholds (defaults from seeds 000/003 and vllm-facts.md)."""
-    queue_waiting: float = Field(default=D.ALERT_QUEUE_WAITING, gt=0, le=1e6, description="`vllm:num_requests_waiting` above this ...")
+
+    queue_waiting: float = Field(
+        default=D.ALERT_QUEUE_WAITING, gt=0, le=1e6, description="`vllm:num_requests_waiting` above this ..."
+    )
     queue_for: Duration = Field(default=D.ALERT_QUEUE_FOR, description="... for this long.")
-    kv_cache_usage: float = Field(default=D.ALERT_KV_CACHE_USAGE, gt=0, le=1, description="`vllm:kv_cache_usage_perc` above this ...")
+    kv_cache_usage: float = Field(
+        default=D.ALERT_KV_CACHE_USAGE, gt=0, le=1, description="`vllm:kv_cache_usage_perc` above this ..."
+    )
     kv_cache_for: Duration = Field(default=D.ALERT_KV_CACHE_FOR, description="... for this long.")
-    ttft_p95_seconds: float = Field(default=D.ALERT_TTFT_P95_SEC, gt=0, le=3600, description="p95 time to first token above this ...")
+    ttft_p95_seconds: float = Field(
+        default=D.ALERT_TTFT_P95_SEC, gt=0, le=3600, description="p95 time to first token above this ..."
+    )
     ttft_for: Duration = Field(default=D.ALERT_TTFT_FOR, description="... for this long.")
-    preemptions_5m: float = Field(default=D.ALERT_PREEMPTIONS_5M, ge=0, le=1e6, alias="preemptions5m",
-                                  description="Preemptions per 5 minutes above this.")
+    preemptions_5m: float = Field(
+        default=D.ALERT_PREEMPTIONS_5M,
+        ge=0,
+        le=1e6,
+        alias="preemptions5m",
+        description="Preemptions per 5 minutes above this.",
+    )
     preemptions_for: Duration = Field(default=D.ALERT_PREEMPTIONS_FOR, description="... for this long.")
     backend_down_for: Duration = Field(default=D.ALERT_BACKEND_DOWN_FOR, description="A scrape target down this long.")
-    gpu_temp_celsius: float = Field(default=D.ALERT_GPU_TEMP_C, gt=0, le=150, description="DCGM GPU temperature above this ...")
+    gpu_temp_celsius: float = Field(
+        default=D.ALERT_GPU_TEMP_C, gt=0, le=150, description="DCGM GPU temperature above this ..."
+    )
     gpu_temp_for: Duration = Field(default=D.ALERT_GPU_TEMP_FOR, description="... for this long.")
-    vram_usage: float = Field(default=D.ALERT_VRAM_USAGE, gt=0, le=1, description="DCGM framebuffer used/total above this ...")
+    vram_usage: float = Field(
+        default=D.ALERT_VRAM_USAGE, gt=0, le=1, description="DCGM framebuffer used/total above this ..."
+    )
     vram_for: Duration = Field(default=D.ALERT_VRAM_FOR, description="... for this long.")
-    error_rate: float = Field(default=D.ALERT_ERROR_RATE, gt=0, le=1, description="Share of failed requests above this ...")
+    error_rate: float = Field(
+        default=D.ALERT_ERROR_RATE, gt=0, le=1, description="Share of failed requests above this ..."
+    )
     error_rate_for: Duration = Field(default=D.ALERT_ERROR_RATE_FOR, description="... for this long.")
 
 
@@ -182,36 +267,58 @@ class GrafanaSpec(_Model):
 
 class MonitoringSpec(_Model):
     """Prometheus + Grafana + alert rules."""
-    scrape_interval_seconds: int = Field(default=D.SCRAPE_INTERVAL_SEC, gt=0, le=300, description="Prometheus scrape interval.")
+
+    scrape_interval_seconds: int = Field(
+        default=D.SCRAPE_INTERVAL_SEC, gt=0, le=300, description="Prometheus scrape interval."
+    )
     grafana: GrafanaSpec = Field(default_factory=GrafanaSpec, description="Grafana settings.")
     alerts: AlertSpec = Field(default_factory=AlertSpec, description="Alert thresholds (see monitoring.alerts.*).")
     alertmanager: HostPort | None = Field(default=None, description="Alertmanager `host:port` to notify (optional).")
-    prometheus_operator: bool = Field(default=False,
-                                      description="kubernetes: emit PrometheusRule/ServiceMonitor instead of a Prometheus Deployment.")
-    prometheus_url: HttpUrl | None = Field(default=None,
-                                           description="kubernetes with prometheusOperator: URL of the operator-managed "
-                                                       "Prometheus that KEDA and Grafana query (required when a model "
-                                                       "has spot replicas).")
-    host: Name | None = Field(default=None, description="docker: host name that runs Prometheus/Grafana (default: the front host).")
+    prometheus_operator: bool = Field(
+        default=False, description="kubernetes: emit PrometheusRule/ServiceMonitor instead of a Prometheus Deployment."
+    )
+    prometheus_url: HttpUrl | None = Field(
+        default=None,
+        description="kubernetes with prometheusOperator: URL of the operator-managed "
+        "Prometheus that KEDA and Grafana query (required when a model "
+        "has spot replicas).",
+    )
+    host: Name | None = Field(
+        default=None, description="docker: host name that runs Prometheus/Grafana (default: the front host)."
+    )
 
 
 class FrontSpec(_Model):
     """The nginx TLS front: the only public entry point."""
+
     domain: Domain = Field(default="localhost", description="server_name and certificate subject.")
-    tls: Literal["selfSigned", "provided", "none"] = Field(default="selfSigned",
-                                                           description="`provided` reads the tlsCertificate/tlsPrivateKey secrets.")
+    tls: Literal["selfSigned", "provided", "none"] = Field(
+        default="selfSigned", description="`provided` reads the tlsCertificate/tlsPrivateKey secrets."
+    )
     client_max_body_size: NginxSize = Field(default=D.CLIENT_MAX_BODY_SIZE, description="nginx client_max_body_size.")
-    read_timeout_seconds: int = Field(default=D.PROXY_READ_TIMEOUT_SEC, gt=0, le=86400,
-                                      description="proxy_read_timeout for long generations.")
-    rate_limit_rps: float = Field(default=D.RATE_LIMIT_PER_KEY_RPS, gt=0, le=D.RATE_LIMIT_RPS_MAX,
-                                  description="Requests/second per API key (below 1: rendered per minute).")
-    rate_limit_burst: int = Field(default=D.RATE_LIMIT_BURST, ge=0, le=1_000_000, description="Burst allowance per API key.")
-    service_type: Literal["LoadBalancer", "NodePort"] = Field(default="LoadBalancer", description="kubernetes: Service type of the front.")
-    host: Name | None = Field(default=None, description="docker: host name that runs nginx (default: the first on-demand host).")
+    read_timeout_seconds: int = Field(
+        default=D.PROXY_READ_TIMEOUT_SEC, gt=0, le=86400, description="proxy_read_timeout for long generations."
+    )
+    rate_limit_rps: float = Field(
+        default=D.RATE_LIMIT_PER_KEY_RPS,
+        gt=0,
+        le=D.RATE_LIMIT_RPS_MAX,
+        description="Requests/second per API key (below 1: rendered per minute).",
+    )
+    rate_limit_burst: int = Field(
+        default=D.RATE_LIMIT_BURST, ge=0, le=1_000_000, description="Burst allowance per API key."
+    )
+    service_type: Literal["LoadBalancer", "NodePort"] = Field(
+        default="LoadBalancer", description="kubernetes: Service type of the front."
+    )
+    host: Name | None = Field(
+        default=None, description="docker: host name that runs nginx (default: the first on-demand host)."
+    )
 
 
 class HostSpec(_Model):
     """An existing GPU host reached over SSH (docker platform)."""
+
     name: Name = Field(description="Host name used in resource names.")
     address: HostAddress = Field(description="IP or DNS name for SSH; unique across hosts.")
     user: PosixUser = Field(default="ubuntu", description="SSH user with sudo.")
@@ -223,8 +330,9 @@ class HostSpec(_Model):
 
 class KubernetesSpec(_Model):
     namespace: Name = Field(default=D.K8S_NAMESPACE, description="Namespace for every object.")
-    storage_class: DnsSubdomain | None = Field(default=None,
-                                               description="StorageClass of the weights PVC (cluster default when empty).")
+    storage_class: DnsSubdomain | None = Field(
+        default=None, description="StorageClass of the weights PVC (cluster default when empty)."
+    )
     weights_pvc_size: StorageQuantity = Field(default=D.WEIGHTS_PVC_SIZE, description="Size of the model-weights PVC.")
 
 
@@ -235,14 +343,20 @@ class PriceSpec(_Model):
 
 class StackConfig(_Model):
     """Everything under the `vllm-stack:` namespace except secrets."""
+
     environment: Literal["dev", "prod"] = Field(description="`prod` turns on the strict policies.")
-    platform: Literal["docker", "kubernetes"] = Field(description="`docker`: GPU hosts over SSH; `kubernetes`: a cluster.")
-    host_runtime: Literal["docker", "systemd"] = Field(default="docker",
-                                                       description="docker platform: run vLLM as a container or a systemd unit.")
-    hosts: tuple[HostSpec, ...] = Field(default=(), max_length=MAX_HOSTS, strict=False,
-                                        description="docker platform: the GPU hosts (see hosts[].*).")
-    models: tuple[ModelSpec, ...] = Field(min_length=1, max_length=MAX_MODELS, strict=False,
-                                          description="Served models (see models[].*).")
+    platform: Literal["docker", "kubernetes"] = Field(
+        description="`docker`: GPU hosts over SSH; `kubernetes`: a cluster."
+    )
+    host_runtime: Literal["docker", "systemd"] = Field(
+        default="docker", description="docker platform: run vLLM as a container or a systemd unit."
+    )
+    hosts: tuple[HostSpec, ...] = Field(
+        default=(), max_length=MAX_HOSTS, strict=False, description="docker platform: the GPU hosts (see hosts[].*)."
+    )
+    models: tuple[ModelSpec, ...] = Field(
+        min_length=1, max_length=MAX_MODELS, strict=False, description="Served models (see models[].*)."
+    )
     front: FrontSpec = Field(default_factory=FrontSpec, description="nginx front (see front.*).")
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec, description="Monitoring (see monitoring.*).")
     prices: dict[GpuId, PriceSpec] = Field(default_factory=dict, description="Per-GPU price overrides (USD/hour).")

@@ -3,6 +3,7 @@
 Prices come from the GPU catalog unless the stack's `prices` overrides them; nothing
 here hard-codes a price.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -48,8 +49,8 @@ class ModelCost:
     gpus_per_replica: int
     on_demand_replicas: int
     spot_replicas: int
-    on_demand_per_hour: float      # the whole pool priced on-demand
-    blend_per_hour: float          # on-demand floor + spot at spot price
+    on_demand_per_hour: float  # the whole pool priced on-demand
+    blend_per_hour: float  # on-demand floor + spot at spot price
     on_demand_monthly: float
     blend_monthly: float
     saving_monthly: float
@@ -71,9 +72,18 @@ def model_cost(spec: ModelSpec, overrides: Mapping[str, PriceSpec] | None = None
     tps = spec.load.tokens_per_second
     replicas = od_n + spot_n
     per_m = per_million_tokens(blend / replicas, tps) if tps and replicas else None
-    return ModelCost(model=spec.name, gpu=spec.gpu, gpus_per_replica=tp, on_demand_replicas=od_n,
-                     spot_replicas=spot_n, on_demand_per_hour=round(all_od, 4), blend_per_hour=round(blend, 4),
-                     on_demand_monthly=monthly(all_od), blend_monthly=monthly(blend),
-                     saving_monthly=round(monthly(all_od) - monthly(blend), 2),
-                     per_million_tokens=None if per_m is None else round(per_m, 4),
-                     price_source=price.source, spot_priced_as_on_demand=spot_n > 0 and price.spot_per_hour is None)
+    return ModelCost(
+        model=spec.name,
+        gpu=spec.gpu,
+        gpus_per_replica=tp,
+        on_demand_replicas=od_n,
+        spot_replicas=spot_n,
+        on_demand_per_hour=round(all_od, 4),
+        blend_per_hour=round(blend, 4),
+        on_demand_monthly=monthly(all_od),
+        blend_monthly=monthly(blend),
+        saving_monthly=round(monthly(all_od) - monthly(blend), 2),
+        per_million_tokens=None if per_m is None else round(per_m, 4),
+        price_source=price.source,
+        spot_priced_as_on_demand=spot_n > 0 and price.spot_per_hour is None,
+    )

@@ -5,23 +5,24 @@ module writes the literal. Where a number comes from a field guide or vLLM itsel
 the comment says which (seeds live in ../shared/seeds, corrections in
 ../shared/notes/vllm-facts.md).
 """
+
 from __future__ import annotations
 
 PROJECT = "vllm-stack"
-LOOPBACK = "127.0.0.1"               # where a service binds when only its own host talks to it
-PROVIDER_NAME = "vllmstack"             # package name of the component provider (provider/)
+LOOPBACK = "127.0.0.1"  # where a service binds when only its own host talks to it
+PROVIDER_NAME = "vllmstack"  # package name of the component provider (provider/)
 COMPONENT_PREFIX = f"{PROVIDER_NAME}:index"
 
 # --- vLLM (0.33) -------------------------------------------------------------------
-VLLM_PORT = 8000                     # vllm serve default
+VLLM_PORT = 8000  # vllm serve default
 VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"
-VLLM_GPU_MEMORY_UTILIZATION = 0.90   # the stack's default (seed 000/001 baseline); always rendered explicitly
-VLLM_UPSTREAM_GPU_MEMORY_UTILIZATION = 0.92   # what vLLM 0.33 uses when the flag is absent
-GPU_MEMORY_UTILIZATION_PROD_CEILING = 0.93   # seed 004: "the safe ceiling in production is 0.93"
-GPU_MEMORY_UTILIZATION_HARD_CEILING = 0.95   # seed 000: "0.92-0.95 if you need more KV cache"
+VLLM_GPU_MEMORY_UTILIZATION = 0.90  # the stack's default (seed 000/001 baseline); always rendered explicitly
+VLLM_UPSTREAM_GPU_MEMORY_UTILIZATION = 0.92  # what vLLM 0.33 uses when the flag is absent
+GPU_MEMORY_UTILIZATION_PROD_CEILING = 0.93  # seed 004: "the safe ceiling in production is 0.93"
+GPU_MEMORY_UTILIZATION_HARD_CEILING = 0.95  # seed 000: "0.92-0.95 if you need more KV cache"
 VLLM_MAX_MODEL_LEN = 8192
 VLLM_MAX_NUM_SEQS = 256
-MAX_MODEL_LEN_LIMIT = 10_000_000     # largest context any released model claims (Llama 4 Scout: 10M)
+MAX_MODEL_LEN_LIMIT = 10_000_000  # largest context any released model claims (Llama 4 Scout: 10M)
 #: Activation/CUDA-graph/runtime budget reserved per GPU before KV cache (vllm-facts: "a few GiB").
 RUNTIME_OVERHEAD_GIB = 4.0
 #: Quantized 4-bit weights carry scales/zeros: ~5 % on top of 0.5 byte/param (vllm-facts).
@@ -30,34 +31,34 @@ INT4_SCALE_OVERHEAD = 0.05
 # --- health and lifecycle ------------------------------------------------------------
 HEALTH_PATH = "/health"
 METRICS_PATH = "/metrics"
-SYSTEMD_TIMEOUT_START_SEC = 900      # seed 001: 70B loads take 5-15 min
+SYSTEMD_TIMEOUT_START_SEC = 900  # seed 001: 70B loads take 5-15 min
 SYSTEMD_RESTART_SEC = 10
 HEALTH_POLL_SECONDS = 5
-DOCKER_HEALTH_START_PERIOD_SEC = 180 # >= 120 s (seed 003 compose start_period)
-READINESS_DELAY_MIN_SEC = 120        # seed 003: initialDelaySeconds 120-300
+DOCKER_HEALTH_START_PERIOD_SEC = 180  # >= 120 s (seed 003 compose start_period)
+READINESS_DELAY_MIN_SEC = 120  # seed 003: initialDelaySeconds 120-300
 READINESS_DELAY_MAX_SEC = 300
-READINESS_DELAY_PER_B_PARAMS = 2.5   # seconds of delay per billion params, clamped to the range above
+READINESS_DELAY_PER_B_PARAMS = 2.5  # seconds of delay per billion params, clamped to the range above
 LIVENESS_FAILURE_THRESHOLD = 6
 STARTUP_PROBE_BUDGET_SEC = SYSTEMD_TIMEOUT_START_SEC
 PROBE_PERIOD_SEC = 10
-DRAIN_SECONDS_MIN = 10               # seed 000: "short connection drain timeout (10-30 seconds)"
+DRAIN_SECONDS_MIN = 10  # seed 000: "short connection drain timeout (10-30 seconds)"
 DRAIN_SECONDS_MAX = 30
 DRAIN_SECONDS_DEFAULT = 20
-TERMINATION_GRACE_EXTRA_SEC = 15     # terminationGracePeriodSeconds = drain + this
+TERMINATION_GRACE_EXTRA_SEC = 15  # terminationGracePeriodSeconds = drain + this
 
 # --- front (nginx) -------------------------------------------------------------------
 HTTP_PORT = 80
 HTTPS_PORT = 443
 NGINX_IMAGE = "nginx:1.27.3"
-CLIENT_MAX_BODY_SIZE = "50m"         # seed 001
-PROXY_READ_TIMEOUT_SEC = 300         # seed 000/001
+CLIENT_MAX_BODY_SIZE = "50m"  # seed 001
+PROXY_READ_TIMEOUT_SEC = 300  # seed 000/001
 PROXY_CONNECT_TIMEOUT_SEC = 10
 UPSTREAM_MAX_FAILS = 2
 UPSTREAM_FAIL_TIMEOUT_SEC = 10
 UPSTREAM_KEEPALIVE = 32
 RATE_LIMIT_PER_KEY_RPS = 20
 RATE_LIMIT_BURST = 40
-RATE_LIMIT_RPS_MAX = 100_000         # nginx limit_req keeps rate x 1000 in an integer; far above any GPU's rate
+RATE_LIMIT_RPS_MAX = 100_000  # nginx limit_req keeps rate x 1000 in an integer; far above any GPU's rate
 #: Paths the front serves itself (`/v1/`, `/health`): a model of that name would shadow them.
 FRONT_RESERVED_ROUTES = frozenset({"v1", "health"})
 TLS_MIN_VERSION = "TLSv1.2"
@@ -71,42 +72,42 @@ GRAFANA_IMAGE = "grafana/grafana:11.4.0"
 DCGM_EXPORTER_PORT = 9400
 DCGM_EXPORTER_IMAGE = "nvcr.io/nvidia/k8s/dcgm-exporter:3.3.9-3.6.1-ubuntu22.04"
 NVIDIA_DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.0"
-SCRAPE_INTERVAL_SEC = 10             # seed 000
-ALERT_QUEUE_WAITING = 20             # seed 000: vllm:num_requests_waiting > 20 for 2m
+SCRAPE_INTERVAL_SEC = 10  # seed 000
+ALERT_QUEUE_WAITING = 20  # seed 000: vllm:num_requests_waiting > 20 for 2m
 ALERT_QUEUE_FOR = "2m"
-ALERT_KV_CACHE_USAGE = 0.90          # seed 000: > 0.90 for 5m
+ALERT_KV_CACHE_USAGE = 0.90  # seed 000: > 0.90 for 5m
 ALERT_KV_CACHE_FOR = "5m"
-ALERT_TTFT_P95_SEC = 2.0             # seed 000: p95 TTFT > 2 s for 3m
+ALERT_TTFT_P95_SEC = 2.0  # seed 000: p95 TTFT > 2 s for 3m
 ALERT_TTFT_FOR = "3m"
-ALERT_PREEMPTIONS_5M = 5             # vllm-facts: increase(...[5m]) > 5
+ALERT_PREEMPTIONS_5M = 5  # vllm-facts: increase(...[5m]) > 5
 ALERT_PREEMPTIONS_FOR = "5m"
 ALERT_BACKEND_DOWN_FOR = "1m"
-ALERT_GPU_TEMP_C = 80                # seed 003: throttling above 80 °C
+ALERT_GPU_TEMP_C = 80  # seed 003: throttling above 80 °C
 ALERT_GPU_TEMP_FOR = "5m"
 #: seed 003 says VRAM > 90 %, but vLLM pre-allocates gpu_memory_utilization (0.90-0.93) of the card
 #: at start, so 0.90 would fire permanently; alert only when usage leaves vLLM's own reservation.
 ALERT_VRAM_USAGE = 0.97
 ALERT_VRAM_FOR = "5m"
-ALERT_ERROR_RATE = 0.05              # share of non-stop/length finishes or 5xx
+ALERT_ERROR_RATE = 0.05  # share of non-stop/length finishes or 5xx
 ALERT_ERROR_RATE_FOR = "5m"
 
 # --- cost ----------------------------------------------------------------------------
-HOURS_PER_MONTH = 720                # seed 000
-LOAD_BUFFER_PCT_DEFAULT = 25         # seed 000: "+20-30% buffer"
+HOURS_PER_MONTH = 720  # seed 000
+LOAD_BUFFER_PCT_DEFAULT = 25  # seed 000: "+20-30% buffer"
 
 # --- kubernetes ----------------------------------------------------------------------
-K8S_VERSION = "1.31.0"               # schema version the rendered objects are validated against
+K8S_VERSION = "1.31.0"  # schema version the rendered objects are validated against
 K8S_NAMESPACE = "vllm"
 SHM_SIZE = "16Gi"
 WEIGHTS_PVC_SIZE = "500Gi"
 LABEL_CAPACITY = "vllm-stack/capacity"
 LABEL_MODEL = "vllm-stack/model"
 LABEL_ENVIRONMENT = "vllm-stack/environment"
-LABEL_GPU = "vllm-stack/gpu"          # catalog GPU id of a vLLM workload (read by the model-fits-gpu policy)
+LABEL_GPU = "vllm-stack/gpu"  # catalog GPU id of a vLLM workload (read by the model-fits-gpu policy)
 LABEL_PART_OF = "app.kubernetes.io/part-of"
 KEDA_POLLING_INTERVAL_SEC = 15
-KEDA_COOLDOWN_SEC = 300              # seed 003: 5-minute scale-down cooldown
-KEDA_QUEUE_TARGET = 5                # waiting requests per spot replica before scaling out
+KEDA_COOLDOWN_SEC = 300  # seed 003: 5-minute scale-down cooldown
+KEDA_QUEUE_TARGET = 5  # waiting requests per spot replica before scaling out
 
 # --- hosts (docker platform) ----------------------------------------------------------
 SSH_PORT = 22
@@ -120,17 +121,17 @@ SECRET_FILE_MODE = 0o600
 JOB_VLLM = "vllm"
 JOB_DCGM = "dcgm"
 JOB_NGINX = "nginx"
-SCRAPE_LABEL_MODEL = "model"         # served model name (VllmNoHealthyBackend groups by it)
-SCRAPE_LABEL_CAPACITY = "capacity"   # onDemand | spot
+SCRAPE_LABEL_MODEL = "model"  # served model name (VllmNoHealthyBackend groups by it)
+SCRAPE_LABEL_CAPACITY = "capacity"  # onDemand | spot
 SCRAPE_LABEL_HOST = "host"
 # Metric names exposed by vLLM 0.33 (vllm-facts.md; NOT gpu_cache_usage_perc / time_per_output_token).
 METRIC_REQUESTS_RUNNING = "vllm:num_requests_running"
 METRIC_REQUESTS_WAITING = "vllm:num_requests_waiting"
 METRIC_KV_CACHE_USAGE = "vllm:kv_cache_usage_perc"
-METRIC_TTFT = "vllm:time_to_first_token_seconds"            # histogram
-METRIC_ITL = "vllm:inter_token_latency_seconds"             # histogram
-METRIC_E2E_LATENCY = "vllm:e2e_request_latency_seconds"     # histogram
-METRIC_QUEUE_TIME = "vllm:request_queue_time_seconds"       # histogram
+METRIC_TTFT = "vllm:time_to_first_token_seconds"  # histogram
+METRIC_ITL = "vllm:inter_token_latency_seconds"  # histogram
+METRIC_E2E_LATENCY = "vllm:e2e_request_latency_seconds"  # histogram
+METRIC_QUEUE_TIME = "vllm:request_queue_time_seconds"  # histogram
 METRIC_PROMPT_TOKENS = "vllm:prompt_tokens_total"
 METRIC_GENERATION_TOKENS = "vllm:generation_tokens_total"
 METRIC_PREEMPTIONS = "vllm:num_preemptions_total"
@@ -147,14 +148,14 @@ DCGM_FB_USED = "DCGM_FI_DEV_FB_USED"
 DCGM_FB_FREE = "DCGM_FI_DEV_FB_FREE"
 DCGM_XID_ERRORS = "DCGM_FI_DEV_XID_ERRORS"
 LABEL_DCGM_GPU = "gpu"
-ALERT_RATE_WINDOW = "5m"             # rate()/increase() window of the alert expressions (vllm-facts)
-ALERT_QUANTILE = 0.95                # TTFT p95 alert
+ALERT_RATE_WINDOW = "5m"  # rate()/increase() window of the alert expressions (vllm-facts)
+ALERT_QUANTILE = 0.95  # TTFT p95 alert
 DASHBOARD_QUANTILES = (0.5, 0.95)
 SEVERITY_WARNING = "warning"
 SEVERITY_CRITICAL = "critical"
 ALERT_GROUP = "vllm"
-RULES_FILE = "vllm-alerts.yml"       # the alert rules file (SSH hosts) / ConfigMap key (kubernetes)
-RUNBOOKS_DOC = "docs/runbooks.md"    # alert runbook_url = <base>#<alert name, lower case>
+RULES_FILE = "vllm-alerts.yml"  # the alert rules file (SSH hosts) / ConfigMap key (kubernetes)
+RUNBOOKS_DOC = "docs/runbooks.md"  # alert runbook_url = <base>#<alert name, lower case>
 # Grafana provisioning.
 GRAFANA_PROVISIONING_DIR = "/etc/grafana/provisioning"
 GRAFANA_DATASOURCE_NAME = "Prometheus"
@@ -167,10 +168,10 @@ GRAFANA_ADMIN_USER = "admin"
 GRAFANA_ADMIN_PASSWORD_FILE = "/run/secrets/admin-password"
 
 # --- kubernetes (added) ----------------------------------------------------------------
-GPU_RESOURCE = "nvidia.com/gpu"      # extended resource the NVIDIA device plugin advertises
-GPU_TAINT_KEY = "nvidia.com/gpu"     # GPU nodes: nvidia.com/gpu=present:NoSchedule
+GPU_RESOURCE = "nvidia.com/gpu"  # extended resource the NVIDIA device plugin advertises
+GPU_TAINT_KEY = "nvidia.com/gpu"  # GPU nodes: nvidia.com/gpu=present:NoSchedule
 GPU_TAINT_VALUE = "present"
-K8S_PROBE_TIMEOUT_SEC = 5            # /health answers in ms; 5 s tolerates a busy event loop
+K8S_PROBE_TIMEOUT_SEC = 5  # /health answers in ms; 5 s tolerates a busy event loop
 #: Deployment progressDeadlineSeconds: image pull (~10 GB) + first weight download + the
 #: startup budget; the 600 s default marks a 70B rollout failed while it is still loading.
 K8S_PROGRESS_DEADLINE_SEC = 2 * STARTUP_PROBE_BUDGET_SEC
@@ -180,44 +181,46 @@ VLLM_CPU_REQUEST_PER_GPU = 2
 VLLM_MEMORY_REQUEST_GIB_PER_GPU = 8
 FRONT_REPLICAS_PROD = 2
 FRONT_REPLICAS_DEV = 1
-SECRET_VOLUME_MODE = 0o400           # TLS key / API-key map / Grafana password mounts
-PROMETHEUS_UID = 65534               # prom/prometheus image user (nobody)
-GRAFANA_UID = 472                    # grafana/grafana image user
+SECRET_VOLUME_MODE = 0o400  # TLS key / API-key map / Grafana password mounts
+PROMETHEUS_UID = 65534  # prom/prometheus image user (nobody)
+GRAFANA_UID = 472  # grafana/grafana image user
 PROMETHEUS_RETENTION = "15d"
-PROMETHEUS_STORAGE_SIZE = "20Gi"     # emptyDir sizeLimit of the TSDB
-NGINX_IMAGE_USER = "nginx"           # worker user of the official nginx image (NGINX_IMAGE)
+PROMETHEUS_STORAGE_SIZE = "20Gi"  # emptyDir sizeLimit of the TSDB
+NGINX_IMAGE_USER = "nginx"  # worker user of the official nginx image (NGINX_IMAGE)
 
 # --- hosts (added) -------------------------------------------------------------------
-HOST_BIN_DIR = "/usr/local/bin"      # vLLM start wrappers: vllm-start-<unit>
-HOST_SBIN_DIR = "/usr/local/sbin"    # root-only tools: bootstrap, secret writer
-VLLM_BIN = "/usr/local/bin/vllm"     # seed 001: the wrapper runs /usr/local/bin/vllm serve
-CURL_BIN = "/usr/bin/curl"           # Debian/Ubuntu `curl` package; the wrapper polls /health with it
-DOCKER_BIN = "/usr/bin/docker"       # docker-ce / docker.io
+HOST_BIN_DIR = "/usr/local/bin"  # vLLM start wrappers: vllm-start-<unit>
+HOST_SBIN_DIR = "/usr/local/sbin"  # root-only tools: bootstrap, secret writer
+VLLM_BIN = "/usr/local/bin/vllm"  # seed 001: the wrapper runs /usr/local/bin/vllm serve
+CURL_BIN = "/usr/bin/curl"  # Debian/Ubuntu `curl` package; the wrapper polls /health with it
+DOCKER_BIN = "/usr/bin/docker"  # docker-ce / docker.io
 SYSTEMD_UNIT_DIR = "/etc/systemd/system"
-VLLM_CACHE_DIR = "/var/cache/vllm"   # systemd CacheDirectory=vllm: HOME and XDG cache of the nologin vllm user
-VLLM_DIR_MODE = 0o750                # VLLM_ETC_DIR (root:vllm) and VLLM_WEIGHTS_DIR (vllm:vllm)
+VLLM_CACHE_DIR = "/var/cache/vllm"  # systemd CacheDirectory=vllm: HOME and XDG cache of the nologin vllm user
+VLLM_DIR_MODE = 0o750  # VLLM_ETC_DIR (root:vllm) and VLLM_WEIGHTS_DIR (vllm:vllm)
 EXECUTABLE_MODE = 0o755
 ROOT_EXECUTABLE_MODE = 0o700
-UNIT_FILE_MODE = 0o644               # unit files are world-readable: never a secret in them (seed 001)
-HOST_GPU_GROUPS = ("render", "video")   # seed 001: GPU device access; added only where the group exists
+UNIT_FILE_MODE = 0o644  # unit files are world-readable: never a secret in them (seed 001)
+HOST_GPU_GROUPS = ("render", "video")  # seed 001: GPU device access; added only where the group exists
 SECRET_WRITER_NAME = "vllm-write-secrets"
 BOOTSTRAP_NAME = "vllm-stack-bootstrap"
 DCGM_EXPORTER_CONTAINER = "dcgm-exporter"
 
 # --- front (added)
-NGINX_USER = "www-data"              # Debian nginx package user (official nginx image: "nginx")
+NGINX_USER = "www-data"  # Debian nginx package user (official nginx image: "nginx")
 NGINX_WORKER_CONNECTIONS = 4096
 #: Idle keep-alive to a backend must end before vLLM's own (uvicorn, VLLM_HTTP_TIMEOUT_KEEP_ALIVE,
 #: default 5 s): otherwise nginx can reuse a connection vLLM is closing and the request fails.
 UPSTREAM_KEEPALIVE_TIMEOUT_SEC = 4
-UPSTREAM_ZONE_SIZE = "64k"           # shared memory so least_conn counts and max_fails are per front, not per worker
+UPSTREAM_ZONE_SIZE = "64k"  # shared memory so least_conn counts and max_fails are per front, not per worker
 PROXY_NEXT_UPSTREAM_TRIES = 2
 RATE_LIMIT_ZONE_SIZE = "10m"
 #: Mozilla "intermediate" (v5.7+) TLS 1.2 suites; TLS 1.3 suites are OpenSSL's defaults.
-TLS_CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
-               "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")
+TLS_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+)
 TLS_ECDH_CURVES = "X25519:prime256v1:secp384r1"
 TLS_SESSION_CACHE = "shared:SSL:10m"
 TLS_SESSION_TIMEOUT = "1d"
-REQUEST_ID_MAX_LEN = 128             # longer/odd client X-Request-IDs are replaced by nginx's $request_id
+REQUEST_ID_MAX_LEN = 128  # longer/odd client X-Request-IDs are replaced by nginx's $request_id
 API_KEY_MIN_LEN = 16

@@ -5,6 +5,7 @@ Components, renderers, the runbook commands, the policies and the docs read thes
 nobody spells a container, unit, Deployment, Service or Secret name a second time
 (`tests/unit/test_deployment_model.py` forbids the literals elsewhere). Pure: no Pulumi, no I/O.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,8 +26,8 @@ from .render.vllm_args import ENV_API_KEY, ENV_HF_TOKEN
 #: Stand-in for a secret value in recorded artifacts: token-safe, so validating renderers accept it.
 SECRET_PLACEHOLDER = "secret-placeholder"
 #: Kubernetes Secrets the stack creates (values only ever from Pulumi secrets).
-MODEL_SECRET = "vllm-model-secrets"          # VLLM_API_KEY / HF_TOKEN for every model pod (envFrom)
-FRONT_KEYS_SECRET = "vllm-front-api-keys"    # the front's key map and upstream key include
+MODEL_SECRET = "vllm-model-secrets"  # VLLM_API_KEY / HF_TOKEN for every model pod (envFrom)
+FRONT_KEYS_SECRET = "vllm-front-api-keys"  # the front's key map and upstream key include
 FRONT_TLS_SECRET = "vllm-front-tls"
 GRAFANA_SECRET = "vllm-grafana-admin"
 #: Containers on SSH hosts (docker runtime of the monitoring host, and vLLM replicas).
@@ -37,29 +38,31 @@ VLLM_CONTAINER_PREFIX = "vllm-"
 MONITORING_DIR = "/etc/vllm-monitoring"
 RULES_FILE = D.RULES_FILE
 UPSTREAM_AUTH_PATH = "/etc/nginx/vllm/upstream-auth.conf"
-CONTAINER_SECRET_ENV = "/run/secrets/vllm.env"   # the model's 0600 env file inside its container
+CONTAINER_SECRET_ENV = "/run/secrets/vllm.env"  # the model's 0600 env file inside its container
 CERT_VALIDITY_HOURS = 24 * 90
 
 
 @dataclass(frozen=True)
 class SecretRef:
     """Where one secret config key ends up (never its value)."""
-    key: str                       # stack config key, e.g. apiKey
-    env: str | None = None         # process environment variable it becomes
+
+    key: str  # stack config key, e.g. apiKey
+    env: str | None = None  # process environment variable it becomes
     k8s_secret: str | None = None  # Kubernetes Secret holding it
 
 
 @dataclass(frozen=True)
 class Server:
     """One vLLM replica (SSH hosts) or one capacity class's Deployment (Kubernetes)."""
-    name: str                      # Pulumi resource name: replica name / <model>-<capacity>
+
+    name: str  # Pulumi resource name: replica name / <model>-<capacity>
     model: str
-    capacity: str                  # onDemand | spot
+    capacity: str  # onDemand | spot
     labels: tuple[tuple[str, str], ...]
-    replica: Replica | None = None # SSH hosts
+    replica: Replica | None = None  # SSH hosts
     bind: str = D.LOOPBACK
-    container: str | None = None   # docker runtime
-    unit: str | None = None        # systemd runtime
+    container: str | None = None  # docker runtime
+    unit: str | None = None  # systemd runtime
     wrapper: str | None = None
     secret_env: str | None = None
     deployment: str | None = None  # kubernetes
@@ -72,16 +75,23 @@ class Server:
     @property
     def scrape_target(self) -> ScrapeTarget:
         assert self.replica is not None
-        return ScrapeTarget(D.JOB_VLLM, self.bind, self.replica.port, (
-            (D.SCRAPE_LABEL_MODEL, self.model), (D.SCRAPE_LABEL_CAPACITY, self.capacity),
-            (D.SCRAPE_LABEL_HOST, self.replica.host or "")))
+        return ScrapeTarget(
+            D.JOB_VLLM,
+            self.bind,
+            self.replica.port,
+            (
+                (D.SCRAPE_LABEL_MODEL, self.model),
+                (D.SCRAPE_LABEL_CAPACITY, self.capacity),
+                (D.SCRAPE_LABEL_HOST, self.replica.host or ""),
+            ),
+        )
 
 
 @dataclass(frozen=True)
 class Host:
     name: str
     address: str
-    ssh_url: str                   # the docker provider's host
+    ssh_url: str  # the docker provider's host
     dcgm_target: ScrapeTarget
 
 
@@ -89,7 +99,7 @@ class Host:
 class Deployment:
     platform: str
     environment: str
-    runtime: str                   # docker | systemd (SSH hosts); kubernetes
+    runtime: str  # docker | systemd (SSH hosts); kubernetes
     namespace: str | None
     hosts: tuple[Host, ...]
     servers: tuple[Server, ...]
@@ -97,7 +107,7 @@ class Deployment:
     routes: tuple[tuple[str, str], ...]  # route name -> URL ("default" last)
     front_host: str | None
     monitoring_host: str | None
-    prometheus_url: str            # where Grafana (and KEDA) query Prometheus
+    prometheus_url: str  # where Grafana (and KEDA) query Prometheus
     grafana_url: str | None
     secrets: tuple[SecretRef, ...]
 
@@ -108,8 +118,9 @@ class Deployment:
         return tuple(s.backend for s in self.servers if s.replica is not None)
 
     def scrape_targets(self) -> tuple[ScrapeTarget, ...]:
-        return tuple(s.scrape_target for s in self.servers if s.replica is not None) + \
-            tuple(h.dcgm_target for h in self.hosts)
+        return tuple(s.scrape_target for s in self.servers if s.replica is not None) + tuple(
+            h.dcgm_target for h in self.hosts
+        )
 
 
 def container_name(replica: Replica) -> str:
@@ -118,8 +129,17 @@ def container_name(replica: Replica) -> str:
 
 def server_labels(cfg: StackConfig, model: str, gpu: str, capacity: str) -> tuple[tuple[str, str], ...]:
     """The labels every vLLM workload carries (container labels, pod labels; read by the policies)."""
-    return tuple(sorted({D.LABEL_MODEL: model, D.LABEL_CAPACITY: K8S_CAPACITY[capacity],
-                         D.LABEL_ENVIRONMENT: cfg.environment, D.LABEL_PART_OF: D.PROJECT, D.LABEL_GPU: gpu}.items()))
+    return tuple(
+        sorted(
+            {
+                D.LABEL_MODEL: model,
+                D.LABEL_CAPACITY: K8S_CAPACITY[capacity],
+                D.LABEL_ENVIRONMENT: cfg.environment,
+                D.LABEL_PART_OF: D.PROJECT,
+                D.LABEL_GPU: gpu,
+            }.items()
+        )
+    )
 
 
 def _host_servers(cfg: StackConfig) -> list[Server]:
@@ -128,10 +148,20 @@ def _host_servers(cfg: StackConfig) -> list[Server]:
     for m in cfg.models:
         for r in placement[m.name]:
             systemd = cfg.host_runtime == "systemd"
-            out.append(Server(name=r.name, model=m.name, capacity=r.capacity, replica=r, bind=vllm_bind_host(cfg, r),
-                              labels=server_labels(cfg, m.name, m.gpu, r.capacity), secret_env=secret_env_path(m.name),
-                              container=None if systemd else container_name(r),
-                              unit=unit_name(m, r) if systemd else None, wrapper=wrapper_path(m, r) if systemd else None))
+            out.append(
+                Server(
+                    name=r.name,
+                    model=m.name,
+                    capacity=r.capacity,
+                    replica=r,
+                    bind=vllm_bind_host(cfg, r),
+                    labels=server_labels(cfg, m.name, m.gpu, r.capacity),
+                    secret_env=secret_env_path(m.name),
+                    container=None if systemd else container_name(r),
+                    unit=unit_name(m, r) if systemd else None,
+                    wrapper=wrapper_path(m, r) if systemd else None,
+                )
+            )
     return out
 
 
@@ -139,17 +169,25 @@ def _k8s_servers(cfg: StackConfig) -> list[Server]:
     out: list[Server] = []
     for m in cfg.models:
         for capacity, _ in k8s_model.capacity_classes(m):
-            out.append(Server(name=f"{m.name}-{K8S_CAPACITY[capacity]}", model=m.name, capacity=capacity,
-                              labels=server_labels(cfg, m.name, m.gpu, capacity),
-                              deployment=k8s_model.deployment_name(m, K8S_CAPACITY[capacity])))
+            out.append(
+                Server(
+                    name=f"{m.name}-{K8S_CAPACITY[capacity]}",
+                    model=m.name,
+                    capacity=capacity,
+                    labels=server_labels(cfg, m.name, m.gpu, capacity),
+                    deployment=k8s_model.deployment_name(m, K8S_CAPACITY[capacity]),
+                )
+            )
     return out
 
 
 def _secret_refs(cfg: StackConfig) -> tuple[SecretRef, ...]:
     k8s = cfg.platform == "kubernetes"
-    refs = [SecretRef("apiKey", ENV_API_KEY, MODEL_SECRET if k8s else None),
-            SecretRef("apiKeys", None, FRONT_KEYS_SECRET if k8s else None),
-            SecretRef("grafanaAdminPassword", None, GRAFANA_SECRET if k8s else None)]
+    refs = [
+        SecretRef("apiKey", ENV_API_KEY, MODEL_SECRET if k8s else None),
+        SecretRef("apiKeys", None, FRONT_KEYS_SECRET if k8s else None),
+        SecretRef("grafanaAdminPassword", None, GRAFANA_SECRET if k8s else None),
+    ]
     if "hfToken" in cfg.secrets:
         refs.append(SecretRef("hfToken", ENV_HF_TOKEN, MODEL_SECRET if k8s else None))
     for key in ("sshPrivateKey", "tlsCertificate", "tlsPrivateKey"):
@@ -167,25 +205,55 @@ def build(cfg: StackConfig) -> Deployment:
     if cfg.platform == "kubernetes":
         ns = cfg.kubernetes.namespace
         return Deployment(
-            platform=cfg.platform, environment=cfg.environment, runtime="kubernetes", namespace=ns, hosts=(),
-            servers=tuple(_k8s_servers(cfg)), front_url=front_url, routes=routes, front_host=None, monitoring_host=None,
+            platform=cfg.platform,
+            environment=cfg.environment,
+            runtime="kubernetes",
+            namespace=ns,
+            hosts=(),
+            servers=tuple(_k8s_servers(cfg)),
+            front_url=front_url,
+            routes=routes,
+            front_host=None,
+            monitoring_host=None,
             prometheus_url=KC.prometheus_service_url(cfg),
-            grafana_url=(http_url(f"{KC.GRAFANA}.{ns}.svc.cluster.local", D.GRAFANA_PORT)
-                         if grafana and not cfg.monitoring.prometheus_operator else None),
-            secrets=_secret_refs(cfg))
+            grafana_url=(
+                http_url(f"{KC.GRAFANA}.{ns}.svc.cluster.local", D.GRAFANA_PORT)
+                if grafana and not cfg.monitoring.prometheus_operator
+                else None
+            ),
+            secrets=_secret_refs(cfg),
+        )
     hosts = []
     for h in cfg.hosts:
         bind = dcgm_bind(cfg, h)
-        hosts.append(Host(h.name, h.address, ssh_url(h.user, h.address, h.port),
-                          ScrapeTarget(D.JOB_DCGM, h.address if bind == "0.0.0.0" else bind, D.DCGM_EXPORTER_PORT,
-                                       ((D.SCRAPE_LABEL_HOST, h.name),))))
+        hosts.append(
+            Host(
+                h.name,
+                h.address,
+                ssh_url(h.user, h.address, h.port),
+                ScrapeTarget(
+                    D.JOB_DCGM,
+                    h.address if bind == "0.0.0.0" else bind,
+                    D.DCGM_EXPORTER_PORT,
+                    ((D.SCRAPE_LABEL_HOST, h.name),),
+                ),
+            )
+        )
     front_host, mon_host = cfg.front_host, cfg.monitoring_host
-    assert front_host is not None and mon_host is not None    # SSH platform: the config requires hosts
+    assert front_host is not None and mon_host is not None  # SSH platform: the config requires hosts
     return Deployment(
-        platform=cfg.platform, environment=cfg.environment, runtime=cfg.host_runtime, namespace=None,
-        hosts=tuple(hosts), servers=tuple(_host_servers(cfg)), front_url=front_url, routes=routes,
-        front_host=front_host.name, monitoring_host=mon_host.name,
+        platform=cfg.platform,
+        environment=cfg.environment,
+        runtime=cfg.host_runtime,
+        namespace=None,
+        hosts=tuple(hosts),
+        servers=tuple(_host_servers(cfg)),
+        front_url=front_url,
+        routes=routes,
+        front_host=front_host.name,
+        monitoring_host=mon_host.name,
         # Prometheus listens on the monitoring host's loopback; Grafana shares that host's network.
         prometheus_url=PROMETHEUS_LOCAL_URL,
         grafana_url=http_url(mon_host.address, D.GRAFANA_PORT) if grafana else None,
-        secrets=_secret_refs(cfg))
+        secrets=_secret_refs(cfg),
+    )

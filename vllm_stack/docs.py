@@ -3,6 +3,7 @@
 One definition, two renderings: `make docs` rewrites them, `tests/unit/test_docs.py`
 fails when either is stale, so the docs cannot drift from the code.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,7 +48,7 @@ def _type_name(ann: Any, metadata: Iterable[Any] = ()) -> str:
     if origin is typing.Annotated:
         return _type_name(args[0], getattr(ann, "__metadata__", ()))
     if grammar is not None:
-        return "string: " + grammar.replace("|", "\\|")   # inside a Markdown table cell
+        return "string: " + grammar.replace("|", "\\|")  # inside a Markdown table cell
     if origin is typing.Literal:
         return " \\| ".join(f"`{a}`" for a in args)
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
@@ -89,14 +90,17 @@ def _rows(model: type[BaseModel], prefix: str) -> list[str]:
         rows.append(f"| `{key}` | {typ} | {default} | {f.description or ''} |")
         inner = _inner_model(ann)
         if inner is not None:
-            suffix = "[]." if typing.get_origin(ann) in (tuple, list) else ("<gpu>." if typing.get_origin(ann) is dict else ".")
+            suffix = (
+                "[]."
+                if typing.get_origin(ann) in (tuple, list)
+                else ("<gpu>." if typing.get_origin(ann) is dict else ".")
+            )
             rows += _rows(inner, f"{key}{suffix}")
     return rows
 
 
 def config_reference() -> str:
-    lines = [START, "",
-             "| key (under `vllm-stack:`) | type / allowed | default | meaning |", "|---|---|---|---|"]
+    lines = [START, "", "| key (under `vllm-stack:`) | type / allowed | default | meaning |", "|---|---|---|---|"]
     lines += _rows(StackConfig, "")
     lines += ["", "Secrets (only as `pulumi config set --secret KEY VALUE`; a plain value is an error):", ""]
     lines += [f"- `{k}`: {v}" for k, v in SECRET_KEYS.items()]

@@ -3,6 +3,7 @@
 Components build these from placement (docker) or Service DNS (kubernetes); tests build
 them by hand on loopback. Keeping them plain dataclasses keeps the renderers pure.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,11 +15,12 @@ State = Literal["up", "down", "backup"]
 @dataclass(frozen=True)
 class Backend:
     """One vLLM server behind the front."""
-    model: str               # served model name (route /<model>/v1/)
-    address: str             # IP, host name or Service DNS
+
+    model: str  # served model name (route /<model>/v1/)
+    address: str  # IP, host name or Service DNS
     port: int
-    capacity: str = "onDemand"   # onDemand | spot
-    state: State = "up"          # the pool marks draining servers `down`
+    capacity: str = "onDemand"  # onDemand | spot
+    state: State = "up"  # the pool marks draining servers `down`
 
     @property
     def hostport(self) -> str:
@@ -28,7 +30,8 @@ class Backend:
 @dataclass(frozen=True)
 class ScrapeTarget:
     """One /metrics endpoint Prometheus scrapes, with the labels alerts group by."""
-    job: str                 # vllm | dcgm | nginx
+
+    job: str  # vllm | dcgm | nginx
     address: str
     port: int
     labels: tuple[tuple[str, str], ...] = ()

@@ -23,6 +23,7 @@ The option strings come from vllm_stack/data/vllm_serve_flags.yaml, generated fr
 parser (tests/real_vllm/flag_table.py); tests/real_vllm/test_flag_table.py proves the table and
 this resolution against vLLM's parser for every flag, alias and prefix the stack manages or refuses.
 """
+
 from __future__ import annotations
 
 import re
@@ -51,8 +52,11 @@ MANAGED = {
     "--download-dir": "the stack (weights directory)",
 }
 #: Other option strings vLLM has for managed flags (checked against the table by the unit tests).
-ALIASES = {"-tp": "--tensor-parallel-size", "-q": "--quantization",
-           "--device-memory-utilization": "--gpu-memory-utilization"}
+ALIASES = {
+    "-tp": "--tensor-parallel-size",
+    "-q": "--quantization",
+    "--device-memory-utilization": "--gpu-memory-utilization",
+}
 #: Flags whose value is a credential: anything on argv is readable in /proc/<pid>/cmdline.
 SECRET_FLAGS = {
     "--api-key": "set the apiKey secret; the stack passes VLLM_API_KEY through the 0600 env file / k8s Secret",
@@ -61,12 +65,12 @@ SECRET_FLAGS = {
 #: vLLM flags that change what vLLM reads or whether it serves at all.
 CONTROL_FLAGS = {
     "--config": "vLLM would read more options from that YAML file, which the stack never sees (it could "
-                "set managed or secret flags); put the options in models[].extraArgs",
+    "set managed or secret flags); put the options in models[].extraArgs",
     "--help": "vLLM would print its help and exit instead of serving",
 }
 #: Flags removed or changed upstream (vllm-facts.md).
 REMOVED = {
-    "--speculative-model": "removed in vLLM; use --speculative-config '{\"model\": ..., \"num_speculative_tokens\": N}'",
+    "--speculative-model": 'removed in vLLM; use --speculative-config \'{"model": ..., "num_speculative_tokens": N}\'',
     "--num-speculative-tokens": "removed in vLLM; part of --speculative-config",
     "--speculative-draft-tensor-parallel-size": "removed in vLLM; part of --speculative-config",
     "--disable-log-requests": "changed across vLLM versions; do not emit it",
@@ -87,9 +91,11 @@ _SHOW_CANDIDATES = 10
 
 # --------------------------------------------------------------------------- the option table
 
+
 @dataclass(frozen=True)
 class Action:
     """One argparse action of `vllm serve`: its option strings (vLLM's order), dest, nargs."""
+
     dest: str
     options: tuple[str, ...]
     nargs: int | str | None
@@ -112,22 +118,33 @@ class OptionTable:
     allow_abbrev: bool
     negative_number_options: bool
     actions: tuple[Action, ...]
-    by_option: Mapping[str, Action]   # insertion order = vLLM's parser order (ambiguity messages follow it)
+    by_option: Mapping[str, Action]  # insertion order = vLLM's parser order (ambiguity messages follow it)
 
 
 def load_table(path: Path = DATA_FILE) -> OptionTable:
     raw = yaml.safe_load(path.read_text())
-    actions = tuple(Action(dest=str(a["dest"]), options=tuple(str(o) for o in a["options"]), nargs=a["nargs"],
-                           kind=str(a.get("action", ""))) for a in raw["actions"])
+    actions = tuple(
+        Action(
+            dest=str(a["dest"]),
+            options=tuple(str(o) for o in a["options"]),
+            nargs=a["nargs"],
+            kind=str(a.get("action", "")),
+        )
+        for a in raw["actions"]
+    )
     by_option: dict[str, Action] = {}
     for a in actions:
         for o in a.options:
             by_option.setdefault(o, a)
     parser = raw.get("parser", {})
-    return OptionTable(vllm_version=str(raw["vllm"]["version"]), python=str(raw.get("python", "")),
-                       allow_abbrev=bool(parser.get("allow_abbrev", True)),
-                       negative_number_options=bool(parser.get("negative_number_options", False)),
-                       actions=actions, by_option=by_option)
+    return OptionTable(
+        vllm_version=str(raw["vllm"]["version"]),
+        python=str(raw.get("python", "")),
+        allow_abbrev=bool(parser.get("allow_abbrev", True)),
+        negative_number_options=bool(parser.get("negative_number_options", False)),
+        actions=actions,
+        by_option=by_option,
+    )
 
 
 @lru_cache(maxsize=1)
@@ -137,6 +154,7 @@ def table() -> OptionTable:
 
 
 # --------------------------------------------------------------------------- resolution of one token
+
 
 class AmbiguousOption(ValueError):
     """vLLM refuses the token: it is a prefix of several option strings."""
@@ -160,8 +178,9 @@ class Resolution:
     `candidates`: every option string an ambiguous prefix could match, in vLLM's order;
     `dotted`: vLLM's `--flag.key[=v]` JSON form.
     """
+
     token: str
-    kind: str                      # exact | prefix | ambiguous | unknown | positional
+    kind: str  # exact | prefix | ambiguous | unknown | positional
     seen_as: str | None = None
     option: str | None = None
     flag: str | None = None
@@ -287,7 +306,7 @@ def lookup(token: str) -> Resolution:
     if not token.startswith("-"):
         return Resolution(token, "positional")
     if token.startswith("-O") and token != "-O":
-        value = token[3:] if token[2] == "=" else token[2:]   # FlexibleArgumentParser: -O3, -O=3, -Odecode
+        value = token[3:] if token[2] == "=" else token[2:]  # FlexibleArgumentParser: -O3, -O=3, -Odecode
         if OPTIMIZATION_FLAG in table().by_option:
             return Resolution(token, "exact", OPTIMIZATION_FLAG, OPTIMIZATION_FLAG, OPTIMIZATION_FLAG, value)
         return Resolution(token, "unknown", OPTIMIZATION_FLAG)
@@ -332,9 +351,11 @@ def normalize(flag: str, *, abbrev: bool = True) -> str:
 
 # --------------------------------------------------------------------------- reading a whole argv
 
+
 @dataclass(frozen=True)
 class Occurrence:
     """One option in an argv as vLLM reads it: where, how it resolved, the values it takes."""
+
     index: int
     resolution: Resolution
     values: tuple[str, ...]
@@ -387,7 +408,7 @@ def occurrences(args: Sequence[str]) -> list[Occurrence]:
                 values.append(args[i])
                 i += 1
                 want -= 1
-        elif r.unknown:   # not vLLM's (e.g. removed upstream): its value as the old table read it
+        elif r.unknown:  # not vLLM's (e.g. removed upstream): its value as the old table read it
             if "=" in tok:
                 values.append(tok.partition("=")[2])
             elif i < n and not args[i].startswith("-"):
@@ -410,6 +431,7 @@ def iter_flags(args: Iterable[str]) -> list[str]:
 
 # --------------------------------------------------------------------------- the refusals
 
+
 def _refused_note(flag: str) -> str | None:
     if flag in SECRET_FLAGS:
         return "keeps it off argv (secret)"
@@ -428,8 +450,10 @@ def _ambiguous_message(r: Resolution) -> str:
     listing = ", ".join(shown) + (f" and {more} more" if more > 0 else "")
     msg = f"{r.shown} is ambiguous in vLLM (it could match {listing}): vLLM refuses it; spell the flag out"
     if refused:
-        notes = "; ".join(f"{c}{'' if c == _canonical(c) else f' (= {_canonical(c)})'}: the stack "
-                          f"{_refused_note(_canonical(c))}" for c in refused)
+        notes = "; ".join(
+            f"{c}{'' if c == _canonical(c) else f' (= {_canonical(c)})'}: the stack {_refused_note(_canonical(c))}"
+            for c in refused
+        )
         msg += f" ({notes})"
     return msg
 
@@ -441,12 +465,16 @@ def _whitespace_message(token: str) -> str | None:
         return None
     r = lookup(words[0])
     if r.ambiguous and any(_refused_note(_canonical(c)) for c in r.candidates):
-        return (f"`{words[0]} …` is one argument containing whitespace, and {words[0]} alone would be "
-                f"ambiguous in vLLM: {_ambiguous_message(r)}")
+        return (
+            f"`{words[0]} …` is one argument containing whitespace, and {words[0]} alone would be "
+            f"ambiguous in vLLM: {_ambiguous_message(r)}"
+        )
     if r.flag is None or not _refused_note(r.flag):
         return None
-    msg = (f"`{words[0]} …` is one argument containing whitespace: vLLM does not read it as {r.flag} "
-           "(it refuses it as an unrecognized argument); give the flag and its value as two items")
+    msg = (
+        f"`{words[0]} …` is one argument containing whitespace: vLLM does not read it as {r.flag} "
+        "(it refuses it as an unrecognized argument); give the flag and its value as two items"
+    )
     if r.flag in SECRET_FLAGS:
         msg += f", and never on the command line: {r.flag} carries a secret; {SECRET_FLAGS[r.flag]}"
     elif r.flag in MANAGED:
@@ -472,8 +500,15 @@ def problems(args: Sequence[str], *, managed_allowed: bool = False) -> list[tupl
         if not arg.startswith("-"):
             continue
         if arg == END_OF_OPTIONS:
-            out.append((i, ("-- ends vLLM's options: vLLM reads every later argument as a positional and "
-                            "refuses them (unrecognized arguments)")))
+            out.append(
+                (
+                    i,
+                    (
+                        "-- ends vLLM's options: vLLM reads every later argument as a positional and "
+                        "refuses them (unrecognized arguments)"
+                    ),
+                )
+            )
             continue
         r = lookup(arg)
         if r.ambiguous:
@@ -502,10 +537,18 @@ def problems(args: Sequence[str], *, managed_allowed: bool = False) -> list[tupl
                 out.append((i, f"{via}--dtype {value} is not valid; allowed: {', '.join(DTYPE_CHOICES)}{hint}"))
         elif name in MANAGED:
             if not managed_allowed:
-                out.append((i, (f"{via}{name} is managed by the stack (set {MANAGED[name]}); repeating it "
-                                "would silently override the typed value")))
+                out.append(
+                    (
+                        i,
+                        (
+                            f"{via}{name} is managed by the stack (set {MANAGED[name]}); repeating it "
+                            "would silently override the typed value"
+                        ),
+                    )
+                )
             elif name in seen:
-                out.append((i, (f"{via}{name} given twice (argument {seen[name]} and {i}); the last one "
-                                "would win silently")))
+                out.append(
+                    (i, (f"{via}{name} given twice (argument {seen[name]} and {i}); the last one would win silently"))
+                )
         seen.setdefault(name, i)
     return out

@@ -14,6 +14,7 @@ POSIX.1-2017 3.437 plus Debian's adduser NAME_REGEX (user names), huggingface_hu
 crontab(5) as read by robfig/cron's standard parser that KEDA's cron scaler uses, IANA tzdata,
 and Kubernetes' apimachinery `resource.Quantity` and `IsDNS1123Subdomain`.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -87,8 +88,11 @@ def check_host_port(value: str) -> str:
         port = int(m.group(2) or m.group(4))
         six = m.group(1) is not None
         addr = ip_literal(host)
-        host_ok = (addr is not None and addr.version == 6) if six else (
-            (addr is not None and addr.version == 4) or is_dns_name(host))
+        host_ok = (
+            (addr is not None and addr.version == 6)
+            if six
+            else ((addr is not None and addr.version == 4) or is_dns_name(host))
+        )
         if host_ok and 0 < port < 65536:
             return value
     raise ValueError("must be `host:port` (host an IPv4 address, `[IPv6]` or an RFC 1123 DNS name; port 1-65535)")
@@ -102,8 +106,10 @@ def check_http_url(value: str) -> str:
         port = int(m.group(3)) if m.group(3) else 1
         if (ip_literal(host) is not None or is_dns_name(host)) and 0 < port < 65536:
             return value
-    raise ValueError("must be an http:// or https:// URL: host (IP, [IPv6] or DNS name), optional :port, "
-                     "optional path of A-Z a-z 0-9 . _ ~ / -")
+    raise ValueError(
+        "must be an http:// or https:// URL: host (IP, [IPv6] or DNS name), optional :port, "
+        "optional path of A-Z a-z 0-9 . _ ~ / -"
+    )
 
 
 # --- model references and images ----------------------------------------------------------------
@@ -115,20 +121,26 @@ _PATH_RE = re.compile(r"^/[A-Za-z0-9._+@=-]+(?:/[A-Za-z0-9._+@=-]+)*/?$")
 
 def is_abs_path(value: str) -> bool:
     """An absolute path of safe characters with no `.`/`..` segment and no `//`."""
-    return bool(_PATH_RE.fullmatch(value)) and len(value) <= 4096 and not any(
-        seg in (".", "..") for seg in value.split("/"))
+    return (
+        bool(_PATH_RE.fullmatch(value))
+        and len(value) <= 4096
+        and not any(seg in (".", "..") for seg in value.split("/"))
+    )
 
 
 def check_model_ref(value: str) -> str:
     if value.startswith("/"):
         if is_abs_path(value):
             return value
-        raise ValueError("an absolute path must be letters, digits and . _ + @ = - between single `/`, "
-                         "with no `.` or `..` segment")
+        raise ValueError(
+            "an absolute path must be letters, digits and . _ + @ = - between single `/`, with no `.` or `..` segment"
+        )
     if _HF_RE.fullmatch(value) and "--" not in value and ".." not in value and not value.endswith(".git"):
         return value
-    raise ValueError("must be a Hugging Face repo id (`org/name`: letters, digits, - _ . ; no `--` or `..`; "
-                     "at most 96 per part) or an absolute path")
+    raise ValueError(
+        "must be a Hugging Face repo id (`org/name`: letters, digits, - _ . ; no `--` or `..`; "
+        "at most 96 per part) or an absolute path"
+    )
 
 
 _OCI_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -136,7 +148,9 @@ _OCI_DOMAIN = rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:]+\])(?::[0-9]{{1,5}})?
 _OCI_RE = re.compile(
     rf"^(?:(?P<domain>{_OCI_DOMAIN})/)?(?P<path>{_OCI_COMPONENT}(?:/{_OCI_COMPONENT})*)"
     r"(?::(?P<tag>[\w][\w.-]{0,127}))?"
-    r"(?:@(?P<digest>[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}))?$", re.ASCII)
+    r"(?:@(?P<digest>[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}))?$",
+    re.ASCII,
+)
 
 
 def check_image(value: str) -> str:
@@ -147,15 +161,20 @@ def check_image(value: str) -> str:
         # A first component with a dot, colon or `localhost` is a registry (reference.go splitDomain).
         if len(name) <= 255:
             return value
-    raise ValueError("must be an OCI image reference `[registry[:port]/]path[:tag][@sha256:hex]` "
-                     "(lowercase path components)")
+    raise ValueError(
+        "must be an OCI image reference `[registry[:port]/]path[:tag][@sha256:hex]` (lowercase path components)"
+    )
 
 
 # --- schedules, durations, sizes --------------------------------------------------------------------
 
-_CRON_FIELDS = (("minute", 0, 59, ()), ("hour", 0, 23, ()), ("day of month", 1, 31, ()),
-                ("month", 1, 12, ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")),
-                ("day of week", 0, 7, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")))
+_CRON_FIELDS = (
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day of month", 1, 31, ()),
+    ("month", 1, 12, ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")),
+    ("day of week", 0, 7, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")),
+)
 
 
 def _cron_value(text: str, lo: int, hi: int, names: tuple[str, ...], what: str) -> int:
@@ -198,8 +217,21 @@ def check_timezone(value: str) -> str:
 
 
 _QUANTITY_RE = re.compile(r"^(?P<num>[0-9]{1,15}(?:\.[0-9]{1,6})?)(?P<unit>Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
-_QUANTITY_UNITS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-                   "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+_QUANTITY_UNITS = {
+    None: 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "E": 10**18,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
+}
 
 
 def quantity_bytes(value: str) -> float:
@@ -216,8 +248,10 @@ def check_storage_quantity(value: str) -> str:
     except ValueError:
         size = -1
     if not 0 < size <= 2**60:
-        raise ValueError("must be a positive Kubernetes storage quantity such as `500Gi` or `1Ti` "
-                         "(number, optional suffix Ki Mi Gi Ti Pi Ei k M G T P E; at most 1Ei)")
+        raise ValueError(
+            "must be a positive Kubernetes storage quantity such as `500Gi` or `1Ti` "
+            "(number, optional suffix Ki Mi Gi Ti Pi Ei k M G T P E; at most 1Ei)"
+        )
     return value
 
 
@@ -229,15 +263,16 @@ def check_dns_subdomain(value: str) -> str:
 
 
 _NGINX_SIZE_RE = re.compile(r"^(?P<num>[0-9]{1,13})(?P<unit>[kKmMgG]?)$")
-NGINX_SIZE_MAX = 2**40   # 1 TiB; nginx parses sizes into off_t, a body this big is a mistake anyway
+NGINX_SIZE_MAX = 2**40  # 1 TiB; nginx parses sizes into off_t, a body this big is a mistake anyway
 
 
 def check_nginx_size(value: str) -> str:
     m = _NGINX_SIZE_RE.fullmatch(value)
     scale = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}
     if not m or int(m.group("num")) * scale[m.group("unit").lower()] > NGINX_SIZE_MAX:
-        raise ValueError("must be an nginx size: a number with an optional k, m or g suffix, at most 1 TiB "
-                         "(e.g. `50m`)")
+        raise ValueError(
+            "must be an nginx size: a number with an optional k, m or g suffix, at most 1 TiB (e.g. `50m`)"
+        )
     return value
 
 
@@ -272,6 +307,7 @@ def check_name(value: str) -> str:
 @dataclass(frozen=True)
 class Grammar:
     """One named grammar: the check, its length bound and the sentence the README prints."""
+
     name: str
     check: Callable[[str], str]
     text: str
@@ -291,23 +327,26 @@ class Grammar:
         return WithJsonSchema({"type": "string", "maxLength": self.max_length, "description": self.text})
 
 
-GRAMMARS = {g.name: g for g in (
-    Grammar("name", check_name, "1-40 of `a-z 0-9 -`, starting and ending alphanumeric", 40),
-    Grammar("host address", check_host_address, "IPv4, IPv6 without zone id, or RFC 1123 DNS name", 253),
-    Grammar("POSIX user", check_posix_user, "POSIX user name `[a-z_][a-z0-9_-]{0,31}`", 32),
-    Grammar("domain", check_domain, "RFC 1123 DNS name, or `*.` + a name of two or more labels", 253),
-    Grammar("host:port", check_host_port, "`host:port` (IPv4, `[IPv6]` or DNS name; port 1-65535)", 260),
-    Grammar("http URL", check_http_url, "`http(s)://host[:port][/path]`", 2048),
-    Grammar("model reference", check_model_ref, "Hugging Face repo id `org/name` or an absolute path", 4096),
-    Grammar("OCI image", check_image, "OCI image reference `[registry/]path[:tag][@sha256:…]`", 512),
-    Grammar("cron", check_cron, "five-field cron expression (`*`, numbers, names, ranges, steps, lists)", 256),
-    Grammar("IANA timezone", check_timezone, "IANA time zone name (`UTC`, `Europe/Berlin`)", 64),
-    Grammar("storage quantity", check_storage_quantity, "positive Kubernetes quantity (`500Gi`)", 32),
-    Grammar("DNS subdomain", check_dns_subdomain, "lowercase RFC 1123 subdomain", 253),
-    Grammar("nginx size", check_nginx_size, "nginx size `<n>[k|m|g]`, at most 1 TiB", 16),
-    Grammar("duration", check_duration, "Prometheus duration `<n>s`, `<n>m` or `<n>h`", 7),
-    Grammar("vLLM argument", check_extra_arg, "printable text, no control characters, 1-8192 characters", 8192),
-)}
+GRAMMARS = {
+    g.name: g
+    for g in (
+        Grammar("name", check_name, "1-40 of `a-z 0-9 -`, starting and ending alphanumeric", 40),
+        Grammar("host address", check_host_address, "IPv4, IPv6 without zone id, or RFC 1123 DNS name", 253),
+        Grammar("POSIX user", check_posix_user, "POSIX user name `[a-z_][a-z0-9_-]{0,31}`", 32),
+        Grammar("domain", check_domain, "RFC 1123 DNS name, or `*.` + a name of two or more labels", 253),
+        Grammar("host:port", check_host_port, "`host:port` (IPv4, `[IPv6]` or DNS name; port 1-65535)", 260),
+        Grammar("http URL", check_http_url, "`http(s)://host[:port][/path]`", 2048),
+        Grammar("model reference", check_model_ref, "Hugging Face repo id `org/name` or an absolute path", 4096),
+        Grammar("OCI image", check_image, "OCI image reference `[registry/]path[:tag][@sha256:…]`", 512),
+        Grammar("cron", check_cron, "five-field cron expression (`*`, numbers, names, ranges, steps, lists)", 256),
+        Grammar("IANA timezone", check_timezone, "IANA time zone name (`UTC`, `Europe/Berlin`)", 64),
+        Grammar("storage quantity", check_storage_quantity, "positive Kubernetes quantity (`500Gi`)", 32),
+        Grammar("DNS subdomain", check_dns_subdomain, "lowercase RFC 1123 subdomain", 253),
+        Grammar("nginx size", check_nginx_size, "nginx size `<n>[k|m|g]`, at most 1 TiB", 16),
+        Grammar("duration", check_duration, "Prometheus duration `<n>s`, `<n>m` or `<n>h`", 7),
+        Grammar("vLLM argument", check_extra_arg, "printable text, no control characters, 1-8192 characters", 8192),
+    )
+}
 _G = GRAMMARS
 
 Name = Annotated[str, _G["name"].validator, _G["name"].schema]

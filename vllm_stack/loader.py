@@ -3,6 +3,7 @@
 Every error names the key path the user typed (`models[1].gpuMemoryUtilization`), the
 bad value and what is allowed, on one line; the CLI exits 2 with it and writes nothing.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -23,7 +24,7 @@ def display_text(value: Any) -> str:
     text = os.fsdecode(value) if isinstance(value, (bytes, os.PathLike)) else str(value)
     try:
         raw = os.fsencode(text)
-    except UnicodeEncodeError:                 # a lone surrogate that no file name produced
+    except UnicodeEncodeError:  # a lone surrogate that no file name produced
         raw = text.encode("utf-8", "backslashreplace")
     return raw.decode("utf-8", "backslashreplace")
 
@@ -108,7 +109,7 @@ def _error_from_pydantic(err: Mapping[str, Any], source: str | None) -> ConfigEr
         return ConfigError(path, "required key is missing", source)
     msg = err["msg"]
     if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+        msg = msg[len("Value error, ") :]
     return ConfigError(path, f"{shown} is not allowed; {msg[0].lower() + msg[1:]}", source)
 
 
@@ -117,8 +118,12 @@ def parse_config(raw: Mapping[str, Any], secrets: Iterable[str] = (), source: st
     data = dict(raw)
     for key in list(data):
         if key in SECRET_KEYS:
-            raise ConfigError(key, "must be a Pulumi secret (`pulumi config set --secret "
-                                   f"{key} ...`, stored as `secure:`); a plain value would leak into the stack file", source)
+            raise ConfigError(
+                key,
+                "must be a Pulumi secret (`pulumi config set --secret "
+                f"{key} ...`, stored as `secure:`); a plain value would leak into the stack file",
+                source,
+            )
     try:
         cfg = StackConfig.model_validate({**data, "secrets": frozenset(secrets)})
     except ValidationError as exc:
@@ -138,9 +143,11 @@ def _is_secure_value(key: str, value: Any) -> bool:
     return isinstance(value, Mapping) and set(value) == {"secure"}
 
 
-def split_namespaced(config_map: Mapping[str, Any], source: str | None = None,
-                     is_secret: Callable[[str, Any], bool] = _is_secure_value,
-                     ) -> tuple[dict[str, Any], set[str]]:
+def split_namespaced(
+    config_map: Mapping[str, Any],
+    source: str | None = None,
+    is_secret: Callable[[str, Any], bool] = _is_secure_value,
+) -> tuple[dict[str, Any], set[str]]:
     """Pick `vllm-stack:*` keys; return (plain values, names of secret keys that are set)."""
     plain: dict[str, Any] = {}
     secrets: set[str] = set()
@@ -148,21 +155,31 @@ def split_namespaced(config_map: Mapping[str, Any], source: str | None = None,
     for full_key, value in config_map.items():
         if not isinstance(full_key, str) or not full_key.startswith(prefix):
             continue  # other namespaces (kubernetes:context, aws:region) belong to providers
-        key = full_key[len(prefix):]
+        key = full_key[len(prefix) :]
         if is_secret(key, value):
             cipher = value["secure"] if isinstance(value, Mapping) else value
             if is_secret is _is_secure_value and (not isinstance(cipher, str) or not cipher.strip()):
-                raise ConfigError(f"{key}.secure", "is not a ciphertext; set the secret with `pulumi config set "
-                                                   f"--secret {key} ...` (an empty or null `secure:` is not a secret)",
-                                  source)
+                raise ConfigError(
+                    f"{key}.secure",
+                    "is not a ciphertext; set the secret with `pulumi config set "
+                    f"--secret {key} ...` (an empty or null `secure:` is not a secret)",
+                    source,
+                )
             if key not in SECRET_KEYS:
-                raise ConfigError(key, "is a secret but not a secret key; " + _suggest(key, config_keys())
-                                  .replace("unknown key; ", ""), source)
+                raise ConfigError(
+                    key,
+                    "is a secret but not a secret key; " + _suggest(key, config_keys()).replace("unknown key; ", ""),
+                    source,
+                )
             secrets.add(key)
             continue
         if key in SECRET_KEYS:
-            raise ConfigError(key, "must be a Pulumi secret (`pulumi config set --secret "
-                                   f"{key} ...`, stored as `secure:`); a plain value would leak into the stack file", source)
+            raise ConfigError(
+                key,
+                "must be a Pulumi secret (`pulumi config set --secret "
+                f"{key} ...`, stored as `secure:`); a plain value would leak into the stack file",
+                source,
+            )
         plain[key] = value
     return plain, secrets
 
@@ -170,6 +187,7 @@ def split_namespaced(config_map: Mapping[str, Any], source: str | None = None,
 def load_stack_file(path: str | Path) -> StackConfig:
     """Strict read (size, UTF-8, duplicate/non-string keys: `vllm_stack.stackfile`), then validate."""
     from .stackfile import read_stack_document
+
     p = Path(path)
     doc = read_stack_document(p)
     plain, secrets = split_namespaced(doc["config"], p.name)

@@ -3,6 +3,7 @@
 Pure and deterministic (config order), so a plan diff only moves a replica when the
 config moved it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,9 +21,9 @@ K8S_CAPACITY = {"onDemand": "on-demand", "spot": "spot"}
 @dataclass(frozen=True)
 class Replica:
     model: str
-    capacity: str                 # onDemand | spot
-    index: int                    # within the model and capacity class
-    host: str | None = None       # docker platform
+    capacity: str  # onDemand | spot
+    index: int  # within the model and capacity class
+    host: str | None = None  # docker platform
     address: str | None = None
     gpu_indices: tuple[int, ...] = ()
     port: int = D.VLLM_PORT
@@ -44,8 +45,9 @@ def place(cfg: StackConfig) -> dict[str, list[Replica]]:
     out: dict[str, list[Replica]] = {}
     if cfg.platform == "kubernetes":
         for m in cfg.models:
-            out[m.name] = [Replica(m.name, "onDemand", i) for i in range(m.pool.on_demand)] + \
-                          [Replica(m.name, "spot", i) for i in range(m.pool.spot)]
+            out[m.name] = [Replica(m.name, "onDemand", i) for i in range(m.pool.on_demand)] + [
+                Replica(m.name, "spot", i) for i in range(m.pool.spot)
+            ]
         return out
     free = {h.name: list(range(h.gpu_count)) for h in cfg.hosts}
     next_port = {h.name: D.VLLM_PORT for h in cfg.hosts}
@@ -56,17 +58,24 @@ def place(cfg: StackConfig) -> dict[str, list[Replica]]:
             placed = 0
             for h in candidates:
                 while placed < wanted and len(free[h.name]) >= m.tensor_parallel:
-                    gpu_idx = tuple(free[h.name][:m.tensor_parallel])
-                    del free[h.name][:m.tensor_parallel]
+                    gpu_idx = tuple(free[h.name][: m.tensor_parallel])
+                    del free[h.name][: m.tensor_parallel]
                     reps.append(Replica(m.name, capacity, placed, h.name, h.address, gpu_idx, next_port[h.name]))
                     next_port[h.name] += 1
                     placed += 1
             if placed < wanted:
-                offer = ", ".join(f"{h.name}: {len(free[h.name]) + sum(len(r.gpu_indices) for r in reps if r.host == h.name)} "
-                                  f"GPU(s)" for h in candidates) or "none"
+                offer = (
+                    ", ".join(
+                        f"{h.name}: {len(free[h.name]) + sum(len(r.gpu_indices) for r in reps if r.host == h.name)} "
+                        f"GPU(s)"
+                        for h in candidates
+                    )
+                    or "none"
+                )
                 raise PlacementError(
                     f"models[{mi}].pool.{key}",
                     f"{wanted} is not allowed; needs {wanted} {capacity} replica(s) x {m.tensor_parallel} {m.gpu} GPU(s) "
-                    f"on `hosts` with capacity {capacity}, but only {placed} fit (hosts with {m.gpu}/{capacity}: {offer})")
+                    f"on `hosts` with capacity {capacity}, but only {placed} fit (hosts with {m.gpu}/{capacity}: {offer})",
+                )
         out[m.name] = reps
     return out

@@ -6,6 +6,7 @@ functions make the syntax safe by construction anyway, so a renderer that forget
 validate still cannot emit a second command, a second directive or a second unit line.
 YAML and JSON never need this: they are written by `yaml.safe_dump`/`json.dumps` from data.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -28,6 +29,7 @@ def _no_control(value: str, where: str) -> str:
 
 # --- POSIX shell (bash scripts, pulumi-command `create`/`delete` strings) ---------------------
 
+
 def sh(value: object) -> str:
     """One shell word, whatever `value` holds (shlex.quote: single quotes, `'"'"'` for `'`)."""
     return shlex.quote(str(value))
@@ -39,6 +41,7 @@ def sh_join(argv: Iterable[object]) -> str:
 
 
 # --- systemd unit files (systemd.syntax(7), systemd.exec(5)) ------------------
+
 
 def unit_value(value: str) -> str:
     """A unit setting's value: one line, `%` doubled (it starts a specifier)."""
@@ -74,6 +77,7 @@ def nginx(value: str) -> str:
 
 
 # --- URLs --------------------------------------------------------------------------------------------
+
 
 def url_host(address: str) -> str:
     """The host part of a URL or `host:port`: IPv6 in brackets; refuses anything that is not an

@@ -2,6 +2,7 @@
 
 Each problem is (key path, message) so the loader reports the key the user typed.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -32,49 +33,82 @@ def validate_semantics(cfg: StackConfig) -> list[tuple[str, str]]:
         p = f"models[{i}]"
         if m.architecture is None and lookup_model(m.model) is None:
             known = sorted({info.id for info in catalog_models().values()})
-            problems.append((f"{p}.model", f"\"{m.model}\" is not in the model catalog; add `architecture` "
-                                           f"(params, layers, kvHeads, headDim, attentionHeads, maxPositions) or use one "
-                                           f"of: {', '.join(known)}"))
+            problems.append(
+                (
+                    f"{p}.model",
+                    f'"{m.model}" is not in the model catalog; add `architecture` '
+                    f"(params, layers, kvHeads, headDim, attentionHeads, maxPositions) or use one "
+                    f"of: {', '.join(known)}",
+                )
+            )
             continue
         arch = m.model_info().architecture
         if m.max_model_len > arch.max_positions:
-            problems.append((f"{p}.maxModelLen", f"{m.max_model_len} is not allowed; {m.model} supports at most "
-                                                 f"{arch.max_positions} positions"))
+            problems.append(
+                (
+                    f"{p}.maxModelLen",
+                    f"{m.max_model_len} is not allowed; {m.model} supports at most {arch.max_positions} positions",
+                )
+            )
         if arch.attention_heads % m.tensor_parallel:
             divisors = [d for d in range(1, 9) if arch.attention_heads % d == 0]
-            problems.append((f"{p}.tensorParallel", f"{m.tensor_parallel} is not allowed; it must divide the "
-                                                    f"{arch.attention_heads} attention heads of {m.model}; allowed: "
-                                                    f"{', '.join(map(str, divisors))}"))
+            problems.append(
+                (
+                    f"{p}.tensorParallel",
+                    f"{m.tensor_parallel} is not allowed; it must divide the "
+                    f"{arch.attention_heads} attention heads of {m.model}; allowed: "
+                    f"{', '.join(map(str, divisors))}",
+                )
+            )
         if m.pool.replicas < 1:
-            problems.append((f"{p}.pool", "0 replicas is not allowed; set onDemand and/or spot so at least one "
-                                          "replica serves the model"))
+            problems.append(
+                (
+                    f"{p}.pool",
+                    "0 replicas is not allowed; set onDemand and/or spot so at least one replica serves the model",
+                )
+            )
         for j, msg in flags.problems(m.extra_args):
             problems.append((f"{p}.extraArgs[{j}]", msg))
         if cfg.platform == "kubernetes":
             problems += _kubernetes_name_problems(p, m.name)
             if m.pool.spot_ceiling and cfg.monitoring.prometheus_operator and cfg.monitoring.prometheus_url is None:
-                problems.append(("monitoring.prometheusUrl", "required key is missing; with prometheusOperator the "
-                                 f"stack runs no Prometheus, and KEDA needs one to scale the spot replicas of {m.name}"))
+                problems.append(
+                    (
+                        "monitoring.prometheusUrl",
+                        "required key is missing; with prometheusOperator the "
+                        f"stack runs no Prometheus, and KEDA needs one to scale the spot replicas of {m.name}",
+                    )
+                )
     defaults = [i for i, m in enumerate(cfg.models) if m.default]
     if len(defaults) > 1:
-        problems.append((f"models[{defaults[1]}].default", f"true is not allowed; models[{defaults[0]}] is already "
-                                                          "the default model (at most one `default: true`)"))
+        problems.append(
+            (
+                f"models[{defaults[1]}].default",
+                f"true is not allowed; models[{defaults[0]}] is already "
+                "the default model (at most one `default: true`)",
+            )
+        )
     if cfg.platform == "docker":
         if not cfg.hosts:
             problems.append(("hosts", "the docker platform needs at least one host"))
         names = [h.name for h in cfg.hosts]
         for n in sorted({n for n in names if names.count(n) > 1}):
-            problems.append(("hosts", f"host name \"{n}\" is used twice"))
+            problems.append(("hosts", f'host name "{n}" is used twice'))
         seen: dict[str, int] = {}
         for i, h in enumerate(cfg.hosts):
             key = _address_key(h.address)
             if key in seen:
-                problems.append((f"hosts[{i}].address", f"\"{h.address}\" is not allowed; hosts[{seen[key]}] has the "
-                                                        "same address (one machine listed twice would double-book its GPUs)"))
+                problems.append(
+                    (
+                        f"hosts[{i}].address",
+                        f'"{h.address}" is not allowed; hosts[{seen[key]}] has the '
+                        "same address (one machine listed twice would double-book its GPUs)",
+                    )
+                )
             seen.setdefault(key, i)
         for key, val in (("front.host", cfg.front.host), ("monitoring.host", cfg.monitoring.host)):
             if val is not None and val not in names:
-                problems.append((key, f"\"{val}\" is not allowed; allowed: {', '.join(names) or '(no hosts)'}"))
+                problems.append((key, f'"{val}" is not allowed; allowed: {", ".join(names) or "(no hosts)"}'))
         if not problems:
             try:
                 place(cfg)
@@ -86,5 +120,6 @@ def validate_semantics(cfg: StackConfig) -> list[tuple[str, str]]:
 def _kubernetes_name_problems(path: str, name: str) -> list[tuple[str, str]]:
     """Names the Kubernetes objects of a model must satisfy (render/k8s_common.model_name_problem)."""
     from .render.k8s_common import model_name_problem
+
     problem = model_name_problem(name)
     return [] if problem is None else [(f"{path}.name", problem)]

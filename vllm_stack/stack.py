@@ -5,6 +5,7 @@ calls `main()`. Everything platform-specific is chosen here, once: the component
 never branch on the platform. Every rendered file is recorded for the offline plan from the
 same value the component receives.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,16 +20,47 @@ from . import defaults as D
 from .capacity import stack_projection
 from .components import artifacts
 from .components.args import BackendArgs, DrainArgs, FileArgs, HostContainerArgs, PoolArgs, SshArgs, VolumeArgs
-from .components.host import (DockerVllmServer, DockerVllmServerArgs, HostMonitoringStack, HostMonitoringStackArgs,
-                              HostNginxFront, HostNginxFrontArgs, HostSpotOnDemandPool, HostSpotOnDemandPoolArgs, SshGpuNode,
-                              SshGpuNodeArgs, SystemdVllmServer, SystemdVllmServerArgs)
-from .components.kubernetes import (KubernetesGpuNode, KubernetesGpuNodeArgs, KubernetesMonitoringStack,
-                                    KubernetesMonitoringStackArgs, KubernetesNginxFront, KubernetesNginxFrontArgs,
-                                    KubernetesSpotOnDemandPool, KubernetesSpotOnDemandPoolArgs, KubernetesVllmServerArgs)
+from .components.host import (
+    DockerVllmServer,
+    DockerVllmServerArgs,
+    HostMonitoringStack,
+    HostMonitoringStackArgs,
+    HostNginxFront,
+    HostNginxFrontArgs,
+    HostSpotOnDemandPool,
+    HostSpotOnDemandPoolArgs,
+    SshGpuNode,
+    SshGpuNodeArgs,
+    SystemdVllmServer,
+    SystemdVllmServerArgs,
+)
+from .components.kubernetes import (
+    KubernetesGpuNode,
+    KubernetesGpuNodeArgs,
+    KubernetesMonitoringStack,
+    KubernetesMonitoringStackArgs,
+    KubernetesNginxFront,
+    KubernetesNginxFrontArgs,
+    KubernetesSpotOnDemandPool,
+    KubernetesSpotOnDemandPoolArgs,
+    KubernetesVllmServerArgs,
+)
 from .config import HostSpec, ModelSpec, StackConfig
-from .deployment import (FRONT_KEYS_SECRET, FRONT_TLS_SECRET, GRAFANA_CONTAINER, GRAFANA_SECRET, MODEL_SECRET,
-                         MONITORING_DIR, PROMETHEUS_CONTAINER, RULES_FILE, SECRET_PLACEHOLDER, UPSTREAM_AUTH_PATH, Deployment,
-                         Server, build)
+from .deployment import (
+    FRONT_KEYS_SECRET,
+    FRONT_TLS_SECRET,
+    GRAFANA_CONTAINER,
+    GRAFANA_SECRET,
+    MODEL_SECRET,
+    MONITORING_DIR,
+    PROMETHEUS_CONTAINER,
+    RULES_FILE,
+    SECRET_PLACEHOLDER,
+    UPSTREAM_AUTH_PATH,
+    Deployment,
+    Server,
+    build,
+)
 from .endpoints import Backend
 from .loader import parse_config, split_namespaced
 from .render import alerts as alerts_render
@@ -57,14 +89,16 @@ def load_config() -> StackConfig:
             values[key] = value
     # The CLI sends top-level values as strings and objects as JSON: every non-string key of the
     # config lives inside an object, so the strict models see JSON's own numbers and booleans.
-    plain, secrets = split_namespaced(values, "pulumi config",
-                                      is_secret=lambda k, v: runtime_config.is_config_secret(f"{D.PROJECT}:{k}"))
+    plain, secrets = split_namespaced(
+        values, "pulumi config", is_secret=lambda k, v: runtime_config.is_config_secret(f"{D.PROJECT}:{k}")
+    )
     return parse_config(plain, secrets, "pulumi config")
 
 
 @dataclass(frozen=True)
 class StackSecrets:
     """Secrets as Pulumi secret Outputs: read with require_secret, or generated (pulumi-random)."""
+
     api_key: pulumi.Output[str]
     extra_api_keys: pulumi.Output[str] | None
     hf_token: pulumi.Output[str] | None
@@ -81,10 +115,18 @@ def load_secrets(cfg: StackConfig) -> StackSecrets:
         return c.require_secret(key) if key in cfg.secrets else None
 
     api_key = opt("apiKey") or random.RandomPassword("api-key", length=48, special=False).result
-    grafana = opt("grafanaAdminPassword") or random.RandomPassword("grafana-admin-password", length=32, special=False).result
-    return StackSecrets(api_key=pulumi.Output.secret(api_key), extra_api_keys=opt("apiKeys"), hf_token=opt("hfToken"),
-                        grafana_admin_password=pulumi.Output.secret(grafana), ssh_private_key=opt("sshPrivateKey"),
-                        tls_certificate=opt("tlsCertificate"), tls_private_key=opt("tlsPrivateKey"))
+    grafana = (
+        opt("grafanaAdminPassword") or random.RandomPassword("grafana-admin-password", length=32, special=False).result
+    )
+    return StackSecrets(
+        api_key=pulumi.Output.secret(api_key),
+        extra_api_keys=opt("apiKeys"),
+        hf_token=opt("hfToken"),
+        grafana_admin_password=pulumi.Output.secret(grafana),
+        ssh_private_key=opt("sshPrivateKey"),
+        tls_certificate=opt("tlsCertificate"),
+        tls_private_key=opt("tlsPrivateKey"),
+    )
 
 
 def _backend(b: Backend) -> BackendArgs:
@@ -107,16 +149,25 @@ def _set_tls(args: HostNginxFrontArgs | KubernetesNginxFrontArgs, s: StackSecret
 
 
 def _record_front_secrets() -> None:
-    artifacts.record("front/api-keys.map", nginx_render.render_api_keys_map([SECRET_PLACEHOLDER]), D.SECRET_FILE_MODE, secret=True)
-    artifacts.record("front/upstream-auth.conf", nginx_render.render_upstream_auth(SECRET_PLACEHOLDER), D.SECRET_FILE_MODE,
-                     secret=True)
+    artifacts.record(
+        "front/api-keys.map", nginx_render.render_api_keys_map([SECRET_PLACEHOLDER]), D.SECRET_FILE_MODE, secret=True
+    )
+    artifacts.record(
+        "front/upstream-auth.conf",
+        nginx_render.render_upstream_auth(SECRET_PLACEHOLDER),
+        D.SECRET_FILE_MODE,
+        secret=True,
+    )
 
 
 def _monitoring_files(cfg: StackConfig, model: Deployment, prom: str) -> tuple[str, dict[str, str]]:
     """The alert rules and Grafana's provisioning (the same on both platforms), recorded with `prom`."""
     rules = alerts_render.render_alert_rules(cfg)
-    grafana_files = (grafana_render.render_grafana(cfg, prometheus_url=model.prometheus_url)
-                     if cfg.monitoring.grafana.enabled else {})
+    grafana_files = (
+        grafana_render.render_grafana(cfg, prometheus_url=model.prometheus_url)
+        if cfg.monitoring.grafana.enabled
+        else {}
+    )
     artifacts.record("monitoring/prometheus.yml", prom)
     artifacts.record(f"monitoring/{RULES_FILE}", rules)
     for rel, text in grafana_files.items():
@@ -125,11 +176,18 @@ def _monitoring_files(cfg: StackConfig, model: Deployment, prom: str) -> tuple[s
 
 
 def _pool(m: ModelSpec, backends: list[Backend]) -> PoolArgs:
-    return PoolArgs(model=m.name, on_demand=m.pool.on_demand, spot=m.pool.spot, spot_max=m.pool.spot_ceiling, gpus=m.gpus,
-                    backends=[_backend(b) for b in backends])
+    return PoolArgs(
+        model=m.name,
+        on_demand=m.pool.on_demand,
+        spot=m.pool.spot,
+        spot_max=m.pool.spot_ceiling,
+        gpus=m.gpus,
+        backends=[_backend(b) for b in backends],
+    )
 
 
 # --- SSH hosts ----------------------------------------------------------------------------------
+
 
 def _ssh(h: HostSpec, s: StackSecrets) -> SshArgs:
     ssh = SshArgs(host=h.address, user=h.user, port=h.port)
@@ -144,18 +202,34 @@ def _host_platform(cfg: StackConfig, model: Deployment, s: StackSecrets) -> tupl
     for h, site in zip(cfg.hosts, model.hosts):
         script = host_scripts.render_bootstrap_script(cfg, h.name)
         artifacts.record(f"hosts/{h.name}/bootstrap.sh", script, D.ROOT_EXECUTABLE_MODE)
-        artifacts.record(f"hosts/{h.name}/{D.SECRET_WRITER_NAME}", host_scripts.render_secret_writer_script(), D.EXECUTABLE_MODE)
-        on_host = [m.name for m in cfg.models if any(x.replica and x.replica.host == h.name for x in model.servers_of(m.name))]
+        artifacts.record(
+            f"hosts/{h.name}/{D.SECRET_WRITER_NAME}", host_scripts.render_secret_writer_script(), D.EXECUTABLE_MODE
+        )
+        on_host = [
+            m.name for m in cfg.models if any(x.replica and x.replica.host == h.name for x in model.servers_of(m.name))
+        ]
         for name in on_host:
-            artifacts.record(f"hosts/{h.name}/etc/vllm/{name}.env", render_secret_env_file(
-                {ENV_API_KEY: SECRET_PLACEHOLDER, ENV_HF_TOKEN: SECRET_PLACEHOLDER if s.hf_token else ""}),
-                D.SECRET_FILE_MODE, secret=True)
-        node_args = SshGpuNodeArgs(ssh=_ssh(h, s), bootstrap=script, models=on_host, api_key=s.api_key,
-                                   docker_host=site.ssh_url, gpu=h.gpu, gpu_count=h.gpu_count)
+            artifacts.record(
+                f"hosts/{h.name}/etc/vllm/{name}.env",
+                render_secret_env_file(
+                    {ENV_API_KEY: SECRET_PLACEHOLDER, ENV_HF_TOKEN: SECRET_PLACEHOLDER if s.hf_token else ""}
+                ),
+                D.SECRET_FILE_MODE,
+                secret=True,
+            )
+        node_args = SshGpuNodeArgs(
+            ssh=_ssh(h, s),
+            bootstrap=script,
+            models=on_host,
+            api_key=s.api_key,
+            docker_host=site.ssh_url,
+            gpu=h.gpu,
+            gpu_count=h.gpu_count,
+        )
         if s.hf_token is not None:
             node_args["hf_token"] = s.hf_token
         nodes[h.name] = SshGpuNode(h.name, node_args)
-    assert model.front_host is not None and model.monitoring_host is not None   # SSH hosts: always placed
+    assert model.front_host is not None and model.monitoring_host is not None  # SSH hosts: always placed
     front_host, mon_host = cfg.host(model.front_host), cfg.host(model.monitoring_host)
     workloads: list[pulumi.Resource] = []
     for m in cfg.models:
@@ -167,21 +241,47 @@ def _host_platform(cfg: StackConfig, model: Deployment, s: StackSecrets) -> tupl
     return _host_monitoring(cfg, model, s, mon_host, nodes[mon_host.name], workloads)
 
 
-def _host_server(cfg: StackConfig, m: ModelSpec, x: Server, nodes: dict[str, SshGpuNode], front_host: HostSpec,
-                 pool: HostSpotOnDemandPool, s: StackSecrets) -> DockerVllmServer | SystemdVllmServer:
+def _host_server(
+    cfg: StackConfig,
+    m: ModelSpec,
+    x: Server,
+    nodes: dict[str, SshGpuNode],
+    front_host: HostSpec,
+    pool: HostSpotOnDemandPool,
+    s: StackSecrets,
+) -> DockerVllmServer | SystemdVllmServer:
     r = x.replica
-    assert r is not None and r.host is not None      # SSH hosts: every replica is placed
+    assert r is not None and r.host is not None  # SSH hosts: every replica is placed
     node = nodes[r.host]
-    drain = DrainArgs(ssh=_ssh(front_host, s), command=host_commands.drain_hook(
-        x.model, x.backend.hostport, m.pool.drain_seconds)) if x.capacity == "spot" else None
+    drain = (
+        DrainArgs(
+            ssh=_ssh(front_host, s), command=host_commands.drain_hook(x.model, x.backend.hostport, m.pool.drain_seconds)
+        )
+        if x.capacity == "spot"
+        else None
+    )
     opts = pulumi.ResourceOptions(parent=pool, depends_on=[node])
     if x.unit is not None and x.wrapper is not None:
-        unit = _record_file(f"hosts/{r.host}/systemd/{x.unit}", FileArgs(
-            id="unit", path=systemd_render.unit_path(m, r), content=systemd_render.render_systemd_unit(cfg, m, r)))
-        wrapper = _record_file(f"hosts/{r.host}/bin/{x.wrapper.rsplit('/', 1)[-1]}", FileArgs(
-            id="wrapper", path=x.wrapper, content=systemd_render.render_start_wrapper(cfg, m, r), mode=0o755))
-        unit_args = SystemdVllmServerArgs(model=x.model, capacity=x.capacity, address=x.bind, port=r.port,
-                                          ssh=_ssh(cfg.host(r.host), s), unit_name=x.unit, unit=unit, wrapper=wrapper)
+        unit = _record_file(
+            f"hosts/{r.host}/systemd/{x.unit}",
+            FileArgs(
+                id="unit", path=systemd_render.unit_path(m, r), content=systemd_render.render_systemd_unit(cfg, m, r)
+            ),
+        )
+        wrapper = _record_file(
+            f"hosts/{r.host}/bin/{x.wrapper.rsplit('/', 1)[-1]}",
+            FileArgs(id="wrapper", path=x.wrapper, content=systemd_render.render_start_wrapper(cfg, m, r), mode=0o755),
+        )
+        unit_args = SystemdVllmServerArgs(
+            model=x.model,
+            capacity=x.capacity,
+            address=x.bind,
+            port=r.port,
+            ssh=_ssh(cfg.host(r.host), s),
+            unit_name=x.unit,
+            unit=unit,
+            wrapper=wrapper,
+        )
         if drain is not None:
             unit_args["drain"] = drain
         return SystemdVllmServer(x.name, unit_args, opts)
@@ -189,29 +289,67 @@ def _host_server(cfg: StackConfig, m: ModelSpec, x: Server, nodes: dict[str, Ssh
     artifacts.record(f"hosts/{r.host}/containers/{x.name}.argv", shell_join(argv) + "\n")
     assert x.container is not None and x.secret_env is not None
     container_args = DockerVllmServerArgs(
-        model=x.model, capacity=x.capacity, address=x.bind, port=r.port, container_name=x.container, image=m.image, argv=argv,
+        model=x.model,
+        capacity=x.capacity,
+        address=x.bind,
+        port=r.port,
+        container_name=x.container,
+        image=m.image,
+        argv=argv,
         env=public_env(weights_dir=D.VLLM_WEIGHTS_DIR, gated=m.model_info().gated),
-        gpus=f"device={','.join(map(str, r.gpu_indices))}", secret_env_file=x.secret_env, weights_dir=D.VLLM_WEIGHTS_DIR,
-        labels=dict(x.labels), stop_timeout=m.pool.drain_seconds + D.TERMINATION_GRACE_EXTRA_SEC)
+        gpus=f"device={','.join(map(str, r.gpu_indices))}",
+        secret_env_file=x.secret_env,
+        weights_dir=D.VLLM_WEIGHTS_DIR,
+        labels=dict(x.labels),
+        stop_timeout=m.pool.drain_seconds + D.TERMINATION_GRACE_EXTRA_SEC,
+    )
     if drain is not None:
         container_args["drain"] = drain
-    return DockerVllmServer(x.name, container_args,
-                            pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(providers=[node.docker_provider])))
+    return DockerVllmServer(
+        x.name,
+        container_args,
+        pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(providers=[node.docker_provider])),
+    )
 
 
-def _host_front(cfg: StackConfig, model: Deployment, s: StackSecrets, host: HostSpec, workloads: list[pulumi.Resource]) -> None:
+def _host_front(
+    cfg: StackConfig, model: Deployment, s: StackSecrets, host: HostSpec, workloads: list[pulumi.Resource]
+) -> None:
     paths = nginx_render.NginxPaths(upstream_auth=UPSTREAM_AUTH_PATH)
     rendered = nginx_render.render_front(cfg, list(model.backends()), paths=paths)
-    files = [_record_file(f"front/{rel}", FileArgs(id=rel.replace("/", "-").replace(".", "-"), path=_front_path(paths, rel),
-                                                   content=text)) for rel, text in rendered.items()]
-    files.append(_record_file("front/vllm-drain", FileArgs(id="drain-script", path=host_commands.DRAIN_SCRIPT_PATH,
-                                                           content=drain_render.render_drain_script(paths), mode=0o755)))
+    files = [
+        _record_file(
+            f"front/{rel}",
+            FileArgs(id=rel.replace("/", "-").replace(".", "-"), path=_front_path(paths, rel), content=text),
+        )
+        for rel, text in rendered.items()
+    ]
+    files.append(
+        _record_file(
+            "front/vllm-drain",
+            FileArgs(
+                id="drain-script",
+                path=host_commands.DRAIN_SCRIPT_PATH,
+                content=drain_render.render_drain_script(paths),
+                mode=0o755,
+            ),
+        )
+    )
     _record_front_secrets()
     assert paths.upstream_auth is not None
     front = HostNginxFrontArgs(
-        ssh=_ssh(host, s), url=model.front_url, routes=dict(model.routes), files=files, api_keys_path=paths.api_keys,
-        upstream_auth_path=paths.upstream_auth, cert_path=paths.cert, key_path=paths.key, api_key=s.api_key,
-        domain=cfg.front.domain, tls=cfg.front.tls)
+        ssh=_ssh(host, s),
+        url=model.front_url,
+        routes=dict(model.routes),
+        files=files,
+        api_keys_path=paths.api_keys,
+        upstream_auth_path=paths.upstream_auth,
+        cert_path=paths.cert,
+        key_path=paths.key,
+        api_key=s.api_key,
+        domain=cfg.front.domain,
+        tls=cfg.front.tls,
+    )
     _set_tls(front, s)
     HostNginxFront("front", front, pulumi.ResourceOptions(depends_on=workloads))
 
@@ -225,36 +363,71 @@ def _front_path(paths: nginx_render.NginxPaths, rel: str) -> str:
     raise ValueError(f"render_front returned {rel!r}, which has no place on the front host")
 
 
-def _host_monitoring(cfg: StackConfig, model: Deployment, s: StackSecrets, host: HostSpec, node: SshGpuNode,
-                     workloads: list[pulumi.Resource]) -> tuple[str, str | None]:
-    prom = prom_render.render_prometheus_yml(cfg, list(model.scrape_targets()), rule_files=[f"{MONITORING_DIR}/{RULES_FILE}"])
+def _host_monitoring(
+    cfg: StackConfig,
+    model: Deployment,
+    s: StackSecrets,
+    host: HostSpec,
+    node: SshGpuNode,
+    workloads: list[pulumi.Resource],
+) -> tuple[str, str | None]:
+    prom = prom_render.render_prometheus_yml(
+        cfg, list(model.scrape_targets()), rule_files=[f"{MONITORING_DIR}/{RULES_FILE}"]
+    )
     rules, grafana_files = _monitoring_files(cfg, model, prom)
     args = HostMonitoringStackArgs(
-        ssh=_ssh(host, s), prometheus_url=model.prometheus_url,
-        files=[FileArgs(id="prometheus-yml", path=f"{MONITORING_DIR}/prometheus.yml", content=prom),
-               FileArgs(id="rules", path=f"{MONITORING_DIR}/{RULES_FILE}", content=rules)],
-        prometheus=HostContainerArgs(name=PROMETHEUS_CONTAINER, image=D.PROMETHEUS_IMAGE,
-                        command=[f"--config.file={MONITORING_DIR}/prometheus.yml", "--storage.tsdb.path=/prometheus",
-                                 f"--web.listen-address={LOCAL_LISTEN}"],
-                        volumes=[VolumeArgs(host_path=MONITORING_DIR, container_path=MONITORING_DIR, read_only=True)]))
+        ssh=_ssh(host, s),
+        prometheus_url=model.prometheus_url,
+        files=[
+            FileArgs(id="prometheus-yml", path=f"{MONITORING_DIR}/prometheus.yml", content=prom),
+            FileArgs(id="rules", path=f"{MONITORING_DIR}/{RULES_FILE}", content=rules),
+        ],
+        prometheus=HostContainerArgs(
+            name=PROMETHEUS_CONTAINER,
+            image=D.PROMETHEUS_IMAGE,
+            command=[
+                f"--config.file={MONITORING_DIR}/prometheus.yml",
+                "--storage.tsdb.path=/prometheus",
+                f"--web.listen-address={LOCAL_LISTEN}",
+            ],
+            volumes=[VolumeArgs(host_path=MONITORING_DIR, container_path=MONITORING_DIR, read_only=True)],
+        ),
+    )
     if grafana_files:
-        artifacts.record(f"monitoring/grafana/{GRAFANA_PASSWORD_NAME}", SECRET_PLACEHOLDER, D.SECRET_FILE_MODE, secret=True)
-        args["grafana_files"] = [FileArgs(id=f"grafana-{rel.replace('/', '-').replace('.', '-')}",
-                                          path=f"{MONITORING_DIR}/grafana/{rel}", content=text) for rel, text in grafana_files.items()]
+        artifacts.record(
+            f"monitoring/grafana/{GRAFANA_PASSWORD_NAME}", SECRET_PLACEHOLDER, D.SECRET_FILE_MODE, secret=True
+        )
+        args["grafana_files"] = [
+            FileArgs(
+                id=f"grafana-{rel.replace('/', '-').replace('.', '-')}",
+                path=f"{MONITORING_DIR}/grafana/{rel}",
+                content=text,
+            )
+            for rel, text in grafana_files.items()
+        ]
         args["grafana"] = HostContainerArgs(
-            name=GRAFANA_CONTAINER, image=D.GRAFANA_IMAGE, env=grafana_render.grafana_ini_overrides(cfg),
-            volumes=[VolumeArgs(host_path=f"{MONITORING_DIR}/grafana", container_path=D.GRAFANA_PROVISIONING_DIR, read_only=True),
-                     VolumeArgs(host_path=f"{MONITORING_DIR}/secrets", container_path=GRAFANA_SECRETS_DIR, read_only=True)])
+            name=GRAFANA_CONTAINER,
+            image=D.GRAFANA_IMAGE,
+            env=grafana_render.grafana_ini_overrides(cfg),
+            volumes=[
+                VolumeArgs(
+                    host_path=f"{MONITORING_DIR}/grafana", container_path=D.GRAFANA_PROVISIONING_DIR, read_only=True
+                ),
+                VolumeArgs(host_path=f"{MONITORING_DIR}/secrets", container_path=GRAFANA_SECRETS_DIR, read_only=True),
+            ],
+        )
         args["grafana_password_path"] = f"{MONITORING_DIR}/secrets/{GRAFANA_PASSWORD_NAME}"
         args["grafana_admin_password"] = s.grafana_admin_password
         if model.grafana_url is not None:
             args["grafana_url"] = model.grafana_url
-    HostMonitoringStack("monitoring", args,
-                        pulumi.ResourceOptions(depends_on=[node, *workloads], providers=[node.docker_provider]))
+    HostMonitoringStack(
+        "monitoring", args, pulumi.ResourceOptions(depends_on=[node, *workloads], providers=[node.docker_provider])
+    )
     return model.prometheus_url, model.grafana_url
 
 
 # --- Kubernetes ----------------------------------------------------------------------------------
+
 
 def _record_k8s(obj: dict[str, Any]) -> dict[str, Any]:
     artifacts.record_k8s(obj)
@@ -265,9 +438,12 @@ def _kubernetes_platform(cfg: StackConfig, model: Deployment, s: StackSecrets) -
     # The model Secret holds exactly the secret references the model assigns to it.
     placeholders = {r.env: SECRET_PLACEHOLDER for r in model.secrets if r.k8s_secret == MODEL_SECRET and r.env}
     node_args = KubernetesGpuNodeArgs(
-        namespace=cfg.kubernetes.namespace, objects=[_record_k8s(o) for o in k8s_render.gpu_node_objects(cfg)],
-        model_secret=_record_k8s(k8s_render.secret_object(cfg, MODEL_SECRET, placeholders)), api_key=s.api_key,
-        weights_claim=WEIGHTS_PVC)
+        namespace=cfg.kubernetes.namespace,
+        objects=[_record_k8s(o) for o in k8s_render.gpu_node_objects(cfg)],
+        model_secret=_record_k8s(k8s_render.secret_object(cfg, MODEL_SECRET, placeholders)),
+        api_key=s.api_key,
+        weights_claim=WEIGHTS_PVC,
+    )
     if s.hf_token is not None:
         node_args["hf_token"] = s.hf_token
     cluster = KubernetesGpuNode("gpu-nodes", node_args)
@@ -279,12 +455,22 @@ def _kubernetes_platform(cfg: StackConfig, model: Deployment, s: StackSecrets) -
         for x in model.servers_of(m.name):
             dep = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == x.deployment)
             # A spot Deployment exists only when KEDA may scale it (capacity_classes).
-            servers.append(KubernetesVllmServerArgs(model=m.name, capacity=x.capacity, deployment=_record_k8s(dep),
-                                                    autoscaled=x.capacity == "spot"))
-        pools.append(KubernetesSpotOnDemandPool(m.name, KubernetesSpotOnDemandPoolArgs(
-            **_pool(m, [b for b in backends if b.model == m.name]), servers=servers,
-            objects=[_record_k8s(o) for o in objs if o["kind"] != "Deployment"]),
-            pulumi.ResourceOptions(depends_on=[cluster])))
+            servers.append(
+                KubernetesVllmServerArgs(
+                    model=m.name, capacity=x.capacity, deployment=_record_k8s(dep), autoscaled=x.capacity == "spot"
+                )
+            )
+        pools.append(
+            KubernetesSpotOnDemandPool(
+                m.name,
+                KubernetesSpotOnDemandPoolArgs(
+                    **_pool(m, [b for b in backends if b.model == m.name]),
+                    servers=servers,
+                    objects=[_record_k8s(o) for o in objs if o["kind"] != "Deployment"],
+                ),
+                pulumi.ResourceOptions(depends_on=[cluster]),
+            )
+        )
     workloads: list[pulumi.Resource] = [w.workload for p in pools for w in p.servers]
     files = k8s_render.render_front_files(cfg, upstream_auth=True)
     for rel, text in files.items():
@@ -292,28 +478,45 @@ def _kubernetes_platform(cfg: StackConfig, model: Deployment, s: StackSecrets) -
     _record_front_secrets()
     tls = cfg.front.tls != "none"
     front = KubernetesNginxFrontArgs(
-        url=model.front_url, routes=dict(model.routes), domain=cfg.front.domain, tls=cfg.front.tls,
-        objects=[_record_k8s(o) for o in k8s_render.front_objects(cfg, files, keys_secret=FRONT_KEYS_SECRET,
-                                                                   tls_secret=FRONT_TLS_SECRET if tls else None)],
-        keys_secret=_record_k8s(k8s_render.secret_object(cfg, FRONT_KEYS_SECRET, {
-            k8s_render.API_KEYS_FILE: SECRET_PLACEHOLDER, k8s_render.UPSTREAM_AUTH_FILE: SECRET_PLACEHOLDER})),
-        api_key=s.api_key)
+        url=model.front_url,
+        routes=dict(model.routes),
+        domain=cfg.front.domain,
+        tls=cfg.front.tls,
+        objects=[
+            _record_k8s(o)
+            for o in k8s_render.front_objects(
+                cfg, files, keys_secret=FRONT_KEYS_SECRET, tls_secret=FRONT_TLS_SECRET if tls else None
+            )
+        ],
+        keys_secret=_record_k8s(
+            k8s_render.secret_object(
+                cfg,
+                FRONT_KEYS_SECRET,
+                {k8s_render.API_KEYS_FILE: SECRET_PLACEHOLDER, k8s_render.UPSTREAM_AUTH_FILE: SECRET_PLACEHOLDER},
+            )
+        ),
+        api_key=s.api_key,
+    )
     if tls:
-        front["tls_secret"] = _record_k8s(k8s_render.tls_secret_object(cfg, FRONT_TLS_SECRET, SECRET_PLACEHOLDER,
-                                                                       SECRET_PLACEHOLDER))
+        front["tls_secret"] = _record_k8s(
+            k8s_render.tls_secret_object(cfg, FRONT_TLS_SECRET, SECRET_PLACEHOLDER, SECRET_PLACEHOLDER)
+        )
     _set_tls(front, s)
     KubernetesNginxFront("front", front, pulumi.ResourceOptions(depends_on=workloads))
     prom = k8s_render.render_prometheus_yml_k8s(cfg)
     rules, grafana_files = _monitoring_files(cfg, model, prom)
     mon = KubernetesMonitoringStackArgs(objects=[], prometheus_url=model.prometheus_url)
     if grafana_files:
-        mon["grafana_secret"] = _record_k8s(k8s_render.secret_object(
-            cfg, GRAFANA_SECRET, {k8s_render.GRAFANA_PASSWORD_KEY: SECRET_PLACEHOLDER}))
+        mon["grafana_secret"] = _record_k8s(
+            k8s_render.secret_object(cfg, GRAFANA_SECRET, {k8s_render.GRAFANA_PASSWORD_KEY: SECRET_PLACEHOLDER})
+        )
         mon["grafana_admin_password"] = s.grafana_admin_password
     if model.grafana_url is not None:
         mon["grafana_url"] = model.grafana_url
-    mon["objects"] = [_record_k8s(o) for o in k8s_render.monitoring_objects(cfg, prom, rules, grafana_files,
-                                                                             grafana_secret=GRAFANA_SECRET)]
+    mon["objects"] = [
+        _record_k8s(o)
+        for o in k8s_render.monitoring_objects(cfg, prom, rules, grafana_files, grafana_secret=GRAFANA_SECRET)
+    ]
     KubernetesMonitoringStack("monitoring", mon, pulumi.ResourceOptions(depends_on=workloads))
     return model.prometheus_url, model.grafana_url
 

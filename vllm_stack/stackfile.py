@@ -11,6 +11,7 @@ Stricter than `yaml.safe_load`, closer to what the Pulumi CLI accepts:
 - bounded alias expansion (`MAX_NODES`) and nesting (`MAX_DEPTH`), so an alias "bomb" or a
   deeply nested value cannot make validation explode.
 """
+
 from __future__ import annotations
 
 import re
@@ -36,16 +37,23 @@ class StrictSafeLoader(yaml.SafeLoader):
 
 
 _BOOL, _INT, _FLOAT = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
-_TIMESTAMP = "tag:yaml.org,2002:timestamp"   # 1.2 core has none: `2026-01-01` stays a string
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"  # 1.2 core has none: `2026-01-01` stays a string
 StrictSafeLoader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL, _INT, _FLOAT, _TIMESTAMP)]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 StrictSafeLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
-StrictSafeLoader.add_implicit_resolver(_INT, re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
-                                       list("-+0123456789"))
 StrictSafeLoader.add_implicit_resolver(
-    _FLOAT, re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
-                       r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+0123456789."))
+    _INT, re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789")
+)
+StrictSafeLoader.add_implicit_resolver(
+    _FLOAT,
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
 
 
 def _construct_int_1_2(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
@@ -76,8 +84,10 @@ def read_text(path: str | Path, max_bytes: int = MAX_BYTES) -> str:
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise ConfigError(_shown(p), f"not UTF-8 (byte 0x{data[exc.start]:02x} at line {line}, column {column}); "
-                                  "stack files must be UTF-8") from None
+        raise ConfigError(
+            _shown(p),
+            f"not UTF-8 (byte 0x{data[exc.start]:02x} at line {line}, column {column}); stack files must be UTF-8",
+        ) from None
 
 
 def _key_path(prefix: str, key: str) -> str:
@@ -104,18 +114,24 @@ def _check_node(root: yaml.Node, source: str | None) -> None:
         elif isinstance(node, yaml.MappingNode):
             seen: dict[str, yaml.Node] = {}
             for key_node, value_node in node.value:
-                if key_node.tag == _MERGE_TAG:        # `<<: *base`: keys written here override merged ones
+                if key_node.tag == _MERGE_TAG:  # `<<: *base`: keys written here override merged ones
                     stack.append((value_node, path, depth))
                     continue
                 if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != _STR_TAG:
                     shown = key_node.value if isinstance(key_node, yaml.ScalarNode) else key_node.id
-                    raise ConfigError(_key_path(path, str(shown)),
-                                      f"mapping key at {_where(key_node)} is not a string "
-                                      f"({key_node.tag.rsplit(':', 1)[-1]}); quote it", source)
+                    raise ConfigError(
+                        _key_path(path, str(shown)),
+                        f"mapping key at {_where(key_node)} is not a string "
+                        f"({key_node.tag.rsplit(':', 1)[-1]}); quote it",
+                        source,
+                    )
                 key = key_node.value
                 if key in seen:
-                    raise ConfigError(_key_path(path, key), f"duplicate key at {_where(key_node)} "
-                                                            f"(first at {_where(seen[key])})", source)
+                    raise ConfigError(
+                        _key_path(path, key),
+                        f"duplicate key at {_where(key_node)} (first at {_where(seen[key])})",
+                        source,
+                    )
                 seen[key] = key_node
                 stack.append((value_node, _key_path(path, key), depth + 1))
 
@@ -135,7 +151,7 @@ def parse_yaml(text: str, source: str | None = None) -> Any:
     """One YAML document with the strict key rules; `None` for an empty document."""
     loader = None
     try:
-        loader = StrictSafeLoader(text)       # the reader checks the characters here already
+        loader = StrictSafeLoader(text)  # the reader checks the characters here already
         node = loader.get_single_node()
         if node is None:
             return None

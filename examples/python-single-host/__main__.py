@@ -5,6 +5,7 @@ package (validated like the config: a bad value names its field), the files come
 renderers, and the components are the same ones the stack uses. `tests/stack/test_examples_program.py`
 runs this file under the Pulumi mock engine.
 """
+
 import pulumi
 import pulumi_random as random
 
@@ -28,28 +29,67 @@ weights = "/var/lib/vllm/models"
 port = 8000
 
 host = HostSpec.model_validate({"name": "gpu-a", "address": address, "gpu": "L40S"})
-node = SshGpuNode("gpu-a", SshGpuNodeArgs(
-    ssh=ssh, bootstrap=render_host_bootstrap(host, runtime="docker", dcgm_bind_address="127.0.0.1"),
-    models=[model.name], api_key=api_key, docker_host=f"ssh://ubuntu@{address}:22", gpu="L40S", gpu_count=1))
+node = SshGpuNode(
+    "gpu-a",
+    SshGpuNodeArgs(
+        ssh=ssh,
+        bootstrap=render_host_bootstrap(host, runtime="docker", dcgm_bind_address="127.0.0.1"),
+        models=[model.name],
+        api_key=api_key,
+        docker_host=f"ssh://ubuntu@{address}:22",
+        gpu="L40S",
+        gpu_count=1,
+    ),
+)
 
-server = DockerVllmServer("qwen-7b-od-0", DockerVllmServerArgs(
-    model=model.name, capacity="onDemand", address="127.0.0.1", port=port, container_name="vllm-qwen-7b-od-0",
-    image=model.image, argv=serve_argv(model, host="0.0.0.0", port=port, download_dir=weights),
-    env=public_env(weights_dir=weights, gated=False), gpus="device=0", secret_env_file=f"/etc/vllm/{model.name}.env",
-    weights_dir=weights, labels={"vllm-stack/model": model.name, "vllm-stack/gpu": model.gpu}, stop_timeout=35),
-    pulumi.ResourceOptions(depends_on=[node], providers=[node.docker_provider]))
+server = DockerVllmServer(
+    "qwen-7b-od-0",
+    DockerVllmServerArgs(
+        model=model.name,
+        capacity="onDemand",
+        address="127.0.0.1",
+        port=port,
+        container_name="vllm-qwen-7b-od-0",
+        image=model.image,
+        argv=serve_argv(model, host="0.0.0.0", port=port, download_dir=weights),
+        env=public_env(weights_dir=weights, gated=False),
+        gpus="device=0",
+        secret_env_file=f"/etc/vllm/{model.name}.env",
+        weights_dir=weights,
+        labels={"vllm-stack/model": model.name, "vllm-stack/gpu": model.gpu},
+        stop_timeout=35,
+    ),
+    pulumi.ResourceOptions(depends_on=[node], providers=[node.docker_provider]),
+)
 
 paths = NginxPaths(upstream_auth="/etc/nginx/vllm/upstream-auth.conf")
 files = render_front_for(front, [model.name], model.name, [Backend(model.name, "127.0.0.1", port)], paths=paths)
-front_files = [FileArgs(id="nginx-conf", path=paths.conf, content=files["nginx.conf"]),
-               FileArgs(id=f"upstreams-{model.name}-conf", path=paths.upstream_file(model.name),
-                        content=files[f"upstreams/{model.name}.conf"])]
+front_files = [
+    FileArgs(id="nginx-conf", path=paths.conf, content=files["nginx.conf"]),
+    FileArgs(
+        id=f"upstreams-{model.name}-conf",
+        path=paths.upstream_file(model.name),
+        content=files[f"upstreams/{model.name}.conf"],
+    ),
+]
 assert paths.upstream_auth is not None
-gate = HostNginxFront("front", HostNginxFrontArgs(
-    ssh=ssh, url=f"https://{front.domain}", routes={model.name: f"https://{front.domain}/{model.name}/v1"},
-    files=front_files, api_keys_path=paths.api_keys, upstream_auth_path=paths.upstream_auth, cert_path=paths.cert,
-    key_path=paths.key, api_key=api_key, domain=front.domain, tls=front.tls),
-    pulumi.ResourceOptions(depends_on=[server]))
+gate = HostNginxFront(
+    "front",
+    HostNginxFrontArgs(
+        ssh=ssh,
+        url=f"https://{front.domain}",
+        routes={model.name: f"https://{front.domain}/{model.name}/v1"},
+        files=front_files,
+        api_keys_path=paths.api_keys,
+        upstream_auth_path=paths.upstream_auth,
+        cert_path=paths.cert,
+        key_path=paths.key,
+        api_key=api_key,
+        domain=front.domain,
+        tls=front.tls,
+    ),
+    pulumi.ResourceOptions(depends_on=[server]),
+)
 
 pulumi.export("endpoint", gate.url)
 pulumi.export("replica", server.endpoint)

@@ -9,6 +9,7 @@ are Pulumi secrets, or None when unknown (CrossGuard hands policies unwrapped va
 Messages name the offending value (secrets redacted to a prefix) and what to do instead.
 `RULES` at the bottom is the registry the pack and `offline.evaluate` iterate.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,19 +34,21 @@ Report = Callable[..., None]
 @dataclass(frozen=True)
 class Res:
     """One resource as the stack rules see it (offline: a RecordedResource; CLI: a PolicyResource)."""
+
     type: str
     props: Mapping
     urn: str = ""
     name: str = ""
     secret_keys: Optional[frozenset] = None
-    parent: str = ""                 # parent URN (a component): ties a unit to its start wrapper
+    parent: str = ""  # parent URN (a component): ties a unit to its start wrapper
 
 
 # --- shared helpers --------------------------------------------------------------------------
 
 SECRET_ENV_NAMES = (ENV_API_KEY, ENV_HF_TOKEN, "HUGGING_FACE_HUB_TOKEN", "GF_SECURITY_ADMIN_PASSWORD")
-_SECRET_ASSIGN = re.compile(r"(?<![A-Za-z0-9_])(" + "|".join(SECRET_ENV_NAMES) +
-                            r")(?![A-Za-z0-9_])\s*[=:]\s*(\"[^\"\n]*\"|'[^'\n]*'|[^\s;#]*)")
+_SECRET_ASSIGN = re.compile(
+    r"(?<![A-Za-z0-9_])(" + "|".join(SECRET_ENV_NAMES) + r")(?![A-Za-z0-9_])\s*[=:]\s*(\"[^\"\n]*\"|'[^'\n]*'|[^\s;#]*)"
+)
 _PEM_PRIVATE = re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")
 _TOKEN_PATTERNS = (
     ("an OpenAI-style key", re.compile(r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_-]{16,}")),
@@ -64,7 +67,9 @@ def _looks_random(token: str) -> bool:
 #: `[secret]-<name>` for random passwords. Either one in a plain input is a leak.
 #: (The mocks' fake PEM bodies also read `[secret]`, public certificates included: only a whole
 #: `[secret]...` value counts.)
-_PLACEHOLDER = re.compile(re.escape(VALUE_PLACEHOLDER) + "|^" + re.escape(SECRET_PLACEHOLDER) + r"(?:-[A-Za-z0-9_.-]+)?$")
+_PLACEHOLDER = re.compile(
+    re.escape(VALUE_PLACEHOLDER) + "|^" + re.escape(SECRET_PLACEHOLDER) + r"(?:-[A-Za-z0-9_.-]+)?$"
+)
 
 
 def redact(value: str) -> str:
@@ -94,6 +99,7 @@ def _secret_flag_findings(tokens: Iterable[str]) -> list[str]:
 
 def _shell_words(text: str) -> list[str]:
     import shlex
+
     try:
         return shlex.split(text, comments=False)
     except ValueError:
@@ -105,8 +111,10 @@ def _ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
-_UNJUDGEABLE = ("under CI a vLLM workload the rule cannot judge fails instead of being skipped; render it with "
-                "the stack's components (they set the label) or add the label")
+_UNJUDGEABLE = (
+    "under CI a vLLM workload the rule cannot judge fails instead of being skipped; render it with "
+    "the stack's components (they set the label) or add the label"
+)
 
 
 def _gpu_of(resource_type: str, props: Mapping, argv: S.VllmArgv) -> str | None:
@@ -126,14 +134,16 @@ def _max_model_len(raw: str | None) -> int | None:
     if not m:
         return None
     num, unit = float(m.group(1)), m.group(2)
-    mult = {"": 1, "k": 1000, "K": 1024, "m": 1000 ** 2, "M": 1024 ** 2}[unit]
+    mult = {"": 1, "k": 1000, "K": 1024, "m": 1000**2, "M": 1024**2}[unit]
     return int(num * mult)
 
 
 # --- gpu-memory-utilization-ceiling ------------------------------------------------------------
 
-def gpu_memory_utilization_ceiling(resource_type: str, props: Mapping, ctx: PolicyContext, report: Report,
-                                   secret_keys=None) -> None:
+
+def gpu_memory_utilization_ceiling(
+    resource_type: str, props: Mapping, ctx: PolicyContext, report: Report, secret_keys=None
+) -> None:
     pid = "gpu-memory-utilization-ceiling"
     hard = float(ctx.threshold(pid, "hardCeiling"))
     prod_ceiling = min(float(ctx.threshold(pid, "prodCeiling")), hard)
@@ -143,18 +153,22 @@ def gpu_memory_utilization_ceiling(resource_type: str, props: Mapping, ctx: Poli
             if v is None or not (0 < v <= 1):
                 report(f"{argv.where}: --gpu-memory-utilization {raw!r} is not a fraction in (0, 1]")
             elif v > hard:
-                report(f"{argv.where}: --gpu-memory-utilization {raw} is above the hard ceiling {hard:g} "
-                       f"(any environment): vLLM OOMs under load; use <= {prod_ceiling:g}")
+                report(
+                    f"{argv.where}: --gpu-memory-utilization {raw} is above the hard ceiling {hard:g} "
+                    f"(any environment): vLLM OOMs under load; use <= {prod_ceiling:g}"
+                )
             elif ctx.prod and v > prod_ceiling:
-                report(f"{argv.where}: --gpu-memory-utilization {raw} is above the production ceiling "
-                       f"{prod_ceiling:g} (seed 004: the safe ceiling in production); lower it or raise "
-                       f"prodCeiling in the pack config")
+                report(
+                    f"{argv.where}: --gpu-memory-utilization {raw} is above the production ceiling "
+                    f"{prod_ceiling:g} (seed 004: the safe ceiling in production); lower it or raise "
+                    f"prodCeiling in the pack config"
+                )
 
 
 # --- model-fits-gpu ---------------------------------------------------------------------------------
 
-def model_fits_gpu(resource_type: str, props: Mapping, ctx: PolicyContext, report: Report,
-                   secret_keys=None) -> None:
+
+def model_fits_gpu(resource_type: str, props: Mapping, ctx: PolicyContext, report: Report, secret_keys=None) -> None:
     pid = "model-fits-gpu"
     for argv in S.vllm_argvs(resource_type, props):
         a = argv.args
@@ -164,9 +178,11 @@ def model_fits_gpu(resource_type: str, props: Mapping, ctx: PolicyContext, repor
         if not model or info is None or gpu is None:
             if info is not None and _ci():
                 what = "missing" if gpu_id is None else f"{gpu_id!r}, not a catalog GPU"
-                report(f"{argv.where}: the `{S.LABEL_GPU}` label/marker of this vLLM workload ({model}) is {what}: "
-                       f"model-fits-gpu cannot size it; {_UNJUDGEABLE}")
-            continue   # unknown model (inline architecture) or no GPU label: nothing to size against
+                report(
+                    f"{argv.where}: the `{S.LABEL_GPU}` label/marker of this vLLM workload ({model}) is {what}: "
+                    f"model-fits-gpu cannot size it; {_UNJUDGEABLE}"
+                )
+            continue  # unknown model (inline architecture) or no GPU label: nothing to size against
         quant = (S.last_value(a, "--quantization") or "none").lower()
         kv = (S.last_value(a, "--kv-cache-dtype") or "auto").lower()
         kv = "fp8" if kv.startswith("fp8") else kv
@@ -175,21 +191,34 @@ def model_fits_gpu(resource_type: str, props: Mapping, ctx: PolicyContext, repor
         mml = _max_model_len(S.last_value(a, "--max-model-len")) or info.architecture.max_positions
         seqs = _float(S.last_value(a, "--max-num-seqs") or D.VLLM_MAX_NUM_SEQS)
         if quant not in WEIGHT_BYTES_PER_PARAM or kv not in KV_BYTES_PER_ELEMENT or not tp or not util or not seqs:
-            continue   # a format the sizing model does not know, or a flag other rules report
-        f = fit(model, info.architecture, gpu, tensor_parallel=int(tp), quantization=quant, kv_cache_dtype=kv,
-                max_model_len=mml, max_num_seqs=int(seqs), gpu_memory_utilization=util,
-                overhead_gib=float(ctx.threshold(pid, "overheadGiB")))
+            continue  # a format the sizing model does not know, or a flag other rules report
+        f = fit(
+            model,
+            info.architecture,
+            gpu,
+            tensor_parallel=int(tp),
+            quantization=quant,
+            kv_cache_dtype=kv,
+            max_model_len=mml,
+            max_num_seqs=int(seqs),
+            gpu_memory_utilization=util,
+            overhead_gib=float(ctx.threshold(pid, "overheadGiB")),
+        )
         if not f.fits:
-            report(f"{argv.where}: {model} does not fit {int(tp)}x {gpu.id} at --gpu-memory-utilization {util:g}: "
-                   f"{f.reason} (budget {f.budget_gib:g} GiB of {f.vram_gib_total:g} GiB VRAM, weights "
-                   f"{f.weights_gib:g} GiB [{quant}], overhead {f.overhead_gib:g} GiB, KV {f.kv_gib:g} GiB at "
-                   f"{f.kv_bytes_per_token / KIB:g} KiB/token [{kv}], maxModelLen {mml})")
+            report(
+                f"{argv.where}: {model} does not fit {int(tp)}x {gpu.id} at --gpu-memory-utilization {util:g}: "
+                f"{f.reason} (budget {f.budget_gib:g} GiB of {f.vram_gib_total:g} GiB VRAM, weights "
+                f"{f.weights_gib:g} GiB [{quant}], overhead {f.overhead_gib:g} GiB, KV {f.kv_gib:g} GiB at "
+                f"{f.kv_bytes_per_token / KIB:g} KiB/token [{kv}], maxModelLen {mml})"
+            )
 
 
 # --- fp8-requires-fp8-gpu --------------------------------------------------------------------------
 
-def fp8_requires_fp8_gpu(resource_type: str, props: Mapping, ctx: PolicyContext, report: Report,
-                         secret_keys=None) -> None:
+
+def fp8_requires_fp8_gpu(
+    resource_type: str, props: Mapping, ctx: PolicyContext, report: Report, secret_keys=None
+) -> None:
     pid = "fp8-requires-fp8-gpu"
     min_cc = float(ctx.threshold(pid, "minComputeCapability"))
     for argv in S.vllm_argvs(resource_type, props):
@@ -199,22 +228,31 @@ def fp8_requires_fp8_gpu(resource_type: str, props: Mapping, ctx: PolicyContext,
         kv = (S.last_value(argv.args, "--kv-cache-dtype") or "").lower()
         if gpu is None and _ci() and (kv.startswith("fp8") or quant == "fp8"):
             what = "missing" if gpu_id is None else f"{gpu_id!r}, not a catalog GPU"
-            report(f"{argv.where}: FP8 ({'--kv-cache-dtype ' + kv if kv.startswith('fp8') else '--quantization fp8'}) "
-                   f"but the `{S.LABEL_GPU}` label/marker is {what}: fp8-requires-fp8-gpu cannot check the GPU; "
-                   f"{_UNJUDGEABLE}", advisory=not kv.startswith("fp8"))
+            report(
+                f"{argv.where}: FP8 ({'--kv-cache-dtype ' + kv if kv.startswith('fp8') else '--quantization fp8'}) "
+                f"but the `{S.LABEL_GPU}` label/marker is {what}: fp8-requires-fp8-gpu cannot check the GPU; "
+                f"{_UNJUDGEABLE}",
+                advisory=not kv.startswith("fp8"),
+            )
         if gpu is None or gpu.compute_capability >= min_cc:
             continue
         if kv.startswith("fp8"):
-            report(f"{argv.where}: --kv-cache-dtype {kv} on {gpu.id} (compute capability {gpu.compute_capability:g} "
-                   f"< {min_cc:g}): the GPU has no FP8 support for the KV cache; use --kv-cache-dtype auto or an "
-                   f"FP8 GPU (L40S, L4, H100, H200)")
+            report(
+                f"{argv.where}: --kv-cache-dtype {kv} on {gpu.id} (compute capability {gpu.compute_capability:g} "
+                f"< {min_cc:g}): the GPU has no FP8 support for the KV cache; use --kv-cache-dtype auto or an "
+                f"FP8 GPU (L40S, L4, H100, H200)"
+            )
         if quant == "fp8":
-            report(f"{argv.where}: --quantization fp8 on {gpu.id} (compute capability {gpu.compute_capability:g} "
-                   f"< {min_cc:g}): vLLM falls back to weight-only FP8 (Marlin kernels), saving memory but no "
-                   f"FP8 compute speed-up; AWQ/GPTQ are the usual choice on this GPU", advisory=True)
+            report(
+                f"{argv.where}: --quantization fp8 on {gpu.id} (compute capability {gpu.compute_capability:g} "
+                f"< {min_cc:g}): vLLM falls back to weight-only FP8 (Marlin kernels), saving memory but no "
+                f"FP8 compute speed-up; AWQ/GPTQ are the usual choice on this GPU",
+                advisory=True,
+            )
 
 
 # --- no-secrets-in-argv ------------------------------------------------------------------------------
+
 
 def _argv_strings(resource_type: str, props: Mapping) -> list[tuple[str, list[str]]]:
     """(where, tokens) of every command line / label a resource shows to anyone who can list it."""
@@ -248,8 +286,9 @@ def _argv_strings(resource_type: str, props: Mapping) -> list[tuple[str, list[st
     return out
 
 
-def no_secrets_in_argv(resource_type: str, props: Mapping, ctx: PolicyContext, report: Report,
-                       secret_keys=None) -> None:
+def no_secrets_in_argv(
+    resource_type: str, props: Mapping, ctx: PolicyContext, report: Report, secret_keys=None
+) -> None:
     for where, tokens in _argv_strings(resource_type, props):
         if not tokens:
             continue
@@ -257,9 +296,11 @@ def no_secrets_in_argv(resource_type: str, props: Mapping, ctx: PolicyContext, r
         findings = _secret_flag_findings(words)
         findings += _token_findings("\n".join(tokens))
         for f in dict.fromkeys(findings):
-            report(f"{where} carries {f}: anything on a command line, label or annotation is readable "
-                   f"(`ps`, /proc/<pid>/cmdline, docker/kubectl inspect); pass it through VLLM_API_KEY/HF_TOKEN "
-                   f"from a 0600 env file or a Kubernetes Secret")
+            report(
+                f"{where} carries {f}: anything on a command line, label or annotation is readable "
+                f"(`ps`, /proc/<pid>/cmdline, docker/kubectl inspect); pass it through VLLM_API_KEY/HF_TOKEN "
+                f"from a 0600 env file or a Kubernetes Secret"
+            )
 
 
 # --- secrets-only-in-secret-stores -------------------------------------------------------------------
@@ -274,7 +315,7 @@ def _secret_material(text: str) -> list[str]:
             out.append(f"{m.group(1)}={redact(m.group(2).strip(chr(34) + chr(39)))}")
     if _PEM_PRIVATE.search(text):
         out.append("a PEM private key")
-    for what, rx in _TOKEN_PATTERNS[2:]:     # the front's API-key map (`~^Bearer\ <key>$ 1;`)
+    for what, rx in _TOKEN_PATTERNS[2:]:  # the front's API-key map (`~^Bearer\ <key>$ 1;`)
         if any(_looks_random(m.group(1)) for m in rx.finditer(text)):
             out.append(f"{what} literal")
     return out
@@ -285,9 +326,10 @@ def _writes_secret_file(create: str) -> bool:
     return bool(_MODE_600.search(create)) or "vllm-write-secrets" in create
 
 
-def secrets_only_in_secret_stores(resource_type: str, props: Mapping, ctx: PolicyContext, report: Report,
-                                  secret_keys=None) -> None:
-    advice = ("keep it in a Kubernetes Secret, a 0600 file written from secret stdin, or a Pulumi secret output")
+def secrets_only_in_secret_stores(
+    resource_type: str, props: Mapping, ctx: PolicyContext, report: Report, secret_keys=None
+) -> None:
+    advice = "keep it in a Kubernetes Secret, a 0600 file written from secret stdin, or a Pulumi secret output"
     if resource_type == S.SECRET:
         pass
     elif resource_type == S.CONFIG_MAP:
@@ -305,8 +347,10 @@ def secrets_only_in_secret_stores(resource_type: str, props: Mapping, ctx: Polic
         for e in S.strings(S.get(props, "envs")):
             name, _, value = e.partition("=")
             if name in SECRET_ENV_NAMES and _literal(value):
-                report(f"container envs set {name}={redact(value)}: `docker inspect` shows it; mount the "
-                       f"0600 env file instead; {advice}")
+                report(
+                    f"container envs set {name}={redact(value)}: `docker inspect` shows it; mount the "
+                    f"0600 env file instead; {advice}"
+                )
             elif _PEM_PRIVATE.search(value):
                 report(f"container envs {name} holds a PEM private key; {advice}")
     elif resource_type in S.COMMAND_TYPES:
@@ -314,8 +358,10 @@ def secrets_only_in_secret_stores(resource_type: str, props: Mapping, ctx: Polic
             v = S.get(props, key)
             if isinstance(v, str):
                 for what in _secret_material(v):
-                    report(f"Command {key} contains {what}: command strings are logged and stored in plain "
-                           f"state; send secrets on secret stdin; {advice}")
+                    report(
+                        f"Command {key} contains {what}: command strings are logged and stored in plain "
+                        f"state; send secrets on secret stdin; {advice}"
+                    )
         stdin = S.get(props, "stdin")
         if isinstance(stdin, str):
             found = _secret_material(stdin)
@@ -323,13 +369,17 @@ def secrets_only_in_secret_stores(resource_type: str, props: Mapping, ctx: Polic
                 create = S.get(props, "create") or ""
                 what = ", ".join(dict.fromkeys(found))
                 if re.search(r"/etc/systemd/system/|\.service\b", create):
-                    report(f"a unit file ({create.split()[-1] if create.split() else '?'}) contains {what}: unit "
-                           f"files are world-readable; use EnvironmentFile= with a 0600 file; {advice}")
+                    report(
+                        f"a unit file ({create.split()[-1] if create.split() else '?'}) contains {what}: unit "
+                        f"files are world-readable; use EnvironmentFile= with a 0600 file; {advice}"
+                    )
                 elif not _writes_secret_file(create):
                     report(f"Command stdin with {what} is written without mode 0600 (create: {create!r}); {advice}")
                 if secret_keys is not None and "stdin" not in secret_keys:
-                    report(f"Command stdin with {what} is not a Pulumi secret: it is stored in plain text in the "
-                           f"state; wrap it with pulumi.Output.secret")
+                    report(
+                        f"Command stdin with {what} is not a Pulumi secret: it is stored in plain text in the "
+                        f"state; wrap it with pulumi.Output.secret"
+                    )
     else:
         spec = S.pod_spec(resource_type, props)
         for c in S.containers(spec):
@@ -339,12 +389,18 @@ def secrets_only_in_secret_stores(resource_type: str, props: Mapping, ctx: Polic
                     continue
                 n, v = e.get("name"), e.get("value")
                 if n in SECRET_ENV_NAMES and isinstance(v, str) and _literal(v):
-                    report(f"containers[{name}].env {n} has a literal value ({redact(v)}): use valueFrom.secretKeyRef "
-                           f"or envFrom.secretRef; {advice}")
+                    report(
+                        f"containers[{name}].env {n} has a literal value ({redact(v)}): use valueFrom.secretKeyRef "
+                        f"or envFrom.secretRef; {advice}"
+                    )
                 elif isinstance(v, str) and _PEM_PRIVATE.search(v):
                     report(f"containers[{name}].env {n} holds a PEM private key; {advice}")
-        if resource_type.startswith("tls:") and secret_keys is not None and "privateKeyPem" in props \
-                and "privateKeyPem" not in secret_keys:
+        if (
+            resource_type.startswith("tls:")
+            and secret_keys is not None
+            and "privateKeyPem" in props
+            and "privateKeyPem" not in secret_keys
+        ):
             report(f"{resource_type} input privateKeyPem is not a Pulumi secret; {advice}")
     # Offline: a secret placeholder in a plain input means a secret flowed into a non-secret field.
     if secret_keys is not None:
@@ -353,11 +409,14 @@ def secrets_only_in_secret_stores(resource_type: str, props: Mapping, ctx: Polic
                 continue
             for path, s in S.walk_strings(props[key], key):
                 if _PLACEHOLDER.search(s.strip()):
-                    report(f"input {path} carries a secret value but is not a Pulumi secret (it would be stored "
-                           f"in plain text); {advice}")
+                    report(
+                        f"input {path} carries a secret value but is not a Pulumi secret (it would be stored "
+                        f"in plain text); {advice}"
+                    )
 
 
 # --- vllm-not-exposed -----------------------------------------------------------------------------
+
 
 def _bind_problem(addr: Any) -> str | None:
     kind = S.address_kind(addr)
@@ -370,10 +429,11 @@ def _bind_problem(addr: Any) -> str | None:
     return f"{addr} is a public address"
 
 
-def vllm_not_exposed(resource_type: str, props: Mapping, ctx: PolicyContext, report: Report,
-                     secret_keys=None) -> None:
-    tail = ("vLLM's /health and /metrics are unauthenticated: bind 127.0.0.1 or a private address and "
-            "publish only the front")
+def vllm_not_exposed(resource_type: str, props: Mapping, ctx: PolicyContext, report: Report, secret_keys=None) -> None:
+    tail = (
+        "vLLM's /health and /metrics are unauthenticated: bind 127.0.0.1 or a private address and "
+        "publish only the front"
+    )
     if resource_type == S.CONTAINER:
         argvs = S.container_argvs(props)
         if not argvs:
@@ -390,21 +450,29 @@ def vllm_not_exposed(resource_type: str, props: Mapping, ctx: PolicyContext, rep
             problem = _bind_problem(p.get("ip"))
             if problem:
                 ext, internal = S.number(p.get("external")), S.number(p.get("internal"))
-                report(f"ports[{i}] publishes {f'{ext:g}' if ext else '(random)'}->{f'{internal:g}' if internal else '?'} "
-                       f"on ip {problem}; {tail}")
+                report(
+                    f"ports[{i}] publishes {f'{ext:g}' if ext else '(random)'}->{f'{internal:g}' if internal else '?'} "
+                    f"on ip {problem}; {tail}"
+                )
     elif resource_type in S.COMMAND_TYPES:
         for argv in S.vllm_argvs(resource_type, props):
             host = S.last_value(argv.args, "--host")
             problem = _bind_problem(host)
             if problem:
-                report(f"{argv.where}: vLLM --host {problem if host else '(unset: vLLM binds every interface)'}; {tail}")
+                report(
+                    f"{argv.where}: vLLM --host {problem if host else '(unset: vLLM binds every interface)'}; {tail}"
+                )
     elif resource_type == S.SERVICE:
         sel = S.get(props, "spec", "selector")
-        if not isinstance(sel, Mapping) or not (D.LABEL_MODEL in sel or sel.get("app.kubernetes.io/component") == "vllm"):
+        if not isinstance(sel, Mapping) or not (
+            D.LABEL_MODEL in sel or sel.get("app.kubernetes.io/component") == "vllm"
+        ):
             return
         typ = S.get(props, "spec", "type") or "ClusterIP"
         if typ != "ClusterIP":
-            report(f"vLLM Service has spec.type {typ}; vLLM Services must be ClusterIP (only the front is public); {tail}")
+            report(
+                f"vLLM Service has spec.type {typ}; vLLM Services must be ClusterIP (only the front is public); {tail}"
+            )
         if S.as_list(S.get(props, "spec", "externalIPs")):
             report(f"vLLM Service sets spec.externalIPs {list(S.get(props, 'spec', 'externalIPs'))}; {tail}")
     else:
@@ -424,57 +492,68 @@ def vllm_not_exposed(resource_type: str, props: Mapping, ctx: PolicyContext, rep
 _TLS_ORDER = ("SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
 
 
-def tls_required_in_prod(resource_type: str, props: Mapping, ctx: PolicyContext, report: Report,
-                         secret_keys=None) -> None:
+def tls_required_in_prod(
+    resource_type: str, props: Mapping, ctx: PolicyContext, report: Report, secret_keys=None
+) -> None:
     if not ctx.prod:
         return
     for where, text in S.nginx_confs(resource_type, props):
         conf = S.nginx_skeleton(text)
         ssl = re.compile(r"(?m)^\s*listen\s+[^;]*\bssl\b")
         if not ssl.search(conf):
-            report(f"{where}: the front's nginx.conf has no `listen ... ssl`: prod traffic (and API keys) would "
-                   f"travel in clear text; set front.tls to provided or selfSigned")
+            report(
+                f"{where}: the front's nginx.conf has no `listen ... ssl`: prod traffic (and API keys) would "
+                f"travel in clear text; set front.tls to provided or selfSigned"
+            )
             continue
         if not re.search(r"(?m)^\s*ssl_certificate\s", conf):
             report(f"{where}: `listen ... ssl` without `ssl_certificate`: nginx cannot serve TLS")
         for args, body in S.nginx_blocks(conf, "server"):
             if not ssl.search(body) and re.search(r"\bproxy_pass\b", body):
                 listen = re.search(r"(?m)^\s*listen\s+([^;]*);", body)
-                report(f"{where}: a server block listening on {listen.group(1) if listen else '?'} without TLS "
-                       f"proxies to the models; plain HTTP may only redirect to https")
+                report(
+                    f"{where}: a server block listening on {listen.group(1) if listen else '?'} without TLS "
+                    f"proxies to the models; plain HTTP may only redirect to https"
+                )
 
 
-def tls_min_version(resource_type: str, props: Mapping, ctx: PolicyContext, report: Report,
-                    secret_keys=None) -> None:
+def tls_min_version(resource_type: str, props: Mapping, ctx: PolicyContext, report: Report, secret_keys=None) -> None:
     minimum = str(ctx.threshold("tls-min-version", "minVersion"))
-    allowed = _TLS_ORDER[_TLS_ORDER.index(minimum):] if minimum in _TLS_ORDER else _TLS_ORDER[-2:]
+    allowed = _TLS_ORDER[_TLS_ORDER.index(minimum) :] if minimum in _TLS_ORDER else _TLS_ORDER[-2:]
     for where, text in S.nginx_confs(resource_type, props):
         for m in re.finditer(r"(?m)^\s*ssl_protocols\s+([^;]*);", S.strip_nginx_comments(text)):
             old = [p for p in m.group(1).split() if p not in allowed]
             if old:
-                report(f"{where}: ssl_protocols enables {', '.join(old)}; the minimum is {minimum} "
-                       f"(ssl_protocols {' '.join(allowed)})")
+                report(
+                    f"{where}: ssl_protocols enables {', '.join(old)}; the minimum is {minimum} "
+                    f"(ssl_protocols {' '.join(allowed)})"
+                )
 
 
-def api_key_required(resource_type: str, props: Mapping, ctx: PolicyContext, report: Report,
-                     secret_keys=None) -> None:
+def api_key_required(resource_type: str, props: Mapping, ctx: PolicyContext, report: Report, secret_keys=None) -> None:
     for where, text in S.nginx_confs(resource_type, props):
         conf = S.nginx_skeleton(text)
         maps = [re.match(r"\$http_authorization\s+\$(\w+)", a) for a, _ in S.nginx_blocks(conf, "map")]
         keys = [m.group(1) for m in maps if m]
         if not keys:
-            report(f"{where}: the front has no API-key gate (`map $http_authorization $<var> {{ include "
-                   f"<0600 keys map>; }}`): anyone reaching it can use the models")
+            report(
+                f"{where}: the front has no API-key gate (`map $http_authorization $<var> {{ include "
+                f"<0600 keys map>; }}`): anyone reaching it can use the models"
+            )
             continue
-        gate = re.compile(r"\bif\s*\(\s*\$(?:" + "|".join(map(re.escape, keys)) +
-                          r")\b[^)]*\)\s*\{[^}]*\breturn\s+(?:401|403)\b")
+        gate = re.compile(
+            r"\bif\s*\(\s*\$(?:" + "|".join(map(re.escape, keys)) + r")\b[^)]*\)\s*\{[^}]*\breturn\s+(?:401|403)\b"
+        )
         for args, body in S.nginx_blocks(conf, "location"):
             if re.search(r"\bproxy_pass\b", body) and not gate.search(body):
-                report(f"{where}: location {args} proxies to a model without the API-key check "
-                       f"(`if (${keys[0]} = 0) {{ return 401; }}`)")
+                report(
+                    f"{where}: location {args} proxies to a model without the API-key check "
+                    f"(`if (${keys[0]} = 0) {{ return 401; }}`)"
+                )
 
 
 # --- on-demand-floor (stack) -------------------------------------------------------------------------
+
 
 @dataclass
 class _Workload:
@@ -502,15 +581,32 @@ def _workloads(resources: Iterable[Res]) -> list[_Workload]:
             for c, argv in S.vllm_containers(r.type, r.props):
                 labels = S.k8s_labels(r.props)
                 replicas = S.number(S.get(r.props, "spec", "replicas"))
-                out.append(_Workload(r, labels.get(D.LABEL_MODEL), S.capacity_class(labels.get(D.LABEL_CAPACITY)),
-                                     1.0 if replicas is None else replicas, argv, c, S.pod_spec(r.type, r.props),
-                                     labels))
+                out.append(
+                    _Workload(
+                        r,
+                        labels.get(D.LABEL_MODEL),
+                        S.capacity_class(labels.get(D.LABEL_CAPACITY)),
+                        1.0 if replicas is None else replicas,
+                        argv,
+                        c,
+                        S.pod_spec(r.type, r.props),
+                        labels,
+                    )
+                )
         elif r.type == S.CONTAINER:
             argvs = S.vllm_argvs(r.type, r.props)
             if argvs:
                 labels = S.docker_labels(r.props)
-                out.append(_Workload(r, labels.get(D.LABEL_MODEL), S.capacity_class(labels.get(D.LABEL_CAPACITY)),
-                                     1.0, argvs[0], labels=labels))
+                out.append(
+                    _Workload(
+                        r,
+                        labels.get(D.LABEL_MODEL),
+                        S.capacity_class(labels.get(D.LABEL_CAPACITY)),
+                        1.0,
+                        argvs[0],
+                        labels=labels,
+                    )
+                )
         elif r.type in S.COMMAND_TYPES:
             argvs = S.vllm_argvs(r.type, r.props)
             labels = S.resource_labels(r.type, r.props)
@@ -553,15 +649,21 @@ def on_demand_floor(resources: list[Res], ctx: PolicyContext, report: Report) ->
                 by_model.setdefault(w.model, []).append(w)
             elif _ci():
                 missing = [k for k, v in ((D.LABEL_MODEL, w.model), (D.LABEL_CAPACITY, w.capacity)) if not v]
-                report(f"vLLM workload {w.res.name} has no valid {' / '.join(missing)} label: on-demand-floor "
-                       f"cannot count it; {_UNJUDGEABLE}", (w.res.urn or None))
+                report(
+                    f"vLLM workload {w.res.name} has no valid {' / '.join(missing)} label: on-demand-floor "
+                    f"cannot count it; {_UNJUDGEABLE}",
+                    (w.res.urn or None),
+                )
         for model, ws in sorted(by_model.items()):
             on_demand = sum(w.replicas for w in ws if w.capacity == "onDemand")
             if on_demand < floor:
                 spot = sum(w.replicas for w in ws if w.capacity == "spot")
-                report(f"model {model} has {on_demand:g} on-demand replica(s) and {spot:g} spot: prod keeps >= "
-                       f"{floor} on-demand (seed 000: losing every spot instance must not take the model down); "
-                       f"set models[{model}].pool.onDemand", (ws[0].res.urn or None))
+                report(
+                    f"model {model} has {on_demand:g} on-demand replica(s) and {spot:g} spot: prod keeps >= "
+                    f"{floor} on-demand (seed 000: losing every spot instance must not take the model down); "
+                    f"set models[{model}].pool.onDemand",
+                    (ws[0].res.urn or None),
+                )
     # drain: k8s preStop sleep, docker drain hooks
     for w in workloads:
         if w.container is None:
@@ -570,17 +672,26 @@ def on_demand_floor(resources: list[Res], ctx: PolicyContext, report: Report) ->
         secs = _sleep_seconds(S.strings(S.get(pre, "exec", "command"))) if isinstance(pre, Mapping) else None
         if secs is None:
             if ctx.prod:
-                report(f"vLLM container {w.container.get('name')} has no preStop drain (`sleep N`, {lo}-{hi} s): "
-                       f"in-flight requests are cut when the pod stops", w.res.urn or None)
+                report(
+                    f"vLLM container {w.container.get('name')} has no preStop drain (`sleep N`, {lo}-{hi} s): "
+                    f"in-flight requests are cut when the pod stops",
+                    w.res.urn or None,
+                )
             continue
         if not lo <= secs <= hi:
-            report(f"vLLM container {w.container.get('name')}: preStop sleeps {secs:g} s; drain within {lo}-{hi} s "
-                   f"(seed 000)", w.res.urn or None)
+            report(
+                f"vLLM container {w.container.get('name')}: preStop sleeps {secs:g} s; drain within {lo}-{hi} s "
+                f"(seed 000)",
+                w.res.urn or None,
+            )
         grace = S.number(S.get(w.pod, "terminationGracePeriodSeconds"))
-        grace = 30.0 if grace is None else grace   # Kubernetes default
+        grace = 30.0 if grace is None else grace  # Kubernetes default
         if grace <= secs:
-            report(f"vLLM pod terminationGracePeriodSeconds {grace:g} <= preStop sleep {secs:g} s: the kubelet "
-                   f"kills vLLM before the drain ends", w.res.urn or None)
+            report(
+                f"vLLM pod terminationGracePeriodSeconds {grace:g} <= preStop sleep {secs:g} s: the kubelet "
+                f"kills vLLM before the drain ends",
+                w.res.urn or None,
+            )
     for r in resources:
         if r.type not in S.COMMAND_TYPES:
             continue
@@ -591,11 +702,15 @@ def on_demand_floor(resources: list[Res], ctx: PolicyContext, report: Report) ->
             for m in _DRAIN_HOOK.finditer(text):
                 secs = int(m.group(3))
                 if not lo <= secs <= hi:
-                    report(f"drain hook for {m.group(1)} ({m.group(2)}) waits {secs} s; drain within {lo}-{hi} s "
-                           f"(seed 000)", r.urn or None)
+                    report(
+                        f"drain hook for {m.group(1)} ({m.group(2)}) waits {secs} s; drain within {lo}-{hi} s "
+                        f"(seed 000)",
+                        r.urn or None,
+                    )
 
 
 # --- gpu-limits-and-probes (stack) --------------------------------------------------------------------
+
 
 def _selects(selector: Mapping, labels: Mapping) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
@@ -613,37 +728,55 @@ def gpu_limits_and_probes(resources: list[Res], ctx: PolicyContext, report: Repo
         tp = S.number(tp_raw) if tp_raw is not None else 1.0
         limit = S.number(S.get(w.container, "resources", "limits", D.GPU_RESOURCE))
         if limit is None:
-            report(f"vLLM container {name} has no resources.limits[{D.GPU_RESOURCE}] (--tensor-parallel-size "
-                   f"{tp:g}): the scheduler would not reserve its GPUs", urn)
+            report(
+                f"vLLM container {name} has no resources.limits[{D.GPU_RESOURCE}] (--tensor-parallel-size "
+                f"{tp:g}): the scheduler would not reserve its GPUs",
+                urn,
+            )
         elif tp is not None and limit != tp:
-            report(f"vLLM container {name}: resources.limits[{D.GPU_RESOURCE}] is {limit:g} but "
-                   f"--tensor-parallel-size is {tp:g}: they must match (one GPU per tensor-parallel rank)", urn)
+            report(
+                f"vLLM container {name}: resources.limits[{D.GPU_RESOURCE}] is {limit:g} but "
+                f"--tensor-parallel-size is {tp:g}: they must match (one GPU per tensor-parallel rank)",
+                urn,
+            )
         probe = S.get(w.container, "readinessProbe")
         if not isinstance(probe, Mapping):
             report(f"vLLM container {name} has no readinessProbe: traffic would reach it while weights load", urn)
         else:
             delay = S.number(probe.get("initialDelaySeconds")) or 0.0
             if delay < min_delay:
-                report(f"vLLM container {name}: readinessProbe.initialDelaySeconds {delay:g} < {min_delay:g} "
-                       f"(model loading takes minutes; seed 003: 120-300 s)", urn)
+                report(
+                    f"vLLM container {name}: readinessProbe.initialDelaySeconds {delay:g} < {min_delay:g} "
+                    f"(model loading takes minutes; seed 003: 120-300 s)",
+                    urn,
+                )
         if ctx.prod and w.capacity is None and w.res.type == S.DEPLOYMENT and _ci():
-            report(f"vLLM Deployment {S.get(w.res.props, 'metadata', 'name') or w.res.name} has no valid "
-                   f"{D.LABEL_CAPACITY} label: gpu-limits-and-probes cannot tell whether it needs a "
-                   f"PodDisruptionBudget; {_UNJUDGEABLE}", urn)
+            report(
+                f"vLLM Deployment {S.get(w.res.props, 'metadata', 'name') or w.res.name} has no valid "
+                f"{D.LABEL_CAPACITY} label: gpu-limits-and-probes cannot tell whether it needs a "
+                f"PodDisruptionBudget; {_UNJUDGEABLE}",
+                urn,
+            )
         if ctx.prod and w.capacity == "onDemand" and w.res.type == S.DEPLOYMENT:
             tpl_labels = S.get(w.res.props, "spec", "template", "metadata", "labels") or {}
             ns = S.get(w.res.props, "metadata", "namespace")
-            covered = any(_selects(S.get(p.props, "spec", "selector", "matchLabels") or {}, tpl_labels)
-                          and S.get(p.props, "metadata", "namespace") == ns for p in pdbs)
+            covered = any(
+                _selects(S.get(p.props, "spec", "selector", "matchLabels") or {}, tpl_labels)
+                and S.get(p.props, "metadata", "namespace") == ns
+                for p in pdbs
+            )
             if not covered:
-                report(f"on-demand vLLM Deployment {S.get(w.res.props, 'metadata', 'name') or w.res.name} has no "
-                       f"PodDisruptionBudget: a node drain can evict the whole on-demand floor", urn)
+                report(
+                    f"on-demand vLLM Deployment {S.get(w.res.props, 'metadata', 'name') or w.res.name} has no "
+                    f"PodDisruptionBudget: a node drain can evict the whole on-demand floor",
+                    urn,
+                )
 
 
 # --- pinned-images --------------------------------------------------------------------------------
 
-def pinned_images(resource_type: str, props: Mapping, ctx: PolicyContext, report: Report,
-                  secret_keys=None) -> None:
+
+def pinned_images(resource_type: str, props: Mapping, ctx: PolicyContext, report: Report, secret_keys=None) -> None:
     refs: list[tuple[str, Any]] = []
     if resource_type == S.CONTAINER:
         refs.append(("image", S.get(props, "image")))
@@ -655,13 +788,19 @@ def pinned_images(resource_type: str, props: Mapping, ctx: PolicyContext, report
     for where, ref in refs:
         problem = S.image_problem(ref)
         if problem:
-            report(f"{where} {ref} {problem}: pin a version tag (e.g. {D.VLLM_IMAGE}) or a digest so a redeploy "
-                   f"cannot silently change what runs")
+            report(
+                f"{where} {ref} {problem}: pin a version tag (e.g. {D.VLLM_IMAGE}) or a digest so a redeploy "
+                f"cannot silently change what runs"
+            )
 
 
 # --- grafana-no-default-password ---------------------------------------------------------------------
 
-_GF_PW, _GF_PW_FILE, _GF_ANON = "GF_SECURITY_ADMIN_PASSWORD", "GF_SECURITY_ADMIN_PASSWORD__FILE", "GF_AUTH_ANONYMOUS_ENABLED"
+_GF_PW, _GF_PW_FILE, _GF_ANON = (
+    "GF_SECURITY_ADMIN_PASSWORD",
+    "GF_SECURITY_ADMIN_PASSWORD__FILE",
+    "GF_AUTH_ANONYMOUS_ENABLED",
+)
 
 
 def _grafana_env_findings(env: Mapping[Any, Any], secret_sourced: set[Any], env_from_secret: bool) -> list[str]:
@@ -673,8 +812,9 @@ def _grafana_env_findings(env: Mapping[Any, Any], secret_sourced: set[Any], env_
         if pw.strip() in ("", "admin"):
             out.append(f"{_GF_PW} is {pw.strip() or 'empty'!r}: the default admin password")
         else:
-            out.append(f"{_GF_PW} is a literal value ({redact(pw)}): read it from a secret "
-                       f"({_GF_PW_FILE} or secretKeyRef)")
+            out.append(
+                f"{_GF_PW} is a literal value ({redact(pw)}): read it from a secret ({_GF_PW_FILE} or secretKeyRef)"
+            )
     elif not env_from_secret:
         out.append(f"neither {_GF_PW_FILE} nor a secret-sourced {_GF_PW} is set: Grafana starts with admin/admin")
     if str(env.get(_GF_ANON, "false")).strip().lower() == "true":
@@ -682,8 +822,9 @@ def _grafana_env_findings(env: Mapping[Any, Any], secret_sourced: set[Any], env_
     return out
 
 
-def grafana_no_default_password(resource_type: str, props: Mapping, ctx: PolicyContext, report: Report,
-                                secret_keys=None) -> None:
+def grafana_no_default_password(
+    resource_type: str, props: Mapping, ctx: PolicyContext, report: Report, secret_keys=None
+) -> None:
     if resource_type == S.CONTAINER:
         envs = dict(e.partition("=")[::2] for e in S.strings(S.get(props, "envs")))
         image = S.get(props, "image") or ""
@@ -692,7 +833,7 @@ def grafana_no_default_password(resource_type: str, props: Mapping, ctx: PolicyC
                 report(f"Grafana container: {f}")
     elif resource_type == S.CONFIG_MAP:
         data = S.get(props, "data")
-        for k, v in (data.items() if isinstance(data, Mapping) else []):
+        for k, v in data.items() if isinstance(data, Mapping) else []:
             if not isinstance(v, str) or "[auth.anonymous]" not in v and "admin_password" not in v:
                 continue
             anon = re.search(r"(?ms)^\[auth\.anonymous\][^\[]*?^\s*enabled\s*=\s*true\b", v)
@@ -704,8 +845,9 @@ def grafana_no_default_password(resource_type: str, props: Mapping, ctx: PolicyC
     else:
         for c in S.containers(S.pod_spec(resource_type, props)):
             env_list = [e for e in S.as_list(c.get("env")) if isinstance(e, Mapping)]
-            is_grafana = "grafana" in str(c.get("image") or "") or any(str(e.get("name", "")).startswith("GF_")
-                                                                       for e in env_list)
+            is_grafana = "grafana" in str(c.get("image") or "") or any(
+                str(e.get("name", "")).startswith("GF_") for e in env_list
+            )
             if not is_grafana:
                 continue
             env = {e.get("name"): e.get("value") for e in env_list if "value" in e}
@@ -717,8 +859,10 @@ def grafana_no_default_password(resource_type: str, props: Mapping, ctx: PolicyC
 
 # --- no-invalid-vllm-flags -------------------------------------------------------------------------
 
-def no_invalid_vllm_flags(resource_type: str, props: Mapping, ctx: PolicyContext, report: Report,
-                          secret_keys=None) -> None:
+
+def no_invalid_vllm_flags(
+    resource_type: str, props: Mapping, ctx: PolicyContext, report: Report, secret_keys=None
+) -> None:
     for argv in S.vllm_argvs(resource_type, props):
         for i, msg in flags.problems(list(argv.args), managed_allowed=True):
             report(f"{argv.where} argument {i}: {msg}")
@@ -726,68 +870,127 @@ def no_invalid_vllm_flags(resource_type: str, props: Mapping, ctx: PolicyContext
 
 # --- registry ---------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Rule:
     id: str
     description: str
-    scope: str                       # "resource" | "stack"
+    scope: str  # "resource" | "stack"
     check: Callable
     remediation: str = ""
 
 
 RULES: tuple[Rule, ...] = (
-    Rule("gpu-memory-utilization-ceiling",
-         "vLLM --gpu-memory-utilization stays at or below the production ceiling (0.93, configurable) in prod "
-         "and below the hard ceiling (0.95) everywhere, in every argv (container command, k8s args, systemd "
-         "wrapper/unit, remote commands), any spelling.", "resource", gpu_memory_utilization_ceiling,
-         "Lower models[].gpuMemoryUtilization."),
-    Rule("model-fits-gpu",
-         "Weights plus the KV cache of one sequence at --max-model-len fit in VRAM x utilization x "
-         "tensor-parallel GPUs (model and GPU from the argv and the vllm-stack/gpu label).", "resource",
-         model_fits_gpu, "Quantize, raise tensorParallel, lower maxModelLen or use a bigger GPU."),
-    Rule("fp8-requires-fp8-gpu",
-         "--kv-cache-dtype fp8 needs an FP8 GPU (compute capability >= 8.9); --quantization fp8 on older GPUs "
-         "only gets weight-only FP8 (advisory).", "resource", fp8_requires_fp8_gpu,
-         "Use an Ada/Hopper GPU or AWQ/GPTQ and kvCacheDtype auto."),
-    Rule("no-secrets-in-argv",
-         "No --api-key/--hf-token and no token-looking values (sk-..., hf_..., Bearer ...) on command lines, "
-         "container entrypoints/envs/labels, remote command strings, or Kubernetes labels/annotations.",
-         "resource", no_secrets_in_argv, "Use the apiKey/hfToken secrets (VLLM_API_KEY/HF_TOKEN)."),
-    Rule("secrets-only-in-secret-stores",
-         "API keys, HF tokens, the Grafana password and TLS private keys live only in Kubernetes Secrets, 0600 "
-         "files written from secret stdin, or Pulumi secrets; never in ConfigMaps, plain env values, container "
-         "envs or unit files.", "resource", secrets_only_in_secret_stores, "Move the value to a secret store."),
-    Rule("vllm-not-exposed",
-         "vLLM binds loopback or a private address (docker port ip, --host) and its Kubernetes Services are "
-         "ClusterIP; only the front is public.", "resource", vllm_not_exposed,
-         "Bind 127.0.0.1/private IPs; route clients through the front."),
-    Rule("tls-required-in-prod",
-         "In prod the front's nginx listens with TLS (`listen ... ssl` and a certificate).", "resource",
-         tls_required_in_prod, "Set front.tls to provided (or selfSigned)."),
-    Rule("tls-min-version",
-         "The front's ssl_protocols enable nothing older than TLSv1.2 (configurable).", "resource",
-         tls_min_version, "ssl_protocols TLSv1.2 TLSv1.3;"),
-    Rule("api-key-required",
-         "The public front rejects requests without a valid API key (map $http_authorization + return 401).",
-         "resource", api_key_required, "Render the front with the API-key map include."),
-    Rule("on-demand-floor",
-         "Prod keeps >= 1 on-demand replica per model under spot capacity, and drains (preStop sleep / drain "
-         "hook) last 10-30 s.", "stack", on_demand_floor, "Set pool.onDemand >= 1 and drainSeconds 10-30."),
-    Rule("gpu-limits-and-probes",
-         "Kubernetes vLLM containers request nvidia.com/gpu = --tensor-parallel-size, wait >= 120 s before "
-         "readiness, and prod on-demand pods have a PodDisruptionBudget.", "stack", gpu_limits_and_probes,
-         "Render pods with vllm_stack.render.k8s_model."),
-    Rule("pinned-images",
-         "Images are pinned (a version tag other than latest, or a digest); untagged or :latest blocks in prod.",
-         "resource", pinned_images, "Set models[].image to a versioned tag."),
-    Rule("grafana-no-default-password",
-         "Grafana's admin password is neither admin nor empty, comes from a secret (GF_SECURITY_ADMIN_PASSWORD__FILE "
-         "or secretKeyRef), and anonymous access is off.", "resource", grafana_no_default_password,
-         "Mount the password file from a secret."),
-    Rule("no-invalid-vllm-flags",
-         "Every vLLM argv passes the stack's flag table: no --dtype fp8, no removed flags, no managed flag "
-         "given twice, no secret flags.", "resource", no_invalid_vllm_flags,
-         "Fix models[].extraArgs (see vllm_stack/flags.py)."),
+    Rule(
+        "gpu-memory-utilization-ceiling",
+        "vLLM --gpu-memory-utilization stays at or below the production ceiling (0.93, configurable) in prod "
+        "and below the hard ceiling (0.95) everywhere, in every argv (container command, k8s args, systemd "
+        "wrapper/unit, remote commands), any spelling.",
+        "resource",
+        gpu_memory_utilization_ceiling,
+        "Lower models[].gpuMemoryUtilization.",
+    ),
+    Rule(
+        "model-fits-gpu",
+        "Weights plus the KV cache of one sequence at --max-model-len fit in VRAM x utilization x "
+        "tensor-parallel GPUs (model and GPU from the argv and the vllm-stack/gpu label).",
+        "resource",
+        model_fits_gpu,
+        "Quantize, raise tensorParallel, lower maxModelLen or use a bigger GPU.",
+    ),
+    Rule(
+        "fp8-requires-fp8-gpu",
+        "--kv-cache-dtype fp8 needs an FP8 GPU (compute capability >= 8.9); --quantization fp8 on older GPUs "
+        "only gets weight-only FP8 (advisory).",
+        "resource",
+        fp8_requires_fp8_gpu,
+        "Use an Ada/Hopper GPU or AWQ/GPTQ and kvCacheDtype auto.",
+    ),
+    Rule(
+        "no-secrets-in-argv",
+        "No --api-key/--hf-token and no token-looking values (sk-..., hf_..., Bearer ...) on command lines, "
+        "container entrypoints/envs/labels, remote command strings, or Kubernetes labels/annotations.",
+        "resource",
+        no_secrets_in_argv,
+        "Use the apiKey/hfToken secrets (VLLM_API_KEY/HF_TOKEN).",
+    ),
+    Rule(
+        "secrets-only-in-secret-stores",
+        "API keys, HF tokens, the Grafana password and TLS private keys live only in Kubernetes Secrets, 0600 "
+        "files written from secret stdin, or Pulumi secrets; never in ConfigMaps, plain env values, container "
+        "envs or unit files.",
+        "resource",
+        secrets_only_in_secret_stores,
+        "Move the value to a secret store.",
+    ),
+    Rule(
+        "vllm-not-exposed",
+        "vLLM binds loopback or a private address (docker port ip, --host) and its Kubernetes Services are "
+        "ClusterIP; only the front is public.",
+        "resource",
+        vllm_not_exposed,
+        "Bind 127.0.0.1/private IPs; route clients through the front.",
+    ),
+    Rule(
+        "tls-required-in-prod",
+        "In prod the front's nginx listens with TLS (`listen ... ssl` and a certificate).",
+        "resource",
+        tls_required_in_prod,
+        "Set front.tls to provided (or selfSigned).",
+    ),
+    Rule(
+        "tls-min-version",
+        "The front's ssl_protocols enable nothing older than TLSv1.2 (configurable).",
+        "resource",
+        tls_min_version,
+        "ssl_protocols TLSv1.2 TLSv1.3;",
+    ),
+    Rule(
+        "api-key-required",
+        "The public front rejects requests without a valid API key (map $http_authorization + return 401).",
+        "resource",
+        api_key_required,
+        "Render the front with the API-key map include.",
+    ),
+    Rule(
+        "on-demand-floor",
+        "Prod keeps >= 1 on-demand replica per model under spot capacity, and drains (preStop sleep / drain "
+        "hook) last 10-30 s.",
+        "stack",
+        on_demand_floor,
+        "Set pool.onDemand >= 1 and drainSeconds 10-30.",
+    ),
+    Rule(
+        "gpu-limits-and-probes",
+        "Kubernetes vLLM containers request nvidia.com/gpu = --tensor-parallel-size, wait >= 120 s before "
+        "readiness, and prod on-demand pods have a PodDisruptionBudget.",
+        "stack",
+        gpu_limits_and_probes,
+        "Render pods with vllm_stack.render.k8s_model.",
+    ),
+    Rule(
+        "pinned-images",
+        "Images are pinned (a version tag other than latest, or a digest); untagged or :latest blocks in prod.",
+        "resource",
+        pinned_images,
+        "Set models[].image to a versioned tag.",
+    ),
+    Rule(
+        "grafana-no-default-password",
+        "Grafana's admin password is neither admin nor empty, comes from a secret (GF_SECURITY_ADMIN_PASSWORD__FILE "
+        "or secretKeyRef), and anonymous access is off.",
+        "resource",
+        grafana_no_default_password,
+        "Mount the password file from a secret.",
+    ),
+    Rule(
+        "no-invalid-vllm-flags",
+        "Every vLLM argv passes the stack's flag table: no --dtype fp8, no removed flags, no managed flag "
+        "given twice, no secret flags.",
+        "resource",
+        no_invalid_vllm_flags,
+        "Fix models[].extraArgs (see vllm_stack/flags.py).",
+    ),
 )
 
 assert tuple(r.id for r in RULES) == POLICY_IDS, "RULES and context.POLICY_IDS disagree"
@@ -795,4 +998,3 @@ assert tuple(r.id for r in RULES) == POLICY_IDS, "RULES and context.POLICY_IDS d
 
 def rule(policy_id: str) -> Rule:
     return next(r for r in RULES if r.id == policy_id)
-

@@ -6,6 +6,7 @@ defaults come from `vllm_stack.defaults` (never re-typed here). The CrossGuard p
 `THRESHOLDS` into `PolicyConfigSchema`s and the offline plan reads the same defaults, so a
 `--policy-pack-config` file and `evaluate(..., pack_config=...)` take the same JSON.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -43,28 +44,32 @@ POLICY_IDS = (
 #: secret, exposes an unauthenticated port or cannot start at all still blocks.
 ENFORCEMENT: dict[str, dict[str, str]] = {
     "gpu-memory-utilization-ceiling": {"dev": MANDATORY, "prod": MANDATORY},  # dev judged at the hard ceiling
-    "model-fits-gpu": {"dev": ADVISORY, "prod": MANDATORY},                  # estimate; dev is where you try
-    "fp8-requires-fp8-gpu": {"dev": MANDATORY, "prod": MANDATORY},           # weight-only FP8 findings are advisory
+    "model-fits-gpu": {"dev": ADVISORY, "prod": MANDATORY},  # estimate; dev is where you try
+    "fp8-requires-fp8-gpu": {"dev": MANDATORY, "prod": MANDATORY},  # weight-only FP8 findings are advisory
     "no-secrets-in-argv": {"dev": MANDATORY, "prod": MANDATORY},
     "secrets-only-in-secret-stores": {"dev": MANDATORY, "prod": MANDATORY},
     "vllm-not-exposed": {"dev": ADVISORY, "prod": MANDATORY},
-    "tls-required-in-prod": {"dev": ADVISORY, "prod": MANDATORY},            # only fires in prod
+    "tls-required-in-prod": {"dev": ADVISORY, "prod": MANDATORY},  # only fires in prod
     "tls-min-version": {"dev": MANDATORY, "prod": MANDATORY},
     "api-key-required": {"dev": MANDATORY, "prod": MANDATORY},
-    "on-demand-floor": {"dev": ADVISORY, "prod": MANDATORY},                 # floor only in prod; drain everywhere
-    "gpu-limits-and-probes": {"dev": ADVISORY, "prod": MANDATORY},           # PDB only in prod
+    "on-demand-floor": {"dev": ADVISORY, "prod": MANDATORY},  # floor only in prod; drain everywhere
+    "gpu-limits-and-probes": {"dev": ADVISORY, "prod": MANDATORY},  # PDB only in prod
     "pinned-images": {"dev": ADVISORY, "prod": MANDATORY},
     "grafana-no-default-password": {"dev": MANDATORY, "prod": MANDATORY},
     "no-invalid-vllm-flags": {"dev": MANDATORY, "prod": MANDATORY},
 }
 
-_ENV_PROPERTY = {"type": "string", "enum": list(ENVIRONMENTS),
-                 "description": "Environment to judge the stack as; default: the resources' "
-                                f"`{D.LABEL_ENVIRONMENT}` label, then the stack config, then `{FALLBACK_ENVIRONMENT}`."}
+_ENV_PROPERTY = {
+    "type": "string",
+    "enum": list(ENVIRONMENTS),
+    "description": "Environment to judge the stack as; default: the resources' "
+    f"`{D.LABEL_ENVIRONMENT}` label, then the stack config, then `{FALLBACK_ENVIRONMENT}`.",
+}
 
 
-def _num(default: float, description: str, *, minimum: float | None = 0, maximum: float | None = None,
-         integer: bool = False) -> dict[str, Any]:
+def _num(
+    default: float, description: str, *, minimum: float | None = 0, maximum: float | None = None, integer: bool = False
+) -> dict[str, Any]:
     prop: dict[str, Any] = {"type": "integer" if integer else "number", "default": default, "description": description}
     if minimum is not None:
         prop["minimum"] = minimum
@@ -76,33 +81,45 @@ def _num(default: float, description: str, *, minimum: float | None = 0, maximum
 #: Configurable thresholds per rule (JSON-schema properties; `environment` is added to every rule).
 THRESHOLDS: dict[str, dict[str, dict[str, Any]]] = {
     "gpu-memory-utilization-ceiling": {
-        "prodCeiling": _num(D.GPU_MEMORY_UTILIZATION_PROD_CEILING,
-                            "Highest --gpu-memory-utilization allowed in prod (seed 004).", maximum=1),
-        "hardCeiling": _num(D.GPU_MEMORY_UTILIZATION_HARD_CEILING,
-                            "Highest --gpu-memory-utilization allowed anywhere.", maximum=1),
+        "prodCeiling": _num(
+            D.GPU_MEMORY_UTILIZATION_PROD_CEILING,
+            "Highest --gpu-memory-utilization allowed in prod (seed 004).",
+            maximum=1,
+        ),
+        "hardCeiling": _num(
+            D.GPU_MEMORY_UTILIZATION_HARD_CEILING, "Highest --gpu-memory-utilization allowed anywhere.", maximum=1
+        ),
     },
     "model-fits-gpu": {
         "overheadGiB": _num(D.RUNTIME_OVERHEAD_GIB, "Activation/CUDA-graph budget per GPU before KV cache, GiB."),
-        "defaultUtilization": _num(D.VLLM_UPSTREAM_GPU_MEMORY_UTILIZATION,
-                                   "Utilization assumed when an argv omits --gpu-memory-utilization.", maximum=1),
+        "defaultUtilization": _num(
+            D.VLLM_UPSTREAM_GPU_MEMORY_UTILIZATION,
+            "Utilization assumed when an argv omits --gpu-memory-utilization.",
+            maximum=1,
+        ),
     },
     "fp8-requires-fp8-gpu": {
         "minComputeCapability": _num(FP8_MIN_COMPUTE_CAPABILITY, "Lowest CUDA compute capability with FP8 compute."),
     },
     "tls-min-version": {
-        "minVersion": {"type": "string", "enum": ["TLSv1.2", "TLSv1.3"], "default": D.TLS_MIN_VERSION,
-                       "description": "Oldest protocol `ssl_protocols` may list."},
+        "minVersion": {
+            "type": "string",
+            "enum": ["TLSv1.2", "TLSv1.3"],
+            "default": D.TLS_MIN_VERSION,
+            "description": "Oldest protocol `ssl_protocols` may list.",
+        },
     },
     "on-demand-floor": {
         "minOnDemand": _num(1, "On-demand replicas every model keeps in prod (seed 000).", integer=True),
-        "drainSecondsMin": _num(D.DRAIN_SECONDS_MIN, "Shortest drain (preStop sleep / drain hook), seconds.",
-                                integer=True),
+        "drainSecondsMin": _num(
+            D.DRAIN_SECONDS_MIN, "Shortest drain (preStop sleep / drain hook), seconds.", integer=True
+        ),
         "drainSecondsMax": _num(D.DRAIN_SECONDS_MAX, "Longest drain, seconds.", integer=True),
     },
     "gpu-limits-and-probes": {
-        "readinessDelayMinSeconds": _num(D.READINESS_DELAY_MIN_SEC,
-                                         "Lowest readinessProbe.initialDelaySeconds of a vLLM container.",
-                                         integer=True),
+        "readinessDelayMinSeconds": _num(
+            D.READINESS_DELAY_MIN_SEC, "Lowest readinessProbe.initialDelaySeconds of a vLLM container.", integer=True
+        ),
     },
 }
 
@@ -130,6 +147,7 @@ def enforcement_for(policy_id: str, environment: str, pack_config: Mapping[str, 
 @dataclass(frozen=True)
 class PolicyContext:
     """`environment`: dev | prod. `config`: pack config, policy id → {key: value} (CrossGuard shape)."""
+
     environment: str
     config: Mapping[str, Any] = field(default_factory=dict)
 

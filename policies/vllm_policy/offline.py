@@ -7,6 +7,7 @@ engine. Differences from the CLI, on purpose:
 * secret-ness of inputs is known (`secret_keys`), so checks that need it are stricter here;
 * a rule's advisory findings (fp8 weight-only) keep the rule's id with level `advisory`.
 """
+
 from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
@@ -18,8 +19,14 @@ _LEVEL_ORDER = {"mandatory": 0, "advisory": 1}
 
 
 def _res(r: Any) -> Res:
-    return Res(type=r.type, props=dict(r.inputs), urn=r.urn, name=r.name, secret_keys=frozenset(r.secret_keys),
-               parent=r.parent or "")
+    return Res(
+        type=r.type,
+        props=dict(r.inputs),
+        urn=r.urn,
+        name=r.name,
+        secret_keys=frozenset(r.secret_keys),
+        parent=r.parent or "",
+    )
 
 
 def evaluate(resources: Iterable[Any], *, environment: str, pack_config: Mapping[str, Any] | None = None) -> list[dict]:
@@ -35,16 +42,27 @@ def evaluate(resources: Iterable[Any], *, environment: str, pack_config: Mapping
         ctx = PolicyContext(env, pack_config)
 
         def add(message: str, urn: str | None, advisory: bool, _rule=rule, _level=level) -> None:
-            out.append({"policy": _rule.id, "enforcement": ADVISORY if advisory else _level,
-                        "message": message, "urn": urn or ""})
+            out.append(
+                {
+                    "policy": _rule.id,
+                    "enforcement": ADVISORY if advisory else _level,
+                    "message": message,
+                    "urn": urn or "",
+                }
+            )
 
         if rule.scope == "stack":
             rule.check(res, ctx, lambda message, urn=None, *, advisory=False: add(message, urn, advisory))
         else:
             for r in res:
-                rule.check(r.type, r.props, ctx,
-                           lambda message, *, advisory=False, _urn=r.urn: add(message, _urn, advisory),
-                           secret_keys=r.secret_keys)
+                rule.check(
+                    r.type,
+                    r.props,
+                    ctx,
+                    lambda message, *, advisory=False, _urn=r.urn: add(message, _urn, advisory),
+                    secret_keys=r.secret_keys,
+                )
     unique = {(v["policy"], v["enforcement"], v["urn"], v["message"]): v for v in out}
-    return sorted(unique.values(), key=lambda v: (_LEVEL_ORDER.get(v["enforcement"], 2), v["policy"], v["urn"],
-                                                   v["message"]))
+    return sorted(
+        unique.values(), key=lambda v: (_LEVEL_ORDER.get(v["enforcement"], 2), v["policy"], v["urn"], v["message"])
+    )

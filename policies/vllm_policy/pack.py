@@ -23,20 +23,28 @@ as `fp8-requires-fp8-gpu-advisory` (always advisory); the offline plan reports b
 
 Never construct `PolicyPack` here: it starts a gRPC server and blocks (policies/__main__.py).
 """
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Any, Mapping
 
-from pulumi_policy import (EnforcementLevel, PolicyConfigSchema, ReportViolation, ResourceValidationArgs,
-                           ResourceValidationPolicy, StackValidationArgs, StackValidationPolicy)
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyConfigSchema,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
 
 from vllm_stack import defaults as D
 
 from . import shapes as S
 from .checks import RULES, Res, Rule
-from .context import (ADVISORY, ENFORCEMENT, ENVIRONMENTS, FALLBACK_ENVIRONMENT, PolicyContext, schema_properties)
+from .context import ADVISORY, ENFORCEMENT, ENVIRONMENTS, FALLBACK_ENVIRONMENT, PolicyContext, schema_properties
 
 PACK_NAME = "vllm-stack-policies"
 ADVISORY_SUFFIX = "-advisory"
@@ -54,6 +62,7 @@ def _stack_config_environment() -> str | None:
     """`vllm-stack:environment` from the stack config, when the CLI passes it to the pack."""
     try:
         from pulumi.runtime.config import get_config
+
         value = get_config(f"{D.PROJECT}:environment")
     except Exception:  # noqa: BLE001 - no runtime/config: not an error, just unknown
         return None
@@ -89,8 +98,9 @@ def _resource_validator(rule: Rule, want_advisory: bool):
 def _stack_validator(rule: Rule):
     def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
         config = dict(args.get_config() or {})
-        resources = [Res(r.resource_type, r.props, r.urn, r.name, None, r.parent.urn if r.parent else "")
-                     for r in args.resources]
+        resources = [
+            Res(r.resource_type, r.props, r.urn, r.name, None, r.parent.urn if r.parent else "") for r in args.resources
+        ]
         envs = [S.resource_labels(r.type, r.props).get(D.LABEL_ENVIRONMENT) for r in resources]
         ctx = PolicyContext(resolve_environment(config, envs), {rule.id: config})
 
@@ -110,12 +120,22 @@ def _policy(rule: Rule, *, advisory_half: bool = False):
     description = rule.description if not advisory_half else f"(advisory findings of {rule.id}) {rule.description}"
     schema = PolicyConfigSchema(properties=schema_properties(rule.id))
     if rule.scope == "stack":
-        return StackValidationPolicy(name=name, description=description, enforcement_level=level,
-                                     config_schema=schema, validate=_stack_validator(rule),
-                                     remediation_steps=rule.remediation or None)
-    return ResourceValidationPolicy(name=name, description=description, enforcement_level=level,
-                                    config_schema=schema, validate=_resource_validator(rule, advisory_half),
-                                    remediation_steps=rule.remediation or None)
+        return StackValidationPolicy(
+            name=name,
+            description=description,
+            enforcement_level=level,
+            config_schema=schema,
+            validate=_stack_validator(rule),
+            remediation_steps=rule.remediation or None,
+        )
+    return ResourceValidationPolicy(
+        name=name,
+        description=description,
+        enforcement_level=level,
+        config_schema=schema,
+        validate=_resource_validator(rule, advisory_half),
+        remediation_steps=rule.remediation or None,
+    )
 
 
 def build_policies() -> list:

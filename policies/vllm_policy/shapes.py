@@ -16,6 +16,7 @@ Shapes read:
   `envFrom`, `resources`, `readinessProbe`, `lifecycle`, `ports`), `metadata.labels` and the
   template's labels; ConfigMap `data`; Service `spec`; PodDisruptionBudget `spec.selector`.
 """
+
 from __future__ import annotations
 
 import functools
@@ -52,12 +53,19 @@ LABEL_GPU = D.LABEL_GPU
 #: that carry no labels (systemd units pushed by `command:remote:Command`; render/systemd.unit_markers).
 _MARKER = re.compile(r"(?m)(?:^|[\s#;])(vllm-stack/[a-z-]+)\s*[:=]\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 #: Flags that only a vLLM server argv carries (to recognise a vLLM container by its args).
-VLLM_MARKER_FLAGS = ("--served-model-name", "--gpu-memory-utilization", "--tensor-parallel-size",
-                     "--max-model-len", "--max-num-seqs", "--kv-cache-dtype")
+VLLM_MARKER_FLAGS = (
+    "--served-model-name",
+    "--gpu-memory-utilization",
+    "--tensor-parallel-size",
+    "--max-model-len",
+    "--max-num-seqs",
+    "--kv-cache-dtype",
+)
 API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 
 
 # --- generic access ----------------------------------------------------------------------
+
 
 def get(obj: Any, *path: str | int, default: Any = None) -> Any:
     cur = obj
@@ -124,6 +132,7 @@ def number(v: Any) -> float | None:
 
 # --- labels -------------------------------------------------------------------------------
 
+
 def docker_labels(props: Mapping) -> dict[str, str]:
     out = {}
     for item in as_list(get(props, "labels")):
@@ -180,6 +189,7 @@ def capacity_class(value: str | None) -> str | None:
 
 
 # --- kubernetes pod specs --------------------------------------------------------------------
+
 
 def pod_template_path(props: Mapping) -> tuple[str, ...] | None:
     """Path of the pod spec inside a workload's props (guessed from the shape, any kind)."""
@@ -254,12 +264,12 @@ def _commands(text: str) -> Iterator[list[str]]:
             continue
         try:
             toks = _tokens(line)
-        except ValueError:          # an open quote: the command goes on on the next line
+        except ValueError:  # an open quote: the command goes on on the next line
             pending = line + "\n"
-            if pending.count("\n") > 400:   # not shell after all: give up on this chunk
+            if pending.count("\n") > 400:  # not shell after all: give up on this chunk
                 pending = ""
             continue
-        if toks.count("(") > toks.count(")"):   # multi-line array assignment
+        if toks.count("(") > toks.count(")"):  # multi-line array assignment
             pending = line + "\n"
             continue
         pending = ""
@@ -330,8 +340,7 @@ def _script_argvs(text: str) -> list[list[str]]:
     for cmd in _commands(text):
         # assignments: NAME=value, readonly [-a] NAME=( ... )
         i = 0
-        while i < len(cmd) and (cmd[i] in _DECLARERS or (cmd[i].startswith("-") and i > 0
-                                                          and cmd[0] in _DECLARERS)):
+        while i < len(cmd) and (cmd[i] in _DECLARERS or (cmd[i].startswith("-") and i > 0 and cmd[0] in _DECLARERS)):
             i += 1
         j = i
         while j < len(cmd):
@@ -340,8 +349,8 @@ def _script_argvs(text: str) -> list[list[str]]:
                 break
             name, value = m.group(1), m.group(2)
             if value == "" and j + 1 < len(cmd) and cmd[j + 1] == "(":
-                end = cmd.index(")", j + 2) if ")" in cmd[j + 2:] else len(cmd)
-                arrays[name] = cmd[j + 2:end]
+                end = cmd.index(")", j + 2) if ")" in cmd[j + 2 :] else len(cmd)
+                arrays[name] = cmd[j + 2 : end]
                 j = end + 1
             else:
                 scalars[name] = value
@@ -350,9 +359,9 @@ def _script_argvs(text: str) -> list[list[str]]:
             prog = _program(expand(tok)[0] if expand(tok) else tok)
             nxt = cmd[k + 1] if k + 1 < len(cmd) else None
             if prog == "vllm" and nxt == "serve":
-                rest = cmd[k + 2:]
+                rest = cmd[k + 2 :]
             elif tok == "-m" and nxt == API_SERVER_MODULE:
-                rest = cmd[k + 2:]
+                rest = cmd[k + 2 :]
             else:
                 continue
             argv: list[str] = []
@@ -367,11 +376,12 @@ def _script_argvs(text: str) -> list[list[str]]:
 
 # --- vLLM argv per shape -------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class VllmArgv:
-    where: str                 # e.g. "command", "containers[vllm].args", "stdin"
-    args: tuple[str, ...]      # after `vllm serve`: model positional first when present
-    text: str = ""             # the script it came from (markers), if any
+    where: str  # e.g. "command", "containers[vllm].args", "stdin"
+    args: tuple[str, ...]  # after `vllm serve`: model positional first when present
+    text: str = ""  # the script it came from (markers), if any
 
 
 def _strip_prefix(argv: list[str]) -> list[str]:
@@ -379,12 +389,13 @@ def _strip_prefix(argv: list[str]) -> list[str]:
         return argv[2:]
     for i in range(len(argv) - 1):
         if argv[i] == "-m" and argv[i + 1] == API_SERVER_MODULE:
-            return argv[i + 2:]
+            return argv[i + 2 :]
     return argv
 
 
 def _looks_vllm(argv: Sequence[str]) -> bool:
     from vllm_stack import flags
+
     return any(flags.normalize(a, abbrev=False) in VLLM_MARKER_FLAGS for a in argv if a.startswith("-"))
 
 
@@ -394,10 +405,18 @@ def container_argvs(props: Mapping) -> list[VllmArgv]:
     entry = strings(get(props, "entrypoints"))
     out: list[VllmArgv] = []
     entry_text = " ".join(entry)
-    entry_is_vllm = bool(re.search(r"\bvllm\s+serve\b", entry_text)) or API_SERVER_MODULE in entry_text \
+    entry_is_vllm = (
+        bool(re.search(r"\bvllm\s+serve\b", entry_text))
+        or API_SERVER_MODULE in entry_text
         or (len(entry) >= 2 and posixpath.basename(entry[0]) == "vllm" and entry[1] == "serve")
-    is_vllm = entry_is_vllm or image_is_vllm(get_known(props, "image")) or D.LABEL_MODEL in docker_labels(props) \
-        or _looks_vllm(command) or _strip_prefix(command) != command
+    )
+    is_vllm = (
+        entry_is_vllm
+        or image_is_vllm(get_known(props, "image"))
+        or D.LABEL_MODEL in docker_labels(props)
+        or _looks_vllm(command)
+        or _strip_prefix(command) != command
+    )
     if command and is_vllm:
         out.append(VllmArgv("command", tuple(_strip_prefix(command))))
     for s in entry:
@@ -432,8 +451,7 @@ def k8s_container_argvs(c: Mapping) -> list[VllmArgv]:
 
 def command_scripts(props: Mapping) -> list[tuple[str, str]]:
     """(field, text) of a Command's create/update/delete/stdin strings."""
-    return [(k, v) for k in ("create", "update", "delete", "stdin")
-            if isinstance(v := get_known(props, k), str)]
+    return [(k, v) for k in ("create", "update", "delete", "stdin") if isinstance(v := get_known(props, k), str)]
 
 
 def vllm_argvs(resource_type: str, props: Mapping) -> list[VllmArgv]:
@@ -448,8 +466,13 @@ def vllm_argvs(resource_type: str, props: Mapping) -> list[VllmArgv]:
     if resource_type == CONFIG_MAP:
         data = get(props, "data")
         if isinstance(data, Mapping):
-            return [VllmArgv(f"data.{k}", tuple(a), v) for k, v in data.items() if isinstance(v, str)
-                    for a in script_argvs(v) if a]
+            return [
+                VllmArgv(f"data.{k}", tuple(a), v)
+                for k, v in data.items()
+                if isinstance(v, str)
+                for a in script_argvs(v)
+                if a
+            ]
     return []
 
 
@@ -466,6 +489,7 @@ def vllm_containers(resource_type: str, props: Mapping) -> list[tuple[Mapping, V
 
 def model_of(argv: Sequence[str]) -> str | None:
     from vllm_stack import flags
+
     vals = flags.flag_values(argv, "--model")
     if vals:
         return vals[-1]
@@ -476,6 +500,7 @@ def model_of(argv: Sequence[str]) -> str | None:
 
 def last_value(argv: Sequence[str], flag: str) -> str | None:
     from vllm_stack import flags
+
     vals = flags.flag_values(argv, flag)
     return vals[-1] if vals else None
 
@@ -546,7 +571,7 @@ def strip_nginx_comments(text: str) -> str:
 
 def nginx_skeleton(text: str) -> str:
     """Comments removed and quoted strings emptied (`return 401 '{...}'` has braces in quotes)."""
-    text = strip_nginx_comments(text)   # first: comments hold apostrophes ("nginx's own")
+    text = strip_nginx_comments(text)  # first: comments hold apostrophes ("nginx's own")
     return re.sub(r"'(?:[^'\\]|\\.)*'|" + r'"(?:[^"\\]|\\.)*"', '""', text)
 
 
@@ -558,5 +583,5 @@ def nginx_blocks(conf: str, keyword: str) -> list[tuple[str, str]]:
         while i < len(conf) and depth:
             depth += {"{": 1, "}": -1}.get(conf[i], 0)
             i += 1
-        out.append((m.group(1).strip(), conf[m.end():i - 1]))
+        out.append((m.group(1).strip(), conf[m.end() : i - 1]))
     return out

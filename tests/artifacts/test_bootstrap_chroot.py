@@ -11,6 +11,7 @@ nvidia-ctk, docker (keeps container state in a file), systemctl and curl (system
 Needs root and debootstrap: skipped locally without them, FAILED under CI=true.
 Timings (this machine): cold build ~30 s (network), throwaway root < 0.1 s, each test < 1.5 s.
 """
+
 from __future__ import annotations
 
 import os
@@ -79,13 +80,19 @@ def stateful_stub(cmd: str, state: str, last: str, arms: str) -> str:
     """A bash stub for `cmd` that keeps its state in files under `state` and appends every call
     to `state`/calls.log: its last argument in `$<last>`, then `case "$1" in <arms>`; any other
     subcommand fails with "stub <cmd>: unsupported"."""
-    return (f'#!/bin/bash\nstate={state}\nmkdir -p "$state"\necho "{cmd} $*" >>"$state/calls.log"\n'
-            f'{last}="${{!#}}"\ncase "${{1:-}}" in\n{arms}'
-            f'    *) echo "stub {cmd}: unsupported: $*" >&2; exit 1 ;;\nesac\n')
+    return (
+        f'#!/bin/bash\nstate={state}\nmkdir -p "$state"\necho "{cmd} $*" >>"$state/calls.log"\n'
+        f'{last}="${{!#}}"\ncase "${{1:-}}" in\n{arms}'
+        f'    *) echo "stub {cmd}: unsupported: $*" >&2; exit 1 ;;\nesac\n'
+    )
 
 
 # docker stub: one state file per container under /var/lib/stub-docker.
-STUB_DOCKER = stateful_stub("docker", "/var/lib/stub-docker", "last", r"""    info)
+STUB_DOCKER = stateful_stub(
+    "docker",
+    "/var/lib/stub-docker",
+    "last",
+    r"""    info)
         if [[ "${2:-}" == --format ]]; then
             echo '{"io.containerd.runc.v2":{"path":"runc"},"runc":{"path":"runc"}%(nvidia_runtime)s}'
         else
@@ -109,23 +116,33 @@ STUB_DOCKER = stateful_stub("docker", "/var/lib/stub-docker", "last", r"""    in
         echo "$last|$label|true" >"$state/$name.ctr"
         echo 0123456789ab ;;
     stop) ;;
-""")
+""",
+)
 # systemctl stub: enabled/active flags in /var/lib/stub-systemd.
-STUB_SYSTEMCTL = stateful_stub("systemctl", "/var/lib/stub-systemd", "unit", """    daemon-reload) ;;
+STUB_SYSTEMCTL = stateful_stub(
+    "systemctl",
+    "/var/lib/stub-systemd",
+    "unit",
+    """    daemon-reload) ;;
     enable) touch "$state/$unit.enabled" ;;
     start|restart) touch "$state/$unit.active" ;;
     is-enabled) [[ -f "$state/$unit.enabled" ]] ;;
     is-active) [[ -f "$state/$unit.active" ]] ;;
-""")
+""",
+)
 STUB_CURL = "#!/bin/bash\nexit 7\n"
 
 
 def make_cfg(runtime: str = "docker", gpu_count: int = 2):
-    return parse_config({
-        "environment": "dev", "platform": "docker", "hostRuntime": runtime,
-        "hosts": [{"name": "gpu-a", "address": "10.0.0.5", "gpu": "L40S", "gpuCount": gpu_count}],
-        "models": [{"name": MODEL, "model": "meta-llama/Llama-3.1-8B", "gpu": "L40S"}],
-    })
+    return parse_config(
+        {
+            "environment": "dev",
+            "platform": "docker",
+            "hostRuntime": runtime,
+            "hosts": [{"name": "gpu-a", "address": "10.0.0.5", "gpu": "L40S", "gpuCount": gpu_count}],
+            "models": [{"name": MODEL, "model": "meta-llama/Llama-3.1-8B", "gpu": "L40S"}],
+        }
+    )
 
 
 class Root:
@@ -144,8 +161,14 @@ class Root:
         p.chmod(mode)
 
     def run(self, *argv: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run(["chroot", str(self.path), *argv], input=stdin, capture_output=True, text=True,
-                              timeout=timeout, env={"PATH": CHROOT_PATH, "HOME": "/root", "LC_ALL": "C"})
+        return subprocess.run(
+            ["chroot", str(self.path), *argv],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={"PATH": CHROOT_PATH, "HOME": "/root", "LC_ALL": "C"},
+        )
 
     def bootstrap(self) -> subprocess.CompletedProcess:
         return self.run("/bin/bash", "/root/bootstrap.sh")
@@ -210,9 +233,14 @@ def write_secrets_watching_ps(root: Root, content: str, secret: str) -> tuple[su
     stdin is held open for a moment so the writer is certainly alive during the first polls;
     a thread keeps polling until it exits. Returns (result, snapshots that saw the writer, leaks).
     """
-    proc = subprocess.Popen(["chroot", str(root.path), H.SECRET_WRITER_PATH, MODEL], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={"PATH": CHROOT_PATH, "LC_ALL": "C"})
+    proc = subprocess.Popen(
+        ["chroot", str(root.path), H.SECRET_WRITER_PATH, MODEL],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={"PATH": CHROOT_PATH, "LC_ALL": "C"},
+    )
     seen, leaks = [0], []
     done = threading.Event()
 
@@ -284,8 +312,17 @@ def test_bootstrap_twice_then_secrets_docker_runtime(root):
     assert not [p.name for p in (root / D.VLLM_ETC_DIR).iterdir() if p.name != f"{MODEL}.env"], "temp file left"
 
     # run 2: nothing changes, and it says so
-    watched = ["etc/passwd", "etc/group", "etc/shadow", "etc/gshadow", D.VLLM_ETC_DIR, D.VLLM_WEIGHTS_DIR,
-               H.SECRET_WRITER_PATH, env_path, "var/lib/stub-docker/dcgm-exporter.ctr"]
+    watched = [
+        "etc/passwd",
+        "etc/group",
+        "etc/shadow",
+        "etc/gshadow",
+        D.VLLM_ETC_DIR,
+        D.VLLM_WEIGHTS_DIR,
+        H.SECRET_WRITER_PATH,
+        env_path,
+        "var/lib/stub-docker/dcgm-exporter.ctr",
+    ]
     before = snapshot(root, watched)
     t = time.monotonic()
     second = root.bootstrap()
@@ -299,8 +336,10 @@ def test_bootstrap_twice_then_secrets_docker_runtime(root):
     piped = root.bootstrap_from_stdin()  # the deployer's way: same script on stdin, same no-op
     assert piped.returncode == 0 and H.NOTHING_CHANGED in piped.stdout, piped.stdout + piped.stderr
     assert snapshot(root, watched) == before
-    assert sum(line.startswith("docker run") for line in
-               (root / "var/lib/stub-docker/calls.log").read_text().splitlines()) == 1
+    assert (
+        sum(line.startswith("docker run") for line in (root / "var/lib/stub-docker/calls.log").read_text().splitlines())
+        == 1
+    )
 
     # a new key rotates the file atomically (new inode), still 0600
     rotated = render_secret_env_file({"VLLM_API_KEY": secret + "x"})
@@ -380,8 +419,11 @@ def test_bootstrap_twice_systemd_runtime(root):
     install_gpu_stubs(root)
     root.put("usr/local/bin/systemctl", STUB_SYSTEMCTL)
     root.put("usr/local/bin/curl", STUB_CURL)
-    root.put("root/bootstrap.sh", H.render_bootstrap_script(make_cfg("systemd"), "gpu-a", docker_bin="/usr/local/bin/docker"),
-             0o700)
+    root.put(
+        "root/bootstrap.sh",
+        H.render_bootstrap_script(make_cfg("systemd"), "gpu-a", docker_bin="/usr/local/bin/docker"),
+        0o700,
+    )
     first = root.bootstrap_from_stdin()
     assert first.returncode == 0, first.stdout + first.stderr
     assert f"vLLM is not installed at {D.VLLM_BIN}" in first.stderr  # a warning, not a failure
@@ -389,16 +431,21 @@ def test_bootstrap_twice_systemd_runtime(root):
     assert root.owner_mode(unit) == ("root", "root", 0o644)
     assert "ExecStart=/usr/local/bin/docker run --rm --name dcgm-exporter --gpus all" in (root / unit).read_text()
     calls = (root / "var/lib/stub-systemd/calls.log").read_text().splitlines()
-    assert calls == ["systemctl daemon-reload", "systemctl enable dcgm-exporter.service",
-                     "systemctl restart dcgm-exporter.service"]
+    assert calls == [
+        "systemctl daemon-reload",
+        "systemctl enable dcgm-exporter.service",
+        "systemctl restart dcgm-exporter.service",
+    ]
     before = snapshot(root, [unit, D.VLLM_ETC_DIR, D.VLLM_WEIGHTS_DIR, "etc/passwd"])
     second = root.bootstrap()
     assert second.returncode == 0, second.stdout + second.stderr
     assert H.NOTHING_CHANGED in second.stdout and not CHANGED.search(second.stdout), second.stdout
     assert snapshot(root, [unit, D.VLLM_ETC_DIR, D.VLLM_WEIGHTS_DIR, "etc/passwd"]) == before
     calls = (root / "var/lib/stub-systemd/calls.log").read_text().splitlines()[3:]
-    assert calls == ["systemctl is-enabled --quiet dcgm-exporter.service",
-                     "systemctl is-active --quiet dcgm-exporter.service"]
+    assert calls == [
+        "systemctl is-enabled --quiet dcgm-exporter.service",
+        "systemctl is-active --quiet dcgm-exporter.service",
+    ]
 
 
 def test_bootstrap_systemd_runtime_needs_curl(root):

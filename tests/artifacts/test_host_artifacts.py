@@ -8,6 +8,7 @@
   delay) and a stub `systemd-notify` on PATH: READY only after /health answered 200, exit 1
   when vLLM dies while loading, SIGTERM forwarded to vLLM, argv == serve_argv, no secret in it.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,13 +37,21 @@ SECRET = "sk-wrapper-canary-5d1e"
 
 
 def make_cfg(runtime: str):
-    return parse_config({
-        "environment": "dev", "platform": "docker", "hostRuntime": runtime,
-        "hosts": [{"name": "gpu-a", "address": "10.0.0.5", "gpu": "L40S", "gpuCount": 3},
-                  {"name": "edge", "address": "10.0.0.9", "gpu": "L40S", "gpuCount": 1}],
-        "models": [{"name": "llama", "model": "meta-llama/Llama-3.1-8B", "gpu": "L40S", "pool": {"onDemand": 2}},
-                   {"name": "qwen", "model": "Qwen/Qwen2.5-7B", "gpu": "L40S", "pool": {"onDemand": 2}}],
-    })
+    return parse_config(
+        {
+            "environment": "dev",
+            "platform": "docker",
+            "hostRuntime": runtime,
+            "hosts": [
+                {"name": "gpu-a", "address": "10.0.0.5", "gpu": "L40S", "gpuCount": 3},
+                {"name": "edge", "address": "10.0.0.9", "gpu": "L40S", "gpuCount": 1},
+            ],
+            "models": [
+                {"name": "llama", "model": "meta-llama/Llama-3.1-8B", "gpu": "L40S", "pool": {"onDemand": 2}},
+                {"name": "qwen", "model": "Qwen/Qwen2.5-7B", "gpu": "L40S", "pool": {"onDemand": 2}},
+            ],
+        }
+    )
 
 
 def write_exec(path: Path, text: str) -> Path:
@@ -52,6 +61,7 @@ def write_exec(path: Path, text: str) -> Path:
 
 
 # --- shellcheck ------------------------------------------------------------------------------
+
 
 def rendered_scripts() -> list[tuple[str, str]]:
     out = []
@@ -76,11 +86,18 @@ def test_shellcheck_every_rendered_script(name, text, tmp_path):
 
 def test_the_set_of_scripts_covers_every_kind():
     names = {n.split("__")[2] for n, _ in rendered_scripts()}
-    assert {D.BOOTSTRAP_NAME, D.SECRET_WRITER_NAME, "vllm-start-llama", "vllm-start-llama-1",
-            "vllm-start-qwen", "vllm-start-qwen-1"} <= names
+    assert {
+        D.BOOTSTRAP_NAME,
+        D.SECRET_WRITER_NAME,
+        "vllm-start-llama",
+        "vllm-start-llama-1",
+        "vllm-start-qwen",
+        "vllm-start-qwen-1",
+    } <= names
 
 
 # --- systemd-analyze verify -------------------------------------------------------------------
+
 
 def units_under_test():
     cfg = make_cfg("systemd")
@@ -104,8 +121,9 @@ def test_systemd_analyze_verify_dcgm_unit(tmp_path):
     require("systemd-analyze")
     docker = write_exec(tmp_path / "docker", "#!/bin/sh\nexit 0\n")
     unit = tmp_path / f"{D.DCGM_EXPORTER_CONTAINER}.service"
-    unit.write_text(S.render_dcgm_unit(publish=f"127.0.0.1:{D.DCGM_EXPORTER_PORT}:{D.DCGM_EXPORTER_PORT}",
-                                       docker_bin=str(docker)))
+    unit.write_text(
+        S.render_dcgm_unit(publish=f"127.0.0.1:{D.DCGM_EXPORTER_PORT}:{D.DCGM_EXPORTER_PORT}", docker_bin=str(docker))
+    )
     result = systemd_verify(unit)
     assert result.ok, str(result)
     assert result.output.strip() == "", f"systemd-analyze said something (any warning fails):\n{result}"
@@ -117,8 +135,9 @@ def test_systemd_analyze_catches_a_broken_unit(tmp_path):
     cfg, spec, replica = units_under_test()[0]
     write_exec(tmp_path / S.wrapper_name(spec, replica), "#!/bin/sh\n")
     unit = tmp_path / S.unit_name(spec, replica)
-    unit.write_text(S.render_systemd_unit(cfg, spec, replica, bin_dir=str(tmp_path))
-                    .replace("Restart=always", "Restartt=always"))
+    unit.write_text(
+        S.render_systemd_unit(cfg, spec, replica, bin_dir=str(tmp_path)).replace("Restart=always", "Restartt=always")
+    )
     assert not systemd_verify(unit).ok
 
 
@@ -155,17 +174,18 @@ STUB_VLLM = textwrap.dedent('''\
     sys.exit(0)
 ''')
 
-STUB_NOTIFY = textwrap.dedent('''\
+STUB_NOTIFY = textwrap.dedent("""\
     #!/bin/bash
     # stub systemd-notify: records its arguments and what /health answered at that moment
     code="$(curl -s -o /dev/null -w '%{{http_code}}' "{url}" || true)"
     echo "$* health=$code" >> "{out}/notify.log"
-''')
+""")
 
 
 @dataclass
 class WrapperEnv:
     """The rendered start wrapper with its stub `vllm` and `systemd-notify` (which write into `out`)."""
+
     spec: ModelSpec
     replica: Replica
     wrapper: Path
@@ -197,11 +217,11 @@ def wrapper_env(tmp_path) -> Iterator[WrapperEnv]:
     url = S.health_url("127.0.0.1", replica.port)
     vllm = write_exec(bindir / "vllm", STUB_VLLM.format(python=sys.executable, secret=SECRET))
     write_exec(bindir / "systemd-notify", STUB_NOTIFY.format(url=url, out=out))
-    wrapper = write_exec(tmp_path / S.wrapper_name(spec, replica),
-                         S.render_start_wrapper(cfg, spec, replica, vllm_bin=str(vllm), poll_seconds=0.2,
-                                                bind_host="127.0.0.1"))
-    env = {"PATH": f"{bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}", "STUB_OUT": str(out),
-           "VLLM_API_KEY": SECRET}
+    wrapper = write_exec(
+        tmp_path / S.wrapper_name(spec, replica),
+        S.render_start_wrapper(cfg, spec, replica, vllm_bin=str(vllm), poll_seconds=0.2, bind_host="127.0.0.1"),
+    )
+    env = {"PATH": f"{bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}", "STUB_OUT": str(out), "VLLM_API_KEY": SECRET}
     w = WrapperEnv(spec, replica, wrapper, out, env, tmp_path)
     yield w
     for proc in w.procs:

@@ -7,6 +7,7 @@ schemas plus unknown-field detection). Mutated copies prove both validators bite
 in-cluster prometheus.yml goes through promtool, and the front's pod filesystem (ConfigMap
 items + Secret keys at their mount paths) through `nginx -t`.
 """
+
 from __future__ import annotations
 
 import copy
@@ -102,13 +103,20 @@ def _mutated(objs, kind, mutate):
     return out
 
 
-@pytest.mark.parametrize("kind,mutate", [
-    ("Deployment", lambda o: o["spec"].__setitem__("replica", 2)),                         # unknown field
-    ("Deployment", lambda o: o["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
-     .__setitem__("nvidia.com/gpu", [1])),                                                  # wrong type
-    ("PodDisruptionBudget", lambda o: o["spec"].__setitem__("minAvailable", {"n": 1})),     # wrong type
-    ("Service", lambda o: o["spec"]["ports"][0].pop("port")),                                # required
-])
+@pytest.mark.parametrize(
+    "kind,mutate",
+    [
+        ("Deployment", lambda o: o["spec"].__setitem__("replica", 2)),  # unknown field
+        (
+            "Deployment",
+            lambda o: o["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"].__setitem__(
+                "nvidia.com/gpu", [1]
+            ),
+        ),  # wrong type
+        ("PodDisruptionBudget", lambda o: o["spec"].__setitem__("minAvailable", {"n": 1})),  # wrong type
+        ("Service", lambda o: o["spec"]["ports"][0].pop("port")),  # required
+    ],
+)
 def test_kubernetes_validate_rejects_broken_objects(tmp_path, kind, mutate):
     tools.require("kubernetes-validate")
     objs = _mutated(fx.render_all(fx.prod_config()), kind, mutate)
@@ -117,13 +125,16 @@ def test_kubernetes_validate_rejects_broken_objects(tmp_path, kind, mutate):
     assert not res.ok and res.rc != 0, str(res)
 
 
-@pytest.mark.parametrize("kind,mutate", [
-    ("ScaledObject", lambda o: o["spec"].__setitem__("minReplicaCunt", 1)),                 # unknown field
-    ("ScaledObject", lambda o: o["spec"].__setitem__("maxReplicaCount", "four")),           # wrong type
-    ("ScaledObject", lambda o: o["spec"].pop("scaleTargetRef")),                             # required
-    ("ServiceMonitor", lambda o: o["spec"]["endpoints"][0].__setitem__("intervall", "10s")),
-    ("PrometheusRule", lambda o: o["spec"]["groups"][0].pop("name")),
-])
+@pytest.mark.parametrize(
+    "kind,mutate",
+    [
+        ("ScaledObject", lambda o: o["spec"].__setitem__("minReplicaCunt", 1)),  # unknown field
+        ("ScaledObject", lambda o: o["spec"].__setitem__("maxReplicaCount", "four")),  # wrong type
+        ("ScaledObject", lambda o: o["spec"].pop("scaleTargetRef")),  # required
+        ("ServiceMonitor", lambda o: o["spec"]["endpoints"][0].__setitem__("intervall", "10s")),
+        ("PrometheusRule", lambda o: o["spec"]["groups"][0].pop("name")),
+    ],
+)
 def test_validate_crd_rejects_broken_objects(tmp_path, kind, mutate):
     tools.require("validate-crd")
     objs = _mutated(fx.render_all(fx.prod_config(operator=True)), kind, mutate)
@@ -151,7 +162,8 @@ def test_in_cluster_prometheus_config_passes_promtool(tmp_path):
     prom["rule_files"] = [str(tmp_path / Path(k8s.PROMETHEUS_RULES_PATH).name)]  # where the pod mounts it
     for job in prom["scrape_configs"]:
         assert job.pop("kubernetes_sd_configs") == [
-            {"role": "endpointslice", "namespaces": {"names": [cfg.kubernetes.namespace]}}]
+            {"role": "endpointslice", "namespaces": {"names": [cfg.kubernetes.namespace]}}
+        ]
         job["static_configs"] = [{"targets": ["127.0.0.1:9"]}]
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(prom, sort_keys=False))
     res = tools.promtool_check_config(tmp_path / "prometheus.yml")
@@ -161,9 +173,28 @@ def test_in_cluster_prometheus_config_passes_promtool(tmp_path):
 
 def _self_signed(dir_: Path) -> tuple[str, str]:
     key, crt = dir_ / "k.pem", dir_ / "c.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                    "-nodes", "-keyout", str(key), "-out", str(crt), "-days", "1", "-subj", "/CN=llm.example.com"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(crt),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=llm.example.com",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return crt.read_text(), key.read_text()
 
 

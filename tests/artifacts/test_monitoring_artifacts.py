@@ -5,6 +5,7 @@ generated `promtool test rules` cases; mutated rule files prove those cases bite
 Grafana dashboard type-checks against @grafana/schema; yamllint reads every YAML file.
 Each tool either runs or the test skips locally / fails under CI=true (tools.require).
 """
+
 from __future__ import annotations
 
 import json
@@ -31,28 +32,60 @@ TESTS = "vllm-alerts.test.yml"
 
 CONFIGS: dict[str, dict[str, Any]] = {
     # like Pulumi.dev.yaml: one docker host, relaxed queue/TTFT alerts
-    "dev": {"environment": "dev", "platform": "docker",
-            "hosts": [{"name": "gpu-dev-1", "address": "10.0.0.10", "gpu": "L40S"}],
-            "models": [{"name": "llama-8b", "model": "meta-llama/Llama-3.1-8B-Instruct", "gpu": "L40S",
-                        "maxNumSeqs": 64}],
-            "monitoring": {"scrapeIntervalSeconds": 10,
-                           "alerts": {"queueWaiting": 50, "queueFor": "5m", "ttftP95Seconds": 5, "ttftFor": "10m"}}},
+    "dev": {
+        "environment": "dev",
+        "platform": "docker",
+        "hosts": [{"name": "gpu-dev-1", "address": "10.0.0.10", "gpu": "L40S"}],
+        "models": [{"name": "llama-8b", "model": "meta-llama/Llama-3.1-8B-Instruct", "gpu": "L40S", "maxNumSeqs": 64}],
+        "monitoring": {
+            "scrapeIntervalSeconds": 10,
+            "alerts": {"queueWaiting": 50, "queueFor": "5m", "ttftP95Seconds": 5, "ttftFor": "10m"},
+        },
+    },
     # like Pulumi.prod.yaml: kubernetes, two models, seed thresholds, an Alertmanager
-    "prod": {"environment": "prod", "platform": "kubernetes",
-             "models": [{"name": "llama-70b", "model": "meta-llama/Llama-3.1-70B-Instruct", "gpu": "H100-SXM5-80GB",
-                         "quantization": "fp8", "kvCacheDtype": "fp8", "gpuMemoryUtilization": 0.92,
-                         "pool": {"onDemand": 1, "spot": 1, "spotMax": 4}},
-                        {"name": "mistral-7b", "model": "mistralai/Mistral-7B-Instruct-v0.3", "gpu": "L40S",
-                         "pool": {"onDemand": 2}}],
-             "monitoring": {"scrapeIntervalSeconds": 15, "alertmanager": "alertmanager.monitoring.svc:9093"}},
+    "prod": {
+        "environment": "prod",
+        "platform": "kubernetes",
+        "models": [
+            {
+                "name": "llama-70b",
+                "model": "meta-llama/Llama-3.1-70B-Instruct",
+                "gpu": "H100-SXM5-80GB",
+                "quantization": "fp8",
+                "kvCacheDtype": "fp8",
+                "gpuMemoryUtilization": 0.92,
+                "pool": {"onDemand": 1, "spot": 1, "spotMax": 4},
+            },
+            {
+                "name": "mistral-7b",
+                "model": "mistralai/Mistral-7B-Instruct-v0.3",
+                "gpu": "L40S",
+                "pool": {"onDemand": 2},
+            },
+        ],
+        "monitoring": {"scrapeIntervalSeconds": 15, "alertmanager": "alertmanager.monitoring.svc:9093"},
+    },
     # awkward numbers: thresholds with 3 decimals, sub-minute `for`, zero preemptions allowed
-    "odd": {"environment": "dev", "platform": "docker",
-            "hosts": [{"name": "gpu-1", "address": "10.0.0.20", "gpu": "H100-SXM5-80GB"}],
-            "models": [{"name": "chat", "model": "meta-llama/Llama-3.1-8B-Instruct", "gpu": "H100-SXM5-80GB"}],
-            "monitoring": {"alerts": {"queueWaiting": 7, "queueFor": "30s", "kvCacheUsage": 0.925,
-                                      "ttftP95Seconds": 0.35, "ttftFor": "45s", "preemptions5m": 0,
-                                      "gpuTempCelsius": 77.5, "vramUsage": 0.875, "errorRate": 0.01,
-                                      "backendDownFor": "15s"}}},
+    "odd": {
+        "environment": "dev",
+        "platform": "docker",
+        "hosts": [{"name": "gpu-1", "address": "10.0.0.20", "gpu": "H100-SXM5-80GB"}],
+        "models": [{"name": "chat", "model": "meta-llama/Llama-3.1-8B-Instruct", "gpu": "H100-SXM5-80GB"}],
+        "monitoring": {
+            "alerts": {
+                "queueWaiting": 7,
+                "queueFor": "30s",
+                "kvCacheUsage": 0.925,
+                "ttftP95Seconds": 0.35,
+                "ttftFor": "45s",
+                "preemptions5m": 0,
+                "gpuTempCelsius": 77.5,
+                "vramUsage": 0.875,
+                "errorRate": 0.01,
+                "backendDownFor": "15s",
+            }
+        },
+    },
 }
 
 
@@ -61,14 +94,30 @@ def targets_for(cfg: StackConfig) -> list[ScrapeTarget]:
     if cfg.platform == "docker":
         for i, m in enumerate(cfg.models):
             for h in cfg.hosts:
-                out.append(ScrapeTarget(D.JOB_VLLM, h.address, D.VLLM_PORT + i, (
-                    (D.SCRAPE_LABEL_MODEL, m.name), (D.SCRAPE_LABEL_CAPACITY, h.capacity), (D.SCRAPE_LABEL_HOST, h.name))))
+                out.append(
+                    ScrapeTarget(
+                        D.JOB_VLLM,
+                        h.address,
+                        D.VLLM_PORT + i,
+                        (
+                            (D.SCRAPE_LABEL_MODEL, m.name),
+                            (D.SCRAPE_LABEL_CAPACITY, h.capacity),
+                            (D.SCRAPE_LABEL_HOST, h.name),
+                        ),
+                    )
+                )
         for h in cfg.hosts:
             out.append(ScrapeTarget(D.JOB_DCGM, h.address, D.DCGM_EXPORTER_PORT, ((D.SCRAPE_LABEL_HOST, h.name),)))
     else:
         for m in cfg.models:
-            out.append(ScrapeTarget(D.JOB_VLLM, f"{m.name}.{cfg.kubernetes.namespace}.svc", D.VLLM_PORT,
-                                    ((D.SCRAPE_LABEL_MODEL, m.name),)))
+            out.append(
+                ScrapeTarget(
+                    D.JOB_VLLM,
+                    f"{m.name}.{cfg.kubernetes.namespace}.svc",
+                    D.VLLM_PORT,
+                    ((D.SCRAPE_LABEL_MODEL, m.name),),
+                )
+            )
         out.append(ScrapeTarget(D.JOB_DCGM, f"dcgm-exporter.{cfg.kubernetes.namespace}.svc", D.DCGM_EXPORTER_PORT))
     return out
 
@@ -173,8 +222,9 @@ def test_generated_tests_fail_against_drifted_rules(config_name, tmp_path):
     cfg = parse_config(CONFIGS[config_name])
     tests_doc = yaml.safe_load(render_promtool_tests(cfg, RULES))
     rules_doc = yaml.safe_load(render_alert_rules(cfg))
-    groups_of = {name: [g for g in tests_doc["tests"] if g["alert_rule_test"][0]["alertname"] == name]
-                 for name in A.ALERT_NAMES}
+    groups_of = {
+        name: [g for g in tests_doc["tests"] if g["alert_rule_test"][0]["alertname"] == name] for name in A.ALERT_NAMES
+    }
     assert all(len(groups) >= 2 for groups in groups_of.values()), {n: len(g) for n, g in groups_of.items()}
     jobs = []
     for i, (label, alert, change) in enumerate(_mutations(cfg)):
@@ -185,8 +235,9 @@ def test_generated_tests_fail_against_drifted_rules(config_name, tmp_path):
         d = tmp_path / f"m{i}"
         d.mkdir()
         (d / RULES).write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
-        (d / TESTS).write_text(yaml.safe_dump({**tests_doc, "tests": groups_of[alert]}, sort_keys=False,
-                                              allow_unicode=True))
+        (d / TESTS).write_text(
+            yaml.safe_dump({**tests_doc, "tests": groups_of[alert]}, sort_keys=False, allow_unicode=True)
+        )
         jobs.append((label, alert, d / TESTS))
     # control: the unmutated rules pass the full generated file in the same setup
     (tmp_path / RULES).write_text(yaml.safe_dump(rules_doc, sort_keys=False, allow_unicode=True))

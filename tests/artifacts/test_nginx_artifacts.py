@@ -8,6 +8,7 @@
 * the drain script run for real against a stub `nginx` (records its argv, fails on demand):
   the edit, idempotency, undrain, restore on `nginx -t` / reload failure, exit codes.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,32 +22,47 @@ from vllm_stack import defaults as D
 from vllm_stack.endpoints import Backend
 from vllm_stack.loader import parse_config
 from vllm_stack.render.drain import render_drain_script
-from vllm_stack.render.nginx import (FrontListen, NginxPaths, render_api_keys_map, render_front,
-                                     render_upstream_auth)
+from vllm_stack.render.nginx import FrontListen, NginxPaths, render_api_keys_map, render_front, render_upstream_auth
 
 KEYS = ["sk-artifact-key-0001-abcdef", "sk-artifact-key-0002-ABC.def+/=="]
 BACKEND_KEY = "sk-artifact-backend-key-9999"
 
 
 def dev_cfg(**front):
-    raw = {"environment": "dev", "platform": "docker",
-           "hosts": [{"name": "gpu1", "address": "127.0.0.1", "gpu": "L40S"}],
-           "models": [{"name": "tiny", "model": "mistralai/Mistral-7B-v0.3", "gpu": "L40S"}]}
+    raw = {
+        "environment": "dev",
+        "platform": "docker",
+        "hosts": [{"name": "gpu1", "address": "127.0.0.1", "gpu": "L40S"}],
+        "models": [{"name": "tiny", "model": "mistralai/Mistral-7B-v0.3", "gpu": "L40S"}],
+    }
     if front:
         raw["front"] = front
     return parse_config(raw)
 
 
 def prod_cfg():
-    return parse_config({
-        "environment": "prod", "platform": "kubernetes",
-        "front": {"domain": "llm.example.com", "tls": "provided"},
-        "models": [
-            {"name": "llama", "model": "meta-llama/Llama-3.1-8B", "gpu": "L40S", "pool": {"onDemand": 1, "spot": 2}},
-            {"name": "mistral", "model": "mistralai/Mistral-7B-v0.3", "gpu": "L40S", "default": True,
-             "pool": {"onDemand": 1, "spot": 1}},
-        ],
-    })
+    return parse_config(
+        {
+            "environment": "prod",
+            "platform": "kubernetes",
+            "front": {"domain": "llm.example.com", "tls": "provided"},
+            "models": [
+                {
+                    "name": "llama",
+                    "model": "meta-llama/Llama-3.1-8B",
+                    "gpu": "L40S",
+                    "pool": {"onDemand": 1, "spot": 2},
+                },
+                {
+                    "name": "mistral",
+                    "model": "mistralai/Mistral-7B-v0.3",
+                    "gpu": "L40S",
+                    "default": True,
+                    "pool": {"onDemand": 1, "spot": 1},
+                },
+            ],
+        }
+    )
 
 
 PROD_BACKENDS = [
@@ -60,9 +76,31 @@ PROD_BACKENDS = [
 
 def self_signed(cert: Path, key: Path, cn: str = "localhost") -> None:
     cert.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                    "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={cn}",
-                    "-addext", f"subjectAltName=DNS:{cn}"], check=True, capture_output=True, timeout=30)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            f"/CN={cn}",
+            "-addext",
+            f"subjectAltName=DNS:{cn}",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
 
 
 def write_front(root: Path, files: dict[str, str], paths: NginxPaths, *, backend_key: str | None = None) -> None:
@@ -87,8 +125,12 @@ def check(root: Path, paths: NginxPaths):
 def test_nginx_t_accepts_dev_front(tmp_path):
     require("nginx")
     paths = NginxPaths.under(tmp_path)
-    files = render_front(dev_cfg(), [Backend("tiny", "127.0.0.1", D.VLLM_PORT)], paths=paths,
-                         listen=FrontListen(bind="127.0.0.1", http_port=18080, https_port=18443))
+    files = render_front(
+        dev_cfg(),
+        [Backend("tiny", "127.0.0.1", D.VLLM_PORT)],
+        paths=paths,
+        listen=FrontListen(bind="127.0.0.1", http_port=18080, https_port=18443),
+    )
     write_front(tmp_path, files, paths)
     check(tmp_path, paths)
 
@@ -105,8 +147,13 @@ def test_nginx_t_accepts_prod_front_with_spot_down_backup_and_backend_key(tmp_pa
 def test_nginx_t_accepts_plain_http_dev_front(tmp_path):
     require("nginx")
     paths = NginxPaths.under(tmp_path)
-    files = render_front(dev_cfg(tls="none"), [Backend("tiny", "127.0.0.1", D.VLLM_PORT)], paths=paths,
-                         listen=FrontListen(bind="127.0.0.1", http_port=18080, https_port=18443), user=None)
+    files = render_front(
+        dev_cfg(tls="none"),
+        [Backend("tiny", "127.0.0.1", D.VLLM_PORT)],
+        paths=paths,
+        listen=FrontListen(bind="127.0.0.1", http_port=18080, https_port=18443),
+        user=None,
+    )
     write_front(tmp_path, files, paths)
     check(tmp_path, paths)
 
@@ -116,9 +163,13 @@ def test_nginx_t_accepts_the_edges_of_every_grammar(tmp_path):
     nginx reads them: `nginx -t` passes and each value stands in its directive unchanged."""
     require("nginx")
     paths = NginxPaths.under(tmp_path)
-    files = render_front(dev_cfg(domain="*.llm.example.com", clientMaxBodySize="512K"),
-                         [Backend("tiny", "::1", D.VLLM_PORT)], paths=paths,
-                         listen=FrontListen(bind="127.0.0.1", http_port=18080, https_port=18443), user=None)
+    files = render_front(
+        dev_cfg(domain="*.llm.example.com", clientMaxBodySize="512K"),
+        [Backend("tiny", "::1", D.VLLM_PORT)],
+        paths=paths,
+        listen=FrontListen(bind="127.0.0.1", http_port=18080, https_port=18443),
+        user=None,
+    )
     conf = files["nginx.conf"]
     assert "server_name *.llm.example.com;" in conf and "client_max_body_size 512K;" in conf
     assert f"server [::1]:{D.VLLM_PORT} " in files["upstreams/tiny.conf"]
@@ -198,8 +249,9 @@ def test_drain_marks_only_the_target_down_reloads_waits_and_stops(drain):
     assert p.returncode == 0, p.stdout + p.stderr
     before, after = server_lines(drain.original["llama"]), server_lines(drain.upstream("llama"))
     assert after["127.0.0.1:18002"].split("#")[0].rstrip().endswith(" down;")
-    assert {k: v for k, v in after.items() if k != "127.0.0.1:18002"} == \
-        {k: v for k, v in before.items() if k != "127.0.0.1:18002"}
+    assert {k: v for k, v in after.items() if k != "127.0.0.1:18002"} == {
+        k: v for k, v in before.items() if k != "127.0.0.1:18002"
+    }
     assert drain.upstream("mistral") == drain.original["mistral"]
     conf = drain.paths.conf
     assert drain.calls() == [f"-p {drain.paths.prefix}/ -c {conf} -t", f"-p {drain.paths.prefix}/ -c {conf} -s reload"]
@@ -256,7 +308,9 @@ def test_drain_refuses_unknown_backend_bad_args_and_the_last_usable_backend(drai
     p = drain("mistral", "127.0.0.1:18011", "0")
     assert p.returncode == 4 and "FORCE=1" in p.stderr
     assert drain("mistral", "127.0.0.1:18011", "0", FORCE="1").returncode == 0
-    assert all(line.split("#")[0].rstrip().endswith(" down;") for line in server_lines(drain.upstream("mistral")).values())
+    assert all(
+        line.split("#")[0].rstrip().endswith(" down;") for line in server_lines(drain.upstream("mistral")).values()
+    )
 
 
 def test_drain_reports_a_failing_stop_command(drain):

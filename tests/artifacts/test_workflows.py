@@ -6,6 +6,7 @@ a summary; `preview` runs `pulumi preview` per stack with the policy pack. deplo
 to main, prod on v* tags or workflow_dispatch behind the `production` environment. Every action is
 pinned to a commit.
 """
+
 from __future__ import annotations
 
 import re
@@ -24,7 +25,7 @@ PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
 
 def load(path: Path) -> dict:
     doc = yaml.safe_load(path.read_text())
-    doc["on"] = doc.pop(True, doc.get("on"))   # YAML 1.1 reads the `on` key as boolean True
+    doc["on"] = doc.pop(True, doc.get("on"))  # YAML 1.1 reads the `on` key as boolean True
     return doc
 
 
@@ -45,8 +46,10 @@ def test_workflows_pass_actionlint():
 def test_actionlint_rejects_a_broken_workflow(tmp_path):
     tools.require("actionlint")
     bad = tmp_path / "bad.yml"
-    bad.write_text("name: bad\non: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    needs: [missing-job]\n"
-                   "    steps:\n      - run: echo ${{ github.event.nope.nope }}\n        uses: actions/checkout@v4\n")
+    bad.write_text(
+        "name: bad\non: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    needs: [missing-job]\n"
+        "    steps:\n      - run: echo ${{ github.event.nope.nope }}\n        uses: actions/checkout@v4\n"
+    )
     result = tools.actionlint(bad)
     assert not result.ok and result.rc == 1, str(result)
     assert "missing-job" in result.output
@@ -70,8 +73,9 @@ def test_preview_plan_job_needs_no_cloud_credentials():
     run = "\n".join(s.get("run", "") for s in steps(plan))
     assert "make venv" in run and "bash .ci/run" in run and "make test-fast" not in run
     assert "python -m vllm_stack plan" in run and "--diff" in run and "for stack in dev prod" in run
-    assert [s for s in uses(plan, "actions/checkout") if s.get("with", {}).get("path") == "base"], \
+    assert [s for s in uses(plan, "actions/checkout") if s.get("with", {}).get("path") == "base"], (
         "the base branch is checked out into a subdirectory for the diff"
+    )
     assert "GITHUB_STEP_SUMMARY" in run
     assert uses(plan, "actions/github-script"), "the summary is posted as a PR comment"
     assert plan["permissions"]["pull-requests"] == "write"

@@ -5,6 +5,7 @@ test CA) lives in tests/support/front.py, shared with the real-vLLM tier; `start
 the fake backends: it starts them, renders the front for them and hands them to the `Front`,
 whose teardown sends QUIT to nginx's pid, stops its Proc (process group), then every fake by pid.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -13,8 +14,14 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from tests.fakes.harness import FakeHandle, start_fake
-from tests.support.front import (Front, Pki,  # noqa: F401 (re-exported)
-                                 front_root, launch_front, make_pki, new_key)
+from tests.support.front import (
+    Front,
+    Pki,  # noqa: F401 (re-exported)
+    front_root,
+    launch_front,
+    make_pki,
+    new_key,
+)
 from tests.support.procs import free_port
 from tests.support.tools import require
 from vllm_stack import defaults as D
@@ -29,9 +36,17 @@ def pki(tmp_path_factory) -> Pki:
     return make_pki(tmp_path_factory.mktemp("pki"))
 
 
-def start_front(pki: Pki, models: dict[str, list[dict]], *, default: str | None = None, front: dict | None = None,
-                upstream_auth: bool = True, n_keys: int = 3, fake_args: tuple[str, ...] = (),
-                drain_seconds: int = D.DRAIN_SECONDS_MIN) -> Front:
+def start_front(
+    pki: Pki,
+    models: dict[str, list[dict]],
+    *,
+    default: str | None = None,
+    front: dict | None = None,
+    upstream_auth: bool = True,
+    n_keys: int = 3,
+    fake_args: tuple[str, ...] = (),
+    drain_seconds: int = D.DRAIN_SECONDS_MIN,
+) -> Front:
     """Start fakes, render the front for them and start nginx (`launch_front`).
 
     `models`: name -> backend specs, each {"capacity": ..., "state": ..., "dead": bool}; a dead
@@ -51,20 +66,29 @@ def start_front(pki: Pki, models: dict[str, list[dict]], *, default: str | None 
                 if spec.get("dead"):
                     port = free_port()
                 else:
-                    h = start_fake(root / "logs", "--grace-seconds", FAKE_GRACE_SECONDS, *fake_args,
-                                   *spec.get("args", ()), model=model,
-                                   api_key=backend_key if upstream_auth else keys[0],
-                                   name=f"fake_vllm_{model}_{i}")
+                    h = start_fake(
+                        root / "logs",
+                        "--grace-seconds",
+                        FAKE_GRACE_SECONDS,
+                        *fake_args,
+                        *spec.get("args", ()),
+                        model=model,
+                        api_key=backend_key if upstream_auth else keys[0],
+                        name=f"fake_vllm_{model}_{i}",
+                    )
                     started.append(h)
                     fakes[model].append(h)
                     port = h.port
-                backends.append(Backend(model, "127.0.0.1", port, spec.get("capacity", "onDemand"),
-                                        spec.get("state", "up")))
-        specs = [{"name": m, "model": "mistralai/Mistral-7B-v0.3", "gpu": "L40S", "default": m == default}
-                 for m in models]
+                backends.append(
+                    Backend(model, "127.0.0.1", port, spec.get("capacity", "onDemand"), spec.get("state", "up"))
+                )
+        specs = [
+            {"name": m, "model": "mistralai/Mistral-7B-v0.3", "gpu": "L40S", "default": m == default} for m in models
+        ]
         cfg = parse_config({"environment": "dev", "platform": "kubernetes", "models": specs, "front": front or {}})
-        return launch_front(pki, cfg, backends, keys=keys, backend_key=backend_key, root=root,
-                            drain_seconds=drain_seconds, fakes=fakes)
+        return launch_front(
+            pki, cfg, backends, keys=keys, backend_key=backend_key, root=root, drain_seconds=drain_seconds, fakes=fakes
+        )
     except BaseException:
         for h in started:
             h.stop()

@@ -8,6 +8,7 @@ that backend only, and clear when the load drops; killing a backend must fire
 VllmBackendDown, and killing both VllmNoHealthyBackend. Every wait is bounded; every
 process is stopped by pid in teardown.
 """
+
 from __future__ import annotations
 
 import sys
@@ -29,8 +30,8 @@ from vllm_stack.render.prometheus import render_prometheus_yml
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "llama-8b"
-FOR = "5s"                 # for_override: every alert's `for` in this test
-INTERVAL = "1s"            # scrape + evaluation interval (renderer test profile)
+FOR = "5s"  # for_override: every alert's `for` in this test
+INTERVAL = "1s"  # scrape + evaluation interval (renderer test profile)
 FIRE_TIMEOUT = 45.0
 CLEAR_TIMEOUT = 30.0
 RULES_FILE = "vllm-alerts.yml"
@@ -39,13 +40,24 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def _cfg():
-    return parse_config({
-        "environment": "dev", "platform": "docker",
-        "hosts": [{"name": "gpu-a", "address": "127.0.0.1", "gpu": "L40S"},
-                  {"name": "gpu-b", "address": "127.0.0.2", "gpu": "L40S", "capacity": "spot"}],
-        "models": [{"name": MODEL, "model": "meta-llama/Llama-3.1-8B-Instruct", "gpu": "L40S",
-                    "pool": {"onDemand": 1, "spot": 1}}],
-    })
+    return parse_config(
+        {
+            "environment": "dev",
+            "platform": "docker",
+            "hosts": [
+                {"name": "gpu-a", "address": "127.0.0.1", "gpu": "L40S"},
+                {"name": "gpu-b", "address": "127.0.0.2", "gpu": "L40S", "capacity": "spot"},
+            ],
+            "models": [
+                {
+                    "name": MODEL,
+                    "model": "meta-llama/Llama-3.1-8B-Instruct",
+                    "gpu": "L40S",
+                    "pool": {"onDemand": 1, "spot": 1},
+                }
+            ],
+        }
+    )
 
 
 class Stack:
@@ -59,8 +71,21 @@ class Stack:
 
     def start_fake(self, name: str) -> None:
         port = free_port()
-        proc = Proc(f"fake-{name}", [sys.executable, "-m", "tests.fakes.fake_vllm", "--port", str(port),
-                                     "--served-model-name", MODEL, "--no-log-requests"], self.tmp, cwd=REPO)
+        proc = Proc(
+            f"fake-{name}",
+            [
+                sys.executable,
+                "-m",
+                "tests.fakes.fake_vllm",
+                "--port",
+                str(port),
+                "--served-model-name",
+                MODEL,
+                "--no-log-requests",
+            ],
+            self.tmp,
+            cwd=REPO,
+        )
         self.procs.append(proc)
         wait_port(port, 15, proc=proc)
         self.fakes[name] = (proc, port)
@@ -69,11 +94,22 @@ class Stack:
         return f"127.0.0.1:{self.fakes[name][1]}"
 
     def start_prometheus(self) -> None:
-        targets = [ScrapeTarget(D.JOB_VLLM, "127.0.0.1", port, (
-            (D.SCRAPE_LABEL_MODEL, MODEL), (D.SCRAPE_LABEL_CAPACITY, capacity), (D.SCRAPE_LABEL_HOST, f"gpu-{name}")))
-            for (name, (_, port)), capacity in zip(sorted(self.fakes.items()), ("onDemand", "spot"))]
-        conf = render_prometheus_yml(self.cfg, targets, rule_files=[RULES_FILE], alertmanager=None,
-                                     scrape_interval_override=INTERVAL)
+        targets = [
+            ScrapeTarget(
+                D.JOB_VLLM,
+                "127.0.0.1",
+                port,
+                (
+                    (D.SCRAPE_LABEL_MODEL, MODEL),
+                    (D.SCRAPE_LABEL_CAPACITY, capacity),
+                    (D.SCRAPE_LABEL_HOST, f"gpu-{name}"),
+                ),
+            )
+            for (name, (_, port)), capacity in zip(sorted(self.fakes.items()), ("onDemand", "spot"))
+        ]
+        conf = render_prometheus_yml(
+            self.cfg, targets, rule_files=[RULES_FILE], alertmanager=None, scrape_interval_override=INTERVAL
+        )
         start = time.monotonic()
         self.prom = start_prometheus(self.tmp, conf, {RULES_FILE: render_alert_rules(self.cfg, for_override=FOR)})
         self.procs.append(self.prom.proc)
@@ -90,8 +126,13 @@ class Stack:
         return self.prom.up(D.JOB_VLLM)
 
     def matching(self, name: str, state: str = "firing", **labels: str) -> list[dict]:
-        return [a for a in self.alerts() if a["labels"].get("alertname") == name and a["state"] == state
-                and all(a["labels"].get(k) == v for k, v in labels.items())]
+        return [
+            a
+            for a in self.alerts()
+            if a["labels"].get("alertname") == name
+            and a["state"] == state
+            and all(a["labels"].get(k) == v for k, v in labels.items())
+        ]
 
     def poll(self, cond: Callable[[], bool], timeout: float, what: str) -> float:
         start = time.monotonic()
@@ -105,12 +146,15 @@ class Stack:
                 pass
             if time.monotonic() - start > timeout:
                 try:
-                    current = [(a["labels"].get("alertname"), a["labels"].get("instance"), a["state"])
-                               for a in self.alerts()]
+                    current = [
+                        (a["labels"].get("alertname"), a["labels"].get("instance"), a["state"]) for a in self.alerts()
+                    ]
                 except httpx.HTTPError as e:
                     current = f"(alerts unavailable: {e})"
-                pytest.fail(f"timed out after {timeout}s waiting for {what}; alerts now: {current}\n"
-                            f"prometheus log:\n{self.prom.proc.tail(20) if self.prom else ''}")
+                pytest.fail(
+                    f"timed out after {timeout}s waiting for {what}; alerts now: {current}\n"
+                    f"prometheus log:\n{self.prom.proc.tail(20) if self.prom else ''}"
+                )
             time.sleep(0.25)
 
     def stop(self) -> None:
@@ -141,9 +185,11 @@ def test_alerts_fire_and_clear(stack: Stack):
     waiting = int(a.queue_waiting) + 5
     kv = round(min(1.0, a.kv_cache_usage + 0.05), 3)
     stack.set_state("a", waiting_override=waiting, kv_usage_override=kv)
-    stack.poll(lambda: stack.matching(A.QUEUE_DEPTH, instance=inst_a) and stack.matching(A.KV_CACHE_PRESSURE,
-                                                                                          instance=inst_a),
-               FIRE_TIMEOUT, "queue + kv alerts firing")
+    stack.poll(
+        lambda: stack.matching(A.QUEUE_DEPTH, instance=inst_a) and stack.matching(A.KV_CACHE_PRESSURE, instance=inst_a),
+        FIRE_TIMEOUT,
+        "queue + kv alerts firing",
+    )
     (queue,) = stack.matching(A.QUEUE_DEPTH, instance=inst_a)
     assert queue["labels"]["severity"] == D.SEVERITY_WARNING
     assert queue["labels"][D.LABEL_VLLM_MODEL_NAME] == MODEL and queue["labels"][D.SCRAPE_LABEL_MODEL] == MODEL
@@ -158,8 +204,11 @@ def test_alerts_fire_and_clear(stack: Stack):
     # drop the load and lose backend b at the same time
     stack.set_state("a", waiting_override=None, kv_usage_override=None)
     stack.fakes["b"][0].stop()
-    stack.poll(lambda: not stack.matching(A.QUEUE_DEPTH) and not stack.matching(A.KV_CACHE_PRESSURE),
-               CLEAR_TIMEOUT, "queue + kv alerts cleared")
+    stack.poll(
+        lambda: not stack.matching(A.QUEUE_DEPTH) and not stack.matching(A.KV_CACHE_PRESSURE),
+        CLEAR_TIMEOUT,
+        "queue + kv alerts cleared",
+    )
     stack.poll(lambda: stack.matching(A.BACKEND_DOWN, instance=inst_b), FIRE_TIMEOUT, "backend b down firing")
     (down,) = stack.matching(A.BACKEND_DOWN, instance=inst_b)
     assert down["labels"]["severity"] == D.SEVERITY_CRITICAL and down["labels"][D.SCRAPE_LABEL_MODEL] == MODEL

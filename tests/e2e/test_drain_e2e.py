@@ -8,6 +8,7 @@ the backend's counters and SIGTERMs it). Checks: zero failed requests; after the
 request reaches the drained backend while the other keeps taking them; its in-flight streams
 completed (none aborted) before it was stopped.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -23,13 +24,13 @@ import pytest
 pytestmark = pytest.mark.timeout(60)
 
 CONCURRENCY = 20
-N_REQUESTS = 220          # ~25 streams/s with the timings below: ~9 s of load
-LOAD_DEADLINE_S = 30.0    # safety bound only; the count ends the run first
+N_REQUESTS = 220  # ~25 streams/s with the timings below: ~9 s of load
+LOAD_DEADLINE_S = 30.0  # safety bound only; the count ends the run first
 MAX_TOKENS = 20
 TTFT_MS, ITL_MS = 20, 35  # one stream ≈ 0.7 s
-DRAIN_AFTER_S = 2.5       # load running steadily before the drain starts
+DRAIN_AFTER_S = 2.5  # load running steadily before the drain starts
 DRAIN_SECONDS = 3
-RELOAD_SETTLE_S = 1.0     # new workers up, old ones no longer accept requests
+RELOAD_SETTLE_S = 1.0  # new workers up, old ones no longer accept requests
 SCRIPT_TIMEOUT_S = 20.0
 
 
@@ -41,22 +42,33 @@ async def _stats(port: int) -> dict:
 
 
 def test_drain_under_streaming_load_loses_nothing(front_factory):
-    fr = front_factory({"alpha": [{"capacity": "onDemand"}, {"capacity": "spot"}]}, upstream_auth=False,
-                       front={"rateLimitRps": 10_000, "rateLimitBurst": 10_000},
-                       fake_args=("--ttft-ms", str(TTFT_MS), "--itl-ms", str(ITL_MS)))
+    fr = front_factory(
+        {"alpha": [{"capacity": "onDemand"}, {"capacity": "spot"}]},
+        upstream_auth=False,
+        front={"rateLimitRps": 10_000, "rateLimitBurst": 10_000},
+        fake_args=("--ttft-ms", str(TTFT_MS), "--itl-ms", str(ITL_MS)),
+    )
     keep, drained = fr.fakes["alpha"]
     stop_stats = fr.root / "stop-stats.json"
     stop_script = fr.root / "stop.sh"
     stop_script.write_text(
         "#!/bin/sh\nset -eu\n"
         f"curl -fsS http://127.0.0.1:{drained.port}/_fake/stats > {stop_stats}\n"
-        f"kill -TERM {drained.proc.pid}\n")
+        f"kill -TERM {drained.proc.pid}\n"
+    )
     target = f"127.0.0.1:{drained.port}"
 
     async def scenario():
-        load = asyncio.create_task(fr.load(
-            "alpha", n_requests=N_REQUESTS, concurrency=CONCURRENCY, deadline_s=LOAD_DEADLINE_S, stream=True,
-            max_tokens=MAX_TOKENS))
+        load = asyncio.create_task(
+            fr.load(
+                "alpha",
+                n_requests=N_REQUESTS,
+                concurrency=CONCURRENCY,
+                deadline_s=LOAD_DEADLINE_S,
+                stream=True,
+                max_tokens=MAX_TOKENS,
+            )
+        )
         t_run = time.perf_counter()
         await asyncio.sleep(DRAIN_AFTER_S)
         before = {"keep": await _stats(keep.port), "drained": await _stats(drained.port)}
@@ -84,8 +96,10 @@ def test_drain_under_streaming_load_loses_nothing(front_factory):
     assert t_reload is not None, lines
     assert any("running STOP_CMD" in x for x in lines) and lines[-1].endswith("drained"), lines
     # zero failed requests, and the run was not cut by its deadline
-    assert result.failures == 0 and result.not_started == 0 and not result.deadline_hit, \
-        (summary, [r.error for r in result.records if r.error][:5])
+    assert result.failures == 0 and result.not_started == 0 and not result.deadline_hit, (
+        summary,
+        [r.error for r in result.records if r.error][:5],
+    )
     assert result.successes == N_REQUESTS
     # the drained backend served before the drain ...
     assert before["drained"]["requests_total"] > 0
@@ -106,20 +120,25 @@ def test_drain_under_streaming_load_loses_nothing(front_factory):
     # load kept running across the reload and after the stop
     assert max(r.started_s for r in result.records) > t_reload + DRAIN_SECONDS
     upstream = (fr.root / "upstreams" / "alpha.conf").read_text()
-    assert f"server {target} " in upstream and [
-        ln for ln in upstream.splitlines() if f"server {target} " in ln][0].split("#")[0].rstrip().endswith(" down;")
+    assert f"server {target} " in upstream and [ln for ln in upstream.splitlines() if f"server {target} " in ln][
+        0
+    ].split("#")[0].rstrip().endswith(" down;")
 
 
 def test_undrain_brings_the_backend_back(front_factory):
-    fr = front_factory({"alpha": [{"capacity": "onDemand"}, {"capacity": "spot"}]}, upstream_auth=False,
-                       fake_args=("--ttft-ms", "1", "--itl-ms", "1"))
+    fr = front_factory(
+        {"alpha": [{"capacity": "onDemand"}, {"capacity": "spot"}]},
+        upstream_auth=False,
+        fake_args=("--ttft-ms", "1", "--itl-ms", "1"),
+    )
     a, b = fr.fakes["alpha"]
     target = f"127.0.0.1:{b.port}"
     env = {**os.environ}
 
     def run(*args):
-        return subprocess.run(["sh", str(fr.drain_script), *args], env=env, capture_output=True, text=True,
-                              timeout=SCRIPT_TIMEOUT_S)
+        return subprocess.run(
+            ["sh", str(fr.drain_script), *args], env=env, capture_output=True, text=True, timeout=SCRIPT_TIMEOUT_S
+        )
 
     body = {"model": "alpha", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2}
 

@@ -8,6 +8,7 @@ The front holds three client keys and presents its own backend key to the fakes
 package (max_retries=0: a failure at the front must show) and httpx, verifying the test CA.
 A second, function-scoped front is used to SIGKILL a backend.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,9 +29,9 @@ from vllm_stack import defaults as D
 
 pytestmark = pytest.mark.timeout(60)
 
-ITL_MS = 30            # fake per-token delay: streams are visibly incremental
+ITL_MS = 30  # fake per-token delay: streams are visibly incremental
 TTFT_MS = 20
-STREAM_TOKENS = 30     # ~0.9 s stream
+STREAM_TOKENS = 30  # ~0.9 s stream
 BODY_LIMIT = "64k"
 BODY_OVER_LIMIT = 100 * 1024
 ALL_DOWN_MAX_SECONDS = 3.0
@@ -38,20 +39,29 @@ ALL_DOWN_MAX_SECONDS = 3.0
 
 @pytest.fixture(scope="module")
 def front(pki):
-    fr = start_front(pki, {
-        "alpha": [{"capacity": "onDemand"}, {"capacity": "spot"}],
-        "beta": [{"capacity": "onDemand"}],
-        "gamma": [{"dead": True}, {"dead": True, "state": "down"}],
-    }, default="beta", front={"clientMaxBodySize": BODY_LIMIT},
-        fake_args=("--ttft-ms", str(TTFT_MS), "--itl-ms", str(ITL_MS)))
+    fr = start_front(
+        pki,
+        {
+            "alpha": [{"capacity": "onDemand"}, {"capacity": "spot"}],
+            "beta": [{"capacity": "onDemand"}],
+            "gamma": [{"dead": True}, {"dead": True, "state": "down"}],
+        },
+        default="beta",
+        front={"clientMaxBodySize": BODY_LIMIT},
+        fake_args=("--ttft-ms", str(TTFT_MS), "--itl-ms", str(ITL_MS)),
+    )
     yield fr
     fr.stop()
     shutil.rmtree(fr.root, ignore_errors=True)
 
 
 def oai(fr: Front, route: str, key: str | None = None) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{fr.https}{route}", api_key=key or fr.keys[0], max_retries=0,
-                         http_client=httpx.Client(verify=fr.ssl_context(), timeout=30))
+    return openai.OpenAI(
+        base_url=f"{fr.https}{route}",
+        api_key=key or fr.keys[0],
+        max_retries=0,
+        http_client=httpx.Client(verify=fr.ssl_context(), timeout=30),
+    )
 
 
 def model_total(fr: Front, model: str) -> int:
@@ -91,7 +101,8 @@ def test_health_is_answered_by_the_front_without_a_key(front):
 def test_non_streaming_chat_through_the_front(front):
     before = {m: model_total(front, m) for m in ("alpha", "beta")}
     resp = oai(front, "/alpha/v1").chat.completions.create(
-        model="alpha", messages=[{"role": "user", "content": "hello"}], max_tokens=5)
+        model="alpha", messages=[{"role": "user", "content": "hello"}], max_tokens=5
+    )
     assert resp.model == "alpha"
     assert resp.choices[0].message.content.strip()
     assert resp.usage.completion_tokens == 5
@@ -101,7 +112,8 @@ def test_non_streaming_chat_through_the_front(front):
 
 def test_streaming_chat_arrives_incrementally(front):
     stream = oai(front, "/alpha/v1").chat.completions.create(
-        model="alpha", messages=[{"role": "user", "content": "count"}], max_tokens=STREAM_TOKENS, stream=True)
+        model="alpha", messages=[{"role": "user", "content": "count"}], max_tokens=STREAM_TOKENS, stream=True
+    )
     t0 = time.monotonic()
     stamps, text = [], ""
     for chunk in stream:
@@ -122,8 +134,14 @@ def test_each_model_route_reaches_its_own_backends_with_any_accepted_key(front):
         for route in ("alpha", "beta"):
             client = oai(front, f"/{route}/v1", key=key)
             with ThreadPoolExecutor(n) as pool:
-                list(pool.map(lambda _: client.chat.completions.create(
-                    model=route, messages=[{"role": "user", "content": "x"}], max_tokens=3), range(n)))
+                list(
+                    pool.map(
+                        lambda _: client.chat.completions.create(
+                            model=route, messages=[{"role": "user", "content": "x"}], max_tokens=3
+                        ),
+                        range(n),
+                    )
+                )
     after = {f.port: f.stats()["requests_total"] for fs in front.fakes.values() for f in fs}
     delta = {p: after[p] - before[p] for p in after}
     alpha = [f.port for f in front.fakes["alpha"]]
@@ -148,11 +166,17 @@ def test_plain_v1_goes_to_the_default_model(front):
 def test_request_id_is_passed_through_or_generated(front):
     with front.client() as c:
         body = {"model": "alpha", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2}
-        r = c.post(f"{front.https}/alpha/v1/chat/completions", json=body,
-                   headers={**front.auth(), "X-Request-ID": "client-id.42"})
+        r = c.post(
+            f"{front.https}/alpha/v1/chat/completions",
+            json=body,
+            headers={**front.auth(), "X-Request-ID": "client-id.42"},
+        )
         assert r.status_code == 200 and r.headers["x-request-id"] == "client-id.42"
-        r = c.post(f"{front.https}/alpha/v1/chat/completions", json=body,
-                   headers={**front.auth(), "X-Request-ID": "bad id\"with junk"})
+        r = c.post(
+            f"{front.https}/alpha/v1/chat/completions",
+            json=body,
+            headers={**front.auth(), "X-Request-ID": 'bad id"with junk'},
+        )
         assert r.status_code == 200 and re.fullmatch(r"[0-9a-f]{32}", r.headers["x-request-id"])
 
 
@@ -162,12 +186,15 @@ def test_request_id_is_passed_through_or_generated(front):
 def test_missing_or_wrong_key_is_401_at_the_front(front):
     before = all_totals(front)
     body = {"model": "alpha", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2}
-    bad = [{}, {"Authorization": "Bearer sk-not-a-key-000000000000"},
-           {"Authorization": f"Bearer {front.keys[0].swapcase()}"},
-           {"Authorization": f"Bearer {front.keys[0]}x"},
-           {"Authorization": f"bearer {front.keys[0]}"},
-           {"Authorization": f"Basic {front.keys[0]}"},
-           {"Authorization": f"Bearer {front.backend_key}"}]   # the backend key is not a client key
+    bad = [
+        {},
+        {"Authorization": "Bearer sk-not-a-key-000000000000"},
+        {"Authorization": f"Bearer {front.keys[0].swapcase()}"},
+        {"Authorization": f"Bearer {front.keys[0]}x"},
+        {"Authorization": f"bearer {front.keys[0]}"},
+        {"Authorization": f"Basic {front.keys[0]}"},
+        {"Authorization": f"Bearer {front.backend_key}"},
+    ]  # the backend key is not a client key
     with front.client() as c:
         for headers in bad:
             for route in ("/alpha/v1/chat/completions", "/v1/chat/completions"):
@@ -177,7 +204,8 @@ def test_missing_or_wrong_key_is_401_at_the_front(front):
                 assert r.headers["content-type"].startswith("application/json")
     with pytest.raises(openai.AuthenticationError):
         oai(front, "/alpha/v1", key="sk-wrong-key-0000000000000").chat.completions.create(
-            model="alpha", messages=[{"role": "user", "content": "x"}], max_tokens=2)
+            model="alpha", messages=[{"role": "user", "content": "x"}], max_tokens=2
+        )
     assert all_totals(front) == before
 
 
@@ -192,8 +220,11 @@ def test_body_over_the_limit_is_413(front):
     before = all_totals(front)
     body = json.dumps({"model": "alpha", "messages": [{"role": "user", "content": "a" * BODY_OVER_LIMIT}]})
     with front.client() as c:
-        r = c.post(f"{front.https}/alpha/v1/chat/completions", content=body,
-                   headers={**front.auth(), "Content-Type": "application/json"})
+        r = c.post(
+            f"{front.https}/alpha/v1/chat/completions",
+            content=body,
+            headers={**front.auth(), "Content-Type": "application/json"},
+        )
     assert r.status_code == 413
     assert r.json() == {"error": "request body too large"}
     assert all_totals(front) == before
@@ -218,8 +249,15 @@ def test_unknown_routes_and_traversal_never_reach_a_backend(front):
             assert r.status_code == 404, (path, r.status_code)
             assert r.json() == {"error": "not found"}
     # sent byte-for-byte: nginx normalizes (and percent-decodes) the path before choosing a location
-    for target in ("/v1/../x", "/v1/../metrics", "/alpha/v1/../../metrics", "/alpha/v1/%2e%2e/%2e%2e/metrics",
-                   "/alpha/v1/..%2f..%2fmetrics", "/beta/v1/../chat/completions", "/alpha/v1/.."):
+    for target in (
+        "/v1/../x",
+        "/v1/../metrics",
+        "/alpha/v1/../../metrics",
+        "/alpha/v1/%2e%2e/%2e%2e/metrics",
+        "/alpha/v1/..%2f..%2fmetrics",
+        "/beta/v1/../chat/completions",
+        "/alpha/v1/..",
+    ):
         status, body = raw_status(front, target)
         assert status == 404, (target, status, body)
         assert json.loads(body) == {"error": "not found"}
@@ -232,16 +270,21 @@ def test_rate_limit_per_key_answers_429_json(front):
     body = {"model": "gamma", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2}
     with front.client(limits=httpx.Limits(max_connections=n)) as c:
         with ThreadPoolExecutor(16) as pool:
-            rs = list(pool.map(lambda _: c.post(f"{front.https}/gamma/v1/chat/completions", json=body,
-                                                headers=front.auth(key)), range(n)))
+            rs = list(
+                pool.map(
+                    lambda _: c.post(f"{front.https}/gamma/v1/chat/completions", json=body, headers=front.auth(key)),
+                    range(n),
+                )
+            )
     codes = [r.status_code for r in rs]
     assert codes.count(429) >= n - (D.RATE_LIMIT_BURST + 1) - D.RATE_LIMIT_PER_KEY_RPS, codes
     assert set(codes) <= {429, 502, 503}
     assert next(r for r in rs if r.status_code == 429).json() == {"error": "rate limit exceeded"}
     # another key is not affected
     with front.client() as c:
-        assert c.post(f"{front.https}/gamma/v1/chat/completions", json=body,
-                      headers=front.auth(front.keys[1])).status_code in (502, 503)
+        assert c.post(
+            f"{front.https}/gamma/v1/chat/completions", json=body, headers=front.auth(front.keys[1])
+        ).status_code in (502, 503)
 
 
 def test_keys_never_appear_in_nginx_logs(front):
@@ -263,12 +306,14 @@ def test_keys_never_appear_in_nginx_logs(front):
 
 
 def test_sigkilled_backend_is_skipped_and_requests_are_retried(front_factory):
-    fr = front_factory({"alpha": [{"capacity": "onDemand"}, {"capacity": "spot"}]},
-                       fake_args=("--ttft-ms", "20", "--itl-ms", "25"))
+    fr = front_factory(
+        {"alpha": [{"capacity": "onDemand"}, {"capacity": "spot"}]}, fake_args=("--ttft-ms", "20", "--itl-ms", "25")
+    )
     survivor, victim = fr.fakes["alpha"]
     body = {"model": "alpha", "messages": [{"role": "user", "content": "x"}], "max_tokens": 12}
     url = f"{fr.https}/alpha/v1/chat/completions"
     with fr.client(limits=httpx.Limits(max_connections=32)) as c:
+
         def call(_=None) -> int:
             return c.post(url, json=body, headers=fr.auth()).status_code
 
@@ -285,13 +330,16 @@ def test_sigkilled_backend_is_skipped_and_requests_are_retried(front_factory):
             after_kill = [pool.submit(call) for _ in range(24)]
             in_codes = [f.result() for f in inflight]
             after_codes = [f.result() for f in after_kill]
-        assert after_codes == [200] * len(after_codes)   # zero failures for requests started after the kill
-        assert in_codes == [200] * len(in_codes)         # not yet streaming: nginx retried them
+        assert after_codes == [200] * len(after_codes)  # zero failures for requests started after the kill
+        assert in_codes == [200] * len(in_codes)  # not yet streaming: nginx retried them
         base = survivor.stats()["requests_total"]
-        assert [call() for _ in range(4)] == [200] * 4   # still within fail_timeout: all on the survivor
+        assert [call() for _ in range(4)] == [200] * 4  # still within fail_timeout: all on the survivor
         assert survivor.stats()["requests_total"] == base + 4
     fr.fakes["alpha"] = [survivor]
     # the front stopped routing to it: only a handful of failed attempts (max_fails per worker window)
-    failed = [line for line in fr.error_log().splitlines() if f"127.0.0.1:{victim.port}" in line
-              and ("failed" in line or "prematurely" in line or "reset" in line)]
+    failed = [
+        line
+        for line in fr.error_log().splitlines()
+        if f"127.0.0.1:{victim.port}" in line and ("failed" in line or "prematurely" in line or "reset" in line)
+    ]
     assert 0 < len(failed) <= 8 + 2 * D.UPSTREAM_MAX_FAILS, failed

@@ -16,6 +16,7 @@ two fake vLLM backends on 127.0.0.1:
 Load comes from `bench.loadgen.run_load` (bounded in count and time); backend counters from
 the fakes' `/_fake/stats`; nginx's view from its JSON access log and its error log.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -45,22 +46,37 @@ async def _stats(port: int) -> dict:
 
 
 def _body(max_tokens: int, stream: bool = False, content: str = "x") -> dict:
-    return {"model": "alpha", "messages": [{"role": "user", "content": content}], "max_tokens": max_tokens,
-            "stream": stream}
+    return {
+        "model": "alpha",
+        "messages": [{"role": "user", "content": content}],
+        "max_tokens": max_tokens,
+        "stream": stream,
+    }
 
 
-async def _signal_during_load(fr, backend, sig: int, *, n_requests: int, concurrency: int, max_tokens: int,
-                              after_s: float, then: Callable[[], Awaitable[T]] | None = None
-                              ) -> tuple[LoadResult, dict, float, T | None]:
+async def _signal_during_load(
+    fr,
+    backend,
+    sig: int,
+    *,
+    n_requests: int,
+    concurrency: int,
+    max_tokens: int,
+    after_s: float,
+    then: Callable[[], Awaitable[T]] | None = None,
+) -> tuple[LoadResult, dict, float, T | None]:
     """Stream `n_requests` chats to model alpha through the front (`run_load`, bounded); `after_s`
     into the run, read `backend`'s /_fake/stats and send it `sig` right after the read (before
     yielding to the loop); then await `then()`, if given, while the load goes on; then the load.
 
     Returns (the load's result, the backend's stats just before the signal, the signal's time
     in seconds since the run began, what `then` returned)."""
-    load = asyncio.create_task(fr.load(
-        "alpha", n_requests=n_requests, concurrency=concurrency, deadline_s=40, stream=True, max_tokens=max_tokens))
-    t_run = time.perf_counter()   # <= loadgen's own t0: offsets below are conservative
+    load = asyncio.create_task(
+        fr.load(
+            "alpha", n_requests=n_requests, concurrency=concurrency, deadline_s=40, stream=True, max_tokens=max_tokens
+        )
+    )
+    t_run = time.perf_counter()  # <= loadgen's own t0: offsets below are conservative
     await asyncio.sleep(after_s)
     before = await _stats(backend.port)
     backend.proc.signal(sig)
@@ -72,33 +88,58 @@ async def _signal_during_load(fr, backend, sig: int, *, n_requests: int, concurr
 # --------------------------------------------------------------------------- a backend still loading
 
 
-LOAD_SECONDS = 5.0          # recovery is bounded by fail_timeout (10 s) anyway
+LOAD_SECONDS = 5.0  # recovery is bounded by fail_timeout (10 s) anyway
 LOADING_CONCURRENCY = 4
-LOADING_REQUESTS = 100       # ~1.7 s of load at the timings below, all while the backend loads
-RECOVERY_SLACK_S = 4.0       # after fail_timeout: time for the next request to pick it
+LOADING_REQUESTS = 100  # ~1.7 s of load at the timings below, all while the backend loads
+RECOVERY_SLACK_S = 4.0  # after fail_timeout: time for the next request to pick it
 
 
 def test_loading_backend_gets_no_traffic_and_costs_clients_nothing(front_factory):
     # The second backend is `dead` at render time: a free port nobody listens on yet. A fake
     # then binds it and "loads its model" for LOAD_SECONDS (bound, not listening: refused).
-    fr = front_factory({"alpha": [{"capacity": "onDemand"}, {"dead": True, "capacity": "spot"}]},
-                       front=NO_RATE_LIMIT, fake_args=("--ttft-ms", "20", "--itl-ms", "5"))
+    fr = front_factory(
+        {"alpha": [{"capacity": "onDemand"}, {"dead": True, "capacity": "spot"}]},
+        front=NO_RATE_LIMIT,
+        fake_args=("--ttft-ms", "20", "--itl-ms", "5"),
+    )
     (ready,) = fr.fakes["alpha"]
-    port = next(int(ln.split()[1].rsplit(":", 1)[1]) for ln in fr.files["upstreams/alpha.conf"].splitlines()
-                if ln.strip().startswith("server ") and f":{ready.port} " not in ln)
+    port = next(
+        int(ln.split()[1].rsplit(":", 1)[1])
+        for ln in fr.files["upstreams/alpha.conf"].splitlines()
+        if ln.strip().startswith("server ") and f":{ready.port} " not in ln
+    )
     t_start = time.monotonic()
-    loading = start_fake_at(fr.root / "logs", port, "--load-seconds", str(LOAD_SECONDS), "--grace-seconds", "1",
-                            "--ttft-ms", "20", "--itl-ms", "5", api_key=fr.backend_key, model="alpha",
-                            name="fake_vllm_loading")
+    loading = start_fake_at(
+        fr.root / "logs",
+        port,
+        "--load-seconds",
+        str(LOAD_SECONDS),
+        "--grace-seconds",
+        "1",
+        "--ttft-ms",
+        "20",
+        "--itl-ms",
+        "5",
+        api_key=fr.backend_key,
+        model="alpha",
+        name="fake_vllm_loading",
+    )
     fr.fakes["alpha"].append(loading)
 
-    result = asyncio.run(fr.load("alpha", n_requests=LOADING_REQUESTS, concurrency=LOADING_CONCURRENCY,
-                                 deadline_s=LOAD_SECONDS - 0.5, stream=True, max_tokens=8))
+    result = asyncio.run(
+        fr.load(
+            "alpha",
+            n_requests=LOADING_REQUESTS,
+            concurrency=LOADING_CONCURRENCY,
+            deadline_s=LOAD_SECONDS - 0.5,
+            stream=True,
+            max_tokens=8,
+        )
+    )
     during_load = time.monotonic() - t_start
     assert during_load < LOAD_SECONDS, "the load must run while the backend is still loading"
     # zero client-visible failures, and the run was not cut short
-    assert result.failures == 0 and result.successes == LOADING_REQUESTS and not result.deadline_hit, \
-        result.summary()
+    assert result.failures == 0 and result.successes == LOADING_REQUESTS and not result.deadline_hit, result.summary()
     # nginx did try the loading backend (least_conn picks the idle one), was refused, and
     # retried on the ready one: every such request still answered 200 from `ready`
     refused = error_lines(fr, port, CONNECT_REFUSED)
@@ -117,7 +158,7 @@ def test_loading_backend_gets_no_traffic_and_costs_clients_nothing(front_factory
     # Loaded: it listens, and gets requests again once fail_timeout since the refusals is over.
     wait_port(port, LOAD_SECONDS + 5, proc=loading.proc)
     t_loaded = time.monotonic()
-    assert loading.stats()["requests_total"] == 0   # nothing reached it while it was loading
+    assert loading.stats()["requests_total"] == 0  # nothing reached it while it was loading
     first_at = None
     with fr.client() as c:
         while time.monotonic() - t_loaded < D.UPSTREAM_FAIL_TIMEOUT_SEC + RECOVERY_SLACK_S:
@@ -133,8 +174,7 @@ def test_loading_backend_gets_no_traffic_and_costs_clients_nothing(front_factory
     # once back, least_conn spreads a burst over both
     with fr.client() as c:
         for _ in range(10):
-            assert c.post(f"{fr.https}/alpha/v1/chat/completions", json=_body(2),
-                          headers=fr.auth()).status_code == 200
+            assert c.post(f"{fr.https}/alpha/v1/chat/completions", json=_body(2), headers=fr.auth()).status_code == 200
     assert loading.stats()["requests_total"] >= 3
     assert len(error_lines(fr, port, CONNECT_REFUSED)) == len(refused)  # no refusal after it loaded
 
@@ -143,32 +183,44 @@ def test_loading_backend_gets_no_traffic_and_costs_clients_nothing(front_factory
 
 
 KILL_CONCURRENCY = 20
-KILL_REQUESTS = 180          # ~30 streams/s: the count ends the run ~3.5 s after the kill (< fail_timeout)
+KILL_REQUESTS = 180  # ~30 streams/s: the count ends the run ~3.5 s after the kill (< fail_timeout)
 KILL_MAX_TOKENS = 20
-KILL_TTFT_MS, KILL_ITL_MS = 50, 30   # one stream ≈ 0.6 s; TTFT > the stats-read → kill gap
+KILL_TTFT_MS, KILL_ITL_MS = 50, 30  # one stream ≈ 0.6 s; TTFT > the stats-read → kill gap
 KILL_AFTER_S = 2.5
-ROUTING_SETTLED_S = 1.0      # after this, no new attempt on the dead backend is allowed
+ROUTING_SETTLED_S = 1.0  # after this, no new attempt on the dead backend is allowed
 
 
 def test_sigkill_under_streaming_load_fails_only_the_streams_it_was_serving(front_factory):
-    fr = front_factory({"alpha": [{"capacity": "onDemand"}, {"capacity": "spot"}]}, front=NO_RATE_LIMIT,
-                       fake_args=("--ttft-ms", str(KILL_TTFT_MS), "--itl-ms", str(KILL_ITL_MS)))
+    fr = front_factory(
+        {"alpha": [{"capacity": "onDemand"}, {"capacity": "spot"}]},
+        front=NO_RATE_LIMIT,
+        fake_args=("--ttft-ms", str(KILL_TTFT_MS), "--itl-ms", str(KILL_ITL_MS)),
+    )
     survivor, victim = fr.fakes["alpha"]
 
     async def settled() -> tuple[int, int]:
         await asyncio.sleep(ROUTING_SETTLED_S)
         return len(error_lines(fr, victim.port, CONNECT_REFUSED)), (await _stats(survivor.port))["requests_total"]
 
-    result, before, t_kill, (refused_settled, survivor_settled) = asyncio.run(_signal_during_load(
-        fr, victim, signal.SIGKILL, n_requests=KILL_REQUESTS, concurrency=KILL_CONCURRENCY,
-        max_tokens=KILL_MAX_TOKENS, after_s=KILL_AFTER_S, then=settled))
+    result, before, t_kill, (refused_settled, survivor_settled) = asyncio.run(
+        _signal_during_load(
+            fr,
+            victim,
+            signal.SIGKILL,
+            n_requests=KILL_REQUESTS,
+            concurrency=KILL_CONCURRENCY,
+            max_tokens=KILL_MAX_TOKENS,
+            after_s=KILL_AFTER_S,
+            then=settled,
+        )
+    )
     victim.proc.popen.wait(timeout=5)
     fr.fakes["alpha"] = [survivor]
     summary = result.summary()
     errors = [(r.index, round(r.started_s, 3), r.error) for r in result.records if r.error]
 
     assert not result.deadline_hit and result.not_started == 0, summary
-    assert before["in_flight"] >= 3, before   # the victim really was serving a share of the streams
+    assert before["in_flight"] >= 3, before  # the victim really was serving a share of the streams
     # only streams that were running on the victim can fail (those still waiting for their
     # first token were retried by nginx: nothing had been sent to the client yet)
     assert 1 <= result.failures <= before["in_flight"], (before, errors)
@@ -177,7 +229,7 @@ def test_sigkill_under_streaming_load_fails_only_the_streams_it_was_serving(fron
             assert r.started_s < t_kill, (t_kill, errors)
             assert r.status == 200 and r.error.startswith(("RemoteProtocolError", "ReadError", "Truncated")), errors
     after = [r for r in result.records if r.started_s > t_kill]
-    assert len(after) >= 3 * KILL_CONCURRENCY, summary     # the load went on well past the kill
+    assert len(after) >= 3 * KILL_CONCURRENCY, summary  # the load went on well past the kill
     assert all(r.ok for r in after), errors
     # the front stopped trying the dead backend within fail_timeout: a few refused connects
     # right after the kill, none in the rest of the run (which ends before fail_timeout)
@@ -195,22 +247,28 @@ def test_sigkill_under_streaming_load_fails_only_the_streams_it_was_serving(fron
 
 
 PARTIAL_MAX_TOKENS = 100
-PARTIAL_ITL_MS = 40          # 4 s stream: plenty of time to kill its backend mid-way
+PARTIAL_ITL_MS = 40  # 4 s stream: plenty of time to kill its backend mid-way
 CHUNKS_BEFORE_KILL = 5
 
 
 def test_partially_streamed_response_is_not_retried_elsewhere(front_factory):
-    fr = front_factory({"alpha": [{"capacity": "onDemand"}, {"capacity": "spot"}]}, front=NO_RATE_LIMIT,
-                       fake_args=("--ttft-ms", "20", "--itl-ms", str(PARTIAL_ITL_MS)))
+    fr = front_factory(
+        {"alpha": [{"capacity": "onDemand"}, {"capacity": "spot"}]},
+        front=NO_RATE_LIMIT,
+        fake_args=("--ttft-ms", "20", "--itl-ms", str(PARTIAL_ITL_MS)),
+    )
     a, b = fr.fakes["alpha"]
     before = {f.port: f.stats()["requests_total"] for f in (a, b)}
     rid = "partial-stream-0001"
     chunks, done, victim, error = 0, False, None, None
     with fr.client() as c:
         try:
-            with c.stream("POST", f"{fr.https}/alpha/v1/chat/completions",
-                          json=_body(PARTIAL_MAX_TOKENS, stream=True, content="long story"),
-                          headers={**fr.auth(), "X-Request-ID": rid}) as r:
+            with c.stream(
+                "POST",
+                f"{fr.https}/alpha/v1/chat/completions",
+                json=_body(PARTIAL_MAX_TOKENS, stream=True, content="long story"),
+                headers={**fr.auth(), "X-Request-ID": rid},
+            ) as r:
                 assert r.status_code == 200
                 for line in r.iter_lines():
                     if not line.startswith("data:"):
@@ -234,7 +292,7 @@ def test_partially_streamed_response_is_not_retried_elsewhere(front_factory):
     assert not done
     assert isinstance(error, httpx.RemoteProtocolError), repr(error)
     assert CHUNKS_BEFORE_KILL <= chunks < PARTIAL_MAX_TOKENS
-    time.sleep(1.0)   # a retry, if nginx made one, would have reached the other backend by now
+    time.sleep(1.0)  # a retry, if nginx made one, would have reached the other backend by now
     assert other.stats()["requests_total"] == before[other.port]
     assert other.stats()["in_flight"] == 0
     # nginx's own record: one upstream only, status 200 already sent
@@ -249,18 +307,29 @@ def test_partially_streamed_response_is_not_retried_elsewhere(front_factory):
 
 TERM_CONCURRENCY = 16
 TERM_REQUESTS = 160
-TERM_TTFT_MS, TERM_ITL_MS = 20, 25   # stream ≈ 0.5 s < the fakes' 1 s grace period
+TERM_TTFT_MS, TERM_ITL_MS = 20, 25  # stream ≈ 0.5 s < the fakes' 1 s grace period
 TERM_AFTER_S = 2.0
 
 
 def test_sigterm_without_drain_loses_no_request(front_factory):
     """vLLM's own graceful shutdown (a spot notice handled without the drain script)."""
-    fr = front_factory({"alpha": [{"capacity": "onDemand"}, {"capacity": "spot"}]}, front=NO_RATE_LIMIT,
-                       fake_args=("--ttft-ms", str(TERM_TTFT_MS), "--itl-ms", str(TERM_ITL_MS)))
+    fr = front_factory(
+        {"alpha": [{"capacity": "onDemand"}, {"capacity": "spot"}]},
+        front=NO_RATE_LIMIT,
+        fake_args=("--ttft-ms", str(TERM_TTFT_MS), "--itl-ms", str(TERM_ITL_MS)),
+    )
     keep, stopped = fr.fakes["alpha"]
-    result, before, t_term, _ = asyncio.run(_signal_during_load(
-        fr, stopped, signal.SIGTERM, n_requests=TERM_REQUESTS, concurrency=TERM_CONCURRENCY, max_tokens=20,
-        after_s=TERM_AFTER_S))
+    result, before, t_term, _ = asyncio.run(
+        _signal_during_load(
+            fr,
+            stopped,
+            signal.SIGTERM,
+            n_requests=TERM_REQUESTS,
+            concurrency=TERM_CONCURRENCY,
+            max_tokens=20,
+            after_s=TERM_AFTER_S,
+        )
+    )
     rc = stopped.proc.popen.wait(timeout=10)
     fr.fakes["alpha"] = [keep]
     errors = [r.error for r in result.records if r.error]

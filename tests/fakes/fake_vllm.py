@@ -25,6 +25,7 @@ Test-only control endpoints (not in vLLM), no auth:
 Every request is logged to stdout as one line: method, path (no query string), status and
 whether an Authorization header was present (auth=yes/no). Header values are never logged.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,9 +53,17 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 32 * 1024 * 1024
 
 _REASONS = {
-    200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
-    411: "Length Required", 413: "Request Entity Too Large", 431: "Request Header Fields Too Large",
-    500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    411: "Length Required",
+    413: "Request Entity Too Large",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    503: "Service Unavailable",
 }
 
 _VOCAB = (
@@ -65,12 +74,74 @@ _VOCAB = (
 ).split()
 
 # Buckets as in vllm/v1/metrics/loggers.py
-_TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5,
-                 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0]
-_ITL_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-                20.0, 40.0, 80.0]
-_REQUEST_LATENCY_BUCKETS = [0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0,
-                            60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0]
+_TTFT_BUCKETS = [
+    0.001,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    20.0,
+    40.0,
+    80.0,
+    160.0,
+    640.0,
+    2560.0,
+]
+_ITL_BUCKETS = [
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    20.0,
+    40.0,
+    80.0,
+]
+_REQUEST_LATENCY_BUCKETS = [
+    0.3,
+    0.5,
+    0.8,
+    1.0,
+    1.5,
+    2.0,
+    2.5,
+    5.0,
+    10.0,
+    15.0,
+    20.0,
+    30.0,
+    40.0,
+    50.0,
+    60.0,
+    120.0,
+    240.0,
+    480.0,
+    960.0,
+    1920.0,
+    7680.0,
+]
 _FINISH_REASONS = ("stop", "length", "abort")
 
 
@@ -170,7 +241,7 @@ def _one_two_five(max_value: int) -> list[float]:
     exp = 0
     while True:
         for m in (1, 2, 5):
-            v = m * 10 ** exp
+            v = m * 10**exp
             if v > max_value:
                 return out
             out.append(float(v))
@@ -185,19 +256,26 @@ class Metrics:
         self.generation_tokens = 0
         self.num_preemptions = 0
         self.request_success = {r: 0 for r in _FINISH_REASONS}
-        self.ttft = _Histogram("vllm:time_to_first_token_seconds",
-                               "Histogram of time to first token in seconds.", _TTFT_BUCKETS)
-        self.itl = _Histogram("vllm:inter_token_latency_seconds",
-                              "Histogram of inter-token latency in seconds.", _ITL_BUCKETS)
-        self.e2e = _Histogram("vllm:e2e_request_latency_seconds",
-                              "Histogram of e2e request latency in seconds.", _REQUEST_LATENCY_BUCKETS)
-        self.queue = _Histogram("vllm:request_queue_time_seconds",
-                                "Histogram of time spent in WAITING phase for request.",
-                                _REQUEST_LATENCY_BUCKETS)
-        self.req_prompt = _Histogram("vllm:request_prompt_tokens", "Number of prefill tokens processed.",
-                                     _one_two_five(max_model_len))
-        self.req_gen = _Histogram("vllm:request_generation_tokens", "Number of generation tokens processed.",
-                                  _one_two_five(max_model_len))
+        self.ttft = _Histogram(
+            "vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", _TTFT_BUCKETS
+        )
+        self.itl = _Histogram(
+            "vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", _ITL_BUCKETS
+        )
+        self.e2e = _Histogram(
+            "vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", _REQUEST_LATENCY_BUCKETS
+        )
+        self.queue = _Histogram(
+            "vllm:request_queue_time_seconds",
+            "Histogram of time spent in WAITING phase for request.",
+            _REQUEST_LATENCY_BUCKETS,
+        )
+        self.req_prompt = _Histogram(
+            "vllm:request_prompt_tokens", "Number of prefill tokens processed.", _one_two_five(max_model_len)
+        )
+        self.req_gen = _Histogram(
+            "vllm:request_generation_tokens", "Number of generation tokens processed.", _one_two_five(max_model_len)
+        )
 
     def render(self, running: int, waiting: int, kv_usage: float) -> str:
         base = f'model_name="{_esc_label(self.model_name)}",engine="0"'
@@ -237,13 +315,16 @@ class Metrics:
         gauge("vllm:num_requests_running", "Number of requests in model execution batches.", running)
         gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.", waiting)
         gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", kv_usage)
-        counter("vllm:num_preemptions", "Cumulative number of preemption from the engine.",
-                [("", self.num_preemptions)])
+        counter(
+            "vllm:num_preemptions", "Cumulative number of preemption from the engine.", [("", self.num_preemptions)]
+        )
         counter("vllm:prompt_tokens", "Number of prefill tokens processed.", [("", self.prompt_tokens)])
-        counter("vllm:generation_tokens", "Number of generation tokens processed.",
-                [("", self.generation_tokens)])
-        counter("vllm:request_success", "Count of successfully processed requests.",
-                [(f',finished_reason="{r}"', self.request_success[r]) for r in _FINISH_REASONS])
+        counter("vllm:generation_tokens", "Number of generation tokens processed.", [("", self.generation_tokens)])
+        counter(
+            "vllm:request_success",
+            "Count of successfully processed requests.",
+            [(f',finished_reason="{r}"', self.request_success[r]) for r in _FINISH_REASONS],
+        )
         for h in (self.req_prompt, self.req_gen, self.ttft, self.itl, self.e2e, self.queue):
             histogram(h)
         return "\n".join(out) + "\n"
@@ -351,8 +432,11 @@ class _Responder:
     def _head(self, status: int, headers: list[tuple[str, str]]) -> bytes:
         self.status = status
         self.server._record_status(self.req, status)
-        lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}",
-                 f"date: {formatdate(usegmt=True)}", "server: uvicorn"]
+        lines = [
+            f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}",
+            f"date: {formatdate(usegmt=True)}",
+            "server: uvicorn",
+        ]
         lines += [f"{k}: {v}" for k, v in headers]
         if not self.keep_alive:
             lines.append("connection: close")
@@ -369,8 +453,9 @@ class _Responder:
         await self.send(status, json.dumps(payload, separators=(",", ":")).encode())
 
     async def start_stream(self) -> None:
-        self.writer.write(self._head(200, [("content-type", "text/event-stream; charset=utf-8"),
-                                           ("transfer-encoding", "chunked")]))
+        self.writer.write(
+            self._head(200, [("content-type", "text/event-stream; charset=utf-8"), ("transfer-encoding", "chunked")])
+        )
         await self.writer.drain()
 
     async def chunk(self, data: bytes) -> None:
@@ -419,8 +504,12 @@ class FakeVllm:
         self.sched = Scheduler(self.cfg.max_num_seqs)
         self.metrics = Metrics(self.cfg.served_name, self.cfg.max_model_len)
         self.rng = random.Random(self.cfg.seed)
-        self.state: dict[str, object] = {"dead": False, "waiting_override": None, "kv_usage_override": None,
-                                         "running_override": None}
+        self.state: dict[str, object] = {
+            "dead": False,
+            "waiting_override": None,
+            "kv_usage_override": None,
+            "running_override": None,
+        }
         self.ttft_ms = float(self.cfg.ttft_ms)
         self.itl_ms = float(self.cfg.itl_ms)
         self._reset_stats()
@@ -450,14 +539,19 @@ class FakeVllm:
 
     async def _load_then_listen(self) -> None:
         if self.cfg.load_seconds > 0:
-            _log(f"loading model {self.cfg.served_name!r} for {self.cfg.load_seconds:g}s "
-                 f"(port {self.port} bound, not listening)")
+            _log(
+                f"loading model {self.cfg.served_name!r} for {self.cfg.load_seconds:g}s "
+                f"(port {self.port} bound, not listening)"
+            )
             await asyncio.sleep(self.cfg.load_seconds)
-        self._server = await asyncio.start_server(self._handle_conn, sock=self._sock, limit=MAX_HEADER_BYTES,
-                                                  backlog=512)
+        self._server = await asyncio.start_server(
+            self._handle_conn, sock=self._sock, limit=MAX_HEADER_BYTES, backlog=512
+        )
         self._ready.set()
-        _log(f"listening on {self.cfg.host}:{self.port} model={self.cfg.served_name!r} "
-             f"max_num_seqs={self.sched.max_num_seqs} auth={'on' if self.api_key else 'off'}")
+        _log(
+            f"listening on {self.cfg.host}:{self.port} model={self.cfg.served_name!r} "
+            f"max_num_seqs={self.sched.max_num_seqs} auth={'on' if self.api_key else 'off'}"
+        )
 
     async def wait_ready(self, timeout: float | None = None) -> None:
         await asyncio.wait_for(self._ready.wait(), timeout)
@@ -509,8 +603,15 @@ class FakeVllm:
 
     def _reset_stats(self) -> None:
         self.stats: dict[str, object] = {
-            "requests_total": 0, "by_path": {}, "by_status": {}, "with_auth": 0, "without_auth": 0,
-            "unauthorized": 0, "completed": 0, "aborted": 0, "control_requests": 0,
+            "requests_total": 0,
+            "by_path": {},
+            "by_status": {},
+            "with_auth": 0,
+            "without_auth": 0,
+            "unauthorized": 0,
+            "completed": 0,
+            "aborted": 0,
+            "control_requests": 0,
         }
 
     def _record_arrival(self, req: Request) -> None:
@@ -552,8 +653,10 @@ class FakeVllm:
                 except (asyncio.IncompleteReadError, ConnectionError):
                     break
                 except asyncio.LimitOverrunError:
-                    writer.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n"
-                                 b"connection: close\r\n\r\n")
+                    writer.write(
+                        b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n"
+                        b"connection: close\r\n\r\n"
+                    )
                     break
                 conn.busy = True
                 keep = await self._one_request(head, reader, writer)
@@ -675,14 +778,34 @@ class FakeVllm:
 
     async def _models(self, req, resp, _d) -> None:
         now = int(time.time())
-        data = [{"id": name, "object": "model", "created": now, "owned_by": "vllm", "root": self.cfg.model,
-                 "parent": None, "max_model_len": self.cfg.max_model_len,
-                 "permission": [{"id": f"modelperm-{uuid.uuid4().hex}", "object": "model_permission",
-                                 "created": now, "allow_create_engine": False, "allow_sampling": True,
-                                 "allow_logprobs": True, "allow_search_indices": False, "allow_view": True,
-                                 "allow_fine_tuning": False, "organization": "*", "group": None,
-                                 "is_blocking": False}]}
-                for name in self.cfg.all_names]
+        data = [
+            {
+                "id": name,
+                "object": "model",
+                "created": now,
+                "owned_by": "vllm",
+                "root": self.cfg.model,
+                "parent": None,
+                "max_model_len": self.cfg.max_model_len,
+                "permission": [
+                    {
+                        "id": f"modelperm-{uuid.uuid4().hex}",
+                        "object": "model_permission",
+                        "created": now,
+                        "allow_create_engine": False,
+                        "allow_sampling": True,
+                        "allow_logprobs": True,
+                        "allow_search_indices": False,
+                        "allow_view": True,
+                        "allow_fine_tuning": False,
+                        "organization": "*",
+                        "group": None,
+                        "is_blocking": False,
+                    }
+                ],
+            }
+            for name in self.cfg.all_names
+        ]
         await resp.send_json(200, {"object": "list", "data": data})
 
     async def _get_state(self, req, resp, _d) -> None:
@@ -714,13 +837,20 @@ class FakeVllm:
 
     def stats_snapshot(self) -> dict:
         running, waiting, kv = self._gauges()
-        return {**self.stats, "by_path": dict(self.stats["by_path"]),  # type: ignore[arg-type]
-                "by_status": dict(self.stats["by_status"]),  # type: ignore[arg-type]
-                "in_flight": self.sched.running + len(self.sched.waiting),
-                "running": self.sched.running, "waiting": len(self.sched.waiting),
-                "reported_running": running, "reported_waiting": waiting, "reported_kv_usage": kv,
-                "open_connections": len(self._conns), "busy_connections": self.in_flight(),
-                "uptime_s": round(time.monotonic() - self._started_at, 3)}
+        return {
+            **self.stats,
+            "by_path": dict(self.stats["by_path"]),  # type: ignore[arg-type]
+            "by_status": dict(self.stats["by_status"]),  # type: ignore[arg-type]
+            "in_flight": self.sched.running + len(self.sched.waiting),
+            "running": self.sched.running,
+            "waiting": len(self.sched.waiting),
+            "reported_running": running,
+            "reported_waiting": waiting,
+            "reported_kv_usage": kv,
+            "open_connections": len(self._conns),
+            "busy_connections": self.in_flight(),
+            "uptime_s": round(time.monotonic() - self._started_at, 3),
+        }
 
     async def _get_stats(self, req, resp, _d) -> None:
         await resp.send_json(200, self.stats_snapshot())
@@ -744,34 +874,47 @@ class FakeVllm:
             raise _openai_error(400, f"max_tokens must be at least 1, got {mt}.", "BadRequestError", "max_tokens")
         mn = body.get("min_tokens", 0) or 0
         if isinstance(mn, bool) or not isinstance(mn, int) or mn < 0 or mn > mt:
-            raise _openai_error(400, f"min_tokens must be in [0, max_tokens], got {mn}.", "BadRequestError",
-                                "min_tokens")
+            raise _openai_error(
+                400, f"min_tokens must be in [0, max_tokens], got {mn}.", "BadRequestError", "min_tokens"
+            )
         n = body.get("n", 1)
         if n not in (1, None):
             raise _openai_error(400, "fake_vllm supports only n=1", "BadRequestError", "n")
         if self.state["dead"]:
-            raise _openai_error(500, "EngineCore encountered an issue. See stack trace (above) for the root cause.",
-                                "InternalServerError")
+            raise _openai_error(
+                500,
+                "EngineCore encountered an issue. See stack trace (above) for the root cause.",
+                "InternalServerError",
+            )
         return model, mt, mn, bool(body.get("ignore_eos", False))
 
-    def _plan(self, prompt_text: str, prompt_tokens: int, max_tokens: int, min_tokens: int,
-              ignore_eos: bool) -> _Plan:
+    def _plan(self, prompt_text: str, prompt_tokens: int, max_tokens: int, min_tokens: int, ignore_eos: bool) -> _Plan:
         mml = self.cfg.max_model_len
         if prompt_tokens >= mml:
-            raise _openai_error(400, f"This model's maximum context length is {mml} tokens. However, your request "
-                                     f"has {prompt_tokens} input tokens. Please reduce the length of the input "
-                                     "messages.", "BadRequestError", "input_tokens")
+            raise _openai_error(
+                400,
+                f"This model's maximum context length is {mml} tokens. However, your request "
+                f"has {prompt_tokens} input tokens. Please reduce the length of the input "
+                "messages.",
+                "BadRequestError",
+                "input_tokens",
+            )
         if prompt_tokens + max_tokens > mml:
-            raise _openai_error(400, f"'max_tokens' or 'max_completion_tokens' is too large: {max_tokens}. This "
-                                     f"model's maximum context length is {mml} tokens and your request has "
-                                     f"{prompt_tokens} input tokens ({max_tokens} > {mml} - {prompt_tokens}).",
-                                "BadRequestError", "max_tokens")
+            raise _openai_error(
+                400,
+                f"'max_tokens' or 'max_completion_tokens' is too large: {max_tokens}. This "
+                f"model's maximum context length is {mml} tokens and your request has "
+                f"{prompt_tokens} input tokens ({max_tokens} > {mml} - {prompt_tokens}).",
+                "BadRequestError",
+                "max_tokens",
+            )
         ttft_f = itl_f = 1.0
         natural = self.cfg.output_tokens
         if self.cfg.heavy_tail:
             r = self.rng
-            natural = max(1, int(round(r.lognormvariate(math.log(max(1.0, self.cfg.tail_median_tokens)),
-                                                         self.cfg.tail_sigma))))
+            natural = max(
+                1, int(round(r.lognormvariate(math.log(max(1.0, self.cfg.tail_median_tokens)), self.cfg.tail_sigma)))
+            )
             ttft_f = r.lognormvariate(0.0, 0.5)
             itl_f = r.lognormvariate(0.0, 0.25)
         if ignore_eos or natural is None:
@@ -853,8 +996,12 @@ class FakeVllm:
 
     @staticmethod
     def _usage(prompt: int, completion: int) -> dict:
-        return {"prompt_tokens": prompt, "total_tokens": prompt + completion, "completion_tokens": completion,
-                "prompt_tokens_details": None}
+        return {
+            "prompt_tokens": prompt,
+            "total_tokens": prompt + completion,
+            "completion_tokens": completion,
+            "prompt_tokens_details": None,
+        }
 
     async def _chat(self, req: Request, resp: _Responder, disconnected) -> None:
         body = req.json()
@@ -880,23 +1027,45 @@ class FakeVllm:
         include_usage = bool(so.get("include_usage", False)) if isinstance(so, dict) else False
 
         def chunk(choices: list, usage: dict | None = None) -> dict:
-            d = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-                 "choices": choices}
+            d = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": choices}
             if usage is not None:
                 d["usage"] = usage
             return d
 
         if not stream:
             text = "".join([t async for t in self._generate(plan, disconnected)])
-            await resp.send_json(200, {
-                "id": rid, "object": "chat.completion", "created": created, "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None,
-                                                     "annotations": None, "audio": None, "function_call": None,
-                                                     "tool_calls": [], "reasoning_content": None},
-                             "logprobs": None, "finish_reason": plan.finish_reason, "stop_reason": None}],
-                "service_tier": None, "system_fingerprint": None,
-                "usage": self._usage(plan.prompt_tokens, plan.n_tokens), "prompt_logprobs": None,
-                "kv_transfer_params": None})
+            await resp.send_json(
+                200,
+                {
+                    "id": rid,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {
+                                "role": "assistant",
+                                "content": text,
+                                "refusal": None,
+                                "annotations": None,
+                                "audio": None,
+                                "function_call": None,
+                                "tool_calls": [],
+                                "reasoning_content": None,
+                            },
+                            "logprobs": None,
+                            "finish_reason": plan.finish_reason,
+                            "stop_reason": None,
+                        }
+                    ],
+                    "service_tier": None,
+                    "system_fingerprint": None,
+                    "usage": self._usage(plan.prompt_tokens, plan.n_tokens),
+                    "prompt_logprobs": None,
+                    "kv_transfer_params": None,
+                },
+            )
             return
         gen = self._generate(plan, disconnected)
         try:
@@ -906,13 +1075,37 @@ class FakeVllm:
                 i += 1
                 if first:
                     await resp.start_stream()
-                    await resp.chunk(_sse(chunk([{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                                  "logprobs": None, "finish_reason": None}])))
+                    await resp.chunk(
+                        _sse(
+                            chunk(
+                                [
+                                    {
+                                        "index": 0,
+                                        "delta": {"role": "assistant", "content": ""},
+                                        "logprobs": None,
+                                        "finish_reason": None,
+                                    }
+                                ]
+                            )
+                        )
+                    )
                     first = False
                 last = i == plan.n_tokens
-                await resp.chunk(_sse(chunk([{"index": 0, "delta": {"content": tok}, "logprobs": None,
-                                              "finish_reason": plan.finish_reason if last else None,
-                                              **({"stop_reason": None} if last else {})}])))
+                await resp.chunk(
+                    _sse(
+                        chunk(
+                            [
+                                {
+                                    "index": 0,
+                                    "delta": {"content": tok},
+                                    "logprobs": None,
+                                    "finish_reason": plan.finish_reason if last else None,
+                                    **({"stop_reason": None} if last else {}),
+                                }
+                            ]
+                        )
+                    )
+                )
             if include_usage:
                 await resp.chunk(_sse(chunk([], self._usage(plan.prompt_tokens, plan.n_tokens))))
             await resp.chunk(_sse("[DONE]"))
@@ -931,8 +1124,12 @@ class FakeVllm:
         elif isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
             prompt_text, prompt_tokens = " ".join(map(str, prompt)), len(prompt)
         else:
-            raise _openai_error(400, "prompt must be a string or a list of token ids (batches are not supported "
-                                     "by fake_vllm)", "BadRequestError", "prompt")
+            raise _openai_error(
+                400,
+                "prompt must be a string or a list of token ids (batches are not supported by fake_vllm)",
+                "BadRequestError",
+                "prompt",
+            )
         plan = self._plan(prompt_text, prompt_tokens, max_tokens, min_tokens, ignore_eos)
         rid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
         stream = bool(body.get("stream", False))
@@ -940,12 +1137,29 @@ class FakeVllm:
         include_usage = bool(so.get("include_usage", False)) if isinstance(so, dict) else False
         if not stream:
             text = "".join([t async for t in self._generate(plan, disconnected)])
-            await resp.send_json(200, {
-                "id": rid, "object": "text_completion", "created": created, "model": model,
-                "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": plan.finish_reason,
-                             "stop_reason": None, "prompt_logprobs": None}],
-                "service_tier": None, "system_fingerprint": None,
-                "usage": self._usage(plan.prompt_tokens, plan.n_tokens), "kv_transfer_params": None})
+            await resp.send_json(
+                200,
+                {
+                    "id": rid,
+                    "object": "text_completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "text": text,
+                            "logprobs": None,
+                            "finish_reason": plan.finish_reason,
+                            "stop_reason": None,
+                            "prompt_logprobs": None,
+                        }
+                    ],
+                    "service_tier": None,
+                    "system_fingerprint": None,
+                    "usage": self._usage(plan.prompt_tokens, plan.n_tokens),
+                    "kv_transfer_params": None,
+                },
+            )
             return
         gen = self._generate(plan, disconnected)
         try:
@@ -955,13 +1169,38 @@ class FakeVllm:
                 if i == 1:
                     await resp.start_stream()
                 last = i == plan.n_tokens
-                await resp.chunk(_sse({"id": rid, "object": "text_completion", "created": created, "model": model,
-                                       "choices": [{"index": 0, "text": tok, "logprobs": None,
-                                                    "finish_reason": plan.finish_reason if last else None,
-                                                    "stop_reason": None}]}))
+                await resp.chunk(
+                    _sse(
+                        {
+                            "id": rid,
+                            "object": "text_completion",
+                            "created": created,
+                            "model": model,
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "text": tok,
+                                    "logprobs": None,
+                                    "finish_reason": plan.finish_reason if last else None,
+                                    "stop_reason": None,
+                                }
+                            ],
+                        }
+                    )
+                )
             if include_usage:
-                await resp.chunk(_sse({"id": rid, "object": "text_completion", "created": created, "model": model,
-                                       "choices": [], "usage": self._usage(plan.prompt_tokens, plan.n_tokens)}))
+                await resp.chunk(
+                    _sse(
+                        {
+                            "id": rid,
+                            "object": "text_completion",
+                            "created": created,
+                            "model": model,
+                            "choices": [],
+                            "usage": self._usage(plan.prompt_tokens, plan.n_tokens),
+                        }
+                    )
+                )
             await resp.chunk(_sse("[DONE]"))
             await resp.end_stream()
         finally:
@@ -987,41 +1226,68 @@ async def serve(config: FakeConfig, install_signal_handlers: bool = True) -> int
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tests.fakes.fake_vllm",
-                                description="Fake vLLM OpenAI-compatible server (tests only). "
-                                            f"API key comes from the {API_KEY_ENV} environment variable.")
+    p = argparse.ArgumentParser(
+        prog="python -m tests.fakes.fake_vllm",
+        description="Fake vLLM OpenAI-compatible server (tests only). "
+        f"API key comes from the {API_KEY_ENV} environment variable.",
+    )
     p.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--model", default="fake/model", help="model 'path' (default served name)")
-    p.add_argument("--served-model-name", nargs="+", default=None,
-                   help="name(s) the API accepts; the first is used in metrics labels")
+    p.add_argument(
+        "--served-model-name",
+        nargs="+",
+        default=None,
+        help="name(s) the API accepts; the first is used in metrics labels",
+    )
     p.add_argument("--max-num-seqs", type=int, default=256, help="concurrent running requests")
     p.add_argument("--max-model-len", type=int, default=4096)
     p.add_argument("--ttft-ms", type=float, default=50.0, help="base time to first token")
     p.add_argument("--itl-ms", type=float, default=10.0, help="base inter-token latency")
-    p.add_argument("--heavy-tail", action="store_true",
-                   help="draw output length (lognormal) and TTFT/ITL factors per request from --seed")
+    p.add_argument(
+        "--heavy-tail",
+        action="store_true",
+        help="draw output length (lognormal) and TTFT/ITL factors per request from --seed",
+    )
     p.add_argument("--tail-median-tokens", type=float, default=48.0, help="median output length with --heavy-tail")
     p.add_argument("--tail-sigma", type=float, default=1.0, help="lognormal sigma of output length")
-    p.add_argument("--output-tokens", type=int, default=None,
-                   help="without --heavy-tail: natural output length (finish 'stop' if < max_tokens); "
-                        "default: always generate max_tokens")
+    p.add_argument(
+        "--output-tokens",
+        type=int,
+        default=None,
+        help="without --heavy-tail: natural output length (finish 'stop' if < max_tokens); "
+        "default: always generate max_tokens",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--load-seconds", type=float, default=0.0, help="refuse connections this long after start")
     p.add_argument("--grace-seconds", type=float, default=10.0, help="SIGTERM drain time for in-flight requests")
-    p.add_argument("--no-log-requests", dest="log_requests", action="store_false",
-                   help="don't log one line per request")
+    p.add_argument(
+        "--no-log-requests", dest="log_requests", action="store_false", help="don't log one line per request"
+    )
     return p
 
 
 def config_from_args(argv: list[str] | None = None) -> FakeConfig:
     a = build_parser().parse_args(argv)
-    return FakeConfig(host=a.host, port=a.port, model=a.model, served_model_names=a.served_model_name or [],
-                      max_num_seqs=a.max_num_seqs, max_model_len=a.max_model_len, ttft_ms=a.ttft_ms,
-                      itl_ms=a.itl_ms, heavy_tail=a.heavy_tail, tail_median_tokens=a.tail_median_tokens,
-                      tail_sigma=a.tail_sigma, output_tokens=a.output_tokens, seed=a.seed,
-                      load_seconds=a.load_seconds, grace_seconds=a.grace_seconds, log_requests=a.log_requests,
-                      api_key=os.environ.get(API_KEY_ENV) or None)
+    return FakeConfig(
+        host=a.host,
+        port=a.port,
+        model=a.model,
+        served_model_names=a.served_model_name or [],
+        max_num_seqs=a.max_num_seqs,
+        max_model_len=a.max_model_len,
+        ttft_ms=a.ttft_ms,
+        itl_ms=a.itl_ms,
+        heavy_tail=a.heavy_tail,
+        tail_median_tokens=a.tail_median_tokens,
+        tail_sigma=a.tail_sigma,
+        output_tokens=a.output_tokens,
+        seed=a.seed,
+        load_seconds=a.load_seconds,
+        grace_seconds=a.grace_seconds,
+        log_requests=a.log_requests,
+        api_key=os.environ.get(API_KEY_ENV) or None,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

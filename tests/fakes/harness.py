@@ -1,9 +1,10 @@
 """Start/stop the fake vLLM as a subprocess (through tests.support.procs.Proc) and talk to it.
 
-    with running_fake(tmp_path, "--max-num-seqs", "2", api_key="k") as fake:
-        httpx.get(fake.url("/v1/models"), headers=fake.auth_headers())
-        fake.stats()["by_path"]; fake.set_state(waiting_override=25); fake.metric("vllm:num_requests_waiting")
+with running_fake(tmp_path, "--max-num-seqs", "2", api_key="k") as fake:
+    httpx.get(fake.url("/v1/models"), headers=fake.auth_headers())
+    fake.stats()["by_path"]; fake.set_state(waiting_override=25); fake.metric("vllm:num_requests_waiting")
 """
+
 from __future__ import annotations
 
 import re
@@ -64,9 +65,16 @@ class FakeHandle:
         return self.proc.stop(sig, timeout)
 
 
-def start_fake(log_dir: Path, *args: str, api_key: str | None = None, model: str = "tiny",
-               name: str | None = None, wait: bool = True, wait_timeout: float = 10.0,
-               port: int | None = None) -> FakeHandle:
+def start_fake(
+    log_dir: Path,
+    *args: str,
+    api_key: str | None = None,
+    model: str = "tiny",
+    name: str | None = None,
+    wait: bool = True,
+    wait_timeout: float = 10.0,
+    port: int | None = None,
+) -> FakeHandle:
     """The fake on `port` (a free one by default); by default returns once it listens.
 
     With `wait=False` it returns at once (a backend still loading its model refuses
@@ -76,8 +84,13 @@ def start_fake(log_dir: Path, *args: str, api_key: str | None = None, model: str
     port = port or free_port()
     argv = [sys.executable, "-m", "tests.fakes.fake_vllm", "--port", str(port), "--served-model-name", model, *args]
     # Empty VLLM_API_KEY = auth off, even if the test runner's environment has one set.
-    proc = Proc(name or f"fake_vllm_{port}_{_counter}", argv, Path(log_dir), env={"VLLM_API_KEY": api_key or ""},
-                cwd=str(REPO_ROOT))
+    proc = Proc(
+        name or f"fake_vllm_{port}_{_counter}",
+        argv,
+        Path(log_dir),
+        env={"VLLM_API_KEY": api_key or ""},
+        cwd=str(REPO_ROOT),
+    )
     handle = FakeHandle(proc, port, api_key, model)
     if wait:
         try:
@@ -97,7 +110,7 @@ def running_fake(log_dir: Path, *args: str, **kwargs) -> Iterator[FakeHandle]:
         h.stop()
 
 
-_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\d+)?$')
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\d+)?$")
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 

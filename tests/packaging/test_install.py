@@ -6,6 +6,7 @@ lock checks here are pure text. The install tests run this venv's pip with --no-
 venv's own (locked) setuptools (--no-build-isolation --check-build-dependencies), so they need no network,
 and then import the installed copy from a directory outside the tree with only that copy on PYTHONPATH.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,6 +38,7 @@ def canon(name: str) -> str:
 
 # --- the locks ------------------------------------------------------------------------------------
 
+
 def read_pins(path: Path) -> dict[str, str]:
     """name -> version of a requirements file, following `-r` includes; every other line must be `name==version`."""
     pins: dict[str, str] = {}
@@ -51,7 +53,9 @@ def read_pins(path: Path) -> dict[str, str]:
             assert m, f"{path.name}: not a name==version pin: {raw!r}"
             included = {canon(m[1]): m[2]}
         for name, version in included.items():
-            assert pins.setdefault(name, version) == version, f"{path.name}: {name} pinned twice ({pins[name]}, {version})"
+            assert pins.setdefault(name, version) == version, (
+                f"{path.name}: {name} pinned twice ({pins[name]}, {version})"
+            )
     return pins
 
 
@@ -92,8 +96,9 @@ def locked_versions(lock: Path) -> dict[str, str]:
     return {canon(m[1]): m[2] for tokens in lock_entries(lock.read_text()) if (m := PIN.fullmatch(tokens[0]))}
 
 
-@pytest.mark.parametrize("requirements, lock", [("requirements.txt", "requirements.lock"),
-                                                ("requirements-dev.txt", "requirements-dev.lock")])
+@pytest.mark.parametrize(
+    "requirements, lock", [("requirements.txt", "requirements.lock"), ("requirements-dev.txt", "requirements-dev.lock")]
+)
 def test_lock_pins_every_requirement_with_hashes(requirements, lock):
     assert lock_problems(REPO / requirements, REPO / lock) == [], "regenerate with `make lock`"
 
@@ -156,7 +161,11 @@ def test_lock_check_passes_the_sample(tmp_path):
     (tmp_path / "requirements.lock").write_text(SAMPLE_LOCK)
     assert lock_problems(tmp_path / "requirements.txt", tmp_path / "requirements.lock") == []
     assert locked_versions(tmp_path / "requirements.lock") == {
-        "jinja2": "3.1.6", "markupsafe": "3.0.4", "pyyaml": "6.0.3", "setuptools": "84.2.1"}
+        "jinja2": "3.1.6",
+        "markupsafe": "3.0.4",
+        "pyyaml": "6.0.3",
+        "setuptools": "84.2.1",
+    }
 
 
 @pytest.mark.parametrize("mutation", sorted(MUTATIONS))
@@ -170,36 +179,60 @@ def test_lock_check_catches(tmp_path, mutation):
 
 # --- installs -------------------------------------------------------------------------------------
 
+
 def _run(argv: list, cwd: Path, env: dict | None = None) -> str:
-    proc = subprocess.run([str(a) for a in argv], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=SUBPROCESS_TIMEOUT)
+    proc = subprocess.run(
+        [str(a) for a in argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT
+    )
     assert proc.returncode == 0, f"{' '.join(map(str, argv))} -> rc {proc.returncode}\n{proc.stdout}{proc.stderr}"
     return proc.stdout
 
 
 def _clean_env(**extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
-    env.update(PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1", PYTHONDONTWRITEBYTECODE="1", GIT_TERMINAL_PROMPT="0")
+    env.update(
+        PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1", PYTHONDONTWRITEBYTECODE="1", GIT_TERMINAL_PROMPT="0"
+    )
     env.update(extra)
     return env
 
 
 def _pip_install(spec: str, target: Path, cwd: Path) -> None:
-    _run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-          "--check-build-dependencies", "--target", target, spec], cwd=cwd, env=_clean_env())
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--check-build-dependencies",
+            "--target",
+            target,
+            spec,
+        ],
+        cwd=cwd,
+        env=_clean_env(),
+    )
 
 
 def _sources(root: Path, pattern: str) -> dict[str, str]:
     """relative path -> sha256 of the files under `root` that match `pattern`."""
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.glob(pattern))
-            if p.is_file() and "__pycache__" not in p.parts}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.glob(pattern))
+        if p.is_file() and "__pycache__" not in p.parts
+    }
 
 
 def _check_installed(target: Path, source: Path, elsewhere: Path) -> dict:
     """The copy in `target` is the project in `source`: imports from there, has every module and data file."""
     elsewhere.mkdir()
-    probe = ("import json, vllm_stack, vllm_stack.cli; "
-             "print(json.dumps({'pkg': vllm_stack.__file__, 'cli': vllm_stack.cli.__file__}))")
+    probe = (
+        "import json, vllm_stack, vllm_stack.cli; "
+        "print(json.dumps({'pkg': vllm_stack.__file__, 'cli': vllm_stack.cli.__file__}))"
+    )
     env = _clean_env(PYTHONPATH=str(target))
     files = json.loads(_run([sys.executable, "-c", probe], cwd=elsewhere, env=env))
     for module, path in files.items():
@@ -227,6 +260,7 @@ def _check_installed(target: Path, source: Path, elsewhere: Path) -> dict:
     # The version has one definition, vllm_stack.__version__ ([tool.setuptools.dynamic] reads it).
     assert pyproject["project"]["dynamic"] == ["version"]
     import vllm_stack
+
     assert f"\nVersion: {vllm_stack.__version__}\n" in meta
     requires = [line.split(": ", 1)[1] for line in meta.splitlines() if line.startswith("Requires-Dist: ")]
     assert requires == pyproject["project"]["dependencies"]
@@ -238,8 +272,22 @@ def test_pip_install_from_the_checkout(tmp_path):
     """`pip install <checkout>`, working tree as it is (uncommitted files too). Built from a copy: pip builds
     in-tree, and setuptools would leave build/ and *.egg-info in the checkout (and reuse a stale build/lib)."""
     src = tmp_path / "src"
-    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "node_modules", "__pycache__", "*.pyc", ".pytest_cache", "*.egg-info", "build", "out", "plan-out"))
+    shutil.copytree(
+        REPO,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".git",
+            ".venv",
+            "node_modules",
+            "__pycache__",
+            "*.pyc",
+            ".pytest_cache",
+            "*.egg-info",
+            "build",
+            "out",
+            "plan-out",
+        ),
+    )
     _pip_install(str(src), tmp_path / "site", cwd=tmp_path)
     direct = _check_installed(tmp_path / "site", src, tmp_path / "elsewhere")
     assert direct["url"] == src.as_uri() and "dir_info" in direct, direct

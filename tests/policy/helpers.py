@@ -1,5 +1,6 @@
 """Hand-built resources in the mock engine's shape, and offline plans of whole stack files
 (one program per subprocess, run concurrently) for the policy tier."""
+
 from __future__ import annotations
 
 import json
@@ -22,23 +23,57 @@ from vllm_stack.offline.engine import RecordedResource  # noqa: E402
 # --- hand-built resources -------------------------------------------------------------------------
 
 LABEL_GPU = "vllm-stack/gpu"
-VLLM_ARGV = ["meta-llama/Llama-3.1-8B-Instruct", "--served-model-name", "llama-8b", "--host", "0.0.0.0",
-             "--port", "8000", "--tensor-parallel-size", "1", "--gpu-memory-utilization", "0.9",
-             "--max-model-len", "8192", "--max-num-seqs", "64"]
+VLLM_ARGV = [
+    "meta-llama/Llama-3.1-8B-Instruct",
+    "--served-model-name",
+    "llama-8b",
+    "--host",
+    "0.0.0.0",
+    "--port",
+    "8000",
+    "--tensor-parallel-size",
+    "1",
+    "--gpu-memory-utilization",
+    "0.9",
+    "--max-model-len",
+    "8192",
+    "--max-num-seqs",
+    "64",
+]
 CONTAINER_ENTRYPOINT = ["/bin/sh", "-c", 'set -a; . /run/secrets/vllm.env; set +a; exec vllm serve "$@"', "vllm-serve"]
 
 
 def res(typ: str, name: str, inputs: dict, secret_keys: Iterable[str] = ()) -> RecordedResource:
-    return RecordedResource(urn=f"urn:pulumi:test::vllm-stack::{typ}::{name}", type=typ, name=name, parent=None,
-                            custom=True, inputs=inputs, secret_keys=frozenset(secret_keys))
+    return RecordedResource(
+        urn=f"urn:pulumi:test::vllm-stack::{typ}::{name}",
+        type=typ,
+        name=name,
+        parent=None,
+        custom=True,
+        inputs=inputs,
+        secret_keys=frozenset(secret_keys),
+    )
 
 
-def container(name: str = "llama-8b-od-0", *, command: list[str] | None = None, labels: dict | None = None,
-              ports: list[dict] | None = None, envs: list[str] | None = None, image: str | None = None,
-              entrypoints: list[str] | None = None, **extra: Any) -> RecordedResource:
-    lbl = {D.LABEL_MODEL: "llama-8b", D.LABEL_CAPACITY: "on-demand", D.LABEL_ENVIRONMENT: "prod", LABEL_GPU: "L40S",
-           **(labels or {})}
-    lbl = {k: v for k, v in lbl.items() if v is not None}   # labels={KEY: None} drops a default
+def container(
+    name: str = "llama-8b-od-0",
+    *,
+    command: list[str] | None = None,
+    labels: dict | None = None,
+    ports: list[dict] | None = None,
+    envs: list[str] | None = None,
+    image: str | None = None,
+    entrypoints: list[str] | None = None,
+    **extra: Any,
+) -> RecordedResource:
+    lbl = {
+        D.LABEL_MODEL: "llama-8b",
+        D.LABEL_CAPACITY: "on-demand",
+        D.LABEL_ENVIRONMENT: "prod",
+        LABEL_GPU: "L40S",
+        **(labels or {}),
+    }
+    lbl = {k: v for k, v in lbl.items() if v is not None}  # labels={KEY: None} drops a default
     inputs = {
         "name": f"vllm-{name}",
         "image": image or f"{D.VLLM_IMAGE}@sha256:{'0' * 64}",
@@ -52,45 +87,96 @@ def container(name: str = "llama-8b-od-0", *, command: list[str] | None = None, 
     return res("docker:index/container:Container", name, inputs)
 
 
-def vllm_container_spec(*, args: list[str] | None = None, gpus: Any = 1.0, readiness_delay: Any = 120.0,
-                        prestop: list[str] | None = None, image: str = D.VLLM_IMAGE, **extra: Any) -> dict:
-    c = {"name": "vllm", "image": image, "args": list(VLLM_ARGV if args is None else args),
-         "env": [{"name": "HF_HOME", "value": "/var/lib/vllm/models"}],
-         "envFrom": [{"secretRef": {"name": "vllm-model-secrets"}}],
-         "resources": {"limits": {D.GPU_RESOURCE: gpus}, "requests": {D.GPU_RESOURCE: gpus}},
-         "readinessProbe": {"httpGet": {"path": "/health", "port": "http"}, "initialDelaySeconds": readiness_delay},
-         "lifecycle": {"preStop": {"exec": {"command": ["sleep", "20"] if prestop is None else prestop}}},
-         "ports": [{"name": "http", "containerPort": 8000.0}]}
+def vllm_container_spec(
+    *,
+    args: list[str] | None = None,
+    gpus: Any = 1.0,
+    readiness_delay: Any = 120.0,
+    prestop: list[str] | None = None,
+    image: str = D.VLLM_IMAGE,
+    **extra: Any,
+) -> dict:
+    c = {
+        "name": "vllm",
+        "image": image,
+        "args": list(VLLM_ARGV if args is None else args),
+        "env": [{"name": "HF_HOME", "value": "/var/lib/vllm/models"}],
+        "envFrom": [{"secretRef": {"name": "vllm-model-secrets"}}],
+        "resources": {"limits": {D.GPU_RESOURCE: gpus}, "requests": {D.GPU_RESOURCE: gpus}},
+        "readinessProbe": {"httpGet": {"path": "/health", "port": "http"}, "initialDelaySeconds": readiness_delay},
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", "20"] if prestop is None else prestop}}},
+        "ports": [{"name": "http", "containerPort": 8000.0}],
+    }
     c.update(extra)
     return {k: v for k, v in c.items() if v is not None}
 
 
-def deployment(name: str = "llama-8b-on-demand", *, capacity: str = "on-demand", replicas: float = 1.0,
-               env: str = "prod", model: str = "llama-8b", container_spec: dict | None = None,
-               extra_labels: dict | None = None, grace: float = 35.0, pod_extra: dict | None = None) -> RecordedResource:
-    sel = {D.LABEL_PART_OF: D.PROJECT, "app.kubernetes.io/component": "vllm", D.LABEL_MODEL: model,
-           D.LABEL_CAPACITY: capacity}
+def deployment(
+    name: str = "llama-8b-on-demand",
+    *,
+    capacity: str = "on-demand",
+    replicas: float = 1.0,
+    env: str = "prod",
+    model: str = "llama-8b",
+    container_spec: dict | None = None,
+    extra_labels: dict | None = None,
+    grace: float = 35.0,
+    pod_extra: dict | None = None,
+) -> RecordedResource:
+    sel = {
+        D.LABEL_PART_OF: D.PROJECT,
+        "app.kubernetes.io/component": "vllm",
+        D.LABEL_MODEL: model,
+        D.LABEL_CAPACITY: capacity,
+    }
     labels = {**sel, D.LABEL_ENVIRONMENT: env, LABEL_GPU: "L40S", **(extra_labels or {})}
-    pod = {"containers": [container_spec or vllm_container_spec()], "terminationGracePeriodSeconds": grace,
-           "nodeSelector": {D.LABEL_CAPACITY: capacity}, **(pod_extra or {})}
-    inputs = {"apiVersion": "apps/v1", "kind": "Deployment",
-              "metadata": {"name": name, "namespace": "vllm", "labels": labels},
-              "spec": {"replicas": replicas, "selector": {"matchLabels": sel},
-                       "template": {"metadata": {"labels": labels}, "spec": pod}}}
+    pod = {
+        "containers": [container_spec or vllm_container_spec()],
+        "terminationGracePeriodSeconds": grace,
+        "nodeSelector": {D.LABEL_CAPACITY: capacity},
+        **(pod_extra or {}),
+    }
+    inputs = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "vllm", "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": sel},
+            "template": {"metadata": {"labels": labels}, "spec": pod},
+        },
+    }
     return res("kubernetes:apps/v1:Deployment", f"deployment-{name}", inputs)
 
 
 def pdb(name: str = "llama-8b-on-demand", *, model: str = "llama-8b") -> RecordedResource:
-    sel = {D.LABEL_PART_OF: D.PROJECT, "app.kubernetes.io/component": "vllm", D.LABEL_MODEL: model,
-           D.LABEL_CAPACITY: "on-demand"}
-    return res("kubernetes:policy/v1:PodDisruptionBudget", f"poddisruptionbudget-{name}",
-               {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-                "metadata": {"name": name, "namespace": "vllm", "labels": dict(sel)},
-                "spec": {"minAvailable": 1.0, "selector": {"matchLabels": sel}}})
+    sel = {
+        D.LABEL_PART_OF: D.PROJECT,
+        "app.kubernetes.io/component": "vllm",
+        D.LABEL_MODEL: model,
+        D.LABEL_CAPACITY: "on-demand",
+    }
+    return res(
+        "kubernetes:policy/v1:PodDisruptionBudget",
+        f"poddisruptionbudget-{name}",
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": name, "namespace": "vllm", "labels": dict(sel)},
+            "spec": {"minAvailable": 1.0, "selector": {"matchLabels": sel}},
+        },
+    )
 
 
-def command(name: str, *, create: str = "true", stdin: str | None = None, delete: str | None = None,
-            secret_stdin: bool = False, **extra: Any) -> RecordedResource:
+def command(
+    name: str,
+    *,
+    create: str = "true",
+    stdin: str | None = None,
+    delete: str | None = None,
+    secret_stdin: bool = False,
+    **extra: Any,
+) -> RecordedResource:
     inputs = {"connection": {"host": "10.0.0.10", "user": "ubuntu"}, "create": create, **extra}
     if stdin is not None:
         inputs["stdin"] = stdin
@@ -100,21 +186,32 @@ def command(name: str, *, create: str = "true", stdin: str | None = None, delete
 
 
 def config_map(name: str, data: dict, env: str = "prod") -> RecordedResource:
-    return res("kubernetes:core/v1:ConfigMap", f"configmap-{name}",
-               {"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": name, "namespace": "vllm", "labels": {D.LABEL_ENVIRONMENT: env}}, "data": data})
+    return res(
+        "kubernetes:core/v1:ConfigMap",
+        f"configmap-{name}",
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "vllm", "labels": {D.LABEL_ENVIRONMENT: env}},
+            "data": data,
+        },
+    )
 
 
 def service(name: str, *, selector: dict, typ: str | None = "ClusterIP") -> RecordedResource:
     spec = {"selector": selector, "ports": [{"port": 8000.0}]}
     if typ:
         spec["type"] = typ
-    return res("kubernetes:core/v1:Service", f"service-{name}",
-               {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "vllm"}, "spec": spec})
+    return res(
+        "kubernetes:core/v1:Service",
+        f"service-{name}",
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "vllm"}, "spec": spec},
+    )
 
 
 def evaluate(resources: list, environment: str = "prod", pack_config: dict | None = None) -> list[dict]:
     from vllm_policy import offline
+
     return offline.evaluate(resources, environment=environment, pack_config=pack_config or {})
 
 
@@ -127,6 +224,7 @@ def messages(violations: list[dict], policy: str) -> str:
 
 
 # --- whole-stack plans (subprocess, one program per process) ----------------------------------------
+
 
 def good_stack_files() -> list[Path]:
     return sorted(ROOT.glob("Pulumi.*.yaml")) + sorted((ROOT / "examples").glob("*.yaml"))
@@ -144,8 +242,13 @@ def expected_policy(path: Path) -> str:
 
 
 def _run_plan(path: Path) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "vllm_stack", "plan", str(path), "--json"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vllm_stack", "plan", str(path), "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     if proc.returncode not in (0, 1):
         return {"error": f"plan {path.name} exited {proc.returncode}: {proc.stderr[-2000:]}"}
     doc = json.loads(proc.stdout)
@@ -158,8 +261,6 @@ def all_plans() -> dict[str, dict]:
     paths = good_stack_files() + case_files()
     with ThreadPoolExecutor(max_workers=3) as pool:
         return dict(zip((str(p) for p in paths), pool.map(_run_plan, paths)))
-
-
 
 
 def _unwrap(v: Any) -> Any:
@@ -175,14 +276,29 @@ def _unwrap(v: Any) -> Any:
 def _dump(path: Path) -> list[RecordedResource] | str:
     """The program's resources with real-looking secret values (tests/stack/program_dump)."""
     from tests.stack.conftest import SCAN_SECRETS
-    proc = subprocess.run([sys.executable, "-m", "tests.stack.program_dump", str(path), json.dumps(SCAN_SECRETS)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=180)
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.stack.program_dump", str(path), json.dumps(SCAN_SECRETS)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=180,
+    )
     if proc.returncode:
         return f"program_dump {path.name} exited {proc.returncode}: {proc.stderr[-2000:]}"
     doc = json.loads(proc.stdout)
-    return [RecordedResource(urn=r["urn"], type=r["type"], name=r["name"], parent=r["parent"],
-                             custom=not r["type"].startswith(D.COMPONENT_PREFIX), inputs=_unwrap(r["inputs"]),
-                             secret_keys=frozenset(r["secretKeys"])) for r in doc["resources"]]
+    return [
+        RecordedResource(
+            urn=r["urn"],
+            type=r["type"],
+            name=r["name"],
+            parent=r["parent"],
+            custom=not r["type"].startswith(D.COMPONENT_PREFIX),
+            inputs=_unwrap(r["inputs"]),
+            secret_keys=frozenset(r["secretKeys"]),
+        )
+        for r in doc["resources"]
+    ]
 
 
 @lru_cache(maxsize=1)

@@ -4,14 +4,28 @@ Resources are built in the shape the mock engine records (camelCase inputs, numb
 floats) and run through `vllm_policy.offline.evaluate`, so the exact policy id and level of
 each finding are asserted, not only the check function.
 """
+
 from __future__ import annotations
 
 import pytest
 
 from vllm_stack import defaults as D
 
-from .helpers import (LABEL_GPU, VLLM_ARGV, command, config_map, container, deployment, evaluate, ids, messages,
-                      pdb, res, service, vllm_container_spec)
+from .helpers import (
+    LABEL_GPU,
+    VLLM_ARGV,
+    command,
+    config_map,
+    container,
+    deployment,
+    evaluate,
+    ids,
+    messages,
+    pdb,
+    res,
+    service,
+    vllm_container_spec,
+)
 
 
 def argv(**flags_: str) -> list[str]:
@@ -33,24 +47,32 @@ def k8s_stack(**kw) -> list:
 
 # --- the good baseline -------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("env", ["dev", "prod"])
 def test_good_docker_container_and_k8s_model_pass_every_rule(env):
-    resources = [container(labels={D.LABEL_ENVIRONMENT: env, LABEL_GPU: "L40S"}),
-                 *k8s_stack(env=env, extra_labels={LABEL_GPU: "L40S"})]
+    resources = [
+        container(labels={D.LABEL_ENVIRONMENT: env, LABEL_GPU: "L40S"}),
+        *k8s_stack(env=env, extra_labels={LABEL_GPU: "L40S"}),
+    ]
     assert evaluate(resources, env) == []
 
 
 # --- gpu-memory-utilization-ceiling ---------------------------------------------------------------
 
+
 def test_utilization_at_prod_ceiling_passes():
-    assert evaluate([container(command=argv(gpu_memory_utilization=f"{D.GPU_MEMORY_UTILIZATION_PROD_CEILING:g}"))]) == []
+    assert (
+        evaluate([container(command=argv(gpu_memory_utilization=f"{D.GPU_MEMORY_UTILIZATION_PROD_CEILING:g}"))]) == []
+    )
 
 
 def test_utilization_above_prod_ceiling_fails_in_prod_only():
     r = container(command=argv(gpu_memory_utilization="0.94"))
     v = evaluate([r], "prod")
     assert ids(v) == {"gpu-memory-utilization-ceiling"}
-    assert "0.94" in messages(v, "gpu-memory-utilization-ceiling") and "0.93" in messages(v, "gpu-memory-utilization-ceiling")
+    assert "0.94" in messages(v, "gpu-memory-utilization-ceiling") and "0.93" in messages(
+        v, "gpu-memory-utilization-ceiling"
+    )
     assert evaluate([r], "dev") == []
 
 
@@ -60,8 +82,10 @@ def test_utilization_above_hard_ceiling_is_mandatory_in_dev():
     assert "0.97" in messages(v, "gpu-memory-utilization-ceiling")
 
 
-@pytest.mark.parametrize("smuggled", [
-    ["--gpu-memory-utilization=0.98"], ["--gpu_memory_utilization", "0.98"], ["--gpu-memory-utilization", "0.98"]])
+@pytest.mark.parametrize(
+    "smuggled",
+    [["--gpu-memory-utilization=0.98"], ["--gpu_memory_utilization", "0.98"], ["--gpu-memory-utilization", "0.98"]],
+)
 def test_utilization_smuggled_through_extra_args_any_spelling(smuggled):
     v = evaluate([container(command=VLLM_ARGV + smuggled)], "dev")
     assert "gpu-memory-utilization-ceiling" in ids(v)
@@ -69,13 +93,16 @@ def test_utilization_smuggled_through_extra_args_any_spelling(smuggled):
 
 
 def test_utilization_in_k8s_args_and_systemd_wrapper_and_create_string():
-    wrapper = ("#!/bin/bash\nreadonly VLLM=/usr/local/bin/vllm\nreadonly -a SERVE_ARGS=(\n"
-               "    meta-llama/Llama-3.1-8B-Instruct\n    --host 127.0.0.1\n    --gpu-memory-utilization 0.96\n)\n"
-               '"$VLLM" serve "${SERVE_ARGS[@]}" &\n')
-    resources = [deployment(container_spec=vllm_container_spec(args=argv(gpu_memory_utilization="0.99"))),
-                 command("wrapper", create="sudo install -D -m 755 -o root -g root /dev/stdin /usr/local/bin/x",
-                         stdin=wrapper),
-                 command("adhoc", create="vllm serve m --host 127.0.0.1 --gpu-memory-utilization=0.951")]
+    wrapper = (
+        "#!/bin/bash\nreadonly VLLM=/usr/local/bin/vllm\nreadonly -a SERVE_ARGS=(\n"
+        "    meta-llama/Llama-3.1-8B-Instruct\n    --host 127.0.0.1\n    --gpu-memory-utilization 0.96\n)\n"
+        '"$VLLM" serve "${SERVE_ARGS[@]}" &\n'
+    )
+    resources = [
+        deployment(container_spec=vllm_container_spec(args=argv(gpu_memory_utilization="0.99"))),
+        command("wrapper", create="sudo install -D -m 755 -o root -g root /dev/stdin /usr/local/bin/x", stdin=wrapper),
+        command("adhoc", create="vllm serve m --host 127.0.0.1 --gpu-memory-utilization=0.951"),
+    ]
     v = [x for x in evaluate(resources, "dev") if x["policy"] == "gpu-memory-utilization-ceiling"]
     assert {x["urn"].rsplit("::", 1)[-1] for x in v} == {"deployment-llama-8b-on-demand", "wrapper", "adhoc"}
     text = "\n".join(x["message"] for x in v)
@@ -85,12 +112,16 @@ def test_utilization_in_k8s_args_and_systemd_wrapper_and_create_string():
 def test_utilization_threshold_comes_from_pack_config():
     r = container(command=argv(gpu_memory_utilization="0.94"))
     assert evaluate([r], "prod", {"gpu-memory-utilization-ceiling": {"prodCeiling": 0.95}}) == []
-    v = evaluate([container(command=argv(gpu_memory_utilization="0.91"))], "prod",
-                 {"gpu-memory-utilization-ceiling": {"prodCeiling": 0.9}})
+    v = evaluate(
+        [container(command=argv(gpu_memory_utilization="0.91"))],
+        "prod",
+        {"gpu-memory-utilization-ceiling": {"prodCeiling": 0.9}},
+    )
     assert "0.91" in messages(v, "gpu-memory-utilization-ceiling")
 
 
 # --- model-fits-gpu -----------------------------------------------------------------------------
+
 
 def test_model_fits_gpu_good():
     r = container(command=argv(), labels={LABEL_GPU: "L40S"})
@@ -98,8 +129,17 @@ def test_model_fits_gpu_good():
 
 
 def test_70b_fp16_on_one_h100_does_not_fit_and_the_numbers_are_reported():
-    a = ["meta-llama/Llama-3.1-70B-Instruct", "--host", "0.0.0.0", "--tensor-parallel-size", "1",
-         "--gpu-memory-utilization", "0.92", "--max-model-len", "8192"]
+    a = [
+        "meta-llama/Llama-3.1-70B-Instruct",
+        "--host",
+        "0.0.0.0",
+        "--tensor-parallel-size",
+        "1",
+        "--gpu-memory-utilization",
+        "0.92",
+        "--max-model-len",
+        "8192",
+    ]
     v = evaluate([container(command=a, labels={LABEL_GPU: "H100-SXM5-80GB"})])
     assert ids(v) == {"model-fits-gpu"}
     msg = messages(v, "model-fits-gpu")
@@ -108,8 +148,15 @@ def test_70b_fp16_on_one_h100_does_not_fit_and_the_numbers_are_reported():
 
 
 def test_model_fit_uses_tp_quantization_and_kv_dtype():
-    a = ["meta-llama/Llama-3.1-70B-Instruct", "--tensor-parallel-size", "2", "--gpu-memory-utilization", "0.92",
-         "--max-model-len", "16384"]
+    a = [
+        "meta-llama/Llama-3.1-70B-Instruct",
+        "--tensor-parallel-size",
+        "2",
+        "--gpu-memory-utilization",
+        "0.92",
+        "--max-model-len",
+        "16384",
+    ]
     r = deployment(container_spec=vllm_container_spec(args=a, gpus=2.0), extra_labels={LABEL_GPU: "H100-SXM5-80GB"})
     assert "model-fits-gpu" not in ids(evaluate([r, pdb()]))
 
@@ -118,35 +165,58 @@ def test_one_sequence_must_fit_the_kv_cache():
     # 8B fp16 on a 24 GB L4 at 0.9: ~15 GiB weights leave ~1.3 GiB KV, less than 128k tokens x 128 KiB.
     a = ["meta-llama/Llama-3.1-8B-Instruct", "--gpu-memory-utilization", "0.9", "--max-model-len", "131072"]
     v = evaluate([container(command=a, labels={LABEL_GPU: "L4"})], "dev")
-    assert "model-fits-gpu" in ids(v, "advisory")        # an estimate: advisory in dev
+    assert "model-fits-gpu" in ids(v, "advisory")  # an estimate: advisory in dev
     assert "131072" in messages(v, "model-fits-gpu")
 
 
 def test_model_fit_skips_unknown_models_and_unlabelled_gpus(monkeypatch):
-    monkeypatch.delenv("CI", raising=False)   # under CI an unlabelled GPU fails (test_config_keys_read.py)
-    assert evaluate([container(command=["/models/custom", "--gpu-memory-utilization", "0.9"],
-                               labels={LABEL_GPU: "L4"})]) == []
+    monkeypatch.delenv("CI", raising=False)  # under CI an unlabelled GPU fails (test_config_keys_read.py)
+    assert (
+        evaluate([container(command=["/models/custom", "--gpu-memory-utilization", "0.9"], labels={LABEL_GPU: "L4"})])
+        == []
+    )
     assert evaluate([container(command=["meta-llama/Llama-3.1-70B-Instruct"], labels={LABEL_GPU: None})]) == []
 
 
 def test_gpu_from_marker_in_systemd_wrapper():
-    wrapper = ("#!/bin/bash\n# vllm-stack/gpu: L4\nreadonly -a SERVE_ARGS=(\n meta-llama/Llama-3.1-70B-Instruct\n"
-               " --host 127.0.0.1\n)\n/usr/local/bin/vllm serve \"${SERVE_ARGS[@]}\" &\n")
+    wrapper = (
+        "#!/bin/bash\n# vllm-stack/gpu: L4\nreadonly -a SERVE_ARGS=(\n meta-llama/Llama-3.1-70B-Instruct\n"
+        ' --host 127.0.0.1\n)\n/usr/local/bin/vllm serve "${SERVE_ARGS[@]}" &\n'
+    )
     v = evaluate([command("w", create="sudo install -D -m 755 /dev/stdin /usr/local/bin/w", stdin=wrapper)])
     assert "L4" in messages(v, "model-fits-gpu")
 
 
 # --- fp8-requires-fp8-gpu ------------------------------------------------------------------------
 
+
 def test_fp8_on_hopper_passes():
-    a = ["meta-llama/Llama-3.1-70B-Instruct", "--quantization", "fp8", "--kv-cache-dtype", "fp8",
-         "--gpu-memory-utilization", "0.92", "--max-model-len", "8192"]
+    a = [
+        "meta-llama/Llama-3.1-70B-Instruct",
+        "--quantization",
+        "fp8",
+        "--kv-cache-dtype",
+        "fp8",
+        "--gpu-memory-utilization",
+        "0.92",
+        "--max-model-len",
+        "8192",
+    ]
     assert evaluate([container(command=a, labels={LABEL_GPU: "H100-SXM5-80GB"})]) == []
 
 
 def test_fp8_kv_cache_on_ampere_is_mandatory_fp8_weights_advisory():
-    a = ["meta-llama/Llama-3.1-70B-Instruct", "--quantization", "fp8", "--kv-cache-dtype", "fp8",
-         "--gpu-memory-utilization", "0.92", "--max-model-len", "8192"]
+    a = [
+        "meta-llama/Llama-3.1-70B-Instruct",
+        "--quantization",
+        "fp8",
+        "--kv-cache-dtype",
+        "fp8",
+        "--gpu-memory-utilization",
+        "0.92",
+        "--max-model-len",
+        "8192",
+    ]
     v = evaluate([container(command=a, labels={LABEL_GPU: "A100-SXM4-80GB"})])
     fp8 = [x for x in v if x["policy"] == "fp8-requires-fp8-gpu"]
     assert {x["enforcement"] for x in fp8} == {"mandatory", "advisory"}
@@ -158,14 +228,22 @@ def test_fp8_kv_cache_on_ampere_is_mandatory_fp8_weights_advisory():
 
 
 def test_fp8_weights_alone_on_ampere_only_warn():
-    a = ["mistralai/Mistral-7B-Instruct-v0.3", "--quantization", "fp8", "--gpu-memory-utilization", "0.9",
-         "--max-model-len", "8192"]
+    a = [
+        "mistralai/Mistral-7B-Instruct-v0.3",
+        "--quantization",
+        "fp8",
+        "--gpu-memory-utilization",
+        "0.9",
+        "--max-model-len",
+        "8192",
+    ]
     v = evaluate([container(command=a, labels={LABEL_GPU: "A10G"})])
     assert ids(v) == {"fp8-requires-fp8-gpu"} and ids(v, "mandatory") == set()
     assert "A10G" in messages(v, "fp8-requires-fp8-gpu")
 
 
 # --- no-secrets-in-argv ---------------------------------------------------------------------------
+
 
 def test_no_secrets_in_argv_good():
     assert "no-secrets-in-argv" not in ids(evaluate([container(), command("c", create="sudo systemctl restart x")]))
@@ -176,15 +254,24 @@ def test_api_key_flag_on_container_command():
     assert "no-secrets-in-argv" in ids(v, "mandatory")
     msg = messages(v, "no-secrets-in-argv")
     assert "--api-key" in msg and "sk-a" in msg and "sk-abcdefghijklmnopqrstuvwxyz" not in msg  # redacted
-    assert "no-invalid-vllm-flags" in ids(v)   # the flag table refuses it too
+    assert "no-invalid-vllm-flags" in ids(v)  # the flag table refuses it too
 
 
-@pytest.mark.parametrize("where, resource", [
-    ("create", command("c", create="curl -H 'Authorization: Bearer abcdef0123456789' http://127.0.0.1:8000/v1/models")),
-    ("envs", container(envs=["TOKEN=hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123"])),
-    ("labels", deployment(extra_labels={"token": "hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123"})),
-    ("--hf-token", command("c", create="vllm serve m --host 127.0.0.1 --hf-token=hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123")),
-])
+@pytest.mark.parametrize(
+    "where, resource",
+    [
+        (
+            "create",
+            command("c", create="curl -H 'Authorization: Bearer abcdef0123456789' http://127.0.0.1:8000/v1/models"),
+        ),
+        ("envs", container(envs=["TOKEN=hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123"])),
+        ("labels", deployment(extra_labels={"token": "hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123"})),
+        (
+            "--hf-token",
+            command("c", create="vllm serve m --host 127.0.0.1 --hf-token=hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123"),
+        ),
+    ],
+)
 def test_token_looking_values_anywhere_on_a_command_line(where, resource):
     v = evaluate([resource, pdb()], "dev")
     assert "no-secrets-in-argv" in ids(v)
@@ -201,11 +288,20 @@ def test_annotations_are_checked():
 
 # --- secrets-only-in-secret-stores ------------------------------------------------------------------
 
+
 def test_secret_env_file_from_secret_stdin_with_0600_passes():
-    r = command("env", create="sudo /usr/local/sbin/vllm-write-secrets llama-8b",
-                stdin="VLLM_API_KEY=[secret]-api-key\nHF_TOKEN=[secret]\n", secret_stdin=True)
-    key = command("key", create="sudo sh -c 'umask 077; install -D -m 600 -o root -g root /dev/stdin /etc/k.pem'",
-                  stdin="-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n", secret_stdin=True)
+    r = command(
+        "env",
+        create="sudo /usr/local/sbin/vllm-write-secrets llama-8b",
+        stdin="VLLM_API_KEY=[secret]-api-key\nHF_TOKEN=[secret]\n",
+        secret_stdin=True,
+    )
+    key = command(
+        "key",
+        create="sudo sh -c 'umask 077; install -D -m 600 -o root -g root /dev/stdin /etc/k.pem'",
+        stdin="-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n",
+        secret_stdin=True,
+    )
     secret = res("kubernetes:core/v1:Secret", "secret-x", {"stringData": {"VLLM_API_KEY": "[secret]"}}, ["stringData"])
     assert evaluate([r, key, secret]) == []
 
@@ -217,7 +313,9 @@ def test_api_key_in_config_map():
 
 
 def test_pem_private_key_in_config_map_file():
-    v = evaluate([config_map("tls", {"key.pem": "-----BEGIN EC PRIVATE KEY-----\nMHc\n-----END EC PRIVATE KEY-----\n"})])
+    v = evaluate(
+        [config_map("tls", {"key.pem": "-----BEGIN EC PRIVATE KEY-----\nMHc\n-----END EC PRIVATE KEY-----\n"})]
+    )
     assert "PEM private key" in messages(v, "secrets-only-in-secret-stores")
 
 
@@ -238,20 +336,36 @@ def test_secret_in_container_envs():
 
 def test_secret_in_world_readable_unit_file():
     unit = "[Service]\nEnvironment=HF_TOKEN=abcdefabcdef1234\nExecStart=/usr/local/bin/vllm-start-llama-8b\n"
-    v = evaluate([command("unit", create="sudo install -D -m 644 -o root -g root /dev/stdin "
-                                         "/etc/systemd/system/vllm-llama-8b.service", stdin=unit)])
+    v = evaluate(
+        [
+            command(
+                "unit",
+                create="sudo install -D -m 644 -o root -g root /dev/stdin /etc/systemd/system/vllm-llama-8b.service",
+                stdin=unit,
+            )
+        ]
+    )
     assert "unit file" in messages(v, "secrets-only-in-secret-stores")
 
 
 def test_secret_stdin_must_be_a_pulumi_secret_and_0600():
-    v = evaluate([command("env", create="sudo install -D -m 644 /dev/stdin /etc/vllm/x.env",
-                          stdin="VLLM_API_KEY=abcdefabcdef1234\n")])
+    v = evaluate(
+        [
+            command(
+                "env",
+                create="sudo install -D -m 644 /dev/stdin /etc/vllm/x.env",
+                stdin="VLLM_API_KEY=abcdefabcdef1234\n",
+            )
+        ]
+    )
     msg = messages(v, "secrets-only-in-secret-stores")
     assert "without mode 0600" in msg and "not a Pulumi secret" in msg and "VLLM_API_KEY" in msg
 
 
 def test_secret_placeholder_in_a_plain_input():
-    v = evaluate([res("command:remote:Command", "leak", {"create": "true", "environment": {"KEY": "[secret]-api-key"}})])
+    v = evaluate(
+        [res("command:remote:Command", "leak", {"create": "true", "environment": {"KEY": "[secret]-api-key"}})]
+    )
     assert "environment.KEY" in messages(v, "secrets-only-in-secret-stores")
 
 
@@ -259,20 +373,25 @@ def test_the_plans_secret_value_in_a_plain_input_is_a_leak():
     """The plan feeds VALUE_PLACEHOLDER as every secret value: the check matched only `[secret]`
     and so could never fire on what the plan really sends."""
     from vllm_stack.offline.engine import VALUE_PLACEHOLDER
-    v = evaluate([res("command:remote:Command", "leak",
-                      {"create": f"curl -H 'Authorization: Bearer {VALUE_PLACEHOLDER}' x"})])
+
+    v = evaluate(
+        [res("command:remote:Command", "leak", {"create": f"curl -H 'Authorization: Bearer {VALUE_PLACEHOLDER}' x"})]
+    )
     assert "input create carries a secret value" in messages(v, "secrets-only-in-secret-stores")
 
 
 # --- vllm-not-exposed ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("ip", ["127.0.0.1", "10.0.1.12", "192.168.3.4", "172.20.0.5"])
 def test_loopback_and_private_binds_pass(ip):
     assert evaluate([container(ports=[{"internal": 8000.0, "external": 8000.0, "ip": ip}])]) == []
 
 
-@pytest.mark.parametrize("ip, words", [("0.0.0.0", "every interface"), ("", "every interface"),
-                                       (None, "every interface"), ("203.0.113.7", "public")])
+@pytest.mark.parametrize(
+    "ip, words",
+    [("0.0.0.0", "every interface"), ("", "every interface"), (None, "every interface"), ("203.0.113.7", "public")],
+)
 def test_public_or_unspecified_docker_port(ip, words):
     port = {"internal": 8000.0, "external": 8001.0}
     if ip is not None:
@@ -352,8 +471,10 @@ def test_front_without_tls_fails_in_prod_only():
 
 
 def test_plain_http_server_must_not_proxy():
-    conf = GOOD_NGINX.replace("return 301 https://$host$request_uri;", "location /v1/ { if ($vllm_key_ok = 0) "
-                              "{ return 401; } proxy_pass http://vllm_llama-8b/v1/; }")
+    conf = GOOD_NGINX.replace(
+        "return 301 https://$host$request_uri;",
+        "location /v1/ { if ($vllm_key_ok = 0) { return 401; } proxy_pass http://vllm_llama-8b/v1/; }",
+    )
     v = evaluate([nginx(conf, k8s=True)])
     assert ids(v) == {"tls-required-in-prod"} and "80" in messages(v, "tls-required-in-prod")
 
@@ -376,15 +497,19 @@ def test_front_without_api_key_map():
 
 
 def test_location_without_the_gate():
-    conf = GOOD_NGINX.replace("""            if ($vllm_key_ok = 0) {
+    conf = GOOD_NGINX.replace(
+        """            if ($vllm_key_ok = 0) {
                 return 401 '{"error":"Unauthorized"}';
             }
-""", "")
+""",
+        "",
+    )
     v = evaluate([nginx(conf)])
     assert ids(v) == {"api-key-required"} and "/v1/" in messages(v, "api-key-required")
 
 
 # --- on-demand-floor ----------------------------------------------------------------------------
+
 
 def test_on_demand_floor_good_with_spot():
     spot = deployment("llama-8b-spot", capacity="spot", replicas=3.0)
@@ -424,17 +549,22 @@ def test_grace_period_shorter_than_drain():
 
 
 def test_docker_drain_hook_seconds():
-    ok = command("llama-8b-spot-0-drain", create="true",
-                 delete="if [ -x /usr/local/sbin/vllm-drain ]; then sudo /usr/local/sbin/vllm-drain llama-8b "
-                        "10.0.2.21:8000 20; fi")
-    bad = command("llama-8b-spot-1-drain", create="true",
-                  delete="sudo /usr/local/sbin/vllm-drain llama-8b 10.0.2.22:8000 120")
+    ok = command(
+        "llama-8b-spot-0-drain",
+        create="true",
+        delete="if [ -x /usr/local/sbin/vllm-drain ]; then sudo /usr/local/sbin/vllm-drain llama-8b "
+        "10.0.2.21:8000 20; fi",
+    )
+    bad = command(
+        "llama-8b-spot-1-drain", create="true", delete="sudo /usr/local/sbin/vllm-drain llama-8b 10.0.2.22:8000 120"
+    )
     assert evaluate([ok]) == []
     v = evaluate([bad], "dev")
     assert ids(v, "advisory") == {"on-demand-floor"} and "120 s" in messages(v, "on-demand-floor")
 
 
 # --- gpu-limits-and-probes ------------------------------------------------------------------------
+
 
 def test_gpu_limit_must_equal_tensor_parallel():
     spec = vllm_container_spec(args=argv(tensor_parallel_size="2"), gpus=1.0)
@@ -466,8 +596,11 @@ def test_pdb_required_for_on_demand_in_prod():
 
 # --- pinned-images ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("image, words", [("vllm/vllm-openai:latest", ":latest"), ("vllm/vllm-openai", "no tag"),
-                                          ("registry:5000/vllm-openai", "no tag")])
+
+@pytest.mark.parametrize(
+    "image, words",
+    [("vllm/vllm-openai:latest", ":latest"), ("vllm/vllm-openai", "no tag"), ("registry:5000/vllm-openai", "no tag")],
+)
 def test_unpinned_images(image, words):
     remote = res("docker:index/remoteImage:RemoteImage", "img", {"name": image, "keepLocally": True})
     v = evaluate([remote])
@@ -478,8 +611,11 @@ def test_unpinned_images(image, words):
 
 
 def test_pinned_images_pass_and_k8s_images_are_checked():
-    ok = [res("docker:index/remoteImage:RemoteImage", "img", {"name": "vllm/vllm-openai:v0.33.0"}),
-          container(image="nginx@sha256:" + "a" * 64), *k8s_stack()]
+    ok = [
+        res("docker:index/remoteImage:RemoteImage", "img", {"name": "vllm/vllm-openai:v0.33.0"}),
+        container(image="nginx@sha256:" + "a" * 64),
+        *k8s_stack(),
+    ]
     assert evaluate(ok) == []
     v = evaluate([deployment(container_spec=vllm_container_spec(image="vllm/vllm-openai:latest")), pdb()])
     assert "containers[vllm].image vllm/vllm-openai:latest" in messages(v, "pinned-images")
@@ -487,25 +623,34 @@ def test_pinned_images_pass_and_k8s_images_are_checked():
 
 # --- grafana-no-default-password -----------------------------------------------------------------------
 
-GRAFANA_OK = ["GF_AUTH_ANONYMOUS_ENABLED=false", "GF_SECURITY_ADMIN_PASSWORD__FILE=/run/secrets/admin-password",
-              "GF_SECURITY_ADMIN_USER=admin"]
+GRAFANA_OK = [
+    "GF_AUTH_ANONYMOUS_ENABLED=false",
+    "GF_SECURITY_ADMIN_PASSWORD__FILE=/run/secrets/admin-password",
+    "GF_SECURITY_ADMIN_USER=admin",
+]
 
 
 def grafana(envs: list[str]):
-    return res("docker:index/container:Container", "monitoring-grafana",
-               {"image": "grafana/grafana:11.4.0@sha256:" + "0" * 64, "envs": envs, "networkMode": "host"})
+    return res(
+        "docker:index/container:Container",
+        "monitoring-grafana",
+        {"image": "grafana/grafana:11.4.0@sha256:" + "0" * 64, "envs": envs, "networkMode": "host"},
+    )
 
 
 def test_grafana_password_from_file_passes():
     assert evaluate([grafana(GRAFANA_OK)]) == []
 
 
-@pytest.mark.parametrize("envs, words", [
-    (["GF_SECURITY_ADMIN_PASSWORD=admin"], "'admin'"),
-    (["GF_SECURITY_ADMIN_PASSWORD="], "'empty'"),
-    (["GF_AUTH_ANONYMOUS_ENABLED=false"], "admin/admin"),
-    (GRAFANA_OK[1:] + ["GF_AUTH_ANONYMOUS_ENABLED=true"], "GF_AUTH_ANONYMOUS_ENABLED=true"),
-])
+@pytest.mark.parametrize(
+    "envs, words",
+    [
+        (["GF_SECURITY_ADMIN_PASSWORD=admin"], "'admin'"),
+        (["GF_SECURITY_ADMIN_PASSWORD="], "'empty'"),
+        (["GF_AUTH_ANONYMOUS_ENABLED=false"], "admin/admin"),
+        (GRAFANA_OK[1:] + ["GF_AUTH_ANONYMOUS_ENABLED=true"], "GF_AUTH_ANONYMOUS_ENABLED=true"),
+    ],
+)
 def test_grafana_default_or_missing_password_or_anonymous(envs, words):
     v = evaluate([grafana(envs)], "dev")
     assert "grafana-no-default-password" in ids(v, "mandatory") and words in messages(v, "grafana-no-default-password")
@@ -514,9 +659,15 @@ def test_grafana_default_or_missing_password_or_anonymous(envs, words):
 def test_grafana_k8s_secret_key_ref_passes_literal_fails():
     def gdep(env):
         spec = {"name": "grafana", "image": "grafana/grafana:11.4.0", "env": env}
-        return res("kubernetes:apps/v1:Deployment", "deployment-grafana",
-                   {"metadata": {"name": "grafana"}, "spec": {"replicas": 1.0, "template": {"metadata": {"labels": {}},
-                                                                                            "spec": {"containers": [spec]}}}})
+        return res(
+            "kubernetes:apps/v1:Deployment",
+            "deployment-grafana",
+            {
+                "metadata": {"name": "grafana"},
+                "spec": {"replicas": 1.0, "template": {"metadata": {"labels": {}}, "spec": {"containers": [spec]}}},
+            },
+        )
+
     ok = gdep([{"name": "GF_SECURITY_ADMIN_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "g", "key": "p"}}}])
     assert evaluate([ok]) == []
     v = evaluate([gdep([{"name": "GF_SECURITY_ADMIN_PASSWORD", "value": "admin"}])])
@@ -532,17 +683,21 @@ def test_grafana_ini_in_config_map():
 
 # --- no-invalid-vllm-flags ------------------------------------------------------------------------------
 
+
 def test_valid_flags_pass():
     assert "no-invalid-vllm-flags" not in ids(evaluate([container(command=VLLM_ARGV + ["--enable-prefix-caching"])]))
 
 
-@pytest.mark.parametrize("extra, words", [
-    (["--dtype", "fp8"], "--dtype fp8"),
-    (["--speculative-model", "m"], "--speculative-model"),
-    (["--tensor-parallel-size", "2"], "--tensor-parallel-size given twice"),
-    (["--disable-log-requests"], "--disable-log-requests"),
-    (["-tp", "2"], "--tensor-parallel-size given twice"),
-])
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--dtype", "fp8"], "--dtype fp8"),
+        (["--speculative-model", "m"], "--speculative-model"),
+        (["--tensor-parallel-size", "2"], "--tensor-parallel-size given twice"),
+        (["--disable-log-requests"], "--disable-log-requests"),
+        (["-tp", "2"], "--tensor-parallel-size given twice"),
+    ],
+)
 def test_invalid_flags(extra, words):
     v = evaluate([container(command=VLLM_ARGV + extra)], "dev")
     assert "no-invalid-vllm-flags" in ids(v, "mandatory") and words in messages(v, "no-invalid-vllm-flags")
@@ -550,17 +705,23 @@ def test_invalid_flags(extra, words):
 
 def test_invalid_flags_in_k8s_args_and_systemd_unit():
     unit = "[Service]\nExecStart=/usr/local/bin/vllm serve m --host 127.0.0.1 --dtype fp8\n"
-    resources = [deployment(container_spec=vllm_container_spec(args=VLLM_ARGV + ["--dtype=fp8"])), pdb(),
-                 command("unit", create="sudo install -D -m 644 /dev/stdin /etc/systemd/system/v.service", stdin=unit)]
+    resources = [
+        deployment(container_spec=vllm_container_spec(args=VLLM_ARGV + ["--dtype=fp8"])),
+        pdb(),
+        command("unit", create="sudo install -D -m 644 /dev/stdin /etc/systemd/system/v.service", stdin=unit),
+    ]
     v = [x for x in evaluate(resources) if x["policy"] == "no-invalid-vllm-flags"]
     assert len(v) == 2 and all("fp8" in x["message"] for x in v)
 
 
 # --- offline runner -------------------------------------------------------------------------------
 
+
 def test_violations_are_sorted_mandatory_first_and_stable():
-    resources = [container(command=argv(gpu_memory_utilization="0.97") + ["--dtype", "fp8"]),
-                 res("docker:index/remoteImage:RemoteImage", "img", {"name": "x:latest"})]
+    resources = [
+        container(command=argv(gpu_memory_utilization="0.97") + ["--dtype", "fp8"]),
+        res("docker:index/remoteImage:RemoteImage", "img", {"name": "x:latest"}),
+    ]
     v1, v2 = evaluate(resources, "dev"), evaluate(list(reversed(resources)), "dev")
     assert v1 == v2
     levels = [x["enforcement"] for x in v1]

@@ -14,6 +14,7 @@ Labels: the mandatory rules that skip a vLLM workload when its `vllm-stack/gpu`,
 or `vllm-stack/capacity` label is missing must report it instead under `CI=true` (as
 tests/support/tools.require does for missing tools).
 """
+
 from __future__ import annotations
 
 import copy
@@ -22,8 +23,14 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import pytest
-from pulumi_policy import (PolicyCustomTimeouts, PolicyResource, PolicyResourceOptions, ResourceValidationArgs,
-                           StackValidationArgs, StackValidationPolicy)
+from pulumi_policy import (
+    PolicyCustomTimeouts,
+    PolicyResource,
+    PolicyResourceOptions,
+    ResourceValidationArgs,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
 
 from vllm_stack import defaults as D
 
@@ -33,8 +40,9 @@ from vllm_policy import checks, context, pack  # noqa: E402  (helpers put polici
 
 SHARED_KEYS = {"environment"}
 POLICIES = {p.name: p for p in pack.build_policies()}
-DECLARED = sorted((name, key) for name, p in POLICIES.items() for key in p.config_schema.properties
-                  if key not in SHARED_KEYS)
+DECLARED = sorted(
+    (name, key) for name, p in POLICIES.items() for key in p.config_schema.properties if key not in SHARED_KEYS
+)
 
 
 def _rule_id(policy_name: str) -> str:
@@ -47,9 +55,23 @@ def _is_companion(policy_name: str) -> bool:
 
 # --- crafted inputs ------------------------------------------------------------------------------
 
+
 def _argv(model: str = "meta-llama/Llama-3.1-8B-Instruct", **flags_: str) -> list[str]:
-    out = [model, "--served-model-name", "llama-8b", "--host", "127.0.0.1", "--port", "8000",
-           "--tensor-parallel-size", "1", "--max-model-len", "8192", "--max-num-seqs", "64"]
+    out = [
+        model,
+        "--served-model-name",
+        "llama-8b",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "8000",
+        "--tensor-parallel-size",
+        "1",
+        "--max-model-len",
+        "8192",
+        "--max-num-seqs",
+        "64",
+    ]
     for k, v in flags_.items():
         out += ["--" + k.replace("_", "-"), v]
     return out
@@ -57,8 +79,11 @@ def _argv(model: str = "meta-llama/Llama-3.1-8B-Instruct", **flags_: str) -> lis
 
 def _l40s(env: str = "prod", **flags_: str):
     """A docker vLLM container on an L40S (46068 MiB, compute capability 8.9) running Llama-3.1-8B."""
-    return container(command=_argv(**flags_), labels={LABEL_GPU: "L40S", D.LABEL_ENVIRONMENT: env},
-                     image=f"{D.VLLM_IMAGE}@sha256:{'0' * 64}")
+    return container(
+        command=_argv(**flags_),
+        labels={LABEL_GPU: "L40S", D.LABEL_ENVIRONMENT: env},
+        image=f"{D.VLLM_IMAGE}@sha256:{'0' * 64}",
+    )
 
 
 NGINX = """
@@ -85,8 +110,8 @@ def _k8s(prestop: str = "20", readiness: float = 120.0) -> list:
 @dataclass(frozen=True)
 class Case:
     resources: Callable[[], list]
-    value: Any          # set for the key: turns the verdict from pass to fail
-    env: str = "prod"   # environment label of the resources / offline environment
+    value: Any  # set for the key: turns the verdict from pass to fail
+    env: str = "prod"  # environment label of the resources / offline environment
 
 
 CASES: dict[tuple[str, str], Case] = {
@@ -94,20 +119,26 @@ CASES: dict[tuple[str, str], Case] = {
     ("gpu-memory-utilization-ceiling", "prodCeiling"): Case(lambda: [_l40s(gpu_memory_utilization="0.92")], 0.9),
     # dev judges only the hard ceiling: 0.94 passes 0.95, not 0.935
     ("gpu-memory-utilization-ceiling", "hardCeiling"): Case(
-        lambda: [_l40s("dev", gpu_memory_utilization="0.94")], 0.935, "dev"),
+        lambda: [_l40s("dev", gpu_memory_utilization="0.94")], 0.935, "dev"
+    ),
     # 8B fp16 (15 GiB) on an L40S at 0.9 (40.5 GiB): fits with 4 GiB overhead, not with 30 GiB
     ("model-fits-gpu", "overheadGiB"): Case(lambda: [_l40s(gpu_memory_utilization="0.9")], 30.0),
     # no --gpu-memory-utilization: the assumed 0.92 fits, 0.3 (13.5 GiB) does not hold the weights
     ("model-fits-gpu", "defaultUtilization"): Case(lambda: [_l40s()], 0.3),
     # FP8 KV cache on an L40S (8.9): allowed at 8.9, refused if FP8 needs 9.0 (Hopper)
     ("fp8-requires-fp8-gpu", "minComputeCapability"): Case(
-        lambda: [_l40s(gpu_memory_utilization="0.9", kv_cache_dtype="fp8")], 9.0),
+        lambda: [_l40s(gpu_memory_utilization="0.9", kv_cache_dtype="fp8")], 9.0
+    ),
     # FP8 weights on an L40S: the advisory half fires when FP8 compute needs 9.0
     ("fp8-requires-fp8-gpu-advisory", "minComputeCapability"): Case(
-        lambda: [_l40s(gpu_memory_utilization="0.9", quantization="fp8")], 9.0),
+        lambda: [_l40s(gpu_memory_utilization="0.9", quantization="fp8")], 9.0
+    ),
     ("tls-min-version", "minVersion"): Case(
-        lambda: [command("front-nginx-conf", create="sudo install -D -m 644 /dev/stdin /etc/nginx/nginx.conf",
-                         stdin=NGINX)], "TLSv1.3"),
+        lambda: [
+            command("front-nginx-conf", create="sudo install -D -m 644 /dev/stdin /etc/nginx/nginx.conf", stdin=NGINX)
+        ],
+        "TLSv1.3",
+    ),
     # one on-demand replica meets the floor of 1, not 2
     ("on-demand-floor", "minOnDemand"): Case(_k8s, 2),
     # preStop sleep 20 s is inside 10-30 s; outside 25-30 s and 10-15 s
@@ -120,9 +151,16 @@ CASES: dict[tuple[str, str], Case] = {
 
 # --- running a policy both ways ------------------------------------------------------------------
 
+
 def _opts() -> PolicyResourceOptions:
-    return PolicyResourceOptions(protect=False, ignore_changes=[], delete_before_replace=None, aliases=[],
-                                 custom_timeouts=PolicyCustomTimeouts(0, 0, 0), additional_secret_outputs=[])
+    return PolicyResourceOptions(
+        protect=False,
+        ignore_changes=[],
+        delete_before_replace=None,
+        aliases=[],
+        custom_timeouts=PolicyCustomTimeouts(0, 0, 0),
+        additional_secret_outputs=[],
+    )
 
 
 def crossguard(policy_name: str, resources: list, config: dict) -> list[str]:
@@ -142,11 +180,15 @@ def offline(policy_name: str, resources: list, env: str, config: dict) -> list[s
     """Messages the offline plan reports under the rule's id (the companion: its advisory findings)."""
     rid = _rule_id(policy_name)
     found = evaluate(resources, env, {rid: config} if config else {})
-    return [v["message"] for v in found if v["policy"] == rid
-            and (v["enforcement"] == context.ADVISORY) == _is_companion(policy_name)]
+    return [
+        v["message"]
+        for v in found
+        if v["policy"] == rid and (v["enforcement"] == context.ADVISORY) == _is_companion(policy_name)
+    ]
 
 
 # --- config keys -----------------------------------------------------------------------------------
+
 
 def test_the_declarations_are_what_the_cases_cover():
     assert len(DECLARED) >= 10, DECLARED
@@ -159,8 +201,9 @@ def test_the_declarations_are_what_the_cases_cover():
 @pytest.mark.parametrize("policy_name, key", DECLARED, ids=[f"{p}.{k}" for p, k in DECLARED])
 def test_config_key_changes_the_verdict(policy_name, key):
     case = CASES.get((policy_name, key))
-    assert case is not None, (f"{policy_name} declares config key {key!r} but no crafted case proves a check "
-                              f"reads it: add one to CASES")
+    assert case is not None, (
+        f"{policy_name} declares config key {key!r} but no crafted case proves a check reads it: add one to CASES"
+    )
     prop = POLICIES[policy_name].config_schema.properties[key]
     assert case.value != prop["default"]
     resources = case.resources()
@@ -178,13 +221,25 @@ def test_config_key_changes_the_verdict(policy_name, key):
 ENV_CASES: dict[str, Callable[[], list]] = {
     # prod-only findings on prod-labelled resources; `environment: dev` in the policy config lifts them
     "gpu-memory-utilization-ceiling": lambda: [_l40s(gpu_memory_utilization="0.94")],
-    "tls-required-in-prod": lambda: [command("front-nginx-conf", create="sudo install -D -m 644 /dev/stdin "
-                                             "/etc/nginx/nginx.conf", stdin=NGINX.replace("listen 443 ssl;",
-                                                                                          "listen 443;"))],
-    "on-demand-floor": lambda: [deployment("llama-8b-spot", capacity="spot", replicas=2.0,
-                                           container_spec=vllm_container_spec(prestop=["sleep", "20"]), grace=45.0)],
-    "gpu-limits-and-probes": lambda: [deployment(container_spec=vllm_container_spec(prestop=["sleep", "20"]),
-                                                 grace=45.0)],
+    "tls-required-in-prod": lambda: [
+        command(
+            "front-nginx-conf",
+            create="sudo install -D -m 644 /dev/stdin /etc/nginx/nginx.conf",
+            stdin=NGINX.replace("listen 443 ssl;", "listen 443;"),
+        )
+    ],
+    "on-demand-floor": lambda: [
+        deployment(
+            "llama-8b-spot",
+            capacity="spot",
+            replicas=2.0,
+            container_spec=vllm_container_spec(prestop=["sleep", "20"]),
+            grace=45.0,
+        )
+    ],
+    "gpu-limits-and-probes": lambda: [
+        deployment(container_spec=vllm_container_spec(prestop=["sleep", "20"]), grace=45.0)
+    ],
 }
 READS_PROD = sorted(r.id for r in checks.RULES if "ctx.prod" in inspect.getsource(r.check))
 
@@ -196,7 +251,7 @@ def test_env_cases_cover_every_check_that_reads_the_environment():
 @pytest.mark.parametrize("rule_id", READS_PROD)
 def test_environment_key_reaches_the_check(rule_id):
     resources = ENV_CASES[rule_id]()
-    assert crossguard(rule_id, resources, {}) != []                      # labelled prod: judged as prod
+    assert crossguard(rule_id, resources, {}) != []  # labelled prod: judged as prod
     assert crossguard(rule_id, resources, {"environment": "prod"}) != []
     assert crossguard(rule_id, resources, {"environment": "dev"}) == []  # the config wins over the labels
     assert offline(rule_id, resources, "prod", {}) != []
@@ -204,6 +259,7 @@ def test_environment_key_reaches_the_check(rule_id):
 
 
 # --- mandatory rules that skip label-less workloads must fail under CI -----------------------------
+
 
 def _without_labels(r, *keys: str):
     """A copy of a hand-built docker Container / k8s Deployment with label keys removed everywhere."""
@@ -234,8 +290,12 @@ def _k8s_without(label: str) -> list:
 #: (rule, the label it needs, the labelled input that passes, the same input without the label)
 SKIPS = [
     ("model-fits-gpu", LABEL_GPU, lambda: [_l40s(gpu_memory_utilization="0.9")], lambda: [_gpu_less()]),
-    ("fp8-requires-fp8-gpu", LABEL_GPU, lambda: [_l40s(gpu_memory_utilization="0.9", kv_cache_dtype="fp8")],
-     lambda: [_gpu_less(kv_cache_dtype="fp8")]),
+    (
+        "fp8-requires-fp8-gpu",
+        LABEL_GPU,
+        lambda: [_l40s(gpu_memory_utilization="0.9", kv_cache_dtype="fp8")],
+        lambda: [_gpu_less(kv_cache_dtype="fp8")],
+    ),
     ("on-demand-floor", D.LABEL_MODEL, _k8s, lambda: _k8s_without(D.LABEL_MODEL)),
     ("on-demand-floor", D.LABEL_CAPACITY, _k8s, lambda: _k8s_without(D.LABEL_CAPACITY)),
     ("gpu-limits-and-probes", D.LABEL_CAPACITY, _k8s, lambda: _k8s_without(D.LABEL_CAPACITY)),
@@ -244,27 +304,28 @@ SKIP_IDS = [f"{rule}-without-{label.split('/')[-1]}" for rule, label, _, _ in SK
 
 
 @pytest.mark.parametrize("rule_id, label, labelled, unlabelled", SKIPS, ids=SKIP_IDS)
-def test_the_crafted_inputs_pass_with_labels_and_are_skipped_outside_ci(monkeypatch, rule_id, label, labelled,
-                                                                       unlabelled):
+def test_the_crafted_inputs_pass_with_labels_and_are_skipped_outside_ci(
+    monkeypatch, rule_id, label, labelled, unlabelled
+):
     """Controls for the CI test below: the label is the only difference, and outside CI a missing label
     stays a silent skip (unchanged by the fix)."""
     monkeypatch.delenv("CI", raising=False)
     assert context.ENFORCEMENT[rule_id]["prod"] == context.MANDATORY
     assert rule_id not in ids(evaluate(labelled(), "prod"))
     assert rule_id not in ids(evaluate(unlabelled(), "prod"))
-    if rule_id == "fp8-requires-fp8-gpu":   # with the label, the same argv on an FP8-less GPU does fail
-        a100 = container(command=_argv(gpu_memory_utilization="0.9", kv_cache_dtype="fp8"),
-                         labels={LABEL_GPU: "A100-SXM4-80GB"})
+    if rule_id == "fp8-requires-fp8-gpu":  # with the label, the same argv on an FP8-less GPU does fail
+        a100 = container(
+            command=_argv(gpu_memory_utilization="0.9", kv_cache_dtype="fp8"), labels={LABEL_GPU: "A100-SXM4-80GB"}
+        )
         assert rule_id in ids(evaluate([a100], "prod"), "mandatory")
 
 
 @pytest.mark.parametrize("rule_id, label, labelled, unlabelled", SKIPS, ids=SKIP_IDS)
 def test_a_missing_label_fails_the_mandatory_rule_under_ci(monkeypatch, rule_id, label, labelled, unlabelled):
     monkeypatch.setenv("CI", "true")
-    assert rule_id not in ids(evaluate(labelled(), "prod"))             # labelled: still passes in CI
+    assert rule_id not in ids(evaluate(labelled(), "prod"))  # labelled: still passes in CI
     found = evaluate(unlabelled(), "prod")
     assert rule_id in ids(found, "mandatory"), found
     assert label in "\n".join(v["message"] for v in found if v["policy"] == rule_id)
     # the CrossGuard policy reports it too
     assert any(label in m for m in crossguard(rule_id, unlabelled(), {"environment": "prod"}))
-

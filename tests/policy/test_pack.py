@@ -1,14 +1,23 @@
 """The CrossGuard side: registration, config schemas, the pack config files, the entry point,
 and the wrappers called the way the analyzer calls them (never constructing PolicyPack: it blocks)."""
+
 from __future__ import annotations
 
 import ast
 import json
 
 import pytest
-from pulumi_policy import (EnforcementLevel, PolicyConfigSchema, PolicyCustomTimeouts, PolicyResource,
-                           PolicyResourceOptions, ResourceValidationArgs, ResourceValidationPolicy,
-                           StackValidationArgs, StackValidationPolicy)
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyConfigSchema,
+    PolicyCustomTimeouts,
+    PolicyResource,
+    PolicyResourceOptions,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
 
 from vllm_stack import defaults as D
@@ -18,10 +27,20 @@ from .helpers import LABEL_GPU, POLICY_DIR, VLLM_ARGV, container, deployment
 from vllm_policy import checks, context, pack  # noqa: E402  (helpers put policies/ on sys.path)
 
 EXPECTED_IDS = {
-    "gpu-memory-utilization-ceiling", "model-fits-gpu", "fp8-requires-fp8-gpu", "no-secrets-in-argv",
-    "secrets-only-in-secret-stores", "vllm-not-exposed", "tls-required-in-prod", "tls-min-version",
-    "api-key-required", "on-demand-floor", "gpu-limits-and-probes", "pinned-images",
-    "grafana-no-default-password", "no-invalid-vllm-flags",
+    "gpu-memory-utilization-ceiling",
+    "model-fits-gpu",
+    "fp8-requires-fp8-gpu",
+    "no-secrets-in-argv",
+    "secrets-only-in-secret-stores",
+    "vllm-not-exposed",
+    "tls-required-in-prod",
+    "tls-min-version",
+    "api-key-required",
+    "on-demand-floor",
+    "gpu-limits-and-probes",
+    "pinned-images",
+    "grafana-no-default-password",
+    "no-invalid-vllm-flags",
 }
 STACK_RULES = {"on-demand-floor", "gpu-limits-and-probes"}
 
@@ -43,15 +62,18 @@ def test_every_policy_id_is_registered_with_description_and_schema(policies):
         assert isinstance(p, expected_cls), name
 
 
-@pytest.mark.parametrize("policy_id, key, default", [
-    ("gpu-memory-utilization-ceiling", "prodCeiling", D.GPU_MEMORY_UTILIZATION_PROD_CEILING),
-    ("gpu-memory-utilization-ceiling", "hardCeiling", D.GPU_MEMORY_UTILIZATION_HARD_CEILING),
-    ("model-fits-gpu", "overheadGiB", D.RUNTIME_OVERHEAD_GIB),
-    ("tls-min-version", "minVersion", D.TLS_MIN_VERSION),
-    ("on-demand-floor", "drainSecondsMin", D.DRAIN_SECONDS_MIN),
-    ("on-demand-floor", "drainSecondsMax", D.DRAIN_SECONDS_MAX),
-    ("gpu-limits-and-probes", "readinessDelayMinSeconds", D.READINESS_DELAY_MIN_SEC),
-])
+@pytest.mark.parametrize(
+    "policy_id, key, default",
+    [
+        ("gpu-memory-utilization-ceiling", "prodCeiling", D.GPU_MEMORY_UTILIZATION_PROD_CEILING),
+        ("gpu-memory-utilization-ceiling", "hardCeiling", D.GPU_MEMORY_UTILIZATION_HARD_CEILING),
+        ("model-fits-gpu", "overheadGiB", D.RUNTIME_OVERHEAD_GIB),
+        ("tls-min-version", "minVersion", D.TLS_MIN_VERSION),
+        ("on-demand-floor", "drainSecondsMin", D.DRAIN_SECONDS_MIN),
+        ("on-demand-floor", "drainSecondsMax", D.DRAIN_SECONDS_MAX),
+        ("gpu-limits-and-probes", "readinessDelayMinSeconds", D.READINESS_DELAY_MIN_SEC),
+    ],
+)
 def test_thresholds_are_in_the_schema_with_defaults_from_vllm_stack_defaults(policies, policy_id, key, default):
     prop = policies[policy_id].config_schema.properties[key]
     assert prop["default"] == default and prop["type"] in ("number", "integer", "string")
@@ -68,7 +90,8 @@ def test_registered_levels_are_the_prod_column_of_the_one_table(policies):
 def test_pack_config_files_are_generated_from_the_table(env):
     path = POLICY_DIR / "config" / f"{env}.json"
     assert json.loads(path.read_text()) == pack.pack_config(env), (
-        f"{path} is stale: PYTHONPATH=policies .venv/bin/python -m vllm_policy.pack")
+        f"{path} is stale: PYTHONPATH=policies .venv/bin/python -m vllm_policy.pack"
+    )
     for pid, entry in pack.pack_config(env).items():
         assert entry["environment"] == env
         if pid in context.ENFORCEMENT:
@@ -81,7 +104,7 @@ def test_main_holds_only_the_policy_pack_construction():
     for node in tree.body:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             continue
-        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):   # docstring
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):  # docstring
             continue
         assert isinstance(node, ast.Expr) and isinstance(node.value, ast.Call), ast.dump(node)
         calls.append(node.value)
@@ -93,14 +116,17 @@ def test_main_holds_only_the_policy_pack_construction():
     assert set(kw) == {"name", "policies", "enforcement_level"}
     assert ast.literal_eval(kw["name"]) == pack.PACK_NAME == "vllm-stack-policies"
     assert ast.unparse(kw["policies"]) == "build_policies()"
-    assert "repo root" in (POLICY_DIR / "__main__.py").read_text()   # the sys.path comment
+    assert "repo root" in (POLICY_DIR / "__main__.py").read_text()  # the sys.path comment
 
 
 def test_pack_files_exist_and_pin_like_the_root():
     yml = (POLICY_DIR / "PulumiPolicy.yaml").read_text()
     assert "runtime:" in yml and "name: python" in yml
-    root = {line.split("==")[0]: line for line in (POLICY_DIR.parent / "requirements.txt").read_text().splitlines()
-            if "==" in line}
+    root = {
+        line.split("==")[0]: line
+        for line in (POLICY_DIR.parent / "requirements.txt").read_text().splitlines()
+        if "==" in line
+    }
     for line in (POLICY_DIR / "requirements.txt").read_text().splitlines():
         if "==" in line:
             assert root[line.split("==")[0]] == line
@@ -108,9 +134,16 @@ def test_pack_files_exist_and_pin_like_the_root():
 
 # --- the wrappers, called like the analyzer does ---------------------------------------------------
 
+
 def _opts() -> PolicyResourceOptions:
-    return PolicyResourceOptions(protect=False, ignore_changes=[], delete_before_replace=None, aliases=[],
-                                 custom_timeouts=PolicyCustomTimeouts(0, 0, 0), additional_secret_outputs=[])
+    return PolicyResourceOptions(
+        protect=False,
+        ignore_changes=[],
+        delete_before_replace=None,
+        aliases=[],
+        custom_timeouts=PolicyCustomTimeouts(0, 0, 0),
+        additional_secret_outputs=[],
+    )
 
 
 def _resource_args(r, config=None) -> ResourceValidationArgs:
@@ -126,15 +159,24 @@ def _run(policy, args) -> list[tuple]:
 def test_resource_policy_reads_environment_from_config_then_labels(policies):
     r = container(command=VLLM_ARGV + ["--gpu-memory-utilization", "0.94"], labels={D.LABEL_ENVIRONMENT: "dev"})
     p = policies["gpu-memory-utilization-ceiling"]
-    assert _run(p, _resource_args(r)) == []                                   # label says dev: 0.94 < 0.95
-    got = _run(p, _resource_args(r, {"environment": "prod"}))                 # config wins
+    assert _run(p, _resource_args(r)) == []  # label says dev: 0.94 < 0.95
+    got = _run(p, _resource_args(r, {"environment": "prod"}))  # config wins
     assert len(got) == 1 and "0.94" in got[0][0]
     assert _run(p, _resource_args(r, {"environment": "prod", "prodCeiling": 0.95})) == []
 
 
 def test_mixed_level_rule_splits_between_policy_and_advisory_companion(policies):
-    a = ["meta-llama/Llama-3.1-70B-Instruct", "--quantization", "fp8", "--kv-cache-dtype", "fp8",
-         "--gpu-memory-utilization", "0.92", "--max-model-len", "8192"]
+    a = [
+        "meta-llama/Llama-3.1-70B-Instruct",
+        "--quantization",
+        "fp8",
+        "--kv-cache-dtype",
+        "fp8",
+        "--gpu-memory-utilization",
+        "0.92",
+        "--max-model-len",
+        "8192",
+    ]
     r = container(command=a, labels={LABEL_GPU: "A100-SXM4-80GB"})
     main = _run(policies["fp8-requires-fp8-gpu"], _resource_args(r))
     advisory = _run(policies["fp8-requires-fp8-gpu-advisory"], _resource_args(r))
@@ -181,15 +223,16 @@ def test_docs_list_every_policy_and_config_key():
 
 def test_environment_resolution_order(monkeypatch):
     monkeypatch.setattr(pack, "_stack_config_environment", lambda: None)
-    assert pack.resolve_environment({"environment": "dev"}, ["prod"]) == "dev"      # pack config first
-    assert pack.resolve_environment({}, ["dev", None]) == "dev"                     # then labels
-    assert pack.resolve_environment({}, ["dev", "prod"]) == "prod"                  # any prod label: strict
-    assert pack.resolve_environment({}, [None]) == "prod"                           # nothing: fail safe
+    assert pack.resolve_environment({"environment": "dev"}, ["prod"]) == "dev"  # pack config first
+    assert pack.resolve_environment({}, ["dev", None]) == "dev"  # then labels
+    assert pack.resolve_environment({}, ["dev", "prod"]) == "prod"  # any prod label: strict
+    assert pack.resolve_environment({}, [None]) == "prod"  # nothing: fail safe
     monkeypatch.setattr(pack, "_stack_config_environment", lambda: "dev")
-    assert pack.resolve_environment({}, [None]) == "dev"                            # stack config before prod
+    assert pack.resolve_environment({}, [None]) == "dev"  # stack config before prod
 
 
 def test_stack_config_environment_is_read_from_the_pulumi_runtime(monkeypatch):
     import pulumi.runtime.config as rc
+
     monkeypatch.setattr(rc, "get_config", lambda k: "dev" if k == f"{D.PROJECT}:environment" else None)
     assert pack._stack_config_environment() == "dev"

@@ -7,6 +7,7 @@
 Violations the config loader refuses before any program runs (`--dtype fp8` in extraArgs exits 2)
 are covered on hand-built resources in test_checks.py; docs/policies.md lists them.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -26,8 +27,12 @@ def _has_gpu_label(doc: dict) -> bool:
 
 
 def _show(violations: list[dict]) -> str:
-    return "\n".join(f"  {v['policy']} [{v['enforcement']}] {v['urn'].rsplit('::', 1)[-1]}: {v['message']}"
-                     for v in violations) or "  (none)"
+    return (
+        "\n".join(
+            f"  {v['policy']} [{v['enforcement']}] {v['urn'].rsplit('::', 1)[-1]}: {v['message']}" for v in violations
+        )
+        or "  (none)"
+    )
 
 
 @pytest.mark.parametrize("path", good_stack_files(), ids=lambda p: p.name)
@@ -49,14 +54,16 @@ def test_bad_case_fires_exactly_its_policy(plan_of, path):
     expected = expected_policy(path)
     assert expected in context.POLICY_IDS, f"{path.name}: unknown policy id {expected!r}"
     doc = plan_of(path)
-    if expected in NEEDS_GPU_LABEL:   # the components label every vLLM workload with its GPU
-        assert _has_gpu_label(doc), f"{path.name}: no vLLM workload carries `{LABEL_GPU}`; {expected} cannot see the GPU"
+    if expected in NEEDS_GPU_LABEL:  # the components label every vLLM workload with its GPU
+        assert _has_gpu_label(doc), (
+            f"{path.name}: no vLLM workload carries `{LABEL_GPU}`; {expected} cannot see the GPU"
+        )
     fired = {v["policy"] for v in doc["violations"]}
     assert expected in fired, f"{path.name}: {expected} did not fire; got:\n{_show(doc['violations'])}"
     other_mandatory = [v for v in doc["violations"] if v["enforcement"] == "mandatory" and v["policy"] != expected]
     assert other_mandatory == [], f"{path.name}: other mandatory policies fired:\n{_show(other_mandatory)}"
     if any(v["enforcement"] == "mandatory" for v in doc["violations"]):
-        assert doc["returncode"] == 1   # the plan's exit code blocks CI
+        assert doc["returncode"] == 1  # the plan's exit code blocks CI
 
 
 @pytest.mark.parametrize("path", good_stack_files(), ids=lambda p: p.name)
@@ -79,11 +86,17 @@ def test_good_stacks_with_real_secret_values_have_no_violation_offline_or_under_
             rule.check(res, ctx, lambda m, urn=None, *, advisory=False, _id=rule.id: found.append(f"{_id}: {m}"))
         else:
             for r in res:
-                rule.check(r.type, r.props, ctx, lambda m, *, advisory=False, _id=rule.id: found.append(f"{_id}: {m}"),
-                           secret_keys=None)
+                rule.check(
+                    r.type,
+                    r.props,
+                    ctx,
+                    lambda m, *, advisory=False, _id=rule.id: found.append(f"{_id}: {m}"),
+                    secret_keys=None,
+                )
     assert found == []
 
 
 def plan_env(path) -> str:
     import yaml
+
     return yaml.safe_load(path.read_text())["config"]["vllm-stack:environment"]

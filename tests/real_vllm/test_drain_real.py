@@ -12,6 +12,7 @@ Checks: zero failed client requests; streams in flight on S1 at the reload finis
 request started after the reload reached S1; S1 served nothing after STOP_CMD; SIGTERM ended the
 wrapper, vLLM and every child within `drainSeconds`, with exit status 0.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -24,28 +25,40 @@ import httpx
 import pytest
 
 from bench.loadgen import RequestRecord, _one
-from tests.real_vllm.conftest import (ALPHA, BETA, DRAIN_SECONDS, access_log, alive, real_cfg, slow,
-                                      spec_of, start_real_front, wall)
+from tests.real_vllm.conftest import (
+    ALPHA,
+    BETA,
+    DRAIN_SECONDS,
+    access_log,
+    alive,
+    real_cfg,
+    slow,
+    spec_of,
+    start_real_front,
+    wall,
+)
 from vllm_stack.endpoints import Backend
 
 pytestmark = [pytest.mark.real_vllm, pytest.mark.timeout(600)]
 
 CONCURRENCY = 4
 MAX_TOKENS = 40
-STEP_DELAY_MS = 20           # one stream ~0.8 s on S1
-BEFORE_S = 3.0               # load running before the drain starts
-AFTER_S = 3.0                # load kept running after the drain script ended
-MAX_REQUESTS = 400           # hard bound
-RELOAD_SETTLE_S = 1.0        # old nginx workers stop accepting within this after `nginx -s reload`
+STEP_DELAY_MS = 20  # one stream ~0.8 s on S1
+BEFORE_S = 3.0  # load running before the drain starts
+AFTER_S = 3.0  # load kept running after the drain script ended
+MAX_REQUESTS = 400  # hard bound
+RELOAD_SETTLE_S = 1.0  # old nginx workers stop accepting within this after `nginx -s reload`
 SCRIPT_TIMEOUT_S = DRAIN_SECONDS + 30
 
 
 @pytest.fixture(scope="module")
 def front(request, real_pki, alpha_server, beta_server, backend_key, client_key):
     cfg = real_cfg()
-    backends = [Backend(ALPHA, "127.0.0.1", alpha_server.port, "onDemand"),
-                Backend(ALPHA, "127.0.0.1", beta_server.port, "spot"),
-                Backend(BETA, "127.0.0.1", beta_server.port)]
+    backends = [
+        Backend(ALPHA, "127.0.0.1", alpha_server.port, "onDemand"),
+        Backend(ALPHA, "127.0.0.1", beta_server.port, "spot"),
+        Backend(BETA, "127.0.0.1", beta_server.port),
+    ]
     fr = start_real_front(real_pki, cfg, backends, keys=[backend_key, client_key], backend_key=backend_key)
     yield fr
     fr.stop()
@@ -68,14 +81,29 @@ async def _scenario(fr, client_key: str, target: str, stop_cmd: str):
             rid = f"drain-{i}"
             rec = RequestRecord(index=i)
             records.append((rid, rec))
-            body = {"model": ALPHA, "messages": [{"role": "user", "content": f"story {i}"}], "max_tokens": MAX_TOKENS,
-                    "stream": True, "stream_options": {"include_usage": True}, "ignore_eos": True,
-                    **slow(STEP_DELAY_MS)}
-            await _one(client, url, body, {"Authorization": f"Bearer {client_key}", "X-Request-ID": rid}, True, True,
-                       rec, t_run)
+            body = {
+                "model": ALPHA,
+                "messages": [{"role": "user", "content": f"story {i}"}],
+                "max_tokens": MAX_TOKENS,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+                "ignore_eos": True,
+                **slow(STEP_DELAY_MS),
+            }
+            await _one(
+                client,
+                url,
+                body,
+                {"Authorization": f"Bearer {client_key}", "X-Request-ID": rid},
+                True,
+                True,
+                rec,
+                t_run,
+            )
 
-    async with httpx.AsyncClient(verify=fr.ssl_context(), timeout=httpx.Timeout(60, connect=10),
-                                 limits=httpx.Limits(max_connections=CONCURRENCY)) as client:
+    async with httpx.AsyncClient(
+        verify=fr.ssl_context(), timeout=httpx.Timeout(60, connect=10), limits=httpx.Limits(max_connections=CONCURRENCY)
+    ) as client:
         workers = [asyncio.create_task(worker(client)) for _ in range(CONCURRENCY)]
         await asyncio.sleep(BEFORE_S)
         t_drain = wall()
@@ -94,12 +122,13 @@ async def _scenario(fr, client_key: str, target: str, stop_cmd: str):
     return records, t_run_wall, t_drain, lines, rc, err
 
 
-def test_drain_under_streaming_load_loses_nothing_and_sigterm_ends_vllm_in_time(front, alpha_server, beta_server,
-                                                                               client_key):
+def test_drain_under_streaming_load_loses_nothing_and_sigterm_ends_vllm_in_time(
+    front, alpha_server, beta_server, client_key
+):
     drain_seconds = spec_of(real_cfg(), ALPHA).pool.drain_seconds
     assert drain_seconds == DRAIN_SECONDS
     target = alpha_server.hostport
-    pids = alpha_server.vllm_pids()           # wrapper, vLLM API server, engine core, helpers
+    pids = alpha_server.vllm_pids()  # wrapper, vLLM API server, engine core, helpers
     assert len(pids) >= 3, pids
     stop_mark = front.root / "stop-time"
     # STOP_CMD = `systemctl stop vllm-alpha` on a unit with KillMode=mixed: SIGTERM to the main process
@@ -144,9 +173,18 @@ def test_drain_under_streaming_load_loses_nothing_and_sigterm_ends_vllm_in_time(
     assert "vLLM exited with status 0" in wrapper_log
 
     # zero failed client requests
-    failed = [(rid, r.status, r.error, f"started {t0 + r.started_s - t_reload:+.3f}s after the reload",
-               f"ended {t0 + r.started_s + (r.latency_s or 0) - t_reload:+.3f}s", f"ttft {r.ttft_s}")
-              for rid, r in records if not r.ok]
+    failed = [
+        (
+            rid,
+            r.status,
+            r.error,
+            f"started {t0 + r.started_s - t_reload:+.3f}s after the reload",
+            f"ended {t0 + r.started_s + (r.latency_s or 0) - t_reload:+.3f}s",
+            f"ttft {r.ttft_s}",
+        )
+        for rid, r in records
+        if not r.ok
+    ]
     assert not failed, failed[:5]
     assert len(records) >= 20, len(records)
 
@@ -182,6 +220,8 @@ def test_drain_under_streaming_load_loses_nothing_and_sigterm_ends_vllm_in_time(
     upstream = Path(front.paths.upstream_file(ALPHA)).read_text()
     line = next(ln for ln in upstream.splitlines() if f"server {target} " in ln)
     assert line.split("#")[0].rstrip().endswith(" down;"), line
-    print(f"\n{len(records)} streams, 0 failed; {len(to_s1)} on S1 ({len(in_flight)} in flight at the reload, "
-          f"all done {t_stop - max(timing[r][1] for r in to_s1):.1f}s before STOP); {len(after_stop)} after STOP, "
-          f"all on S2; SIGTERM -> wrapper, vLLM and children gone in {gone_after:.1f}s (limit {drain_seconds}s)")
+    print(
+        f"\n{len(records)} streams, 0 failed; {len(to_s1)} on S1 ({len(in_flight)} in flight at the reload, "
+        f"all done {t_stop - max(timing[r][1] for r in to_s1):.1f}s before STOP); {len(after_stop)} after STOP, "
+        f"all on S2; SIGTERM -> wrapper, vLLM and children gone in {gone_after:.1f}s (limit {drain_seconds}s)"
+    )

@@ -12,6 +12,7 @@
     of every option string in the table.
 Everything vLLM does here happens in ONE subprocess (flag_probe.py resolve, ~15 s of it vLLM's import).
 """
+
 from __future__ import annotations
 
 import time
@@ -25,20 +26,53 @@ from vllm_stack import flags
 pytestmark = [pytest.mark.real_vllm, pytest.mark.timeout(600)]
 
 # A value vLLM's parser accepts for each flag the stack refuses (types, choices, port range).
-VALUE = {"--served-model-name": "probe-name", "--tensor-parallel-size": "3", "--gpu-memory-utilization": "0.37",
-         "--max-model-len": "1234", "--max-num-seqs": "77", "--quantization": "awq", "--kv-cache-dtype": "fp8",
-         "--host": "10.9.8.7", "--port": "12345", "--model": "probe-org/other-model", "--download-dir": "/probe/dir",
-         "--api-key": "sk-probe-value", "--hf-token": "hf_probevalue", "--config": None, "--help": None}
+VALUE = {
+    "--served-model-name": "probe-name",
+    "--tensor-parallel-size": "3",
+    "--gpu-memory-utilization": "0.37",
+    "--max-model-len": "1234",
+    "--max-num-seqs": "77",
+    "--quantization": "awq",
+    "--kv-cache-dtype": "fp8",
+    "--host": "10.9.8.7",
+    "--port": "12345",
+    "--model": "probe-org/other-model",
+    "--download-dir": "/probe/dir",
+    "--api-key": "sk-probe-value",
+    "--hf-token": "hf_probevalue",
+    "--config": None,
+    "--help": None,
+}
 CONFIG_KEY = "sk-from-config-file"
 # Free flags: vLLM and flags.py must agree on these too (first token = the flag under test).
 CONTROLS = [
-    ["--enable-chunked-prefill"], ["--no-enable-prefix-caching"], ["--max-num-batched-tokens", "8192"],
-    ["--max-num-b", "8192"], ["--max_num_batched_tokens=8192"], ["--model-impl", "transformers"],
-    ["--model-i=vllm"], ["--hf-config-path", "cfg"], ["--enforce-eager"], ["--dt", "bfloat16"],
-    ["--compilation-config.mode", "3"], ["-cc.mode=3"], ["-O3"], ["--kv-cache-dtype-skip-layers", "0"],
-    ["--quantization-config", "{}"], ["--quantization-param-path", "x"], ["--speculative-model", "x"],
-    ["--max-num-batched-tokens", "-1"], ["--chat-template=--host"], ["--enable-p"], ["--mode", "x"],
-    ["-t=2"], ["-tp2"], ["-tq"], ["-d", "2"], ["--api", "x"], ["--kv", "fp8"],
+    ["--enable-chunked-prefill"],
+    ["--no-enable-prefix-caching"],
+    ["--max-num-batched-tokens", "8192"],
+    ["--max-num-b", "8192"],
+    ["--max_num_batched_tokens=8192"],
+    ["--model-impl", "transformers"],
+    ["--model-i=vllm"],
+    ["--hf-config-path", "cfg"],
+    ["--enforce-eager"],
+    ["--dt", "bfloat16"],
+    ["--compilation-config.mode", "3"],
+    ["-cc.mode=3"],
+    ["-O3"],
+    ["--kv-cache-dtype-skip-layers", "0"],
+    ["--quantization-config", "{}"],
+    ["--quantization-param-path", "x"],
+    ["--speculative-model", "x"],
+    ["--max-num-batched-tokens", "-1"],
+    ["--chat-template=--host"],
+    ["--enable-p"],
+    ["--mode", "x"],
+    ["-t=2"],
+    ["-tp2"],
+    ["-tq"],
+    ["-d", "2"],
+    ["--api", "x"],
+    ["--kv", "fp8"],
 ]
 
 
@@ -79,7 +113,7 @@ def probes(config_file: str) -> list[dict]:
             items.append({"id": f"{flag}|{' '.join(argv)}", "argv": argv, "flag": flag})
     for argv in CONTROLS:
         items.append({"id": f"control|{' '.join(argv)}", "argv": argv, "flag": None})
-    for item in items:   # vLLM moves `--model X` / `--model=X` to the positional: no positional then
+    for item in items:  # vLLM moves `--model X` / `--model=X` to the positional: no positional then
         head = item["argv"][0]
         item["model"] = not (head == "--model" or (head.startswith("--model=") and len(head) > len("--model=")))
     return items
@@ -98,18 +132,19 @@ def vllm_verdict(res: dict) -> tuple:
         by_dest = {a.dest: a for a in t.actions}
 
         def flag_of(dest: str, value) -> str:
-            if dest == "model_tag":     # ServeSubcommand.cmd: the positional model_tag becomes args.model
+            if dest == "model_tag":  # ServeSubcommand.cmd: the positional model_tag becomes args.model
                 return "--model"
             a = by_dest[dest]
             negative = "--no-" + a.flag[2:]
-            return negative if value is False and negative in a.options else a.flag   # BooleanOptionalAction
+            return negative if value is False and negative in a.options else a.flag  # BooleanOptionalAction
+
         return ("flag", frozenset(flag_of(d, v) for d, v in res["changed"].items()))
     if res["exit_code"] == 0:
-        return ("flag", frozenset({"--help"}))                    # --help printed the help and exited
+        return ("flag", frozenset({"--help"}))  # --help printed the help and exited
     if res["ambiguous"]:
         return ("ambiguous", tuple(res["ambiguous"]), res["prog"])
     if res["argument"]:
-        return ("flag", frozenset({flags.normalize(res["argument"][0])}))   # e.g. a type error names the action
+        return ("flag", frozenset({flags.normalize(res["argument"][0])}))  # e.g. a type error names the action
     if "unrecognized arguments" in (res["error"] or ""):
         return ("unknown",)
     return ("error", res["error"])
@@ -132,8 +167,10 @@ def resolved(tmp_path_factory):
     tokens = lookup_tokens()
     t0 = time.monotonic()
     answer = flag_table.run_probe("resolve", {"probes": items, "lookups": tokens}, timeout=300)
-    print(f"\nflag_probe resolve: {len(items)} full `vllm serve` parses and {len(tokens)} option lookups in one "
-          f"vLLM process, {time.monotonic() - t0:.1f}s")
+    print(
+        f"\nflag_probe resolve: {len(items)} full `vllm serve` parses and {len(tokens)} option lookups in one "
+        f"vLLM process, {time.monotonic() - t0:.1f}s"
+    )
     assert [p["id"] for p in answer["probes"]] == [i["id"] for i in items], "flag_probe lost or reordered probes"
     return str(cfg), items, answer
 
@@ -146,6 +183,7 @@ def fresh_table(resolved):
 
 # --------------------------------------------------------------------------- (a) the table
 
+
 def test_shipped_table_is_vllm_parsers_table(fresh_table):
     shipped_text = flags.DATA_FILE.read_text()
     shipped = yaml.safe_load(shipped_text)
@@ -153,10 +191,11 @@ def test_shipped_table_is_vllm_parsers_table(fresh_table):
     assert shipped_text == flag_table.dump(fresh_table)
     # and what flags.py loads from it is that order, option by option
     assert list(flags.table().by_option) == [o for a in fresh_table["actions"] for o in a["options"]]
-    assert fresh_table["parser"]["allow_abbrev"] is True   # vLLM takes prefixes: the reason for all of this
+    assert fresh_table["parser"]["allow_abbrev"] is True  # vLLM takes prefixes: the reason for all of this
 
 
 # --------------------------------------------------------------------------- (b) every refused flag, every prefix
+
 
 def test_vllm_resolves_every_spelling_of_every_refused_flag_as_flags_resolve(resolved):
     cfg, items, answer = resolved
@@ -173,13 +212,15 @@ def test_vllm_resolves_every_spelling_of_every_refused_flag_as_flags_resolve(res
         if got != want:
             mismatches.append((argv, want, got, res["error"]))
         counts[want[0]] += 1
-        if item["flag"] and want[0] != "unknown":   # vLLM takes it as a refused flag, or refuses it: so does the stack
+        if item["flag"] and want[0] != "unknown":  # vLLM takes it as a refused flag, or refuses it: so does the stack
             found = flags.problems(argv)
             assert found and found[0][0] == 0, (argv, found)
     assert not mismatches, "vLLM and flags.resolve disagree:\n" + "\n".join(map(repr, mismatches[:20]))
     n = len(items)
-    print(f"\n{n} probes agree with vLLM: {counts['flag']} resolve to a flag, {counts['ambiguous']} ambiguous, "
-          f"{counts['unknown']} unrecognized")
+    print(
+        f"\n{n} probes agree with vLLM: {counts['flag']} resolve to a flag, {counts['ambiguous']} ambiguous, "
+        f"{counts['unknown']} unrecognized"
+    )
     assert counts["flag"] > 500 and counts["ambiguous"] > 200 and counts["unknown"] >= 8, counts
 
 
@@ -200,14 +241,19 @@ def test_the_issue_examples_set_managed_and_secret_fields_in_vllm(resolved):
 
 # --------------------------------------------------------------------------- (c) argparse's lookup, whole table
 
+
 def test_option_lookup_equals_vllm_serve_parser_for_every_prefix_of_every_option(resolved):
     _, _, answer = resolved
     tokens = lookup_tokens()
     mismatches = []
     for tok, got in zip(tokens, answer["lookups"]):
         kind, option, explicit, cands = flags._argparse_lookup(tok)
-        want = {"kind": kind, "option": option, "explicit": explicit,
-                "candidates": list(cands) if kind == "ambiguous" else ([option] if option else [])}
+        want = {
+            "kind": kind,
+            "option": option,
+            "explicit": explicit,
+            "candidates": list(cands) if kind == "ambiguous" else ([option] if option else []),
+        }
         if want != got:
             mismatches.append((tok, want, got))
     assert not mismatches, mismatches[:10]

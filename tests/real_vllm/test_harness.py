@@ -3,6 +3,7 @@
 Warm (venv and tiny model cached): ~1.5 min, most of it the single boot shared by the server tests.
 Cold: add the venv build (~1.5 min here). The long timeout covers a cold build inside fixture setup.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -21,9 +22,27 @@ pytestmark = [pytest.mark.real_vllm, pytest.mark.timeout(1500)]
 
 PROD_MODEL = "meta-llama/Llama-3.1-70B-Instruct"
 SERVED = "llama-70b"
-PROD_ARGV = [PROD_MODEL, "--served-model-name", SERVED, "--tensor-parallel-size", "1",
-             "--gpu-memory-utilization", "0.9", "--max-model-len", "8192", "--max-num-seqs", "64",
-             "--quantization", "fp8", "--kv-cache-dtype", "fp8", "--host", "127.0.0.1", "--port", "8000"]
+PROD_ARGV = [
+    PROD_MODEL,
+    "--served-model-name",
+    SERVED,
+    "--tensor-parallel-size",
+    "1",
+    "--gpu-memory-utilization",
+    "0.9",
+    "--max-model-len",
+    "8192",
+    "--max-num-seqs",
+    "64",
+    "--quantization",
+    "fp8",
+    "--kv-cache-dtype",
+    "fp8",
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "8000",
+]
 
 
 @pytest.fixture(scope="module")
@@ -33,21 +52,32 @@ def venv() -> Path:
 
 # ------------------------------------------------------------------ vLLM's own parser
 
+
 def test_parser_accepts_production_argv_and_refuses_invalid_flags(venv):
     profile_argv, _ = harness.test_profile(PROD_ARGV, port=8123, model_dir="/tmp/tiny-model")
-    ok, bad_dtype, removed_spec, profile = harness.parse_argvs([
-        PROD_ARGV,
-        [PROD_MODEL, "--dtype", "fp8"],
-        [PROD_MODEL, "--speculative-model", "x"],
-        profile_argv,
-    ])
+    ok, bad_dtype, removed_spec, profile = harness.parse_argvs(
+        [
+            PROD_ARGV,
+            [PROD_MODEL, "--dtype", "fp8"],
+            [PROD_MODEL, "--speculative-model", "x"],
+            profile_argv,
+        ]
+    )
 
     assert ok["ok"], ok["error"]
     assert ok["error"] is None
     assert ok["parsed"] == {
-        "model": PROD_MODEL, "served_model_name": [SERVED], "tensor_parallel_size": 1,
-        "gpu_memory_utilization": 0.9, "max_model_len": 8192, "max_num_seqs": 64, "quantization": "fp8",
-        "kv_cache_dtype": "fp8", "host": "127.0.0.1", "port": 8000, "dtype": "auto",
+        "model": PROD_MODEL,
+        "served_model_name": [SERVED],
+        "tensor_parallel_size": 1,
+        "gpu_memory_utilization": 0.9,
+        "max_model_len": 8192,
+        "max_num_seqs": 64,
+        "quantization": "fp8",
+        "kv_cache_dtype": "fp8",
+        "host": "127.0.0.1",
+        "port": 8000,
+        "dtype": "auto",
     }
 
     assert not bad_dtype["ok"] and bad_dtype["parsed"] is None
@@ -79,8 +109,9 @@ def test_profile_lists_every_change():
     for expected in (PROD_MODEL, "--quantization fp8", "--max-model-len 8192 -> 512", "--port 8000 -> 8123"):
         assert expected in joined, (expected, notes)
 
-    argv2, notes2 = harness.test_profile(["m", "--dtype", "bfloat16", "--max_model_len=16K", "-q", "awq"],
-                                         port=1, model_dir="T")
+    argv2, notes2 = harness.test_profile(
+        ["m", "--dtype", "bfloat16", "--max_model_len=16K", "-q", "awq"], port=1, model_dir="T"
+    )
     assert argv2.count("--dtype") == 1 and argv2[argv2.index("--dtype") + 1] == "float32"
     assert "-q" not in argv2 and argv2[argv2.index("--max-model-len") + 1] == "512"
     assert any("awq" in n for n in notes2) and any("16K -> 512" in n for n in notes2)
@@ -89,6 +120,7 @@ def test_profile_lists_every_change():
 
 
 # ------------------------------------------------------------------ one real server
+
 
 @dataclass
 class Server:
@@ -127,7 +159,9 @@ def _client(server: Server, key: str | None = None) -> openai.OpenAI:
 def test_health_is_open_and_v1_needs_the_key(server):
     assert httpx.get(server.base + "/health", timeout=10).status_code == 200
     assert httpx.get(server.base + "/v1/models", timeout=10).status_code == 401
-    assert httpx.get(server.base + "/v1/models", headers={"Authorization": "Bearer wrong"}, timeout=10).status_code == 401
+    assert (
+        httpx.get(server.base + "/v1/models", headers={"Authorization": "Bearer wrong"}, timeout=10).status_code == 401
+    )
     r = httpx.get(server.base + "/v1/models", headers={"Authorization": f"Bearer {server.key}"}, timeout=10)
     assert r.status_code == 200, r.text
     assert [m["id"] for m in r.json()["data"]] == [SERVED]
@@ -135,24 +169,34 @@ def test_health_is_open_and_v1_needs_the_key(server):
 
 def test_chat_completion_with_openai_client(server):
     resp = _client(server).chat.completions.create(
-        model=SERVED, messages=[{"role": "user", "content": "Say this is a test"}], max_tokens=8,
-        extra_body={"ignore_eos": True})
+        model=SERVED,
+        messages=[{"role": "user", "content": "Say this is a test"}],
+        max_tokens=8,
+        extra_body={"ignore_eos": True},
+    )
     assert resp.model == SERVED
     assert isinstance(resp.choices[0].message.content, str)
     assert resp.usage.completion_tokens == 8 and resp.usage.prompt_tokens > 0
 
     with pytest.raises(openai.AuthenticationError):
         _client(server, key="wrong").chat.completions.create(
-            model=SERVED, messages=[{"role": "user", "content": "hi"}], max_tokens=1)
+            model=SERVED, messages=[{"role": "user", "content": "hi"}], max_tokens=1
+        )
     with pytest.raises(openai.NotFoundError):
-        _client(server).chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "hi"}],
-                                                max_tokens=1)
+        _client(server).chat.completions.create(
+            model="no-such-model", messages=[{"role": "user", "content": "hi"}], max_tokens=1
+        )
 
 
 def test_streaming_completion_with_openai_client(server):
     stream = _client(server).completions.create(
-        model=SERVED, prompt="The quick brown fox", max_tokens=8, stream=True,
-        stream_options={"include_usage": True}, extra_body={"ignore_eos": True})
+        model=SERVED,
+        prompt="The quick brown fox",
+        max_tokens=8,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body={"ignore_eos": True},
+    )
     chunks = list(stream)
     text_chunks = [c for c in chunks if c.choices]
     assert len(text_chunks) >= 2, chunks
@@ -164,8 +208,13 @@ def test_streaming_completion_with_openai_client(server):
 def test_metrics_are_open_and_named_as_the_stack_expects(server):
     r = httpx.get(server.base + "/metrics", timeout=10)
     assert r.status_code == 200
-    for name in ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
-                 "vllm:time_to_first_token_seconds", "vllm:generation_tokens_total"):
+    for name in (
+        "vllm:num_requests_running",
+        "vllm:num_requests_waiting",
+        "vllm:kv_cache_usage_perc",
+        "vllm:time_to_first_token_seconds",
+        "vllm:generation_tokens_total",
+    ):
         assert name in r.text, name
     assert f'model_name="{SERVED}"' in r.text
 

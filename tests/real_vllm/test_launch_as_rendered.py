@@ -7,6 +7,7 @@ gives it: the unit's Environment= lines and the 0600 EnvironmentFile written by 
 that records when it ran and what /health answered at that moment. A poller thread hits /health
 every few ms from before the wrapper starts. This module checks what was recorded.
 """
+
 from __future__ import annotations
 
 import httpx
@@ -32,7 +33,7 @@ def test_readiness_is_signalled_only_after_health_answers_200(alpha_server):
     poller = f["poller"]
     assert poller.first_200 is not None and poller.last_not_200 is not None, vars(poller)
     # /health was refused for a while after the wrapper started (vLLM loading): the notify check is not vacuous
-    assert poller.last_not_200 - f["t_start"] > 5, (poller.last_not_200 - f["t_start"])
+    assert poller.last_not_200 - f["t_start"] > 5, poller.last_not_200 - f["t_start"]
     # READY came after the last moment /health was seen failing, and /health answered 200 when it came
     assert t_notify > poller.last_not_200, (t_notify, poller.last_not_200)
     assert code_at_notify == "200", records
@@ -42,10 +43,12 @@ def test_readiness_is_signalled_only_after_health_answers_200(alpha_server):
     delay = t_notify - poller.first_200
     # the wrapper polls every WRAPPER_POLL_SECONDS: READY follows the first 200 within about one period
     assert delay < WRAPPER_POLL_SECONDS + 2.0, delay
-    print(f"\nwrapper start -> first /health 200: {poller.first_200 - f['t_start']:.2f}s; "
-          f"first 200 -> READY: {delay * 1000:+.0f} ms (poll gap at the transition {gap * 1000:.0f} ms, "
-          f"{poller.polls} polls); /health still failing {(t_notify - poller.last_not_200) * 1000:.0f} ms "
-          f"before READY")
+    print(
+        f"\nwrapper start -> first /health 200: {poller.first_200 - f['t_start']:.2f}s; "
+        f"first 200 -> READY: {delay * 1000:+.0f} ms (poll gap at the transition {gap * 1000:.0f} ms, "
+        f"{poller.polls} polls); /health still failing {(t_notify - poller.last_not_200) * 1000:.0f} ms "
+        f"before READY"
+    )
 
 
 def test_wrapper_runs_the_rendered_argv_with_the_env_file_and_no_secret_on_any_cmdline(alpha_server):
@@ -83,7 +86,7 @@ def test_wrapper_runs_the_rendered_argv_with_the_env_file_and_no_secret_on_any_c
     assert f"{ENV_API_KEY}={key}".encode() in environ
     # vLLM got exactly the wrapper's array: argv after `serve` == the test-profile SERVE_ARGS
     argv = cmdlines[api].decode().split("\0")[:-1]
-    assert argv[argv.index("serve") + 1:] == alpha_server.argv
+    assert argv[argv.index("serve") + 1 :] == alpha_server.argv
     assert argv[argv.index("serve") - 1] == f["vllm_bin"]
     # the wrapper is vLLM's parent (it waits on it and forwards SIGTERM)
     ppid = int(open(f"/proc/{api}/stat").read().rsplit(")", 1)[1].split()[1])

@@ -12,6 +12,7 @@ Test profile of the monitoring renderers (their documented knobs): scrape/evalua
    exempt (no GPU here): they are listed explicitly and must return nothing.
 2. VllmQueueDepth fires for S2 (and only S2) under load the test creates, then clears.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,9 +40,9 @@ RULES_FILE = "vllm-alerts.yml"
 UP_TIMEOUT = 30.0
 FIRE_TIMEOUT = 60.0
 CLEAR_TIMEOUT = 30.0
-LOAD_WORKERS = 4             # against S2 (max-num-seqs 1): 3 waiting most of the time
+LOAD_WORKERS = 4  # against S2 (max-num-seqs 1): 3 waiting most of the time
 LOAD_TOKENS = 40
-LOAD_STEP_DELAY_MS = 10      # ~0.4 s per request: the queue stays full between scrapes
+LOAD_STEP_DELAY_MS = 10  # ~0.4 s per request: the queue stays full between scrapes
 
 # Queries that only DCGM (GPU) metrics feed: exempt, and expected EMPTY on this CPU machine.
 DCGM_ONLY = {
@@ -65,7 +66,7 @@ def as_bool(expr: str) -> str:
     for m in _COMPARISON.finditer(expr):
         if any(a <= m.start() < b for a, b in skip):
             continue
-        out.append(expr[last:m.start()] + f"{m.group(1)} bool {m.group(2)}")
+        out.append(expr[last : m.start()] + f"{m.group(1)} bool {m.group(2)}")
         last, n = m.end(), n + 1
     assert n, f"alert expression without a comparison: {expr}"
     return "".join(out) + expr[last:]
@@ -75,8 +76,13 @@ def as_bool(expr: str) -> str:
 def prom(alpha_server, beta_server, shared_tmp):
     cfg = real_cfg()
     rules = render_alert_rules(cfg, for_override=FOR)
-    conf = render_prometheus_yml(cfg, scrape_targets(cfg, [alpha_server, beta_server]), rule_files=[RULES_FILE],
-                                 alertmanager=None, scrape_interval_override=INTERVAL)
+    conf = render_prometheus_yml(
+        cfg,
+        scrape_targets(cfg, [alpha_server, beta_server]),
+        rule_files=[RULES_FILE],
+        alertmanager=None,
+        scrape_interval_override=INTERVAL,
+    )
     root = shared_tmp / "prometheus"
     p = start_prometheus(root, conf, {RULES_FILE: rules})
     p.cfg, p.rules = cfg, rules
@@ -100,13 +106,22 @@ def traffic(server, n: int = 6) -> None:
     h = {"Authorization": f"Bearer {server.key}"}
     with httpx.Client(base_url=server.base, headers=h, timeout=60) as c:
         for i in range(n):
-            r = c.post("/v1/chat/completions", json={"model": server.name, "max_tokens": 8 + i,
-                                                     "messages": [{"role": "user", "content": f"hello {i}"}]})
+            r = c.post(
+                "/v1/chat/completions",
+                json={
+                    "model": server.name,
+                    "max_tokens": 8 + i,
+                    "messages": [{"role": "user", "content": f"hello {i}"}],
+                },
+            )
             assert r.status_code == 200, r.text
             r = c.post("/v1/completions", json={"model": server.name, "prompt": f"count {i}", "max_tokens": 6})
             assert r.status_code == 200, r.text
-            with c.stream("POST", "/v1/completions", json={"model": server.name, "prompt": "stream", "max_tokens": 5,
-                                                          "stream": True}) as s:
+            with c.stream(
+                "POST",
+                "/v1/completions",
+                json={"model": server.name, "prompt": "stream", "max_tokens": 5, "stream": True},
+            ) as s:
                 assert s.status_code == 200
                 assert b"[DONE]" in b"".join(s.iter_raw())
 
@@ -124,7 +139,7 @@ def test_every_panel_and_alert_query_returns_series(prom, alpha_server, beta_ser
 
     for s in (alpha_server, beta_server):
         traffic(s)
-    time.sleep(3)   # >= 2 scrapes after the traffic (rate() needs two samples)
+    time.sleep(3)  # >= 2 scrapes after the traffic (rate() needs two samples)
 
     empty, nan_only, results = [], [], {}
     for name, expr in queries:
@@ -132,7 +147,7 @@ def test_every_panel_and_alert_query_returns_series(prom, alpha_server, beta_ser
         series = prom.query(q)
         results[name] = series
         if name in DCGM_ONLY:
-            assert series == [], (name, series)     # no GPU, no DCGM exporter: nothing to show
+            assert series == [], (name, series)  # no GPU, no DCGM exporter: nothing to show
             continue
         if not series:
             empty.append((name, q))
@@ -144,7 +159,9 @@ def test_every_panel_and_alert_query_returns_series(prom, alpha_server, beta_ser
     # the vLLM series carry the served model names and the scrape labels the alerts group by
     running = prom.query(D.METRIC_REQUESTS_RUNNING)
     assert {(s["metric"][D.LABEL_VLLM_MODEL_NAME], s["metric"][D.SCRAPE_LABEL_MODEL]) for s in running} == {
-        (ALPHA, ALPHA), (BETA, BETA)}
+        (ALPHA, ALPHA),
+        (BETA, BETA),
+    }
     # healthy backends: the two "down" alerts evaluate to 0 for every series
     for alert in (A.BACKEND_DOWN, A.NO_HEALTHY_BACKEND):
         assert {float(s["value"][1]) for s in results[f"alert {alert}"]} == {0.0}
@@ -152,8 +169,11 @@ def test_every_panel_and_alert_query_returns_series(prom, alpha_server, beta_ser
 
 
 def _queue_alerts(prom, state: str | None = None) -> list[dict]:
-    return [a for a in prom.alerts() if a["labels"].get("alertname") == A.QUEUE_DEPTH
-            and (state is None or a["state"] == state)]
+    return [
+        a
+        for a in prom.alerts()
+        if a["labels"].get("alertname") == A.QUEUE_DEPTH and (state is None or a["state"] == state)
+    ]
 
 
 def test_queue_depth_alert_fires_under_real_load_and_clears(prom, alpha_server, beta_server):
@@ -164,11 +184,20 @@ def test_queue_depth_alert_fires_under_real_load_and_clears(prom, alpha_server, 
     done = [0]
 
     def worker(i: int) -> None:
-        with httpx.Client(base_url=beta_server.base, timeout=60,
-                          headers={"Authorization": f"Bearer {beta_server.key}"}) as c:
+        with httpx.Client(
+            base_url=beta_server.base, timeout=60, headers={"Authorization": f"Bearer {beta_server.key}"}
+        ) as c:
             while not stop.is_set():
-                r = c.post("/v1/completions", json={"model": BETA, "prompt": f"load {i}", "max_tokens": LOAD_TOKENS,
-                                                    "ignore_eos": True, **slow(LOAD_STEP_DELAY_MS)})
+                r = c.post(
+                    "/v1/completions",
+                    json={
+                        "model": BETA,
+                        "prompt": f"load {i}",
+                        "max_tokens": LOAD_TOKENS,
+                        "ignore_eos": True,
+                        **slow(LOAD_STEP_DELAY_MS),
+                    },
+                )
                 if r.status_code != 200:
                     errors.append(r.text[:200])
                 done[0] += 1
@@ -189,8 +218,10 @@ def test_queue_depth_alert_fires_under_real_load_and_clears(prom, alpha_server, 
         for t in threads:
             t.join(timeout=60)
     assert not errors, errors[:3]
-    assert firing, (f"{A.QUEUE_DEPTH} did not fire within {FIRE_TIMEOUT}s; max waiting seen: "
-                    f"{[(s['metric']['instance'], s['value'][1]) for s in waiting_seen]}; alerts: {prom.alerts()}")
+    assert firing, (
+        f"{A.QUEUE_DEPTH} did not fire within {FIRE_TIMEOUT}s; max waiting seen: "
+        f"{[(s['metric']['instance'], s['value'][1]) for s in waiting_seen]}; alerts: {prom.alerts()}"
+    )
     labels = [a["labels"] for a in firing]
     assert {lb["instance"] for lb in labels} == {beta_server.hostport}, labels
     lb = labels[0]
@@ -203,5 +234,7 @@ def test_queue_depth_alert_fires_under_real_load_and_clears(prom, alpha_server, 
     while time.monotonic() - t1 < CLEAR_TIMEOUT and _queue_alerts(prom):
         time.sleep(0.5)
     assert _queue_alerts(prom) == [], _queue_alerts(prom)
-    print(f"\n{A.QUEUE_DEPTH} fired for {beta_server.hostport} after {fired_after:.1f}s of load "
-          f"({done[0]} requests, value {firing[0]['value']}), cleared {time.monotonic() - t1:.1f}s after it stopped")
+    print(
+        f"\n{A.QUEUE_DEPTH} fired for {beta_server.hostport} after {fired_after:.1f}s of load "
+        f"({done[0]} requests, value {firing[0]['value']}), cleared {time.monotonic() - t1:.1f}s after it stopped"
+    )

@@ -14,6 +14,7 @@ Every one must parse, and parse to what the config says (served name, TP, length
 The same call checks the refusal table of `vllm_stack/flags.py` against vLLM: each refused flag
 has an explicit expected verdict below, so the table is checked, not assumed.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,18 +50,23 @@ SAMPLE_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 #   "refused": vLLM rejects it too (unrecognized argument / invalid choice);
 #   "accepted": vLLM takes it: the refusal is the stack's own rule (secrets stay off argv).
 UPSTREAM_VERDICT = {
-    "--speculative-model": "refused",                       # removed upstream (--speculative-config)
+    "--speculative-model": "refused",  # removed upstream (--speculative-config)
     "--num-speculative-tokens": "refused",
     "--speculative-draft-tensor-parallel-size": "refused",
-    "--disable-log-requests": "refused",                    # gone in 0.32 (was deprecated)
-    "--api-key": "accepted",                                # valid vLLM flag; the stack forbids it on argv
+    "--disable-log-requests": "refused",  # gone in 0.32 (was deprecated)
+    "--api-key": "accepted",  # valid vLLM flag; the stack forbids it on argv
     "--hf-token": "accepted",
-    "--dtype fp8": "refused",                               # invalid choice
+    "--dtype fp8": "refused",  # invalid choice
 }
 # A value for each flag that takes one (None: a switch).
-FLAG_VALUE = {"--speculative-model": "x", "--num-speculative-tokens": "3",
-              "--speculative-draft-tensor-parallel-size": "1", "--disable-log-requests": None,
-              "--api-key": "k" * 20, "--hf-token": "hf_" + "x" * 20}
+FLAG_VALUE = {
+    "--speculative-model": "x",
+    "--num-speculative-tokens": "3",
+    "--speculative-draft-tensor-parallel-size": "1",
+    "--disable-log-requests": None,
+    "--api-key": "k" * 20,
+    "--hf-token": "hf_" + "x" * 20,
+}
 # Every flag the renderer manages must exist in vLLM, with the parsed field it sets (None: not in
 # parse_argv's FIELDS, parse success is the check).
 MANAGED_PROBE = {
@@ -99,6 +105,7 @@ def _rel(p: Path) -> str:
 
 # --------------------------------------------------------------------------- argv sources
 
+
 def renderer_argvs(path: Path) -> list[tuple[str, str, list[str]]]:
     """(label, model name, argv) from the renderers, for every target the stack deploys to."""
     cfg = load_stack_file(path)
@@ -112,26 +119,46 @@ def renderer_argvs(path: Path) -> list[tuple[str, str, list[str]]]:
                     continue
                 for c in obj["spec"]["template"]["spec"]["containers"]:
                     if c.get("args"):
-                        out.append((f"{_rel(path)} Deployment {obj['metadata']['name']} args (model_objects)",
-                                    spec.name, list(c["args"])))
+                        out.append(
+                            (
+                                f"{_rel(path)} Deployment {obj['metadata']['name']} args (model_objects)",
+                                spec.name,
+                                list(c["args"]),
+                            )
+                        )
     else:
         placed = place(cfg)
         for spec in cfg.models:
             for r in placed[spec.name]:
                 if cfg.host_runtime == "systemd":
                     text = systemd_render.render_start_wrapper(cfg, spec, r)
-                    out.append((f"{_rel(path)} {r.host} {systemd_render.wrapper_name(spec, r)} SERVE_ARGS",
-                                spec.name, serve_args_of_wrapper(text)))
+                    out.append(
+                        (
+                            f"{_rel(path)} {r.host} {systemd_render.wrapper_name(spec, r)} SERVE_ARGS",
+                            spec.name,
+                            serve_args_of_wrapper(text),
+                        )
+                    )
                 else:  # components/vllm_server.py VllmServer._container
-                    out.append((f"{_rel(path)} {r.host} container {r.name} argv", spec.name,
-                                serve_argv(spec, host="0.0.0.0", port=D.VLLM_PORT, download_dir=D.VLLM_WEIGHTS_DIR)))
+                    out.append(
+                        (
+                            f"{_rel(path)} {r.host} container {r.name} argv",
+                            spec.name,
+                            serve_argv(spec, host="0.0.0.0", port=D.VLLM_PORT, download_dir=D.VLLM_WEIGHTS_DIR),
+                        )
+                    )
     return out
 
 
 def run_plan(path: Path, out: Path) -> tuple[int, str, float]:
     t0 = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "vllm_stack", "plan", str(path), "--out", str(out), "--json"],
-                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "vllm_stack", "plan", str(path), "--out", str(out), "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     return r.returncode, r.stderr[-3000:], time.monotonic() - t0
 
 
@@ -168,12 +195,12 @@ def plans(tmp_path_factory):
 @pytest.fixture(scope="module")
 def parsed(plans):
     """Everything parsed in ONE parse_argvs call: rendered argv, plan argv, flag probes."""
-    items: list[tuple[str, str, str | None, list[str]]] = []   # (kind, label, model, argv)
+    items: list[tuple[str, str, str | None, list[str]]] = []  # (kind, label, model, argv)
     for path in stack_files():
         for label, model, argv in renderer_argvs(path):
             items.append(("render", label, model, argv))
         rc, _, _, out = plans[path]
-        if rc in (0, 1) and out.exists():   # 1 = a policy failed; artifacts are still written
+        if rc in (0, 1) and out.exists():  # 1 = a policy failed; artifacts are still written
             for label, model, argv in plan_argvs(path, out):
                 items.append(("plan", label, model, argv))
     for flag, verdict in UPSTREAM_VERDICT.items():
@@ -216,16 +243,24 @@ def test_every_rendered_vllm_argv_of_every_stack_parses(parsed):
                 continue
             got = res["parsed"]
             spec = specs[model] if model else specs[got["served_model_name"][0]]
-            want = {"model": spec.model, "served_model_name": [spec.name],
-                    "tensor_parallel_size": spec.tensor_parallel, "max_model_len": spec.max_model_len,
-                    "max_num_seqs": spec.max_num_seqs, "gpu_memory_utilization": spec.gpu_memory_utilization,
-                    "quantization": None if spec.quantization == "none" else spec.quantization,
-                    "kv_cache_dtype": spec.kv_cache_dtype, "dtype": "auto"}
+            want = {
+                "model": spec.model,
+                "served_model_name": [spec.name],
+                "tensor_parallel_size": spec.tensor_parallel,
+                "max_model_len": spec.max_model_len,
+                "max_num_seqs": spec.max_num_seqs,
+                "gpu_memory_utilization": spec.gpu_memory_utilization,
+                "quantization": None if spec.quantization == "none" else spec.quantization,
+                "kv_cache_dtype": spec.kv_cache_dtype,
+                "dtype": "auto",
+            }
             assert {k: got[k] for k in want} == want, lbl
             assert "--api-key" not in argv and "--hf-token" not in argv, lbl
-    print(f"\n{len(rendered)} rendered argv from {len(stacks)} stacks ({len(_of(parsed, 'render'))} from the "
-          f"renderers, {len(_of(parsed, 'plan'))} from plan artifacts) all parse; "
-          f"good policy cases: {[p.name for p in good_cases()] or 'none'}")
+    print(
+        f"\n{len(rendered)} rendered argv from {len(stacks)} stacks ({len(_of(parsed, 'render'))} from the "
+        f"renderers, {len(_of(parsed, 'plan'))} from plan artifacts) all parse; "
+        f"good policy cases: {[p.name for p in good_cases()] or 'none'}"
+    )
 
 
 def test_plan_artifacts_carry_exactly_the_renderers_argv(plans, parsed):
@@ -233,8 +268,11 @@ def test_plan_artifacts_carry_exactly_the_renderers_argv(plans, parsed):
     failed = {_rel(p): (rc, err) for p, (rc, err, _, _) in plans.items() if rc not in (0, 1)}
     assert not failed, "plan failed:\n" + json.dumps(failed, indent=1)
     for path in stack_files():
-        r = sorted(tuple(a) for k, lbl, _, a, _ in parsed if k == "render" and lbl.startswith(_rel(path) + " ")
-                   and "serve_argv()" not in lbl)
+        r = sorted(
+            tuple(a)
+            for k, lbl, _, a, _ in parsed
+            if k == "render" and lbl.startswith(_rel(path) + " ") and "serve_argv()" not in lbl
+        )
         p = sorted(tuple(a) for k, lbl, _, a, _ in parsed if k == "plan" and lbl.startswith(_rel(path) + " "))
         assert p, f"{_rel(path)}: the plan wrote no vLLM argv artifact"
         assert p == r, f"{_rel(path)}: plan artifacts differ from the renderers"

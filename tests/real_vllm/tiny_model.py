@@ -10,6 +10,7 @@ head_dim 64 (head_dim 16 boots "healthy" and dies on the first request: unsuppor
 config), vocab = tokenizer size, max_position_embeddings 2048, float32. No weights: vLLM makes them.
 Deterministic; the harness caches the result keyed by a hash of this file.
 """
+
 from __future__ import annotations
 
 import json
@@ -94,17 +95,26 @@ def build(out: Path) -> None:
         "use_cache": True,
     }
     (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    (out / "generation_config.json").write_text(json.dumps({
-        "bos_token_id": config["bos_token_id"],
-        "eos_token_id": config["eos_token_id"],
-        "pad_token_id": config["pad_token_id"],
-    }, indent=2, sort_keys=True) + "\n")
+    (out / "generation_config.json").write_text(
+        json.dumps(
+            {
+                "bos_token_id": config["bos_token_id"],
+                "eos_token_id": config["eos_token_id"],
+                "pad_token_id": config["pad_token_id"],
+            },
+            indent=2,
+            sort_keys=True,
+        )
+        + "\n"
+    )
 
     # Self-check: the saved directory loads back with its chat template.
     from transformers import AutoTokenizer
+
     back = AutoTokenizer.from_pretrained(str(out))
-    prompt = back.apply_chat_template([{"role": "user", "content": "Say this is a test"}], tokenize=False,
-                                      add_generation_prompt=True)
+    prompt = back.apply_chat_template(
+        [{"role": "user", "content": "Say this is a test"}], tokenize=False, add_generation_prompt=True
+    )
     assert prompt.endswith("<|assistant|>"), prompt
     assert len(back) == vocab, (len(back), vocab)
     assert back.decode(back.encode("héllo wörld ✓", add_special_tokens=False)) == "héllo wörld ✓"

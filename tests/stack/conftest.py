@@ -22,8 +22,13 @@ SCAN_SECRETS = {
 @lru_cache(maxsize=None)
 def dump(stack_file: str, with_secrets: bool = True) -> dict:
     secrets = dict(SCAN_SECRETS) if with_secrets else {}
-    proc = subprocess.run([sys.executable, "-m", "tests.stack.program_dump", stack_file, json.dumps(secrets)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.stack.program_dump", stack_file, json.dumps(secrets)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout)
 

@@ -4,6 +4,7 @@ Used by tests/stack in a subprocess (mock state is process-wide). Unlike `plan -
 secret inputs are dumped with their real values so tests can prove where they do and do
 not travel. Usage: python -m tests.stack.program_dump STACK_FILE SECRETS_JSON
 """
+
 from __future__ import annotations
 
 import json
@@ -27,19 +28,36 @@ def main() -> None:
     plain, _ = split_namespaced(doc["config"])
     artifacts.reset()
     run = run_program(ROOT, stack_file.stem.split(".")[-1], plain, secrets)
-    print(json.dumps({
-        "resources": [{"urn": r.urn, "type": r.type, "name": r.name, "parent": r.parent,
-                       "inputs": _scrub_keep_secrets(r.inputs), "secretKeys": sorted(r.secret_keys),
-                       "dependencies": list(r.dependencies)} for r in run.resources],
-        "outputs": {k: _scrub(v) for k, v in run.outputs.items()},
-        "secretOutputs": sorted(run.secret_outputs),
-        "artifacts": {p: {"content": a.content, "mode": a.mode, "secret": a.secret}
-                      for p, a in artifacts.collected().items()},
-    }, default=str))
+    print(
+        json.dumps(
+            {
+                "resources": [
+                    {
+                        "urn": r.urn,
+                        "type": r.type,
+                        "name": r.name,
+                        "parent": r.parent,
+                        "inputs": _scrub_keep_secrets(r.inputs),
+                        "secretKeys": sorted(r.secret_keys),
+                        "dependencies": list(r.dependencies),
+                    }
+                    for r in run.resources
+                ],
+                "outputs": {k: _scrub(v) for k, v in run.outputs.items()},
+                "secretOutputs": sorted(run.secret_outputs),
+                "artifacts": {
+                    p: {"content": a.content, "mode": a.mode, "secret": a.secret}
+                    for p, a in artifacts.collected().items()
+                },
+            },
+            default=str,
+        )
+    )
 
 
 def _scrub_keep_secrets(value):
     from pulumi.runtime import rpc
+
     if rpc.is_rpc_secret(value):
         return {"__secret__": _scrub_keep_secrets(rpc.unwrap_rpc_secret(value))}
     if isinstance(value, dict):

@@ -7,6 +7,7 @@ seeded with sentinel files; the directory is snapshotted (paths, types, modes, c
 and after the run. `--out` never points into the real checkout: `--out .` runs inside a temporary
 git repository, and refusing the checkout itself is checked on `check_out_dir`, which only reads.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -69,18 +70,19 @@ random.RandomPassword("q", length=password.result.apply(lambda v: v.no_such_attr
 
 # --- cases -----------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Case:
     id: str
-    argv: Callable[[Path], list[str]]           # arguments after `python -m vllm_stack`, given the case dir
+    argv: Callable[[Path], list[str]]  # arguments after `python -m vllm_stack`, given the case dir
     code: int
-    message: str = ""                           # regex the one stderr line must match (after `error: `)
+    message: str = ""  # regex the one stderr line must match (after `error: `)
     setup: Callable[[Path], None] | None = None
-    cwd: str = "."                              # relative to the case dir
+    cwd: str = "."  # relative to the case dir
     env: dict = field(default_factory=dict)
-    usage: bool = False                         # argparse's usage + error line
-    program: str | None = None                  # run this Pulumi program through HARNESS
-    out: str | None = "out"                     # an --out that must not appear (None: no such check)
+    usage: bool = False  # argparse's usage + error line
+    program: str | None = None  # run this Pulumi program through HARNESS
+    out: str | None = "out"  # an --out that must not appear (None: no such check)
 
 
 def write(d: Path, name: str, text: str | bytes) -> Path:
@@ -152,157 +154,438 @@ def docs_copy(d: Path, readme: str | None = None, schema: str | None = None) -> 
 
 def bomb() -> str:
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
-    lines += [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, "
-              f"*a{i - 1}, *a{i - 1}]" for i in range(1, 9)]
+    lines += [
+        f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, "
+        f"*a{i - 1}, *a{i - 1}]"
+        for i in range(1, 9)
+    ]
     return "\n".join(lines) + "\nconfig:\n  vllm-stack:environment: *a8\n"
 
 
 S = "Pulumi.s.yaml"
 CASES: list[Case] = [
     # --- the stack file
-    Case("stack-not-utf8", lambda d: ["plan", S, "--out", "out"], 2,
-         r"Pulumi\.s\.yaml: not UTF-8 \(byte 0xff at line 3, column 5\)",
-         stack(S, b"config:\n  vllm-stack:environment: dev\n  # \xff\n")),
-    Case("stack-duplicate-top-level-key", lambda d: ["plan", S, "--out", "out"], 2,
-         r"^config\.vllm-stack:platform: duplicate key at line 3, column 3 \(first at line 2, column 3\)",
-         stack(S, "config:\n  vllm-stack:platform: docker\n  vllm-stack:platform: kubernetes\n")),
-    Case("stack-duplicate-nested-key", lambda d: ["plan", S, "--out", "out"], 2,
-         r"^config\.vllm-stack:hosts\[0\]\.address: duplicate key at line \d+",
-         stack(S, DEV.replace("      address: 10.0.0.10\n", "      address: 10.0.0.10\n      address: 10.0.0.11\n"))),
-    Case("stack-duplicate-config", lambda d: ["plan", S], 2, r"^config: duplicate key",
-         stack(S, DEV + "config: {}\n"), out=None),
-    Case("stack-non-string-key", lambda d: ["plan", S, "--out", "out"], 2,
-         r"^config\.vllm-stack:front\.true: mapping key at line \d+, column \d+ is not a string \(bool\); quote it",
-         stack(S, dev_with(front={True: "x"}))),
+    Case(
+        "stack-not-utf8",
+        lambda d: ["plan", S, "--out", "out"],
+        2,
+        r"Pulumi\.s\.yaml: not UTF-8 \(byte 0xff at line 3, column 5\)",
+        stack(S, b"config:\n  vllm-stack:environment: dev\n  # \xff\n"),
+    ),
+    Case(
+        "stack-duplicate-top-level-key",
+        lambda d: ["plan", S, "--out", "out"],
+        2,
+        r"^config\.vllm-stack:platform: duplicate key at line 3, column 3 \(first at line 2, column 3\)",
+        stack(S, "config:\n  vllm-stack:platform: docker\n  vllm-stack:platform: kubernetes\n"),
+    ),
+    Case(
+        "stack-duplicate-nested-key",
+        lambda d: ["plan", S, "--out", "out"],
+        2,
+        r"^config\.vllm-stack:hosts\[0\]\.address: duplicate key at line \d+",
+        stack(S, DEV.replace("      address: 10.0.0.10\n", "      address: 10.0.0.10\n      address: 10.0.0.11\n")),
+    ),
+    Case(
+        "stack-duplicate-config",
+        lambda d: ["plan", S],
+        2,
+        r"^config: duplicate key",
+        stack(S, DEV + "config: {}\n"),
+        out=None,
+    ),
+    Case(
+        "stack-non-string-key",
+        lambda d: ["plan", S, "--out", "out"],
+        2,
+        r"^config\.vllm-stack:front\.true: mapping key at line \d+, column \d+ is not a string \(bool\); quote it",
+        stack(S, dev_with(front={True: "x"})),
+    ),
     # YAML 1.2 (as the Pulumi CLI reads it): `on` is the string "on", an unknown key here.
-    Case("stack-yaml11-on-key", lambda d: ["plan", S], 2, r"^front\.on: unknown key; allowed: domain",
-         stack(S, DEV.replace("  vllm-stack:front:\n", "  vllm-stack:front:\n    on: 1\n")), out=None),
-    Case("stack-too-big", lambda d: ["plan", S, "--out", "out"], 2, rf"larger than {MAX_BYTES // 1024} KiB",
-         stack(S, DEV + "#" * (MAX_BYTES + 1) + "\n")),
+    Case(
+        "stack-yaml11-on-key",
+        lambda d: ["plan", S],
+        2,
+        r"^front\.on: unknown key; allowed: domain",
+        stack(S, DEV.replace("  vllm-stack:front:\n", "  vllm-stack:front:\n    on: 1\n")),
+        out=None,
+    ),
+    Case(
+        "stack-too-big",
+        lambda d: ["plan", S, "--out", "out"],
+        2,
+        rf"larger than {MAX_BYTES // 1024} KiB",
+        stack(S, DEV + "#" * (MAX_BYTES + 1) + "\n"),
+    ),
     Case("stack-alias-bomb", lambda d: ["plan", S, "--out", "out"], 2, r"too many YAML nodes", stack(S, bomb())),
-    Case("stack-deep-nesting", lambda d: ["plan", S, "--out", "out"], 2, r"nested more than \d+ levels deep",
-         stack(S, "config:\n  vllm-stack:x: " + "[" * 200 + "]" * 200 + "\n")),
-    Case("stack-very-deep-nesting", lambda d: ["plan", S], 2, r"malformed YAML|nested",
-         stack(S, "config:\n  vllm-stack:x: " + "[" * 100_000 + "]" * 100_000 + "\n"), out=None),
-    Case("stack-nul-byte", lambda d: ["plan", S], 2, r"malformed YAML: unacceptable character #x0000",
-         stack(S, "config:\n  vllm-stack:environment: \x00\n"), out=None),
-    Case("stack-python-tag", lambda d: ["plan", S, "--out", "out"], 2, r"malformed YAML at line 2",
-         stack(S, "config:\n  vllm-stack:environment: !!python/object/apply:os.system ['touch pwned']\n")),
-    Case("stack-malformed", lambda d: ["plan", S], 2, r"malformed YAML at line 3",
-         stack(S, "config:\n  vllm-stack:environment: dev\n   bad: [\n"), out=None),
-    Case("stack-two-documents", lambda d: ["plan", S], 2, r"malformed YAML.*another document",
-         stack(S, DEV + "---\n" + DEV), out=None),
-    Case("stack-empty", lambda d: ["plan", S, "--out", "out"], 2, r"^config: the stack file needs a top-level",
-         stack(S, "")),
-    Case("stack-list", lambda d: ["plan", S], 2, r"^config: the stack file needs a top-level", stack(S, "- 1\n"),
-         out=None),
+    Case(
+        "stack-deep-nesting",
+        lambda d: ["plan", S, "--out", "out"],
+        2,
+        r"nested more than \d+ levels deep",
+        stack(S, "config:\n  vllm-stack:x: " + "[" * 200 + "]" * 200 + "\n"),
+    ),
+    Case(
+        "stack-very-deep-nesting",
+        lambda d: ["plan", S],
+        2,
+        r"malformed YAML|nested",
+        stack(S, "config:\n  vllm-stack:x: " + "[" * 100_000 + "]" * 100_000 + "\n"),
+        out=None,
+    ),
+    Case(
+        "stack-nul-byte",
+        lambda d: ["plan", S],
+        2,
+        r"malformed YAML: unacceptable character #x0000",
+        stack(S, "config:\n  vllm-stack:environment: \x00\n"),
+        out=None,
+    ),
+    Case(
+        "stack-python-tag",
+        lambda d: ["plan", S, "--out", "out"],
+        2,
+        r"malformed YAML at line 2",
+        stack(S, "config:\n  vllm-stack:environment: !!python/object/apply:os.system ['touch pwned']\n"),
+    ),
+    Case(
+        "stack-malformed",
+        lambda d: ["plan", S],
+        2,
+        r"malformed YAML at line 3",
+        stack(S, "config:\n  vllm-stack:environment: dev\n   bad: [\n"),
+        out=None,
+    ),
+    Case(
+        "stack-two-documents",
+        lambda d: ["plan", S],
+        2,
+        r"malformed YAML.*another document",
+        stack(S, DEV + "---\n" + DEV),
+        out=None,
+    ),
+    Case(
+        "stack-empty",
+        lambda d: ["plan", S, "--out", "out"],
+        2,
+        r"^config: the stack file needs a top-level",
+        stack(S, ""),
+    ),
+    Case(
+        "stack-list",
+        lambda d: ["plan", S],
+        2,
+        r"^config: the stack file needs a top-level",
+        stack(S, "- 1\n"),
+        out=None,
+    ),
     Case("stack-config-not-mapping", lambda d: ["plan", S], 2, r"^config: ", stack(S, "config: [1]\n"), out=None),
-    Case("stack-bad-value", lambda d: ["plan", S, "--out", "out"], 2, r"^models\[0\]\.gpu: ",
-         stack(S, DEV.replace("      gpu: L40S\n      tensorParallel", "      gpu: H1000\n      tensorParallel"))),
+    Case(
+        "stack-bad-value",
+        lambda d: ["plan", S, "--out", "out"],
+        2,
+        r"^models\[0\]\.gpu: ",
+        stack(S, DEV.replace("      gpu: L40S\n      tensorParallel", "      gpu: H1000\n      tensorParallel")),
+    ),
     Case("stack-missing", lambda d: ["plan", "nope/Pulumi.x.yaml", "--out", "out"], 2, r"no stack file"),
-    Case("stack-unknown-name", lambda d: ["plan", "nosuchstack"], 2, r"Pulumi\.nosuchstack\.yaml: no stack file",
-         out=None),
+    Case(
+        "stack-unknown-name",
+        lambda d: ["plan", "nosuchstack"],
+        2,
+        r"Pulumi\.nosuchstack\.yaml: no stack file",
+        out=None,
+    ),
     Case("stack-empty-arg", lambda d: ["plan", ""], 2, r"no stack file", out=None),
-    Case("stack-is-directory", lambda d: ["plan", "adir.yaml", "--out", "out"], 2,
-         r"adir\.yaml: cannot read stack file: Is a directory", lambda d: (d / "adir.yaml").mkdir()),
+    Case(
+        "stack-is-directory",
+        lambda d: ["plan", "adir.yaml", "--out", "out"],
+        2,
+        r"adir\.yaml: cannot read stack file: Is a directory",
+        lambda d: (d / "adir.yaml").mkdir(),
+    ),
     Case("stack-dev-zero", lambda d: ["plan", "/dev/zero"], 2, r"larger than", out=None),
-    Case("stack-markup-in-name", lambda d: ["plan", "Pulumi.[bold]x[red].yaml", "--out", "out"], 2,
-         r"Pulumi\.\[bold\]x\[red\]\.yaml: stack name '\[bold\]x\[red\]'", stack("Pulumi.[bold]x[red].yaml", DEV)),
-    Case("stack-markup-in-dir-bad-value", lambda d: ["plan", "[/]/Pulumi.s.yaml", "--out", "[bold]out"], 2,
-         r"^models\[0\]\.gpu: ",
-         stack("[/]/Pulumi.s.yaml", DEV.replace("gpu: L40S\n      tensorParallel", "gpu: X\n      tensorParallel")),
-         out="[bold]out"),
+    Case(
+        "stack-markup-in-name",
+        lambda d: ["plan", "Pulumi.[bold]x[red].yaml", "--out", "out"],
+        2,
+        r"Pulumi\.\[bold\]x\[red\]\.yaml: stack name '\[bold\]x\[red\]'",
+        stack("Pulumi.[bold]x[red].yaml", DEV),
+    ),
+    Case(
+        "stack-markup-in-dir-bad-value",
+        lambda d: ["plan", "[/]/Pulumi.s.yaml", "--out", "[bold]out"],
+        2,
+        r"^models\[0\]\.gpu: ",
+        stack("[/]/Pulumi.s.yaml", DEV.replace("gpu: L40S\n      tensorParallel", "gpu: X\n      tensorParallel")),
+        out="[bold]out",
+    ),
     # --- --out
     Case("out-empty", lambda d: ["plan", "dev", "--out", ""], 2, r"^--out: is empty"),
-    Case("out-dot-in-git-repo", lambda d: ["plan", "dev", "--out", "."], 2, r"^--out: \. is the current directory",
-         git_repo, cwd="repo"),
-    Case("out-dot-slash", lambda d: ["plan", "dev", "--out", "./"], 2, r"^--out: \./ is the current directory",
-         git_repo, cwd="repo"),
-    Case("out-parent", lambda d: ["plan", "dev", "--out", ".."], 2, r"^--out: \.\. is an ancestor of the current",
-         git_repo, cwd="repo/src"),
-    Case("out-repository-root", lambda d: ["plan", "dev", "--out", "repo"], 2,
-         r"^--out: repo is a repository root \(it has \.git\)", git_repo),
-    Case("out-inside-dot-git", lambda d: ["plan", "dev", "--out", "repo/.git/plan"], 2,
-         r"^--out: repo/\.git/plan is inside a \.git directory", git_repo),
-    Case("out-home", lambda d: ["plan", "dev", "--out", str(d / "home")], 2, r"is the home directory",
-         lambda d: write(d, "home/.bashrc", "# mine\n"), env={"HOME": "{d}/home"}),
-    Case("out-ancestor-of-home", lambda d: ["plan", "dev", "--out", str(d)], 2,
-         r"is an ancestor of the (home|current) directory",
-         lambda d: write(d, "home/.bashrc", "# mine\n"), cwd="home", env={"HOME": "{d}/home"}),
+    Case(
+        "out-dot-in-git-repo",
+        lambda d: ["plan", "dev", "--out", "."],
+        2,
+        r"^--out: \. is the current directory",
+        git_repo,
+        cwd="repo",
+    ),
+    Case(
+        "out-dot-slash",
+        lambda d: ["plan", "dev", "--out", "./"],
+        2,
+        r"^--out: \./ is the current directory",
+        git_repo,
+        cwd="repo",
+    ),
+    Case(
+        "out-parent",
+        lambda d: ["plan", "dev", "--out", ".."],
+        2,
+        r"^--out: \.\. is an ancestor of the current",
+        git_repo,
+        cwd="repo/src",
+    ),
+    Case(
+        "out-repository-root",
+        lambda d: ["plan", "dev", "--out", "repo"],
+        2,
+        r"^--out: repo is a repository root \(it has \.git\)",
+        git_repo,
+    ),
+    Case(
+        "out-inside-dot-git",
+        lambda d: ["plan", "dev", "--out", "repo/.git/plan"],
+        2,
+        r"^--out: repo/\.git/plan is inside a \.git directory",
+        git_repo,
+    ),
+    Case(
+        "out-home",
+        lambda d: ["plan", "dev", "--out", str(d / "home")],
+        2,
+        r"is the home directory",
+        lambda d: write(d, "home/.bashrc", "# mine\n"),
+        env={"HOME": "{d}/home"},
+    ),
+    Case(
+        "out-ancestor-of-home",
+        lambda d: ["plan", "dev", "--out", str(d)],
+        2,
+        r"is an ancestor of the (home|current) directory",
+        lambda d: write(d, "home/.bashrc", "# mine\n"),
+        cwd="home",
+        env={"HOME": "{d}/home"},
+    ),
     Case("out-root", lambda d: ["plan", "dev", "--out", "/"], 2, r"^--out: / is the filesystem root"),
     Case("out-tilde", lambda d: ["plan", "dev", "--out", "~"], 2, r"'~' is not expanded"),
-    Case("out-regular-file", lambda d: ["plan", "dev", "--out", "somefile"], 2,
-         r"^--out: somefile exists and is not a directory", lambda d: write(d, "somefile", "precious\n")),
-    Case("out-under-regular-file", lambda d: ["plan", "dev", "--out", "somefile/x"], 2,
-         r"^--out: somefile/x: .*somefile is not a directory", lambda d: write(d, "somefile", "precious\n")),
-    Case("out-non-empty-directory", lambda d: ["plan", "dev", "--out", "mine"], 2,
-         r"^--out: .*mine exists and is not a previous plan's output", plain_dir_with_files),
-    Case("out-previous-plan-with-user-file", lambda d: ["plan", "dev", "--out", "prev"], 2,
-         r"^--out: .*prev holds 1 file\(s\) the previous plan did not write \(notes\.txt\)", prev_with_user_file),
-    Case("out-forged-marker", lambda d: ["plan", "dev", "--out", "mine"], 2, r"not a previous plan's output",
-         lambda d: (plain_dir_with_files(d), plan_json(d, "mine/plan.json", {"generator": "someone else"}))),
-    Case("out-symlink", lambda d: ["plan", "dev", "--out", "link"], 2, r"^--out: link is a symbolic link",
-         symlink_to_dir),
-    Case("out-proc", lambda d: ["plan", "dev", "--out", "/proc/vllm-stack-hostile/x"], 2,
-         r"^--out: /proc/vllm-stack-hostile/x: ", out=None),
+    Case(
+        "out-regular-file",
+        lambda d: ["plan", "dev", "--out", "somefile"],
+        2,
+        r"^--out: somefile exists and is not a directory",
+        lambda d: write(d, "somefile", "precious\n"),
+    ),
+    Case(
+        "out-under-regular-file",
+        lambda d: ["plan", "dev", "--out", "somefile/x"],
+        2,
+        r"^--out: somefile/x: .*somefile is not a directory",
+        lambda d: write(d, "somefile", "precious\n"),
+    ),
+    Case(
+        "out-non-empty-directory",
+        lambda d: ["plan", "dev", "--out", "mine"],
+        2,
+        r"^--out: .*mine exists and is not a previous plan's output",
+        plain_dir_with_files,
+    ),
+    Case(
+        "out-previous-plan-with-user-file",
+        lambda d: ["plan", "dev", "--out", "prev"],
+        2,
+        r"^--out: .*prev holds 1 file\(s\) the previous plan did not write \(notes\.txt\)",
+        prev_with_user_file,
+    ),
+    Case(
+        "out-forged-marker",
+        lambda d: ["plan", "dev", "--out", "mine"],
+        2,
+        r"not a previous plan's output",
+        lambda d: (plain_dir_with_files(d), plan_json(d, "mine/plan.json", {"generator": "someone else"})),
+    ),
+    Case(
+        "out-symlink", lambda d: ["plan", "dev", "--out", "link"], 2, r"^--out: link is a symbolic link", symlink_to_dir
+    ),
+    Case(
+        "out-proc",
+        lambda d: ["plan", "dev", "--out", "/proc/vllm-stack-hostile/x"],
+        2,
+        r"^--out: /proc/vllm-stack-hostile/x: ",
+        out=None,
+    ),
     Case("out-with-bad-stack", lambda d: ["plan", S, "--out", "out"], 2, r"not UTF-8", stack(S, b"\xfe\xff")),
     # --- --diff (always with --out: a failing --diff writes nothing)
-    Case("diff-not-json", lambda d: ["plan", "dev", "--diff", "prev.json", "--out", "out"], 2,
-         r"^--diff: prev\.json: not JSON \(Expecting", lambda d: plan_json(d, "prev.json", "{")),
-    Case("diff-json-list", lambda d: ["plan", "dev", "--diff", "prev.json", "--out", "out"], 2,
-         r"^--diff: prev\.json: top level: expected a JSON object", lambda d: plan_json(d, "prev.json", [])),
-    Case("diff-json-no-resources", lambda d: ["plan", "dev", "--diff", "prev.json", "--out", "out"], 2,
-         r"^--diff: prev\.json: resources: required key is missing",
-         lambda d: plan_json(d, "prev.json", {"stack": "x", "violations": [], "capacity": {}})),
-    Case("diff-json-bad-resource", lambda d: ["plan", "dev", "--diff", "prev.json", "--out", "out"], 2,
-         r"^--diff: prev\.json: resources\[0\]\.type: expected a string",
-         lambda d: plan_json(d, "prev.json", {"stack": "x", "resources": [{"name": "a", "inputs": {}}],
-                                             "violations": [], "capacity": {"total": {"blendMonthly": 1}}})),
-    Case("diff-json-nan-cost", lambda d: ["plan", "dev", "--diff", "prev.json", "--out", "out"], 2,
-         r"^--diff: prev\.json: capacity\.total\.blendMonthly: expected a finite number",
-         lambda d: plan_json(d, "prev.json", '{"stack": "x", "resources": [], "violations": [], '
-                                             '"capacity": {"total": {"blendMonthly": NaN}}}')),
-    Case("diff-json-huge-int", lambda d: ["plan", "dev", "--diff", "prev.json", "--out", "out"], 2,
-         r"^--diff: prev\.json: not a plan document",
-         lambda d: plan_json(d, "prev.json", '{"stack": ' + "9" * 5000 + "}")),
-    Case("diff-json-not-utf8", lambda d: ["plan", "dev", "--diff", "prev.json", "--out", "out"], 2,
-         r"^--diff: prev\.json: not UTF-8", lambda d: plan_json(d, "prev.json", b'{"stack": "\xff"}')),
-    Case("diff-json-missing", lambda d: ["plan", "dev", "--diff", "missing.json", "--out", "out"], 2,
-         r"^--diff: missing\.json: cannot read: No such file"),
-    Case("diff-json-directory", lambda d: ["plan", "dev", "--diff", "d.json", "--out", "out"], 2,
-         r"^--diff: d\.json: cannot read: Is a directory", lambda d: (d / "d.json").mkdir()),
-    Case("diff-stack-missing", lambda d: ["plan", "dev", "--diff", "nosuchstack", "--out", "out"], 2,
-         r"^--diff: no stack file .*Pulumi\.nosuchstack\.yaml"),
-    Case("diff-stack-fails", lambda d: ["plan", "dev", "--diff", S, "--out", "out"], 2,
-         r"^--diff: .*Pulumi\.s\.yaml: not UTF-8", stack(S, b"config: \xff\n")),
-    Case("diff-stack-duplicate-key", lambda d: ["plan", "dev", "--diff", S, "--out", "out"], 2,
-         r"^--diff: config\.vllm-stack:platform: duplicate key",
-         stack(S, "config:\n  vllm-stack:platform: docker\n  vllm-stack:platform: kubernetes\n")),
+    Case(
+        "diff-not-json",
+        lambda d: ["plan", "dev", "--diff", "prev.json", "--out", "out"],
+        2,
+        r"^--diff: prev\.json: not JSON \(Expecting",
+        lambda d: plan_json(d, "prev.json", "{"),
+    ),
+    Case(
+        "diff-json-list",
+        lambda d: ["plan", "dev", "--diff", "prev.json", "--out", "out"],
+        2,
+        r"^--diff: prev\.json: top level: expected a JSON object",
+        lambda d: plan_json(d, "prev.json", []),
+    ),
+    Case(
+        "diff-json-no-resources",
+        lambda d: ["plan", "dev", "--diff", "prev.json", "--out", "out"],
+        2,
+        r"^--diff: prev\.json: resources: required key is missing",
+        lambda d: plan_json(d, "prev.json", {"stack": "x", "violations": [], "capacity": {}}),
+    ),
+    Case(
+        "diff-json-bad-resource",
+        lambda d: ["plan", "dev", "--diff", "prev.json", "--out", "out"],
+        2,
+        r"^--diff: prev\.json: resources\[0\]\.type: expected a string",
+        lambda d: plan_json(
+            d,
+            "prev.json",
+            {
+                "stack": "x",
+                "resources": [{"name": "a", "inputs": {}}],
+                "violations": [],
+                "capacity": {"total": {"blendMonthly": 1}},
+            },
+        ),
+    ),
+    Case(
+        "diff-json-nan-cost",
+        lambda d: ["plan", "dev", "--diff", "prev.json", "--out", "out"],
+        2,
+        r"^--diff: prev\.json: capacity\.total\.blendMonthly: expected a finite number",
+        lambda d: plan_json(
+            d,
+            "prev.json",
+            '{"stack": "x", "resources": [], "violations": [], "capacity": {"total": {"blendMonthly": NaN}}}',
+        ),
+    ),
+    Case(
+        "diff-json-huge-int",
+        lambda d: ["plan", "dev", "--diff", "prev.json", "--out", "out"],
+        2,
+        r"^--diff: prev\.json: not a plan document",
+        lambda d: plan_json(d, "prev.json", '{"stack": ' + "9" * 5000 + "}"),
+    ),
+    Case(
+        "diff-json-not-utf8",
+        lambda d: ["plan", "dev", "--diff", "prev.json", "--out", "out"],
+        2,
+        r"^--diff: prev\.json: not UTF-8",
+        lambda d: plan_json(d, "prev.json", b'{"stack": "\xff"}'),
+    ),
+    Case(
+        "diff-json-missing",
+        lambda d: ["plan", "dev", "--diff", "missing.json", "--out", "out"],
+        2,
+        r"^--diff: missing\.json: cannot read: No such file",
+    ),
+    Case(
+        "diff-json-directory",
+        lambda d: ["plan", "dev", "--diff", "d.json", "--out", "out"],
+        2,
+        r"^--diff: d\.json: cannot read: Is a directory",
+        lambda d: (d / "d.json").mkdir(),
+    ),
+    Case(
+        "diff-stack-missing",
+        lambda d: ["plan", "dev", "--diff", "nosuchstack", "--out", "out"],
+        2,
+        r"^--diff: no stack file .*Pulumi\.nosuchstack\.yaml",
+    ),
+    Case(
+        "diff-stack-fails",
+        lambda d: ["plan", "dev", "--diff", S, "--out", "out"],
+        2,
+        r"^--diff: .*Pulumi\.s\.yaml: not UTF-8",
+        stack(S, b"config: \xff\n"),
+    ),
+    Case(
+        "diff-stack-duplicate-key",
+        lambda d: ["plan", "dev", "--diff", S, "--out", "out"],
+        2,
+        r"^--diff: config\.vllm-stack:platform: duplicate key",
+        stack(S, "config:\n  vllm-stack:platform: docker\n  vllm-stack:platform: kubernetes\n"),
+    ),
     Case("diff-empty", lambda d: ["plan", "dev", "--diff", "", "--out", "out"], 2, r"^--diff: is empty"),
-    Case("diff-markup-path", lambda d: ["plan", "dev", "--diff", "[bold]p[/].json", "--out", "out"], 2,
-         r"^--diff: \[bold\]p\[/\]\.json: not JSON", lambda d: plan_json(d, "[bold]p[/].json", "nope")),
+    Case(
+        "diff-markup-path",
+        lambda d: ["plan", "dev", "--diff", "[bold]p[/].json", "--out", "out"],
+        2,
+        r"^--diff: \[bold\]p\[/\]\.json: not JSON",
+        lambda d: plan_json(d, "[bold]p[/].json", "nope"),
+    ),
     # --- a mandatory policy fails: exit 1, the plan is printed, nothing is written or replaced
-    Case("policy-fails-nothing-written", lambda d: ["plan", S, "--out", "out"], 1,
-         r"^mandatory policy failed: pinned-images: .*; nothing written to --out", stack(S, prod_with_latest_image())),
-    Case("policy-fails-previous-plan-kept", lambda d: ["plan", S, "--out", "prev"], 1,
-         r"^mandatory policy failed: pinned-images: ", lambda d: (previous_plan(d), stack(S, prod_with_latest_image())(d)),
-         out=None),
+    Case(
+        "policy-fails-nothing-written",
+        lambda d: ["plan", S, "--out", "out"],
+        1,
+        r"^mandatory policy failed: pinned-images: .*; nothing written to --out",
+        stack(S, prod_with_latest_image()),
+    ),
+    Case(
+        "policy-fails-previous-plan-kept",
+        lambda d: ["plan", S, "--out", "prev"],
+        1,
+        r"^mandatory policy failed: pinned-images: ",
+        lambda d: (previous_plan(d), stack(S, prod_with_latest_image())(d)),
+        out=None,
+    ),
     # --- errors raised inside the Pulumi program
-    Case("program-front-render-error", lambda d: ["plan", "dev", "--out", "out"], 2,
-         r"^front\.domain 'a b' is not a valid host name$",
-         program=PROGRAM_APPLY_RAISES.format(module="nginx", error="FrontRenderError",
-                                             message="front.domain 'a b' is not a valid host name")),
-    Case("program-render-error", lambda d: ["plan", "dev", "--out", "out"], 2, r"^models\[x\]\.extraArgs: bad$",
-         program=PROGRAM_APPLY_RAISES.format(module="vllm_args", error="RenderError",
-                                             message="models[x].extraArgs: bad")),
-    Case("program-k8s-render-error", lambda d: ["plan", "dev", "--out", "out"], 2, r"^Secret s: key",
-         program=PROGRAM_APPLY_RAISES.format(module="k8s_common", error="K8sRenderError",
-                                             message="Secret s: key '../x' is not a valid Secret key")),
-    Case("program-config-error", lambda d: ["plan", "dev", "--out", "out"], 2,
-         r"^models\[0\]\.name: rejected by the program$", program=PROGRAM_RAISES),
-    Case("program-bug", lambda d: ["plan", "dev", "--out", "out"], 3,
-         r"^internal error: AttributeError: .*no_such_attribute.* \(set VLLM_STACK_DEBUG=1 for the traceback\)$",
-         program=PROGRAM_BUG),
+    Case(
+        "program-front-render-error",
+        lambda d: ["plan", "dev", "--out", "out"],
+        2,
+        r"^front\.domain 'a b' is not a valid host name$",
+        program=PROGRAM_APPLY_RAISES.format(
+            module="nginx", error="FrontRenderError", message="front.domain 'a b' is not a valid host name"
+        ),
+    ),
+    Case(
+        "program-render-error",
+        lambda d: ["plan", "dev", "--out", "out"],
+        2,
+        r"^models\[x\]\.extraArgs: bad$",
+        program=PROGRAM_APPLY_RAISES.format(
+            module="vllm_args", error="RenderError", message="models[x].extraArgs: bad"
+        ),
+    ),
+    Case(
+        "program-k8s-render-error",
+        lambda d: ["plan", "dev", "--out", "out"],
+        2,
+        r"^Secret s: key",
+        program=PROGRAM_APPLY_RAISES.format(
+            module="k8s_common", error="K8sRenderError", message="Secret s: key '../x' is not a valid Secret key"
+        ),
+    ),
+    Case(
+        "program-config-error",
+        lambda d: ["plan", "dev", "--out", "out"],
+        2,
+        r"^models\[0\]\.name: rejected by the program$",
+        program=PROGRAM_RAISES,
+    ),
+    Case(
+        "program-bug",
+        lambda d: ["plan", "dev", "--out", "out"],
+        3,
+        r"^internal error: AttributeError: .*no_such_attribute.* \(set VLLM_STACK_DEBUG=1 for the traceback\)$",
+        program=PROGRAM_BUG,
+    ),
     # --- usage errors (argparse: usage line + error line)
     Case("usage-no-command", lambda d: [], 2, usage=True),
     Case("usage-unknown-command", lambda d: ["apply"], 2, usage=True),
@@ -313,25 +596,55 @@ CASES: list[Case] = [
     Case("usage-docs-extra-argument", lambda d: ["docs", "extra"], 2, usage=True),
     Case("usage-docs-unknown-option", lambda d: ["docs", "--out", "x"], 2, usage=True, out="x"),
     # --- docs (in a throwaway copy of the package: docs.py writes README.md and docs/ beside itself)
-    Case("docs-check-stale-schema", lambda d: ["docs", "--check"], 1,
-         r"^out of date: (README\.md config reference, )?docs/config\.schema\.json; run `python -m vllm_stack docs`$",
-         lambda d: docs_copy(d, schema="{}\n"), cwd="repo", env={"PYTHONPATH": ""}),
-    Case("docs-check-readme-without-markers", lambda d: ["docs", "--check"], 2, r"README\.md lacks the",
-         lambda d: docs_copy(d, readme="# no markers\n"), cwd="repo", env={"PYTHONPATH": ""}),
-    Case("docs-readme-without-markers", lambda d: ["docs"], 2, r"README\.md lacks the",
-         lambda d: docs_copy(d, readme="# no markers\n", schema="{}\n"), cwd="repo", env={"PYTHONPATH": ""}),
+    Case(
+        "docs-check-stale-schema",
+        lambda d: ["docs", "--check"],
+        1,
+        r"^out of date: (README\.md config reference, )?docs/config\.schema\.json; run `python -m vllm_stack docs`$",
+        lambda d: docs_copy(d, schema="{}\n"),
+        cwd="repo",
+        env={"PYTHONPATH": ""},
+    ),
+    Case(
+        "docs-check-readme-without-markers",
+        lambda d: ["docs", "--check"],
+        2,
+        r"README\.md lacks the",
+        lambda d: docs_copy(d, readme="# no markers\n"),
+        cwd="repo",
+        env={"PYTHONPATH": ""},
+    ),
+    Case(
+        "docs-readme-without-markers",
+        lambda d: ["docs"],
+        2,
+        r"README\.md lacks the",
+        lambda d: docs_copy(d, readme="# no markers\n", schema="{}\n"),
+        cwd="repo",
+        env={"PYTHONPATH": ""},
+    ),
 ]
 
 
 # --- running ---------------------------------------------------------------------------------------
 
-def run_cli(args: list[str], cwd: Path, env: dict | None = None, program: Path | None = None,
-            timeout: int = 180) -> subprocess.CompletedProcess:
+
+def run_cli(
+    args: list[str], cwd: Path, env: dict | None = None, program: Path | None = None, timeout: int = 180
+) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items() if k != "VLLM_STACK_DEBUG"}
     full_env.update({"PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1", **(env or {})})
     cmd = [sys.executable, str(cwd / "harness.py"), str(program)] if program else [sys.executable, "-m", "vllm_stack"]
-    return subprocess.run([*cmd, *args], check=False, capture_output=True, cwd=cwd, env=full_env,
-                          timeout=timeout, encoding="utf-8", errors="backslashreplace")
+    return subprocess.run(
+        [*cmd, *args],
+        check=False,
+        capture_output=True,
+        cwd=cwd,
+        env=full_env,
+        timeout=timeout,
+        encoding="utf-8",
+        errors="backslashreplace",
+    )
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
@@ -376,8 +689,11 @@ def _run_case(case: Case, d: Path) -> Outcome:
 @pytest.fixture(scope="module")
 def outcomes(request, tmp_path_factory) -> dict[str, Outcome]:
     """The selected cases at once, in parallel (each is a subprocess; most fail in under a second)."""
-    selected = {item.callspec.params["case"].id for item in request.session.items
-                if getattr(item, "originalname", None) == "test_hostile_input" and hasattr(item, "callspec")}
+    selected = {
+        item.callspec.params["case"].id
+        for item in request.session.items
+        if getattr(item, "originalname", None) == "test_hostile_input" and hasattr(item, "callspec")
+    }
     cases = [c for c in CASES if c.id in selected]
     dirs = {c.id: tmp_path_factory.mktemp(c.id[:40]) for c in cases}
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -405,8 +721,8 @@ def test_hostile_input(case: Case, outcomes):
     if case.code == 1 and case.argv(o.dir)[0] == "plan":
         assert "Policy violations" in proc.stdout and "written to" not in proc.stdout
     else:
-        assert proc.stdout == "", proc.stdout[-500:]          # an error prints nothing on stdout
-    assert o.after == o.before, sorted(set(o.after.items()) ^ set(o.before.items()))   # nothing written or removed
+        assert proc.stdout == "", proc.stdout[-500:]  # an error prints nothing on stdout
+    assert o.after == o.before, sorted(set(o.after.items()) ^ set(o.before.items()))  # nothing written or removed
     if case.out is not None:
         assert not os.path.lexists(o.dir / case.cwd / case.out)
     assert (ROOT / ".git").exists() and (ROOT / "vllm_stack" / "cli.py").exists()
@@ -424,6 +740,7 @@ def test_program_bug_with_debug_prints_the_traceback(tmp_path):
 
 
 # --- what must still work with hostile-looking (but valid) input --------------------------------
+
 
 def test_markup_and_undecodable_bytes_in_paths_are_printed_as_text(tmp_path):
     d = tmp_path / "[bold]x[/]"
@@ -460,16 +777,19 @@ def test_previous_plan_is_replaced_and_only_its_files_are_removed(tmp_path):
     doc = json.loads((tmp_path / "o/plan.json").read_text())
     dev_files = {p.relative_to(tmp_path / "o").as_posix() for p in (tmp_path / "o").rglob("*") if p.is_file()}
     assert dev_files == {*doc["artifacts"], "plan.json"} and not (tmp_path / "o/k8s").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["o", "o-sibling"]    # no temp or aside dirs left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o", "o-sibling"]  # no temp or aside dirs left
     assert (tmp_path / "o-sibling/mine.txt").read_text() == "a sibling with the same prefix\n"
 
 
-@pytest.mark.parametrize("raw, message", [
-    (str(ROOT), "holds the vllm-stack program"),
-    (str(ROOT.parent), "holds the vllm-stack program"),
-    (str(ROOT / "vllm_stack"), "is not a previous plan's output"),
-    (str(ROOT / ".git" / "x"), "inside a .git directory"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (str(ROOT), "holds the vllm-stack program"),
+        (str(ROOT.parent), "holds the vllm-stack program"),
+        (str(ROOT / "vllm_stack"), "is not a previous plan's output"),
+        (str(ROOT / ".git" / "x"), "inside a .git directory"),
+    ],
+)
 def test_check_out_dir_refuses_the_checkout_without_touching_it(raw, message, tmp_path):
     """`check_out_dir` only reads; the real checkout is never passed to a running plan."""
     with pytest.raises(ConfigError) as exc:
@@ -481,8 +801,11 @@ def test_check_out_dir_accepts_new_empty_and_previous_plan(tmp_path):
     assert check_out_dir("a/b", cwd=str(tmp_path)).state == "new"
     (tmp_path / "e").mkdir()
     assert check_out_dir("e", cwd=str(tmp_path)).state == "empty"
-    write(tmp_path, "p/plan.json", json.dumps({"generator": PLAN_GENERATOR, "formatVersion": 1,
-                                               "artifacts": ["x/y.conf"]}))
+    write(
+        tmp_path,
+        "p/plan.json",
+        json.dumps({"generator": PLAN_GENERATOR, "formatVersion": 1, "artifacts": ["x/y.conf"]}),
+    )
     write(tmp_path, "p/x/y.conf", "y\n")
     checked = check_out_dir("p", cwd=str(tmp_path))
     assert checked.state == "plan" and checked.previous == {"plan.json", "x/y.conf"}
@@ -492,8 +815,11 @@ def test_check_out_dir_accepts_new_empty_and_previous_plan(tmp_path):
 
 
 def test_marker_listing_unsafe_paths_is_not_a_marker(tmp_path):
-    write(tmp_path, "p/plan.json", json.dumps({"generator": PLAN_GENERATOR, "formatVersion": 1,
-                                               "artifacts": ["../outside.txt"]}))
+    write(
+        tmp_path,
+        "p/plan.json",
+        json.dumps({"generator": PLAN_GENERATOR, "formatVersion": 1, "artifacts": ["../outside.txt"]}),
+    )
     with pytest.raises(ConfigError, match="is not a previous plan's output"):
         check_out_dir("p", cwd=str(tmp_path))
 
@@ -508,9 +834,14 @@ def test_out_in_read_only_directory(tmp_path):
 
 
 def test_broken_stdout_pipe_is_one_line(tmp_path):
-    p = subprocess.Popen([sys.executable, "-m", "vllm_stack", "plan", "dev"], cwd=tmp_path, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    p.stdout.close()                            # the reader goes away before the plan prints
+    p = subprocess.Popen(
+        [sys.executable, "-m", "vllm_stack", "plan", "dev"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    p.stdout.close()  # the reader goes away before the plan prints
     err = p.stderr.read().decode()
     assert p.wait(timeout=120) == 2
     assert err.splitlines() == ["error: stdout: broken pipe"]
@@ -527,22 +858,27 @@ def test_docs_write_then_check_in_a_copy(tmp_path):
 
 # --- write_artifacts in-process: the swap, its fallback, and failure half-way ---------------------
 
+
 def _fake_plan(files: dict[str, str]):
     from types import SimpleNamespace
 
     from vllm_stack.components.artifacts import Artifact
+
     arts = {rel: Artifact(rel, text) for rel, text in files.items()}
-    return SimpleNamespace(artifacts=arts, document={"generator": PLAN_GENERATOR, "formatVersion": 1,
-                                                     "artifacts": sorted(arts)})
+    return SimpleNamespace(
+        artifacts=arts, document={"generator": PLAN_GENERATOR, "formatVersion": 1, "artifacts": sorted(arts)}
+    )
 
 
 @pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])
 def test_write_artifacts_swaps_and_removes_only_the_previous_files(tmp_path, monkeypatch, exchange):
     from vllm_stack.offline import plan as plan_mod
+
     if not exchange:
         monkeypatch.setattr(plan_mod, "_exchange", lambda a, b: False)
-    plan_mod.write_artifacts(_fake_plan({"a/old.txt": "old", "b/c/old.txt": "old"}),
-                             check_out_dir("o", cwd=str(tmp_path)))
+    plan_mod.write_artifacts(
+        _fake_plan({"a/old.txt": "old", "b/c/old.txt": "old"}), check_out_dir("o", cwd=str(tmp_path))
+    )
     plan_mod.write_artifacts(_fake_plan({"a/new.txt": "new"}), check_out_dir("o", cwd=str(tmp_path)))
     files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
     assert files == ["o", "o/a", "o/a/new.txt", "o/plan.json"]
@@ -551,6 +887,7 @@ def test_write_artifacts_swaps_and_removes_only_the_previous_files(tmp_path, mon
 
 def test_write_artifacts_failing_half_way_leaves_nothing(tmp_path, monkeypatch):
     from vllm_stack.offline import plan as plan_mod
+
     out = check_out_dir("new/parent/o", cwd=str(tmp_path))
     real_chmod, calls = os.chmod, []
 
@@ -563,11 +900,12 @@ def test_write_artifacts_failing_half_way_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "chmod", chmod)
     with pytest.raises(OSError):
         plan_mod.write_artifacts(_fake_plan({"a/1.txt": "1", "a/2.txt": "2", "b/3.txt": "3"}), out)
-    assert list(tmp_path.iterdir()) == []            # no temp dir, no created parents
+    assert list(tmp_path.iterdir()) == []  # no temp dir, no created parents
 
 
 def test_write_artifacts_refuses_an_unsafe_artifact_path(tmp_path):
     from vllm_stack.offline import plan as plan_mod
+
     with pytest.raises(RuntimeError, match="unsafe path"):
         plan_mod.write_artifacts(_fake_plan({"../escape.txt": "x"}), check_out_dir("o", cwd=str(tmp_path)))
     assert list(tmp_path.iterdir()) == []

@@ -1,4 +1,5 @@
 """examples/python-single-host: the package used from a plain Pulumi program, under the mock engine."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "python-single-host"
 
 # Mock state is process-wide: the example runs in its own process, through the plan's engine.
-RUN = r'''
+RUN = r"""
 import json, sys
 from pathlib import Path
 import yaml
@@ -20,12 +21,13 @@ run = run_program(Path(sys.argv[1]), "dev", {}, {"sshPrivateKey": "KEY-MATERIAL-
 print(json.dumps([{"type": r.type, "name": r.name, "parent": r.parent,
                    "inputs": {k: "[secret]" if k in r.secret_keys else v for k, v in r.inputs.items()},
                    "secret": sorted(r.secret_keys), "deps": list(r.dependencies)} for r in run.resources], default=str))
-'''
+"""
 
 
 def _run() -> tuple[list[dict], str]:
-    out = subprocess.run([sys.executable, "-c", RUN, str(EXAMPLE)], capture_output=True, text=True,
-                         cwd=ROOT, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", RUN, str(EXAMPLE)], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1]), out.stdout + out.stderr
 
@@ -49,7 +51,7 @@ def test_example_builds_host_server_and_front_from_plain_arguments():
     bootstrap = by_name[("command:remote:Command", "gpu-a-bootstrap")]
     assert "connection" in bootstrap["secret"]
     node = by_name[("vllmstack:index:SshGpuNode", "gpu-a")]
-    assert {"ssh", "apiKey"} <= set(node["secret"])     # nested secret (ssh.privateKey) hides the whole input
+    assert {"ssh", "apiKey"} <= set(node["secret"])  # nested secret (ssh.privateKey) hides the whole input
     assert "readonly RUNTIME=docker" in bootstrap["inputs"]["stdin"]
 
 

@@ -8,6 +8,7 @@ gives it back to its consumer as exactly the same argv element.
 - Kubernetes: container args after a YAML load of the rendered manifests;
 - systemd units never carry it (ExecStart is the wrapper path).
 """
+
 from __future__ import annotations
 
 import json
@@ -23,16 +24,19 @@ from .conftest import ROOT
 HOSTILE_ARGS = [
     "--chat-template",
     "{% for m in messages %}{{ m['content'] }}{% endfor %};$(id)`id`\"'\\ %n ${HOME} }{ #x &&|>< \u00e9",
-    "--override-generation-config", '{"temperature": 0.5, "stop": ["a;b", "$(x)"]}',
+    "--override-generation-config",
+    '{"temperature": 0.5, "stop": ["a;b", "$(x)"]}',
     "--chat-template-content-format=string'; rm -rf / #",
 ]
 
 
 def stack_file(tmp_path: Path, platform: str, runtime: str = "docker") -> Path:
     config = {
-        "vllm-stack:environment": "dev", "vllm-stack:platform": platform,
-        "vllm-stack:models": [{"name": "llama-8b", "model": "meta-llama/Llama-3.1-8B-Instruct", "gpu": "L40S",
-                               "extraArgs": HOSTILE_ARGS}],
+        "vllm-stack:environment": "dev",
+        "vllm-stack:platform": platform,
+        "vllm-stack:models": [
+            {"name": "llama-8b", "model": "meta-llama/Llama-3.1-8B-Instruct", "gpu": "L40S", "extraArgs": HOSTILE_ARGS}
+        ],
     }
     if platform == "docker":
         config["vllm-stack:hostRuntime"] = runtime
@@ -44,8 +48,13 @@ def stack_file(tmp_path: Path, platform: str, runtime: str = "docker") -> Path:
 
 def plan_out(tmp_path: Path, stack: Path) -> Path:
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "vllm_stack", "plan", str(stack), "--out", str(out)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vllm_stack", "plan", str(stack), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     return out
 
@@ -54,9 +63,8 @@ def bash_array(script: Path, name: str) -> list[str]:
     """The array `name` as bash builds it from the script's own `readonly -a NAME=(...)` block."""
     text = script.read_text()
     start = text.index(f"readonly -a {name}=(")
-    block = text[start:text.index("\n)\n", start) + 3]
-    proc = subprocess.run(["bash", "-c", block + f'printf "%s\\0" "${{{name}[@]}}"'], capture_output=True,
-                          timeout=10)
+    block = text[start : text.index("\n)\n", start) + 3]
+    proc = subprocess.run(["bash", "-c", block + f'printf "%s\\0" "${{{name}[@]}}"'], capture_output=True, timeout=10)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.decode().split("\0")[:-1]
 
@@ -68,7 +76,7 @@ def bash_words(line: str) -> list[str]:
 
 
 def contains_run(argv: list[str], run: list[str]) -> bool:
-    return any(argv[i:i + len(run)] == run for i in range(len(argv) - len(run) + 1))
+    return any(argv[i : i + len(run)] == run for i in range(len(argv) - len(run) + 1))
 
 
 def shell_scripts(out: Path) -> list[Path]:
@@ -91,8 +99,13 @@ def test_systemd_wrapper_gives_bash_the_exact_argv(tmp_path):
 def test_docker_container_command_is_the_exact_argv(tmp_path):
     out = plan_out(tmp_path, stack_file(tmp_path, "docker", "docker"))
     doc = json.loads((out / "plan.json").read_text())
-    containers = [r for r in doc["resources"] if r["type"] == "docker:index/container:Container"
-                  and "vllm" in r["inputs"].get("image", "") and r["inputs"].get("command")]
+    containers = [
+        r
+        for r in doc["resources"]
+        if r["type"] == "docker:index/container:Container"
+        and "vllm" in r["inputs"].get("image", "")
+        and r["inputs"].get("command")
+    ]
     assert containers
     for c in containers:
         assert contains_run(c["inputs"]["command"], HOSTILE_ARGS)

@@ -1,4 +1,5 @@
 """`python -m vllm_stack plan`: exit codes, JSON document, artifacts, diff, speed, no secrets."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,14 @@ from .conftest import ROOT, SCAN_SECRETS
 
 
 def plan(*args: str, timeout: int = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vllm_stack", "plan", *args], check=False, capture_output=True,
-                          text=True, cwd=ROOT, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "vllm_stack", "plan", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +42,18 @@ def test_prod_plan_is_fast(prod_json):
 def test_json_document_shape(prod_json):
     doc = prod_json[0]
     assert doc["stack"] == "prod" and doc["environment"] == "prod" and doc["platform"] == "kubernetes"
-    assert doc["generator"] == "vllm-stack plan" and doc["formatVersion"] == 1     # the --out marker
+    assert doc["generator"] == "vllm-stack plan" and doc["formatVersion"] == 1  # the --out marker
     assert json.loads((prod_json[1] / "plan.json").read_text()) == doc
     types = {r["type"] for r in doc["resources"]}
-    assert {"vllmstack:index:KubernetesGpuNode", "vllmstack:index:KubernetesSpotOnDemandPool",
-            "vllmstack:index:KubernetesVllmServer", "vllmstack:index:KubernetesNginxFront",
-            "vllmstack:index:KubernetesMonitoringStack", "kubernetes:apps/v1:Deployment",
-            "kubernetes:keda.sh/v1alpha1:ScaledObject"} <= types
+    assert {
+        "vllmstack:index:KubernetesGpuNode",
+        "vllmstack:index:KubernetesSpotOnDemandPool",
+        "vllmstack:index:KubernetesVllmServer",
+        "vllmstack:index:KubernetesNginxFront",
+        "vllmstack:index:KubernetesMonitoringStack",
+        "kubernetes:apps/v1:Deployment",
+        "kubernetes:keda.sh/v1alpha1:ScaledObject",
+    } <= types
     assert doc["outputs"]["apiKey"] == "[secret]"
     assert doc["capacity"]["total"]["blendMonthly"] == round((2.50 + 1.03 + 2 * 0.72) * 720, 2)
     names = [w.split("`")[1] for w in doc["warnings"] if w.startswith("secret `")]
@@ -54,8 +66,9 @@ def test_json_document_shape(prod_json):
 def test_artifacts_written_with_modes(prod_json):
     doc, out, _ = prod_json
     assert (out / "plan.json").exists()
-    assert sorted(doc["artifacts"]) == sorted(str(p.relative_to(out)) for p in out.rglob("*")
-                                              if p.is_file() and p.name != "plan.json")
+    assert sorted(doc["artifacts"]) == sorted(
+        str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.name != "plan.json"
+    )
     secret = out / "k8s/secret-vllm-model-secrets.yaml"
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
     assert "secret-placeholder" in secret.read_text()
@@ -85,17 +98,21 @@ def test_rewrite_is_atomic_and_replaces_old_output(tmp_path):
     """A previous plan's output is swapped for the new one; a file the plan did not write blocks it."""
     out = tmp_path / "o"
     assert plan("dev", "--out", str(out)).returncode == 0
-    (out / "front/nginx.conf").write_text("edited by hand")          # an artifact: the plan's own file
+    (out / "front/nginx.conf").write_text("edited by hand")  # an artifact: the plan's own file
     assert plan("dev", "--out", str(out)).returncode == 0
     assert (out / "front/nginx.conf").read_text() != "edited by hand"
-    (out / "stale.txt").write_text("old")                            # not the plan's: refuse, touch nothing
+    (out / "stale.txt").write_text("old")  # not the plan's: refuse, touch nothing
     before = sorted((p.relative_to(out), p.read_bytes()) for p in out.rglob("*") if p.is_file())
     proc = plan("dev", "--out", str(out))
     assert proc.returncode == 2
-    assert proc.stderr.splitlines() == [(f"error: --out: {out} holds 1 file(s) the previous plan did not write "
-                                         "(stale.txt); move them away or choose another directory")]
+    assert proc.stderr.splitlines() == [
+        (
+            f"error: --out: {out} holds 1 file(s) the previous plan did not write "
+            "(stale.txt); move them away or choose another directory"
+        )
+    ]
     assert sorted((p.relative_to(out), p.read_bytes()) for p in out.rglob("*") if p.is_file()) == before
-    assert [p.name for p in tmp_path.iterdir()] == ["o"]             # no temp or aside directory left
+    assert [p.name for p in tmp_path.iterdir()] == ["o"]  # no temp or aside directory left
 
 
 def test_diff_dev_to_prod_shows_cost_delta(tmp_path):
@@ -112,10 +129,10 @@ def test_diff_between_two_prod_variants_from_previous_json(tmp_path, prod_json):
     prev = tmp_path / "prev.json"
     prev.write_text(json.dumps(prod_json[0]))
     body = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())
-    body["config"]["vllm-stack:models"][0]["pool"]["spot"] = 2        # one more warm spot H100
+    body["config"]["vllm-stack:models"][0]["pool"]["spot"] = 2  # one more warm spot H100
     variant = tmp_path / "Pulumi.prod2.yaml"
     variant.write_text(yaml.safe_dump(body))
     proc = plan(str(variant), "--diff", str(prev))
     assert proc.returncode == 0, proc.stderr
-    assert "delta $+741.60" in proc.stdout                             # 1.03 x 720
+    assert "delta $+741.60" in proc.stdout  # 1.03 x 720
     assert "~ kubernetes:apps/v1:Deployment::deployment-llama-70b-spot" in proc.stdout

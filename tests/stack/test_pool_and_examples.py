@@ -1,4 +1,5 @@
 """SpotOnDemandPool on hosts and every shipped stack file under the mock engine."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,8 +36,11 @@ def test_spot_drain_runs_before_the_replica_is_deleted(docker_prod):
         assert hook["inputs"]["delete"].rstrip("; fi").endswith("20") or " 20;" in hook["inputs"]["delete"]
         # the hook runs on the front host (first on-demand host), not on the spot host
         assert unwrap(hook["inputs"]["connection"])["host"] == "10.0.1.11" and "connection" in hook["secretKeys"]
-    assert not [r for r in by_type(docker_prod, "command:remote:Command") if r["name"].startswith("llama-8b-od-")
-                and r["name"].endswith("-drain")]
+    assert not [
+        r
+        for r in by_type(docker_prod, "command:remote:Command")
+        if r["name"].startswith("llama-8b-od-") and r["name"].endswith("-drain")
+    ]
 
 
 def test_spot_backends_bind_their_host_address(docker_prod):
@@ -54,7 +58,7 @@ def test_docker_prod_cost_by_hand():
     assert p["total"]["blendMonthly"] == round((2 * 0.72 + 2 * 0.35) * 720, 2) == 1540.80
     assert p["total"]["onDemandMonthly"] == round(4 * 0.72 * 720, 2) == 2073.60
     m = p["models"][0]
-    assert m["load"]["instancesNeeded"] == 4        # ceil(40/12 x 1.2) = ceil(4.0)
+    assert m["load"]["instancesNeeded"] == 4  # ceil(40/12 x 1.2) = ceil(4.0)
     assert m["spotLoss"]["remainingRps"] == 24 and not m["spotLoss"]["coversPeak"]
 
 

@@ -1,4 +1,5 @@
 """The dev stack (docker platform) under the mock engine: graph, parents, inputs, secrets."""
+
 from __future__ import annotations
 
 from .conftest import SCAN_SECRETS, by_type, one, unwrap
@@ -23,8 +24,10 @@ def test_vllm_container_inputs(dev):
     assert argv[0] == "meta-llama/Llama-3.1-8B-Instruct"
     assert argv[argv.index("--gpu-memory-utilization") + 1] == "0.9"
     assert argv[argv.index("--max-num-seqs") + 1] == "64"
-    assert c["inputs"]["ports"] == [{"internal": 8000, "external": 8000, "ip": "127.0.0.1", "protocol": "tcp"}] or \
-        c["inputs"]["ports"][0]["ip"] == "127.0.0.1"
+    assert (
+        c["inputs"]["ports"] == [{"internal": 8000, "external": 8000, "ip": "127.0.0.1", "protocol": "tcp"}]
+        or c["inputs"]["ports"][0]["ip"] == "127.0.0.1"
+    )
     assert c["inputs"]["ipcMode"] == "host" and c["inputs"]["restart"] == "always"
     assert c["inputs"]["gpus"] == "device=0"
     hc = c["inputs"]["healthcheck"]
@@ -60,7 +63,7 @@ def test_outputs(dev):
     assert dev["outputs"]["endpoint"] == "https://vllm.dev.internal"
     assert dev["outputs"]["routes"]["llama-8b"] == "https://vllm.dev.internal/llama-8b/v1"
     assert "apiKey" in dev["secretOutputs"]
-    assert dev["outputs"]["monthlyCostUsd"] == 518.4   # 1x L40S at $0.72 x 720 h (seed 000 "$518")
+    assert dev["outputs"]["monthlyCostUsd"] == 518.4  # 1x L40S at $0.72 x 720 h (seed 000 "$518")
 
 
 def test_no_secret_value_outside_secret_inputs_or_secret_artifacts(dev):
@@ -69,6 +72,7 @@ def test_no_secret_value_outside_secret_inputs_or_secret_artifacts(dev):
 
 def _assert_secret_containment(d):
     import json
+
     values = [v for v in SCAN_SECRETS.values()]
     for r in d["resources"]:
         for key, val in r["inputs"].items():
@@ -97,6 +101,7 @@ def test_program_refuses_a_plain_api_key_from_pulumi_config():
     import sys
 
     from .conftest import ROOT
+
     code = (
         "import yaml, sys; sys.path.insert(0, '.');"
         "from vllm_stack.offline.engine import run_program;"
@@ -115,6 +120,7 @@ def test_grafana_datasource_is_where_prometheus_listens(dev):
     """Grafana runs on the host network: its datasource must be Prometheus' own listen address
     (it was `http://prometheus:9090`, a name nothing resolves there)."""
     import yaml
+
     prom = one(dev, "docker:index/container:Container", "monitoring-prometheus")
     listen = next(a.split("=", 1)[1] for a in prom["inputs"]["command"] if a.startswith("--web.listen-address="))
     ds = yaml.safe_load(dev["artifacts"]["monitoring/grafana/datasources/prometheus.yaml"]["content"])

@@ -1,4 +1,5 @@
 """The prod stack (kubernetes) under the mock engine."""
+
 from __future__ import annotations
 
 from vllm_stack import defaults as D
@@ -38,8 +39,7 @@ def test_spot_deployment_and_scaling(prod):
     assert s["minReplicaCount"] == 1 and s["maxReplicaCount"] == 4
     kinds = {t["type"] for t in s["triggers"]}
     assert kinds == {"prometheus", "cron"}
-    pdbs = [p for p in by_type(prod, "kubernetes:policy/v1:PodDisruptionBudget")
-            if p["name"].endswith("-on-demand")]
+    pdbs = [p for p in by_type(prod, "kubernetes:policy/v1:PodDisruptionBudget") if p["name"].endswith("-on-demand")]
     assert {p["inputs"]["spec"]["minAvailable"] for p in pdbs} == {1} and len(pdbs) == 2
 
 
@@ -72,8 +72,7 @@ def test_outputs_cost(prod):
 
 def test_grafana_url_names_the_rendered_service(prod):
     """The exported grafanaUrl named `vllm-grafana`, a Service the stack never created."""
-    services = {r["inputs"]["metadata"]["name"] for r in prod["resources"]
-                if r["type"] == "kubernetes:core/v1:Service"}
+    services = {r["inputs"]["metadata"]["name"] for r in prod["resources"] if r["type"] == "kubernetes:core/v1:Service"}
     url = prod["outputs"]["grafanaUrl"]
     host = url.split("//", 1)[1].split(".", 1)[0]
     assert host in services, (url, sorted(services))

@@ -8,6 +8,7 @@
 Both run the real `__main__.py` under mocks (tests/stack/program_dump) on a copy of the dev (docker)
 and prod (kubernetes) stack files with every `*For` set to its own value.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,13 @@ def _stack_copy(name: str, tmp: Path) -> Path:
 
 
 def _dump(path: Path) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "tests.stack.program_dump", str(path), json.dumps(SECRETS)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.stack.program_dump", str(path), json.dumps(SECRETS)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout)
 
@@ -84,7 +90,7 @@ def test_every_extra_api_key_and_the_primary_reach_the_front_key_map(dumps, plat
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
     expected = {_anchored(k) for k in (SCAN_SECRETS["apiKey"], *EXTRA_KEYS)}
     assert set(lines) == expected, lines
-    assert len(lines) == 4                      # no empty entry from `,,`, no untrimmed key
+    assert len(lines) == 4  # no empty entry from `,,`, no untrimmed key
     assert r'"~^Bearer ops\.KEY\+0002bbbb/cccc$" 1;' in lines
     # each pattern matches its own header only (what nginx does with the `~` entry)
     for key in (SCAN_SECRETS["apiKey"], *EXTRA_KEYS):
@@ -98,7 +104,8 @@ def _deployed_rules(platform: str, d: dict) -> dict[str, dict]:
         text = unwrap(one(d, "command:remote:Command", "monitoring-rules")["inputs"]["stdin"])
     else:
         text = one(d, "kubernetes:core/v1:ConfigMap", "configmap-vllm-stack-prometheus-config")["inputs"]["data"][
-            "vllm-alerts.yml"]
+            "vllm-alerts.yml"
+        ]
     doc = yaml.safe_load(text)
     return {r["alert"]: r for g in doc["groups"] for r in g["rules"]}
 

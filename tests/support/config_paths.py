@@ -3,6 +3,7 @@
 The config tests walk the pydantic model for every field and set one value at a time; this is
 the one implementation of "set the first instance of this path and say which key that was".
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -11,6 +11,7 @@ Who starts the backends is the caller's business: `tests.e2e.conftest.start_fron
 (and hands them over, so the front stops them), `tests.real_vllm.conftest.start_real_front`
 points the front at the shared real vLLM servers.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -34,11 +35,18 @@ from tests.support.tools import require
 from vllm_stack import defaults as D
 from vllm_stack.endpoints import Backend
 from vllm_stack.render.drain import render_drain_script
-from vllm_stack.render.nginx import (FrontListen, NginxPaths, render_api_keys_map, render_front,
-                                     render_upstream_auth)
+from vllm_stack.render.nginx import FrontListen, NginxPaths, render_api_keys_map, render_front, render_upstream_auth
 
-__all__ = ["NGINX_QUIT_TIMEOUT", "NGINX_START_TIMEOUT", "Front", "Pki", "front_root", "launch_front", "make_pki",
-           "new_key"]
+__all__ = [
+    "NGINX_QUIT_TIMEOUT",
+    "NGINX_START_TIMEOUT",
+    "Front",
+    "Pki",
+    "front_root",
+    "launch_front",
+    "make_pki",
+    "new_key",
+]
 
 NGINX_START_TIMEOUT = 10.0
 NGINX_QUIT_TIMEOUT = 5.0
@@ -55,8 +63,8 @@ def new_key(tag: str) -> str:
 
 @dataclass(frozen=True)
 class Pki:
-    ca: Path        # CA certificate clients verify against
-    cert: Path      # server certificate (SAN IP:127.0.0.1, DNS:localhost), signed by the CA
+    ca: Path  # CA certificate clients verify against
+    cert: Path  # server certificate (SAN IP:127.0.0.1, DNS:localhost), signed by the CA
     key: Path
 
 
@@ -68,15 +76,46 @@ def make_pki(d: Path) -> Pki:
     def run(*argv: str) -> None:
         subprocess.run(["openssl", *argv], check=True, capture_output=True, timeout=30)
 
-    run("req", "-x509", *ec, "-keyout", str(d / "ca.key"), "-out", str(d / "ca.pem"), "-days", "2",
-        "-subj", "/CN=vllm-stack test CA", "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    run(
+        "req",
+        "-x509",
+        *ec,
+        "-keyout",
+        str(d / "ca.key"),
+        "-out",
+        str(d / "ca.pem"),
+        "-days",
+        "2",
+        "-subj",
+        "/CN=vllm-stack test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    )
     run("req", *ec, "-keyout", str(d / "server.key"), "-out", str(d / "server.csr"), "-subj", "/CN=localhost")
-    (d / "server.ext").write_text("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
-                                  "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n"
-                                  "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n")
-    run("x509", "-req", "-in", str(d / "server.csr"), "-CA", str(d / "ca.pem"), "-CAkey", str(d / "ca.key"),
-        "-CAcreateserial", "-out", str(d / "server.pem"), "-days", "2", "-extfile", str(d / "server.ext"))
+    (d / "server.ext").write_text(
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+        "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n"
+        "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n"
+    )
+    run(
+        "x509",
+        "-req",
+        "-in",
+        str(d / "server.csr"),
+        "-CA",
+        str(d / "ca.pem"),
+        "-CAkey",
+        str(d / "ca.key"),
+        "-CAcreateserial",
+        "-out",
+        str(d / "server.pem"),
+        "-days",
+        "2",
+        "-extfile",
+        str(d / "server.ext"),
+    )
     return Pki(ca=d / "ca.pem", cert=d / "server.pem", key=d / "server.key")
 
 
@@ -91,7 +130,7 @@ class Front:
     proc: Proc
     keys: list[str]
     backend_key: str | None
-    fakes: dict[str, list[FakeHandle]]          # model -> its fake backends (not the dead ones)
+    fakes: dict[str, list[FakeHandle]]  # model -> its fake backends (not the dead ones)
     pki: Pki
     files: dict[str, str] = field(default_factory=dict)
     drain_script: Path | None = None
@@ -110,14 +149,23 @@ class Front:
     async def load(self, model: str, **kw: Any):
         """`bench.loadgen.run_load` through this front for `model`, with its first key and test CA."""
         from bench.loadgen import run_load
-        return await run_load(f"{self.https}/{model}/v1", api_key=self.keys[0], model=model,
-                              ca_path=str(self.pki.ca), **kw)
+
+        return await run_load(
+            f"{self.https}/{model}/v1", api_key=self.keys[0], model=model, ca_path=str(self.pki.ca), **kw
+        )
 
     async def start_drain(self, model: str, target: str, seconds: int, stop_cmd: str) -> "asyncio.subprocess.Process":
         """Run the rendered drain script on `target` (host:port) with STOP_CMD, output piped."""
         return await asyncio.create_subprocess_exec(
-            "sh", str(self.drain_script), model, target, str(seconds), env={**os.environ, "STOP_CMD": stop_cmd},
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            "sh",
+            str(self.drain_script),
+            model,
+            target,
+            str(seconds),
+            env={**os.environ, "STOP_CMD": stop_cmd},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
 
     def ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.pki.ca))
@@ -127,8 +175,9 @@ class Front:
 
     def totals(self) -> dict[int, int]:
         """Backend port -> requests it has seen (control endpoints excluded)."""
-        return {f.port: f.stats()["requests_total"] for fs in self.fakes.values() for f in fs
-                if f.proc.popen.poll() is None}
+        return {
+            f.port: f.stats()["requests_total"] for fs in self.fakes.values() for f in fs if f.proc.popen.poll() is None
+        }
 
     def logs(self) -> str:
         parts = []
@@ -177,9 +226,18 @@ def front_root(root: Path | None = None, *, prefix: str = "vllm-front-") -> Path
     return root
 
 
-def launch_front(pki: Pki, cfg, backends: Sequence[Backend], *, keys: Sequence[str], backend_key: str | None,
-                 root: Path | None = None, drain_seconds: int = D.DRAIN_SECONDS_MIN,
-                 fakes: dict[str, list[FakeHandle]] | None = None, prefix: str = "vllm-front-") -> Front:
+def launch_front(
+    pki: Pki,
+    cfg,
+    backends: Sequence[Backend],
+    *,
+    keys: Sequence[str],
+    backend_key: str | None,
+    root: Path | None = None,
+    drain_seconds: int = D.DRAIN_SECONDS_MIN,
+    fakes: dict[str, list[FakeHandle]] | None = None,
+    prefix: str = "vllm-front-",
+) -> Front:
     """Render the front of `cfg` for `backends` (TLS, key map, upstream auth when `backend_key`
     is set, drain script) under `root` (see `front_root`) and start nginx; returns once both
     ports listen and the pid file is written. `fakes` are handed to the `Front`, which stops
@@ -204,10 +262,21 @@ def launch_front(pki: Pki, cfg, backends: Sequence[Backend], *, keys: Sequence[s
     drain = root / "vllm-drain"
     drain.write_text(render_drain_script(paths, nginx_cmd=(nginx, "-e", "stderr"), drain_seconds=drain_seconds))
     drain.chmod(0o755)
-    proc = Proc("nginx", [nginx, "-e", "stderr", "-p", f"{root}/", "-c", paths.conf, "-g", "daemon off;"],
-                root / "logs")
-    fr = Front(root=root, paths=paths, listen=listen, proc=proc, keys=keys, backend_key=backend_key,
-               fakes=fakes if fakes is not None else {}, pki=pki, files=files, drain_script=drain)
+    proc = Proc(
+        "nginx", [nginx, "-e", "stderr", "-p", f"{root}/", "-c", paths.conf, "-g", "daemon off;"], root / "logs"
+    )
+    fr = Front(
+        root=root,
+        paths=paths,
+        listen=listen,
+        proc=proc,
+        keys=keys,
+        backend_key=backend_key,
+        fakes=fakes if fakes is not None else {},
+        pki=pki,
+        files=files,
+        drain_script=drain,
+    )
     try:
         wait_port(listen.https_port, NGINX_START_TIMEOUT, proc=proc)
         wait_port(listen.http_port, NGINX_START_TIMEOUT, proc=proc)

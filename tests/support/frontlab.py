@@ -13,6 +13,7 @@ helpers only add what those modules keep private or do not offer:
 * `access_log` / `error_lines`: the front's JSON access log and its error-log lines about one
   backend.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,21 @@ from tests.e2e.conftest import start_front
 from tests.fakes.harness import FakeHandle, start_fake
 from tests.support.front import Front, Pki, make_pki, new_key
 
-__all__ = ["NO_RATE_LIMIT", "Front", "Pki", "access_log", "error_lines", "lab_front", "make_pki", "new_key",
-           "nginx_workers", "reload_front", "rewrite_upstream", "start_fake_at", "start_front"]
+__all__ = [
+    "NO_RATE_LIMIT",
+    "Front",
+    "Pki",
+    "access_log",
+    "error_lines",
+    "lab_front",
+    "make_pki",
+    "new_key",
+    "nginx_workers",
+    "reload_front",
+    "rewrite_upstream",
+    "start_fake_at",
+    "start_front",
+]
 
 #: Per-key rate limit for load runs: high enough that the limiter never answers 429 (what is
 #: measured is proxying, not the limiter; the limiter has its own e2e test).
@@ -52,11 +66,27 @@ def lab_front(models: dict[str, list[dict]], **kw) -> Iterator[Front]:
         shutil.rmtree(pki_dir, ignore_errors=True)
 
 
-def start_fake_at(log_dir: Path, port: int, *args: str, api_key: str | None = None, model: str = "tiny",
-                  name: str | None = None, wait: bool = False, wait_timeout: float = 10.0) -> FakeHandle:
+def start_fake_at(
+    log_dir: Path,
+    port: int,
+    *args: str,
+    api_key: str | None = None,
+    model: str = "tiny",
+    name: str | None = None,
+    wait: bool = False,
+    wait_timeout: float = 10.0,
+) -> FakeHandle:
     """`tests.fakes.harness.start_fake` on `port` and by default without waiting."""
-    return start_fake(log_dir, *args, api_key=api_key, model=model, name=name or f"fake_vllm_at_{port}", wait=wait,
-                      wait_timeout=wait_timeout, port=port)
+    return start_fake(
+        log_dir,
+        *args,
+        api_key=api_key,
+        model=model,
+        name=name or f"fake_vllm_at_{port}",
+        wait=wait,
+        wait_timeout=wait_timeout,
+        port=port,
+    )
 
 
 def nginx_workers(master_pid: int) -> set[int]:
@@ -116,5 +146,4 @@ def access_log(fr: Front) -> list[dict]:
 def error_lines(fr: Front, port: int, *needles: str) -> list[str]:
     """Error-log lines that name backend 127.0.0.1:`port` (and contain any of `needles`, if given)."""
     target = f"127.0.0.1:{port}"
-    return [ln for ln in fr.error_log().splitlines()
-            if target in ln and (not needles or any(n in ln for n in needles))]
+    return [ln for ln in fr.error_log().splitlines() if target in ln and (not needles or any(n in ln for n in needles))]

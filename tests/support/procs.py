@@ -3,6 +3,7 @@
 Every test that starts a server goes through `Proc` so teardown can never leave a
 listener behind (CI runs on a shared machine).
 """
+
 from __future__ import annotations
 
 import os
@@ -25,7 +26,9 @@ def wait_port(port: int, timeout: float, host: str = "127.0.0.1", proc: "Proc | 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.popen.poll() is not None:
-            raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode} before listening on {port}:\n{proc.tail()}")
+            raise RuntimeError(
+                f"{proc.name} exited with {proc.popen.returncode} before listening on {port}:\n{proc.tail()}"
+            )
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return
@@ -37,16 +40,23 @@ def wait_port(port: int, timeout: float, host: str = "127.0.0.1", proc: "Proc | 
 class Proc:
     """A child started in its own session; output goes to a log file we can tail on failure."""
 
-    def __init__(self, name: str, argv: Sequence[str], log_dir: Path, env: Mapping[str, str] | None = None,
-                 cwd: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_dir: Path,
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike | None = None,
+    ):
         self.name = name
         self.log_path = Path(log_dir) / f"{name}.log"
         self._log = open(self.log_path, "ab")
         full_env = dict(os.environ)
         if env:
             full_env.update(env)
-        self.popen = subprocess.Popen(list(argv), stdout=self._log, stderr=subprocess.STDOUT, env=full_env,
-                                      cwd=cwd, start_new_session=True)
+        self.popen = subprocess.Popen(
+            list(argv), stdout=self._log, stderr=subprocess.STDOUT, env=full_env, cwd=cwd, start_new_session=True
+        )
 
     @property
     def pid(self) -> int:

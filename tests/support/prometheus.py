@@ -6,6 +6,7 @@ in tests/real_vllm).
 under `Proc` (TSDB and log under `root`) and returns once /-/ready answers 200. Stop it with
 `Prometheus.stop()` (SIGTERM, then the process group).
 """
+
 from __future__ import annotations
 
 import shutil
@@ -68,8 +69,18 @@ def start_prometheus(root: Path, config_text: str, rules: Mapping[str, str]) -> 
     assert checked.ok, str(checked)
     port = free_port()
     prom = shutil.which("prometheus") or "/usr/bin/prometheus"
-    proc = Proc("prometheus", [prom, f"--config.file={conf}", f"--storage.tsdb.path={root / 'tsdb'}",
-                               f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"], root, cwd=root)
+    proc = Proc(
+        "prometheus",
+        [
+            prom,
+            f"--config.file={conf}",
+            f"--storage.tsdb.path={root / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ],
+        root,
+        cwd=root,
+    )
     p = Prometheus(proc, port, root)
     try:
         wait_port(port, READY_TIMEOUT, proc=proc)

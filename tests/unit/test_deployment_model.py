@@ -1,4 +1,5 @@
 """The deployment model is the one place names, paths and URLs are spelled."""
+
 from __future__ import annotations
 
 import ast
@@ -13,9 +14,22 @@ ROOT = Path(__file__).resolve().parents[2]
 STACKS = sorted(ROOT.glob("Pulumi.*.yaml")) + sorted((ROOT / "examples").glob("Pulumi.*.yaml"))
 #: Product code: the package, the stack program, the policy pack (tests and consumer examples may spell values).
 PRODUCT = [*ROOT.joinpath("vllm_stack").rglob("*.py"), ROOT / "__main__.py", *ROOT.joinpath("policies").rglob("*.py")]
-FIXED = {k: getattr(M, k) for k in ("SECRET_PLACEHOLDER", "MODEL_SECRET", "FRONT_KEYS_SECRET", "FRONT_TLS_SECRET",
-                                    "GRAFANA_SECRET", "PROMETHEUS_CONTAINER", "GRAFANA_CONTAINER", "MONITORING_DIR",
-                                    "RULES_FILE", "UPSTREAM_AUTH_PATH", "CONTAINER_SECRET_ENV")}
+FIXED = {
+    k: getattr(M, k)
+    for k in (
+        "SECRET_PLACEHOLDER",
+        "MODEL_SECRET",
+        "FRONT_KEYS_SECRET",
+        "FRONT_TLS_SECRET",
+        "GRAFANA_SECRET",
+        "PROMETHEUS_CONTAINER",
+        "GRAFANA_CONTAINER",
+        "MONITORING_DIR",
+        "RULES_FILE",
+        "UPSTREAM_AUTH_PATH",
+        "CONTAINER_SECRET_ENV",
+    )
+}
 
 
 def _model_values() -> set[str]:
@@ -33,14 +47,27 @@ def _literals(path: Path) -> set[str]:
     """String constants of a module, docstrings excepted (prose may quote an example name)."""
     tree = ast.parse(path.read_text())
     docs = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)}
-    return {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs}
+    return {
+        n.value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs
+    }
 
 
 def test_no_model_value_is_spelled_outside_the_model():
     values = _model_values()
-    homes = {ROOT / "vllm_stack" / "deployment.py", ROOT / "vllm_stack" / "defaults.py"}   # each value defined once, there
-    offenders = sorted(f"{p.relative_to(ROOT)}: {lit!r}" for p in PRODUCT if p not in homes
-                       for lit in _literals(p) for v in values if v == lit or (len(v) > 12 and v in lit))
+    homes = {
+        ROOT / "vllm_stack" / "deployment.py",
+        ROOT / "vllm_stack" / "defaults.py",
+    }  # each value defined once, there
+    offenders = sorted(
+        f"{p.relative_to(ROOT)}: {lit!r}"
+        for p in PRODUCT
+        if p not in homes
+        for lit in _literals(p)
+        for v in values
+        if v == lit or (len(v) > 12 and v in lit)
+    )
     assert offenders == []
 
 
@@ -63,10 +90,13 @@ def test_model_names_every_server_and_url(path):
         else:
             assert s.container == f"vllm-{s.name}" and s.unit is None
     if cfg.platform != "kubernetes":
-        assert d.prometheus_url == "http://127.0.0.1:9090"          # where Prometheus listens (issue 13 defect)
+        assert d.prometheus_url == "http://127.0.0.1:9090"  # where Prometheus listens (issue 13 defect)
         assert len(d.scrape_targets()) == len(d.servers) + len(cfg.hosts)
     else:
         assert d.grafana_url is None or d.grafana_url.startswith("http://vllm-stack-grafana.")
         # the model Secret holds the API key, and the HF token exactly when the stack sets one
         in_model_secret = {r.key: r.env for r in d.secrets if r.k8s_secret == M.MODEL_SECRET}
-        assert in_model_secret == {"apiKey": "VLLM_API_KEY", **({"hfToken": "HF_TOKEN"} if "hfToken" in cfg.secrets else {})}
+        assert in_model_secret == {
+            "apiKey": "VLLM_API_KEY",
+            **({"hfToken": "HF_TOKEN"} if "hfToken" in cfg.secrets else {}),
+        }

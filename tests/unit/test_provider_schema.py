@@ -1,4 +1,5 @@
 """The component provider (provider/): its inferred schema, generated offline, and the YAML example."""
+
 from __future__ import annotations
 
 import re
@@ -47,7 +48,11 @@ def test_secrets_and_addresses_may_be_outputs_of_other_resources(doc):
 
 
 def test_outputs_are_the_attributes_each_component_sets(doc):
-    assert sorted(doc["resources"]["vllmstack:index:DockerVllmServer"]["properties"]) == ["capacity", "endpoint", "model"]
+    assert sorted(doc["resources"]["vllmstack:index:DockerVllmServer"]["properties"]) == [
+        "capacity",
+        "endpoint",
+        "model",
+    ]
     assert sorted(doc["resources"]["vllmstack:index:HostNginxFront"]["properties"]) == ["routes", "url"]
     assert doc["resources"]["vllmstack:index:HostNginxFront"]["properties"]["routes"]["type"] == "object"
 
@@ -67,8 +72,11 @@ def _yaml_program() -> dict:
 def test_yaml_example_uses_the_schema(doc):
     program = _yaml_program()
     ours = {n: r for n, r in program["resources"].items() if r["type"].startswith("vllmstack:")}
-    assert {r["type"] for r in ours.values()} == {"vllmstack:index:SshGpuNode", "vllmstack:index:DockerVllmServer",
-                                                  "vllmstack:index:HostNginxFront"}
+    assert {r["type"] for r in ours.values()} == {
+        "vllmstack:index:SshGpuNode",
+        "vllmstack:index:DockerVllmServer",
+        "vllmstack:index:HostNginxFront",
+    }
     for name, r in ours.items():
         res = doc["resources"][r["type"]]
         props = set(r["properties"])

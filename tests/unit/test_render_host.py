@@ -4,6 +4,7 @@ Units are parsed (sections, repeated keys) and compared key by key; scripts are 
 what they must and must never contain. Behaviour (shellcheck, systemd-analyze, running the
 wrapper and the bootstrap for real) lives in tests/artifacts.
 """
+
 from __future__ import annotations
 
 import configparser
@@ -23,16 +24,35 @@ CANARY_KEY = "sk-canary-7f3a9c1e5b"
 CANARY_HF = "hf_canaryQ8zW2xY4"
 
 
-def cfg_for(runtime: str = "systemd", *, front_host: str | None = None, tp: int = 1, on_demand: int = 2,
-            drain: int = 25, gpu_count: int = 4, second_host: bool = False, secrets=("apiKey", "hfToken")):
+def cfg_for(
+    runtime: str = "systemd",
+    *,
+    front_host: str | None = None,
+    tp: int = 1,
+    on_demand: int = 2,
+    drain: int = 25,
+    gpu_count: int = 4,
+    second_host: bool = False,
+    secrets=("apiKey", "hfToken"),
+):
     hosts = [{"name": "gpu-a", "address": "10.0.0.5", "gpu": "L40S", "gpuCount": gpu_count}]
     if second_host:
         hosts.append({"name": "edge", "address": "10.0.0.9", "gpu": "L40S", "gpuCount": 1})
     raw = {
-        "environment": "dev", "platform": "docker", "hostRuntime": runtime, "hosts": hosts,
-        "models": [{"name": "llama", "model": "meta-llama/Llama-3.1-8B", "gpu": "L40S", "tensorParallel": tp,
-                    "pool": {"onDemand": on_demand, "drainSeconds": drain}},
-                   {"name": "qwen", "model": "Qwen/Qwen2.5-7B", "gpu": "L40S", "pool": {"onDemand": 1}}],
+        "environment": "dev",
+        "platform": "docker",
+        "hostRuntime": runtime,
+        "hosts": hosts,
+        "models": [
+            {
+                "name": "llama",
+                "model": "meta-llama/Llama-3.1-8B",
+                "gpu": "L40S",
+                "tensorParallel": tp,
+                "pool": {"onDemand": on_demand, "drainSeconds": drain},
+            },
+            {"name": "qwen", "model": "Qwen/Qwen2.5-7B", "gpu": "L40S", "pool": {"onDemand": 1}},
+        ],
     }
     if front_host:
         raw["front"] = {"host": front_host}
@@ -88,6 +108,7 @@ def replica_of(cfg, model: str, index: int) -> Replica:
 
 # --- unit --------------------------------------------------------------------------------
 
+
 def test_unit_exact_keys_and_values():
     cfg = cfg_for(drain=25)
     spec = cfg.models[0]
@@ -130,8 +151,14 @@ def test_unit_environment_is_public_only_and_pins_the_replica_gpus():
     assert env1["CUDA_VISIBLE_DEVICES"] == ",".join(map(str, r1.gpu_indices)) == "2,3"
     assert env0["HF_HOME"] == D.VLLM_WEIGHTS_DIR
     assert not set(env0) & set(SECRET_ENV)
-    assert set(env0) == {"CUDA_VISIBLE_DEVICES", "HF_HOME", "VLLM_NO_USAGE_STATS", "VLLM_WORKER_MULTIPROC_METHOD",
-                         "HOME", "XDG_CACHE_HOME"}  # Llama is gated: no HF_HUB_DISABLE_TELEMETRY
+    assert set(env0) == {
+        "CUDA_VISIBLE_DEVICES",
+        "HF_HOME",
+        "VLLM_NO_USAGE_STATS",
+        "VLLM_WORKER_MULTIPROC_METHOD",
+        "HOME",
+        "XDG_CACHE_HOME",
+    }  # Llama is gated: no HF_HUB_DISABLE_TELEMETRY
     qwen = cfg.models[1]
     env_q = unit_env(parse_unit(S.render_systemd_unit(cfg, qwen, place(cfg)["qwen"][0])))
     assert env_q["HF_HUB_DISABLE_TELEMETRY"] == "1"
@@ -168,6 +195,7 @@ def test_env_assignment_quotes_and_escapes():
 
 # --- wrapper ------------------------------------------------------------------------------
 
+
 def serve_args_block(text: str) -> list[str]:
     m = re.search(r"^readonly -a SERVE_ARGS=\(\n(.*?)^\)\n", text, re.M | re.S)
     assert m, "SERVE_ARGS array not found"
@@ -198,7 +226,7 @@ def test_wrapper_notifies_only_after_the_health_loop():
     start = next(i for i, line in enumerate(lines) if line.startswith('"$VLLM" serve'))
     assert start < loop_start < loop_end < notify[0]
     # healthy() is the /health check with curl, 200 only
-    assert "[[ \"$code\" == 200 ]]" in text and '"$CURL"' in text
+    assert '[[ "$code" == 200 ]]' in text and '"$CURL"' in text
     # the loop bails out with exit 1 when vLLM died while loading
     assert "exit 1" in "\n".join(lines[loop_start:loop_end])
     # SIGTERM is forwarded to vLLM, and the wrapper waits for it
@@ -223,13 +251,20 @@ def test_wrapper_binds_loopback_only_when_front_and_prometheus_are_local():
 
 def test_wrapper_paths_are_parameters():
     cfg = cfg_for()
-    text = S.render_start_wrapper(cfg, cfg.models[0], replica_of(cfg, "llama", 0),
-                                  vllm_bin="/tmp/x y/vllm", curl_bin="/opt/curl", poll_seconds=0.2)
+    text = S.render_start_wrapper(
+        cfg,
+        cfg.models[0],
+        replica_of(cfg, "llama", 0),
+        vllm_bin="/tmp/x y/vllm",
+        curl_bin="/opt/curl",
+        poll_seconds=0.2,
+    )
     assert "readonly VLLM='/tmp/x y/vllm'\n" in text and "readonly CURL=/opt/curl\n" in text
     assert "readonly POLL_SECONDS=0.2\n" in text
 
 
 # --- no secrets anywhere -------------------------------------------------------------------
+
 
 def all_host_texts(cfg) -> dict[str, str]:
     out = {}
@@ -260,10 +295,21 @@ def test_no_secret_value_and_no_api_key_flag_in_any_host_file(runtime, monkeypat
 
 def test_api_key_in_extra_args_never_reaches_a_wrapper():
     with pytest.raises(ConfigError):
-        parse_config({"environment": "dev", "platform": "docker",
-                      "hosts": [{"name": "gpu-a", "address": "10.0.0.5", "gpu": "L40S"}],
-                      "models": [{"name": "llama", "model": "meta-llama/Llama-3.1-8B", "gpu": "L40S",
-                                  "extraArgs": ["--api-key", CANARY_KEY]}]})
+        parse_config(
+            {
+                "environment": "dev",
+                "platform": "docker",
+                "hosts": [{"name": "gpu-a", "address": "10.0.0.5", "gpu": "L40S"}],
+                "models": [
+                    {
+                        "name": "llama",
+                        "model": "meta-llama/Llama-3.1-8B",
+                        "gpu": "L40S",
+                        "extraArgs": ["--api-key", CANARY_KEY],
+                    }
+                ],
+            }
+        )
     cfg = cfg_for()
     bad = cfg.models[0].model_copy(update={"extra_args": ("--api-key", CANARY_KEY)})
     with pytest.raises(RenderError):
@@ -271,6 +317,7 @@ def test_api_key_in_extra_args_never_reaches_a_wrapper():
 
 
 # --- secret writer -------------------------------------------------------------------------
+
 
 def test_secret_writer_contract():
     text = H.render_secret_writer_script()
@@ -283,7 +330,7 @@ def test_secret_writer_contract():
     assert f"readonly ETC_DIR={D.VLLM_ETC_DIR}\n" in text
     assert 'tmp="$(mktemp "$ETC_DIR/' in text  # same directory: mv is an atomic rename
     assert 'mv -f -- "$tmp" "$target"' in text
-    assert "| cmp -s - \"$target\"" in text and "unchanged" in text
+    assert '| cmp -s - "$target"' in text and "unchanged" in text
     # the content is only ever assigned, or printed by the printf builtin into a pipe or the temp file
     uses = [line for line in lines if re.search(r"\$\{?content", line)]
     assert uses
@@ -296,11 +343,13 @@ def test_secret_writer_contract():
             assert "content" not in line, line
     # model names validated with the config's own pattern
     from vllm_stack.config import NAME_RE
+
     assert f"readonly NAME_RE='{NAME_RE}'\n" in text
     assert "VLLM_API_KEY|HF_TOKEN" in text
 
 
 # --- bootstrap -----------------------------------------------------------------------------
+
 
 def test_bootstrap_docker_runtime_contents():
     cfg = cfg_for("docker", gpu_count=4)
@@ -313,7 +362,7 @@ def test_bootstrap_docker_runtime_contents():
     assert f"readonly DCGM_IMAGE={D.DCGM_EXPORTER_IMAGE}\n" in text
     assert ":latest" not in D.DCGM_EXPORTER_IMAGE and ":" in D.DCGM_EXPORTER_IMAGE.rsplit("/", 1)[-1]
     assert f"readonly DCGM_PUBLISH=127.0.0.1:{D.DCGM_EXPORTER_PORT}:{D.DCGM_EXPORTER_PORT}\n" in text
-    assert "docker run -d --restart always --name \"$DCGM_NAME\"" in text and "--gpus all" in text
+    assert 'docker run -d --restart always --name "$DCGM_NAME"' in text and "--gpus all" in text
     assert f"readonly DIR_MODE={D.VLLM_DIR_MODE:o}\n" in text and D.VLLM_DIR_MODE == 0o750
     assert 'ensure_dir "$ETC_DIR" root "$VLLM_USER" "$DIR_MODE"' in text
     assert 'ensure_dir "$WEIGHTS_DIR" "$VLLM_USER" "$VLLM_USER" "$DIR_MODE"' in text
@@ -350,6 +399,7 @@ def test_bootstrap_unknown_host():
 
 
 # --- all files of a host ----------------------------------------------------------------------
+
 
 def test_host_files_and_modes_systemd_runtime():
     cfg = cfg_for("systemd", on_demand=2, second_host=True)

@@ -3,6 +3,7 @@
 Every test asserts concrete values taken from the config or from `vllm_stack.defaults`, so
 a renderer that drops a field, mixes up capacity classes or leaks a secret fails here.
 """
+
 from __future__ import annotations
 
 import sys
@@ -44,27 +45,45 @@ OPERATOR_PROMETHEUS = "http://prometheus-operated.monitoring.svc:9090"
 
 
 def prod_config(*, operator: bool = False, grafana: bool = True):
-    return parse_config({
-        "environment": "prod", "platform": "kubernetes",
-        "models": [
-            {"name": SMALL, "model": "meta-llama/Llama-3.1-8B", "gpu": "L40S",
-             "pool": {"onDemand": 1, "spot": 1, "spotMax": 4, "drainSeconds": SMALL_DRAIN, "peakSchedule": PEAK}},
-            {"name": LARGE, "model": "meta-llama/Llama-3.1-70B", "gpu": "H100-SXM5-80GB", "tensorParallel": 2,
-             "quantization": "fp8"},
-        ],
-        "front": {"domain": "llm.example.com", "serviceType": "LoadBalancer"},
-        "monitoring": {"prometheusOperator": operator, "grafana": {"enabled": grafana},
-                       **({"prometheusUrl": OPERATOR_PROMETHEUS} if operator else {})},
-        "kubernetes": {"namespace": "llm-prod", "storageClass": "efs-sc", "weightsPvcSize": "800Gi"},
-    })
+    return parse_config(
+        {
+            "environment": "prod",
+            "platform": "kubernetes",
+            "models": [
+                {
+                    "name": SMALL,
+                    "model": "meta-llama/Llama-3.1-8B",
+                    "gpu": "L40S",
+                    "pool": {"onDemand": 1, "spot": 1, "spotMax": 4, "drainSeconds": SMALL_DRAIN, "peakSchedule": PEAK},
+                },
+                {
+                    "name": LARGE,
+                    "model": "meta-llama/Llama-3.1-70B",
+                    "gpu": "H100-SXM5-80GB",
+                    "tensorParallel": 2,
+                    "quantization": "fp8",
+                },
+            ],
+            "front": {"domain": "llm.example.com", "serviceType": "LoadBalancer"},
+            "monitoring": {
+                "prometheusOperator": operator,
+                "grafana": {"enabled": grafana},
+                **({"prometheusUrl": OPERATOR_PROMETHEUS} if operator else {}),
+            },
+            "kubernetes": {"namespace": "llm-prod", "storageClass": "efs-sc", "weightsPvcSize": "800Gi"},
+        }
+    )
 
 
 def dev_config():
-    return parse_config({
-        "environment": "dev", "platform": "kubernetes",
-        "models": [{"name": "qwen7b", "model": "Qwen/Qwen2.5-7B", "gpu": "L40S"}],
-        "front": {"serviceType": "NodePort"},
-    })
+    return parse_config(
+        {
+            "environment": "dev",
+            "platform": "kubernetes",
+            "models": [{"name": "qwen7b", "model": "Qwen/Qwen2.5-7B", "gpu": "L40S"}],
+            "front": {"serviceType": "NodePort"},
+        }
+    )
 
 
 def model(cfg, name, model_id, gpu, pool=None):
@@ -81,26 +100,34 @@ def nginx_files(cfg) -> dict:
 
 def api_keys_map(keys) -> str:
     from vllm_stack.render import nginx
+
     return nginx.render_api_keys_map(keys)
 
 
 def rules_yml(cfg) -> str:
     from vllm_stack.render.alerts import render_alert_rules
+
     return render_alert_rules(cfg)
 
 
 def grafana_files(cfg) -> dict:
     from vllm_stack.render.grafana import render_grafana
+
     return render_grafana(cfg, prometheus_url=k8s.prometheus_service_url(cfg))
 
 
 def secrets(cfg, values=CANARIES) -> list:
     out = [
         k8s.secret_object(cfg, VLLM_SECRET, {ENV_API_KEY: values["api_key"], ENV_HF_TOKEN: values["hf_token"]}),
-        k8s.tls_secret_object(cfg, TLS_SECRET, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
-                              f"-----BEGIN PRIVATE KEY-----\n{values['tls_key']}\n-----END PRIVATE KEY-----\n"),
-        k8s.secret_object(cfg, KEYS_SECRET, {k8s.API_KEYS_FILE: api_keys_map([values["api_key"],
-                                                                               values["extra_api_key"]])}),
+        k8s.tls_secret_object(
+            cfg,
+            TLS_SECRET,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+            f"-----BEGIN PRIVATE KEY-----\n{values['tls_key']}\n-----END PRIVATE KEY-----\n",
+        ),
+        k8s.secret_object(
+            cfg, KEYS_SECRET, {k8s.API_KEYS_FILE: api_keys_map([values["api_key"], values["extra_api_key"]])}
+        ),
     ]
     if cfg.monitoring.grafana.enabled and not cfg.monitoring.prometheus_operator:
         out.append(k8s.secret_object(cfg, GRAFANA_SECRET, {k8s.GRAFANA_PASSWORD_KEY: values["grafana"]}))
@@ -118,8 +145,9 @@ def render_all(cfg, secret_values=CANARIES) -> list:
     for m in cfg.models:
         objs += k8s.model_objects(cfg, m, secret_name=VLLM_SECRET, prometheus_url=prom_url)
     objs += front(cfg)
-    objs += k8s.monitoring_objects(cfg, k8s.render_prometheus_yml_k8s(cfg), rules_yml(cfg), grafana_files(cfg),
-                                   grafana_secret=GRAFANA_SECRET)
+    objs += k8s.monitoring_objects(
+        cfg, k8s.render_prometheus_yml_k8s(cfg), rules_yml(cfg), grafana_files(cfg), grafana_secret=GRAFANA_SECRET
+    )
     return objs
 
 
@@ -260,7 +288,7 @@ def test_prestop_sleep_is_drain_and_shorter_than_grace(prod, prod_objs):
 def test_pod_hardening(prod_objs):
     for d in vllm_deployments(prod_objs):
         p, c = pod(d), container(d)
-        assert p["enableServiceLinks"] is False        # no VLLM_PORT=tcp://... from a Service named vllm
+        assert p["enableServiceLinks"] is False  # no VLLM_PORT=tcp://... from a Service named vllm
         assert p["automountServiceAccountToken"] is False
         assert p["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         assert c["securityContext"]["allowPrivilegeEscalation"] is False
@@ -298,8 +326,10 @@ def test_scaled_object_targets_spot_deployment(prod, prod_objs):
     assert s["maxReplicaCount"] == m.pool.spot_ceiling == 4
     assert s["pollingInterval"] == D.KEDA_POLLING_INTERVAL_SEC
     assert s["cooldownPeriod"] == D.KEDA_COOLDOWN_SEC
-    assert s["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"][
-        "stabilizationWindowSeconds"] == D.KEDA_COOLDOWN_SEC
+    assert (
+        s["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"]
+        == D.KEDA_COOLDOWN_SEC
+    )
     prom = next(t for t in s["triggers"] if t["type"] == "prometheus")["metadata"]
     assert prom["query"] == f'sum(vllm:num_requests_waiting{{model_name="{m.name}"}})'
     assert prom["threshold"] == str(D.KEDA_QUEUE_TARGET)
@@ -314,7 +344,9 @@ def test_prometheus_url_parameter_and_operator_requirement(prod):
     so = next(o for o in objs if o["kind"] == "ScaledObject")
     assert so["spec"]["triggers"][0]["metadata"]["serverAddress"] == "http://prom.example:9090"
     op = prod_config(operator=True)
-    so = next(o for o in k8s.model_objects(op, model_by_name(op, SMALL), secret_name="s") if o["kind"] == "ScaledObject")
+    so = next(
+        o for o in k8s.model_objects(op, model_by_name(op, SMALL), secret_name="s") if o["kind"] == "ScaledObject"
+    )
     assert so["spec"]["triggers"][0]["metadata"]["serverAddress"] == OPERATOR_PROMETHEUS
     raw = {**prod_config(operator=True).model_dump(by_alias=True, exclude={"secrets"}, mode="json")}
     raw["monitoring"] = {**raw["monitoring"], "prometheusUrl": None}
@@ -327,8 +359,17 @@ def test_cron_trigger_only_with_peak_schedule(prod, prod_objs):
     so = get(prod_objs, "ScaledObject", f"{m.name}-spot")
     cron = [t for t in so["spec"]["triggers"] if t["type"] == "cron"]
     ps = m.pool.peak_schedule
-    assert cron == [{"type": "cron", "metadata": {"timezone": ps.timezone, "start": ps.start, "end": ps.end,
-                                                  "desiredReplicas": str(ps.replicas)}}]
+    assert cron == [
+        {
+            "type": "cron",
+            "metadata": {
+                "timezone": ps.timezone,
+                "start": ps.start,
+                "end": ps.end,
+                "desiredReplicas": str(ps.replicas),
+            },
+        }
+    ]
     no_peak = model(prod, "nopeak", "Qwen/Qwen2.5-7B", "L40S", pool={"onDemand": 1, "spot": 0, "spotMax": 3})
     so2 = next(o for o in k8s.model_objects(prod, no_peak, secret_name="s") if o["kind"] == "ScaledObject")
     assert [t["type"] for t in so2["spec"]["triggers"]] == ["prometheus"]
@@ -377,8 +418,14 @@ def test_images_pinned(prod_objs):
     for o in prod_objs:
         for c in o.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
             images.append(c["image"])
-    assert {D.VLLM_IMAGE, D.NGINX_IMAGE, D.PROMETHEUS_IMAGE, D.GRAFANA_IMAGE, D.DCGM_EXPORTER_IMAGE,
-            D.NVIDIA_DEVICE_PLUGIN_IMAGE} <= set(images)
+    assert {
+        D.VLLM_IMAGE,
+        D.NGINX_IMAGE,
+        D.PROMETHEUS_IMAGE,
+        D.GRAFANA_IMAGE,
+        D.DCGM_EXPORTER_IMAGE,
+        D.NVIDIA_DEVICE_PLUGIN_IMAGE,
+    } <= set(images)
     for img in images:
         name, _, tag = img.rpartition(":")
         assert name and "/" not in tag and tag and tag != "latest", img
@@ -513,13 +560,21 @@ def test_front_refuses_secret_material_in_configmap(prod):
         k8s.front_objects(prod, smuggled, keys_secret=KEYS_SECRET, tls_secret=TLS_SECRET)
     with pytest.raises(k8s.K8sRenderError, match="front_paths"):  # rendered for another layout
         from vllm_stack.render.nginx import render_front
-        k8s.front_objects(prod, render_front(prod, k8s.front_backends(prod)), keys_secret=KEYS_SECRET,
-                          tls_secret=TLS_SECRET)
+
+        k8s.front_objects(
+            prod, render_front(prod, k8s.front_backends(prod)), keys_secret=KEYS_SECRET, tls_secret=TLS_SECRET
+        )
 
 
 def test_front_without_tls_serves_plain_http_only():
-    cfg = parse_config({"environment": "dev", "platform": "kubernetes", "front": {"tls": "none"},
-                        "models": [{"name": "qwen7b", "model": "Qwen/Qwen2.5-7B", "gpu": "L40S"}]})
+    cfg = parse_config(
+        {
+            "environment": "dev",
+            "platform": "kubernetes",
+            "front": {"tls": "none"},
+            "models": [{"name": "qwen7b", "model": "Qwen/Qwen2.5-7B", "gpu": "L40S"}],
+        }
+    )
     objs = k8s.front_objects(cfg, nginx_files(cfg), keys_secret=KEYS_SECRET, tls_secret=None)
     d = get(objs, "Deployment", "vllm-stack-front")
     c = container(d)
@@ -566,8 +621,9 @@ def test_prometheus_operator_mode(prod):
     rule = get(objs, "PrometheusRule", "vllm-stack-rules")
     assert rule["spec"]["groups"] == yaml.safe_load(rules_yml(cfg))["groups"]
     sms = kinds(objs, "ServiceMonitor")
-    assert sorted(s["metadata"]["name"] for s in sms) == sorted([m.name for m in cfg.models] +
-                                                                ["vllm-stack-dcgm-exporter"])
+    assert sorted(s["metadata"]["name"] for s in sms) == sorted(
+        [m.name for m in cfg.models] + ["vllm-stack-dcgm-exporter"]
+    )
     for m in cfg.models:
         sm = get(objs, "ServiceMonitor", m.name)
         svc = get(objs, "Service", m.name)
@@ -578,8 +634,10 @@ def test_prometheus_operator_mode(prod):
         relabel = {r["targetLabel"]: r for r in ep["relabelings"] if r.get("regex") == "on-demand"}
         assert relabel[D.SCRAPE_LABEL_CAPACITY]["replacement"] == "onDemand"
     other_sms = [s for s in sms if s["metadata"]["name"] != SMALL]
-    assert not any(matches(s["spec"]["selector"]["matchLabels"], get(objs, "Service", SMALL)["metadata"]["labels"])
-                   for s in other_sms)
+    assert not any(
+        matches(s["spec"]["selector"]["matchLabels"], get(objs, "Service", SMALL)["metadata"]["labels"])
+        for s in other_sms
+    )
     dash = get(objs, "ConfigMap", "vllm-stack-grafana-dashboards")
     assert dash["metadata"]["labels"]["grafana_dashboard"] == "1" and list(dash["data"]) == ["vllm.json"]
 
@@ -588,7 +646,9 @@ def test_kubernetes_scrape_configs_label_like_the_docker_platform(prod):
     jobs = {j["job_name"]: j for j in k8s.kubernetes_scrape_configs(prod)}
     assert set(jobs) == {D.JOB_VLLM, D.JOB_DCGM}
     v = jobs[D.JOB_VLLM]
-    assert v["kubernetes_sd_configs"] == [{"role": "endpointslice", "namespaces": {"names": [prod.kubernetes.namespace]}}]
+    assert v["kubernetes_sd_configs"] == [
+        {"role": "endpointslice", "namespaces": {"names": [prod.kubernetes.namespace]}}
+    ]
     targets = {r.get("target_label"): r for r in v["relabel_configs"] if r.get("regex") in ("on-demand", None)}
     assert targets[D.SCRAPE_LABEL_MODEL]["source_labels"] == ["__meta_kubernetes_pod_label_vllm_stack_model"]
     assert targets[D.SCRAPE_LABEL_HOST]["source_labels"] == ["__meta_kubernetes_pod_node_name"]
@@ -596,4 +656,3 @@ def test_kubernetes_scrape_configs_label_like_the_docker_platform(prod):
     assert {(r["regex"], r["replacement"]) for r in cap} == {("on-demand", "onDemand"), ("spot", "spot")}
     keep = [r for r in v["relabel_configs"] if r["action"] == "keep"]
     assert keep[0]["regex"] == "vllm-stack;vllm" and keep[1]["regex"] == "http"
-

@@ -4,6 +4,7 @@ Pure-function tests: thresholds flow from the config, only metric names that vLL
 the DCGM exporter really expose, every alert documented in docs/runbooks.md, no password
 literal in Grafana's environment. The real tools run in tests/artifacts.
 """
+
 from __future__ import annotations
 
 import copy
@@ -21,8 +22,13 @@ from vllm_stack.endpoints import ScrapeTarget
 from vllm_stack.loader import parse_config
 from vllm_stack.render import alerts as A
 from vllm_stack.render.alerts import ALERT_NAMES, render_alert_rules, render_promtool_tests
-from vllm_stack.render.grafana import (grafana_ini_overrides, metric_names, metric_names_used, panel_and_alert_queries,
-                                       render_grafana)
+from vllm_stack.render.grafana import (
+    grafana_ini_overrides,
+    metric_names,
+    metric_names_used,
+    panel_and_alert_queries,
+    render_grafana,
+)
 from vllm_stack.render.prometheus import render_prometheus_yml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,15 +38,31 @@ RENDER_SOURCES = [ROOT / "vllm_stack" / "render" / f for f in ("alerts.py", "gra
 # What vLLM 0.33 exposes on /metrics (shared/notes/vllm-facts.md; histograms as their
 # _bucket/_sum/_count series) plus the NVIDIA DCGM exporter fields and Prometheus' own `up`.
 VLLM_033_METRICS = {
-    "vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
-    "vllm:prompt_tokens_total", "vllm:generation_tokens_total", "vllm:num_preemptions_total",
+    "vllm:num_requests_running",
+    "vllm:num_requests_waiting",
+    "vllm:kv_cache_usage_perc",
+    "vllm:prompt_tokens_total",
+    "vllm:generation_tokens_total",
+    "vllm:num_preemptions_total",
     "vllm:request_success_total",
-    *(f"{h}{suffix}" for h in ("vllm:time_to_first_token_seconds", "vllm:inter_token_latency_seconds",
-                               "vllm:e2e_request_latency_seconds", "vllm:request_queue_time_seconds")
-      for suffix in ("_bucket", "_sum", "_count")),
+    *(
+        f"{h}{suffix}"
+        for h in (
+            "vllm:time_to_first_token_seconds",
+            "vllm:inter_token_latency_seconds",
+            "vllm:e2e_request_latency_seconds",
+            "vllm:request_queue_time_seconds",
+        )
+        for suffix in ("_bucket", "_sum", "_count")
+    ),
 }
-DCGM_METRICS = {"DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_FREE", "DCGM_FI_DEV_GPU_UTIL",
-                "DCGM_FI_DEV_XID_ERRORS"}
+DCGM_METRICS = {
+    "DCGM_FI_DEV_GPU_TEMP",
+    "DCGM_FI_DEV_FB_USED",
+    "DCGM_FI_DEV_FB_FREE",
+    "DCGM_FI_DEV_GPU_UTIL",
+    "DCGM_FI_DEV_XID_ERRORS",
+}
 ALLOWED_METRICS = VLLM_033_METRICS | DCGM_METRICS | {"up"}
 REMOVED_NAMES = ("gpu_cache_usage_perc", "time_per_output_token", "avg_generation_throughput")
 
@@ -50,8 +72,15 @@ MODEL = {"name": "llama-8b", "model": "meta-llama/Llama-3.1-8B-Instruct", "gpu":
 
 def make_cfg(**monitoring: Any):
     alerts = monitoring.pop("alerts", {})
-    return parse_config({"environment": "dev", "platform": "docker", "hosts": [HOST], "models": [MODEL],
-                         "monitoring": {**monitoring, "alerts": alerts}})
+    return parse_config(
+        {
+            "environment": "dev",
+            "platform": "docker",
+            "hosts": [HOST],
+            "models": [MODEL],
+            "monitoring": {**monitoring, "alerts": alerts},
+        }
+    )
 
 
 def rules_by_name(text: str) -> dict[str, dict]:
@@ -105,26 +134,40 @@ def test_default_expressions_match_vllm_facts():
     r = rules_by_name(render_alert_rules(make_cfg()))
     assert r[A.QUEUE_DEPTH]["expr"] == f"vllm:num_requests_waiting > {D.ALERT_QUEUE_WAITING}"
     assert r[A.KV_CACHE_PRESSURE]["expr"] == "vllm:kv_cache_usage_perc > 0.9"
-    assert r[A.HIGH_TTFT_P95]["expr"] == ("histogram_quantile(0.95, sum by (le, model_name) "
-                                          "(rate(vllm:time_to_first_token_seconds_bucket[5m]))) > 2")
+    assert r[A.HIGH_TTFT_P95]["expr"] == (
+        "histogram_quantile(0.95, sum by (le, model_name) (rate(vllm:time_to_first_token_seconds_bucket[5m]))) > 2"
+    )
     assert r[A.PREEMPTIONS]["expr"] == "increase(vllm:num_preemptions_total[5m]) > 5"
     assert r[A.BACKEND_DOWN]["expr"] == 'up{job="vllm"} == 0'
-    assert r[A.NO_HEALTHY_BACKEND]["expr"] == ('sum by (model) (up{job="vllm"}) == 0 or '
-                                               'sum by (model) (absent(up{job="vllm",model="llama-8b"}))')
+    assert r[A.NO_HEALTHY_BACKEND]["expr"] == (
+        'sum by (model) (up{job="vllm"}) == 0 or sum by (model) (absent(up{job="vllm",model="llama-8b"}))'
+    )
     assert r[A.GPU_TEMPERATURE_HIGH]["expr"] == "DCGM_FI_DEV_GPU_TEMP > 80"
     assert r[A.ERROR_RATE]["expr"] == (
         'sum by (model_name) (rate(vllm:request_success_total{finished_reason=~"abort|error"}[5m])) / '
-        "sum by (model_name) (rate(vllm:request_success_total[5m])) > 0.05")
+        "sum by (model_name) (rate(vllm:request_success_total[5m])) > 0.05"
+    )
     severities = {name: rule["labels"]["severity"] for name, rule in r.items()}
     assert severities[A.HIGH_TTFT_P95] == severities[A.BACKEND_DOWN] == severities[A.NO_HEALTHY_BACKEND] == "critical"
     assert severities[A.QUEUE_DEPTH] == severities[A.KV_CACHE_PRESSURE] == "warning"
 
 
 def test_no_healthy_backend_covers_every_configured_model():
-    cfg = parse_config({"environment": "prod", "platform": "kubernetes", "models": [
-        {"name": "llama-70b", "model": "meta-llama/Llama-3.1-70B-Instruct", "gpu": "H100-SXM5-80GB",
-         "quantization": "fp8"},
-        {"name": "mistral-7b", "model": "mistralai/Mistral-7B-Instruct-v0.3", "gpu": "L40S"}]})
+    cfg = parse_config(
+        {
+            "environment": "prod",
+            "platform": "kubernetes",
+            "models": [
+                {
+                    "name": "llama-70b",
+                    "model": "meta-llama/Llama-3.1-70B-Instruct",
+                    "gpu": "H100-SXM5-80GB",
+                    "quantization": "fp8",
+                },
+                {"name": "mistral-7b", "model": "mistralai/Mistral-7B-Instruct-v0.3", "gpu": "L40S"},
+            ],
+        }
+    )
     expr = rules_by_name(render_alert_rules(cfg))[A.NO_HEALTHY_BACKEND]["expr"]
     arms = expr.split(" or ")
     assert arms[0] == 'sum by (model) (up{job="vllm"}) == 0'
@@ -155,8 +198,10 @@ def test_every_alert_has_severity_summary_and_runbook_anchor():
     text = RUNBOOKS.read_text()
     anchors = set(re.findall(r'<a id="([^"]+)"></a>', text))
     # GitHub heading slugs as well, so the link works whichever way the doc is viewed
-    slugs = {re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")
-             for h in re.findall(r"^#{1,6} (.+)$", text, flags=re.M)}
+    slugs = {
+        re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")
+        for h in re.findall(r"^#{1,6} (.+)$", text, flags=re.M)
+    }
     for name, rule in rules.items():
         assert rule["labels"]["severity"] in (D.SEVERITY_WARNING, D.SEVERITY_CRITICAL), name
         ann = rule["annotations"]
@@ -164,7 +209,7 @@ def test_every_alert_has_severity_summary_and_runbook_anchor():
         assert "{{ $labels." in ann["description"], name
         doc, _, frag = ann["runbook_url"].partition("#")
         assert doc == D.RUNBOOKS_DOC and (ROOT / doc).is_file()
-        assert frag in anchors, f"{name}: no <a id=\"{frag}\"> in {D.RUNBOOKS_DOC}"
+        assert frag in anchors, f'{name}: no <a id="{frag}"> in {D.RUNBOOKS_DOC}'
         assert frag in slugs, f"{name}: no heading with slug {frag}"
     for name in ("VllmQueueDepth", "VllmKvCachePressure", "VllmHighTtftP95", "VllmErrorRate"):
         assert "$value" in rules[name]["annotations"]["description"]
@@ -190,8 +235,12 @@ def test_runbook_url_base_is_configurable():
 
 def test_rules_use_only_constants_not_removed_names():
     cfg = make_cfg()
-    texts = [render_alert_rules(cfg), render_promtool_tests(cfg, "rules.yml"),
-             render_prometheus_yml(cfg, TARGETS, rule_files=["rules.yml"]), *render_grafana(cfg).values()]
+    texts = [
+        render_alert_rules(cfg),
+        render_promtool_tests(cfg, "rules.yml"),
+        render_prometheus_yml(cfg, TARGETS, rule_files=["rules.yml"]),
+        *render_grafana(cfg).values(),
+    ]
     texts += [p.read_text() for p in RENDER_SOURCES]
     for text in texts:
         for bad in REMOVED_NAMES:
@@ -265,8 +314,10 @@ def test_prometheus_yml_interval_jobs_and_grouping():
     vllm = doc["scrape_configs"][0]
     assert vllm["metrics_path"] == "/metrics"
     groups = {tuple(sorted(g["labels"].items())): g["targets"] for g in vllm["static_configs"]}
-    assert groups[(("capacity", "onDemand"), ("host", "gpu-1"), ("model", "llama-8b"))] == ["10.0.0.10:8000",
-                                                                                          "10.0.0.10:8001"]
+    assert groups[(("capacity", "onDemand"), ("host", "gpu-1"), ("model", "llama-8b"))] == [
+        "10.0.0.10:8000",
+        "10.0.0.10:8001",
+    ]
     assert groups[(("capacity", "spot"), ("host", "gpu-2"), ("model", "llama-8b"))] == ["10.0.0.11:8000"]
     dcgm_targets = sorted(t for g in doc["scrape_configs"][1]["static_configs"] for t in g["targets"])
     assert dcgm_targets == ["10.0.0.10:9400", "10.0.0.11:9400"]
@@ -287,8 +338,9 @@ def test_prometheus_yml_mixed_metrics_paths_and_determinism():
     b = render_prometheus_yml(make_cfg(), list(reversed(targets)), rule_files=["r.yml"])
     assert a == b
     nginx = yaml.safe_load(a)["scrape_configs"][2]
-    paths = {g["labels"]["host"]: g["labels"].get("__metrics_path__", nginx["metrics_path"])
-             for g in nginx["static_configs"]}
+    paths = {
+        g["labels"]["host"]: g["labels"].get("__metrics_path__", nginx["metrics_path"]) for g in nginx["static_configs"]
+    }
     assert paths == {"gpu-1": "/metrics", "gpu-2": "/stats"}
 
 
@@ -330,9 +382,11 @@ def test_dashboard_has_the_required_panels():
     assert "vllm:num_requests_waiting" in joined["Requests waiting"]
     assert "vllm:num_requests_running" in joined["Requests running"]
     assert "vllm:kv_cache_usage_perc" in joined["KV cache usage"]
-    for title, hist in (("Time to first token", "vllm:time_to_first_token_seconds_bucket"),
-                        ("Inter-token latency", "vllm:inter_token_latency_seconds_bucket"),
-                        ("End-to-end request latency", "vllm:e2e_request_latency_seconds_bucket")):
+    for title, hist in (
+        ("Time to first token", "vllm:time_to_first_token_seconds_bucket"),
+        ("Inter-token latency", "vllm:inter_token_latency_seconds_bucket"),
+        ("End-to-end request latency", "vllm:e2e_request_latency_seconds_bucket"),
+    ):
         assert [e.split(",")[0] for e in t[title]] == ["histogram_quantile(0.5", "histogram_quantile(0.95"], title
         assert all(hist in e and 'model_name=~"$model_name"' in e for e in t[title]), title
     assert "rate(vllm:generation_tokens_total{" in joined["Tokens per second"]
@@ -345,6 +399,7 @@ def test_dashboard_threshold_lines_follow_config():
     def steps(dash, title):
         p = next(p for p in dash["panels"] if p.get("title") == title)
         return [s["value"] for s in p["fieldConfig"]["defaults"]["thresholds"]["steps"]]
+
     dash = _dashboard(make_cfg(alerts={"queueWaiting": 33, "ttftP95Seconds": 1.25}))
     assert steps(dash, "Requests waiting") == [None, 33]
     assert steps(dash, "Time to first token") == [None, 1.25]
@@ -372,12 +427,18 @@ def test_panel_and_alert_queries_are_plain_promql():
 
 
 def test_metric_name_extraction():
-    assert metric_names('histogram_quantile(0.95, sum by (le, model_name) '
-                        '(rate(vllm:time_to_first_token_seconds_bucket{model_name=~"a|b"}[5m]))) > 2') == {
-        "vllm:time_to_first_token_seconds_bucket"}
+    assert metric_names(
+        "histogram_quantile(0.95, sum by (le, model_name) "
+        '(rate(vllm:time_to_first_token_seconds_bucket{model_name=~"a|b"}[5m]))) > 2'
+    ) == {"vllm:time_to_first_token_seconds_bucket"}
     assert metric_names("DCGM_FI_DEV_FB_USED / (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE) > 0.9") == {
-        "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_FREE"}
-    assert metric_names('sum by (model) (up{job="vllm"}) == 0 and on (model) foo_total offset 5m') == {"up", "foo_total"}
+        "DCGM_FI_DEV_FB_USED",
+        "DCGM_FI_DEV_FB_FREE",
+    }
+    assert metric_names('sum by (model) (up{job="vllm"}) == 0 and on (model) foo_total offset 5m') == {
+        "up",
+        "foo_total",
+    }
 
 
 def test_grafana_provisioning_files():

@@ -1,4 +1,5 @@
 """The nginx front renderer, on its text: routes, pools, TLS, key gate, logging, validation."""
+
 from __future__ import annotations
 
 import re
@@ -9,16 +10,22 @@ from vllm_stack import defaults as D
 from vllm_stack.endpoints import Backend
 from vllm_stack.loader import parse_config
 from vllm_stack.render.drain import render_drain_script
-from vllm_stack.render.nginx import (FrontListen, FrontRenderError, NginxPaths, render_api_keys_map, render_front,
-                                     render_upstream_auth, upstream_name)
+from vllm_stack.render.nginx import (
+    FrontListen,
+    FrontRenderError,
+    NginxPaths,
+    render_api_keys_map,
+    render_front,
+    render_upstream_auth,
+    upstream_name,
+)
 
 KEY_A = "sk-test-aaaaaaaaaaaaaaaa"
 KEY_B = "Zm9vYmFyLmJhei5xdXV4.plus+slash/=="
 
 
 def make_cfg(models=("alpha", "beta"), default: str | None = None, **front):
-    specs = [{"name": n, "model": "mistralai/Mistral-7B-v0.3", "gpu": "L40S", "default": n == default}
-             for n in models]
+    specs = [{"name": n, "model": "mistralai/Mistral-7B-v0.3", "gpu": "L40S", "default": n == default} for n in models]
     raw = {"environment": "prod", "platform": "kubernetes", "models": specs}
     if front:
         raw["front"] = front
@@ -47,7 +54,7 @@ def blocks(text: str, opener: str) -> dict[str, str]:
         while depth:
             depth += {"{": 1, "}": -1}.get(text[i], 0)
             i += 1
-        out[m.group(1)] = text[m.end():i - 1]
+        out[m.group(1)] = text[m.end() : i - 1]
     return out
 
 
@@ -70,7 +77,11 @@ def test_files_are_nginx_conf_and_one_upstream_per_model(prod):
 def test_upstreams_use_least_conn_before_keepalive_with_shared_zone(prod):
     for m in ("alpha", "beta"):
         body = blocks(prod[f"upstreams/{m}.conf"], "upstream")[f"vllm_{m}"]
-        names = [line.split()[0].rstrip(";") for line in body.splitlines() if line.strip() and not line.strip().startswith("#")]
+        names = [
+            line.split()[0].rstrip(";")
+            for line in body.splitlines()
+            if line.strip() and not line.strip().startswith("#")
+        ]
         assert names.index("zone") < names.index("least_conn") < names.index("keepalive")
         assert directive(body, "keepalive") == [str(D.UPSTREAM_KEEPALIVE)]
         assert directive(body, "keepalive_timeout") == [f"{D.UPSTREAM_KEEPALIVE_TIMEOUT_SEC}s"]
@@ -114,7 +125,7 @@ def test_health_is_answered_by_nginx_and_the_rest_is_json_404(prod):
     locs = blocks(prod["nginx.conf"], "location")
     assert "proxy_pass" not in locs[f"= {D.HEALTH_PATH}"] and "return 200" in locs[f"= {D.HEALTH_PATH}"]
     assert "vllm_key_ok" not in locs[f"= {D.HEALTH_PATH}"]
-    assert directive(locs["/"], "return") == ["404 '{\"error\":\"not found\"}'"]
+    assert directive(locs["/"], "return") == ['404 \'{"error":"not found"}\'']
     proxied = [k for k, v in locs.items() if "proxy_pass" in v]
     assert sorted(proxied) == ["/alpha/v1/", "/beta/v1/", "/v1/"]
 
@@ -150,18 +161,21 @@ def test_key_gate_and_rate_limit_in_every_proxied_location(prod):
     assert directive(maps["$http_authorization $vllm_key_ok"], "include") == [NginxPaths().api_keys]
     assert directive(maps["$http_authorization $vllm_key_ok"], "default") == ["0"]
     assert directive(conf, "limit_req_zone") == [
-        f"$http_authorization zone=perkey:{D.RATE_LIMIT_ZONE_SIZE} rate={D.RATE_LIMIT_PER_KEY_RPS}r/s"]
+        f"$http_authorization zone=perkey:{D.RATE_LIMIT_ZONE_SIZE} rate={D.RATE_LIMIT_PER_KEY_RPS}r/s"
+    ]
     assert directive(conf, "limit_req_status") == ["429"]
     for name, body in blocks(conf, "location").items():
         if "proxy_pass" in body:
             assert "if ($vllm_key_ok = 0)" in body
-            assert "return 401 '{\"error\":\"Unauthorized\"}';" in body
+            assert 'return 401 \'{"error":"Unauthorized"}\';' in body
             assert directive(body, "limit_req") == [f"zone=perkey burst={D.RATE_LIMIT_BURST} nodelay"]
 
 
 def test_rate_limit_and_body_size_follow_the_config():
-    files = render_front(make_cfg(models=("alpha",), rateLimitRps=0.5, rateLimitBurst=3, clientMaxBodySize="2m",
-                                  readTimeoutSeconds=42), [Backend("alpha", "127.0.0.1", 9000)])
+    files = render_front(
+        make_cfg(models=("alpha",), rateLimitRps=0.5, rateLimitBurst=3, clientMaxBodySize="2m", readTimeoutSeconds=42),
+        [Backend("alpha", "127.0.0.1", 9000)],
+    )
     conf = files["nginx.conf"]
     assert "rate=30r/m;" in conf
     assert "limit_req zone=perkey burst=3 nodelay;" in conf
@@ -175,7 +189,7 @@ def test_json_error_pages_for_front_errors(prod):
     for code in (413, 429, 502, 503, 504):
         assert f"error_page {code} @vllm_{code};" in conf
         (ret,) = directive(locs[f"@vllm_{code}"], "return")
-        assert ret.startswith(f"{code} '{{\"error\":")
+        assert ret.startswith(f'{code} \'{{"error":')
     assert "no healthy backend for model" in directive(locs["@vllm_502"], "return")[0]
     assert directive(conf, "default_type") == ["application/json"]
 
@@ -212,8 +226,11 @@ def test_tls_server_settings(prod):
 
 def test_http_redirects_to_https_with_port_only_when_not_443(prod):
     assert directive(prod["nginx.conf"], "return").count("301 https://$host$request_uri") == 1
-    files = render_front(make_cfg(models=("alpha",), domain="llm.example.com"), [Backend("alpha", "127.0.0.1", 9000)],
-                         listen=FrontListen(bind="127.0.0.1", http_port=18080, https_port=18443))
+    files = render_front(
+        make_cfg(models=("alpha",), domain="llm.example.com"),
+        [Backend("alpha", "127.0.0.1", 9000)],
+        listen=FrontListen(bind="127.0.0.1", http_port=18080, https_port=18443),
+    )
     conf = files["nginx.conf"]
     assert "return 301 https://$host:18443$request_uri;" in conf
     assert directive(conf, "listen") == ["127.0.0.1:18080", "127.0.0.1:18443 ssl"]
@@ -252,8 +269,7 @@ def test_log_format_never_logs_credentials_or_query_strings(prod):
     m = re.search(r"log_format\s+(\S+)\s+(.*?);\n", conf, re.S)
     assert m, "no log_format"
     fmt = m.group(2)
-    for var in ("$http_authorization", "$request_uri", "$request ", "$request\"", "$args", "$query_string",
-                "$http_"):
+    for var in ("$http_authorization", "$request_uri", "$request ", '$request"', "$args", "$query_string", "$http_"):
         assert var not in fmt
     assert "$vllm_request_id" in fmt
     assert directive(conf, "access_log")[0] == f"{NginxPaths().access_log} {m.group(1)}"
@@ -265,7 +281,7 @@ def test_api_keys_map_holds_each_key_and_nothing_else():
     entries = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     # anchored, case-sensitive regexes (nginx compares plain map strings ignoring case); sorted, deduplicated
     assert entries == ['"~^Bearer Zm9vYmFyLmJhei5xdXV4\\.plus\\+slash/==$" 1;', f'"~^Bearer {KEY_A}$" 1;']
-    regexes = [re.compile(e[2:e.rindex('"')]) for e in entries]
+    regexes = [re.compile(e[2 : e.rindex('"')]) for e in entries]
     for key in (KEY_A, KEY_B):
         assert sum(bool(r.search(f"Bearer {key}")) for r in regexes) == 1
         assert not any(r.search(f"Bearer {key.swapcase()}") for r in regexes)
@@ -273,8 +289,17 @@ def test_api_keys_map_holds_each_key_and_nothing_else():
     assert not any(r.search(f"Bearer {KEY_B.replace('.', 'X')}") for r in regexes)  # `.` is escaped
 
 
-@pytest.mark.parametrize("keys", [[], ["short"], ['sk-test-aaaaaaaaaaaa"; default 1'], ["sk test aaaaaaaaaaaaaaaa"],
-                                  ["sk-test-aaaaaaaaaaaaaa$x"], ["sk-test-aaaaaaaaaaaaaaaa\n"]])
+@pytest.mark.parametrize(
+    "keys",
+    [
+        [],
+        ["short"],
+        ['sk-test-aaaaaaaaaaaa"; default 1'],
+        ["sk test aaaaaaaaaaaaaaaa"],
+        ["sk-test-aaaaaaaaaaaaaa$x"],
+        ["sk-test-aaaaaaaaaaaaaaaa\n"],
+    ],
+)
 def test_api_keys_map_rejects_unsafe_or_weak_keys(keys):
     with pytest.raises(FrontRenderError):
         render_api_keys_map(keys)
@@ -296,26 +321,32 @@ def _front(**update):
     return cfg.model_copy(update={"front": cfg.front.model_copy(update=update)})
 
 
-@pytest.mark.parametrize("cfg_update", [
-    {"domain": "evil.com; return 200"},
-    {"domain": "a b"},
-    {"domain": "x}"},
-    {"client_max_body_size": "1m; autoindex on"},
-])
+@pytest.mark.parametrize(
+    "cfg_update",
+    [
+        {"domain": "evil.com; return 200"},
+        {"domain": "a b"},
+        {"domain": "x}"},
+        {"client_max_body_size": "1m; autoindex on"},
+    ],
+)
 def test_bad_front_values_are_rejected(cfg_update):
     with pytest.raises(FrontRenderError):
         render_front(_front(**cfg_update), [Backend("alpha", "127.0.0.1", 9000)])
 
 
-@pytest.mark.parametrize("backend", [
-    Backend("alpha", "10.0.0.1;", 8000),
-    Backend("alpha", "10.0.0.1 backup", 8000),
-    Backend("alpha", "$host", 8000),
-    Backend("alpha", "10.0.0.1", 0),
-    Backend("alpha", "10.0.0.1", 70000),
-    Backend("alpha", "10.0.0.1", 8000, state="drain"),  # type: ignore[arg-type]
-    Backend("gamma", "10.0.0.1", 8000),                   # not a configured model
-])
+@pytest.mark.parametrize(
+    "backend",
+    [
+        Backend("alpha", "10.0.0.1;", 8000),
+        Backend("alpha", "10.0.0.1 backup", 8000),
+        Backend("alpha", "$host", 8000),
+        Backend("alpha", "10.0.0.1", 0),
+        Backend("alpha", "10.0.0.1", 70000),
+        Backend("alpha", "10.0.0.1", 8000, state="drain"),  # type: ignore[arg-type]
+        Backend("gamma", "10.0.0.1", 8000),  # not a configured model
+    ],
+)
 def test_bad_backends_are_rejected(backend):
     with pytest.raises(FrontRenderError):
         render_front(make_cfg(models=("alpha",)), [Backend("alpha", "10.0.0.9", 8000), backend])
@@ -338,8 +369,13 @@ def test_bad_model_names_and_pools_are_rejected():
 def test_bad_paths_listen_and_user_are_rejected():
     cfg = make_cfg(models=("alpha",))
     bs = [Backend("alpha", "10.0.0.1", 8000)]
-    for paths in (NginxPaths(pid="run/nginx.pid"), NginxPaths(cert="/etc/x y.pem"), NginxPaths(api_keys="/etc/k;"),
-                  NginxPaths(upstream_dir="/etc/../tmp"), NginxPaths(upstream_auth="/a/$b")):
+    for paths in (
+        NginxPaths(pid="run/nginx.pid"),
+        NginxPaths(cert="/etc/x y.pem"),
+        NginxPaths(api_keys="/etc/k;"),
+        NginxPaths(upstream_dir="/etc/../tmp"),
+        NginxPaths(upstream_auth="/a/$b"),
+    ):
         with pytest.raises(FrontRenderError):
             render_front(cfg, bs, paths=paths)
     with pytest.raises(FrontRenderError):
@@ -354,7 +390,7 @@ def test_drain_script_uses_the_given_nginx_and_paths():
     paths = NginxPaths.under("/srv/front")
     text = render_drain_script(paths, nginx_cmd=("docker", "exec", "vllm-front", "nginx"), drain_seconds=7)
     assert text.startswith("#!/bin/sh\n")
-    assert "docker exec vllm-front nginx -p /srv/front/ -c /srv/front/nginx.conf \"$@\"" in text
+    assert 'docker exec vllm-front nginx -p /srv/front/ -c /srv/front/nginx.conf "$@"' in text
     assert "UPSTREAM_DIR=/srv/front/upstreams\n" in text
     assert "DEFAULT_DRAIN_SECONDS=7\n" in text
     assert "STOP_CMD" in text and "--undrain" in text

@@ -1,4 +1,5 @@
 """The vLLM command line: exact argv for the seed examples, every refusal, no secret ever."""
+
 from __future__ import annotations
 
 import pytest
@@ -14,12 +15,30 @@ def spec(**kw):
 
 
 def test_70b_fp8_on_h100():
-    argv = serve_argv(spec(quantization="fp8", kvCacheDtype="fp8", maxModelLen=4096, maxNumSeqs=64,
-                           gpuMemoryUtilization=0.92))
-    assert argv == ["meta-llama/Llama-3.1-70B-Instruct", "--served-model-name", "llama-70b",
-                    "--host", "127.0.0.1", "--port", "8000", "--tensor-parallel-size", "1",
-                    "--gpu-memory-utilization", "0.92", "--max-model-len", "4096", "--max-num-seqs", "64",
-                    "--quantization", "fp8", "--kv-cache-dtype", "fp8"]
+    argv = serve_argv(
+        spec(quantization="fp8", kvCacheDtype="fp8", maxModelLen=4096, maxNumSeqs=64, gpuMemoryUtilization=0.92)
+    )
+    assert argv == [
+        "meta-llama/Llama-3.1-70B-Instruct",
+        "--served-model-name",
+        "llama-70b",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "8000",
+        "--tensor-parallel-size",
+        "1",
+        "--gpu-memory-utilization",
+        "0.92",
+        "--max-model-len",
+        "4096",
+        "--max-num-seqs",
+        "64",
+        "--quantization",
+        "fp8",
+        "--kv-cache-dtype",
+        "fp8",
+    ]
     assert "--dtype" not in argv
 
 
@@ -31,26 +50,43 @@ def test_70b_fp16_tp2():
 
 
 def test_7b_on_l40s_with_extra_args_last():
-    s = spec(name="llama-8b", model="meta-llama/Llama-3.1-8B-Instruct", gpu="L40S", maxModelLen=8192,
-             maxNumSeqs=256, gpuMemoryUtilization=0.9, extraArgs=["--performance-mode", "interactivity"])
+    s = spec(
+        name="llama-8b",
+        model="meta-llama/Llama-3.1-8B-Instruct",
+        gpu="L40S",
+        maxModelLen=8192,
+        maxNumSeqs=256,
+        gpuMemoryUtilization=0.9,
+        extraArgs=["--performance-mode", "interactivity"],
+    )
     argv = serve_argv(s, host="0.0.0.0", port=8001)
-    assert argv[:7] == ["meta-llama/Llama-3.1-8B-Instruct", "--served-model-name", "llama-8b", "--host", "0.0.0.0",
-                        "--port", "8001"]
+    assert argv[:7] == [
+        "meta-llama/Llama-3.1-8B-Instruct",
+        "--served-model-name",
+        "llama-8b",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8001",
+    ]
     assert argv[-2:] == ["--performance-mode", "interactivity"]
     assert argv[argv.index("--gpu-memory-utilization") + 1] == "0.9"
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--dtype", "fp8"], "--dtype fp8 is not valid"),
-    (["--dtype=fp8"], "--dtype fp8 is not valid"),
-    (["--speculative-model", "x"], "--speculative-config"),
-    (["--disable-log-requests"], "do not emit"),
-    (["--api-key", "k"], "secret on the command line"),
-    (["--hf-token=t"], "secret on the command line"),
-    (["--gpu-memory-utilization", "0.99"], "managed by the stack"),
-    (["--max_model_len", "16k"], "managed by the stack"),
-    (["-tp", "2"], "managed by the stack"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--dtype", "fp8"], "--dtype fp8 is not valid"),
+        (["--dtype=fp8"], "--dtype fp8 is not valid"),
+        (["--speculative-model", "x"], "--speculative-config"),
+        (["--disable-log-requests"], "do not emit"),
+        (["--api-key", "k"], "secret on the command line"),
+        (["--hf-token=t"], "secret on the command line"),
+        (["--gpu-memory-utilization", "0.99"], "managed by the stack"),
+        (["--max_model_len", "16k"], "managed by the stack"),
+        (["-tp", "2"], "managed by the stack"),
+    ],
+)
 def test_refusals_have_one_table(args, fragment):
     problems = flags.problems(args)
     assert problems and fragment in problems[0][1]

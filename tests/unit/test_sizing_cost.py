@@ -1,4 +1,5 @@
 """The seed arithmetic, reproduced exactly (seed 000 and vllm-facts.md)."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,17 +16,34 @@ def spec(**kw):
     return parse_config({"environment": "prod", "platform": "kubernetes", "models": [{**base, **kw}]}).models[0]
 
 
-@pytest.mark.parametrize("model, kib", [
-    ("meta-llama/Llama-3.1-8B", 128), ("meta-llama/Llama-3.1-70B", 320), ("mistralai/Mistral-7B-v0.3", 128),
-    ("mistralai/Mixtral-8x7B-v0.1", 128), ("Qwen/Qwen2.5-7B", 56), ("Qwen/Qwen3-32B", 256)])
+@pytest.mark.parametrize(
+    "model, kib",
+    [
+        ("meta-llama/Llama-3.1-8B", 128),
+        ("meta-llama/Llama-3.1-70B", 320),
+        ("mistralai/Mistral-7B-v0.3", 128),
+        ("mistralai/Mixtral-8x7B-v0.1", 128),
+        ("Qwen/Qwen2.5-7B", 56),
+        ("Qwen/Qwen3-32B", 256),
+    ],
+)
 def test_kv_bytes_per_token_match_vllm_facts(model, kib):
     assert kv_bytes_per_token(lookup_model(model).architecture, "auto") == kib * KIB
     assert kv_bytes_per_token(lookup_model(model).architecture, "fp8") == kib * KIB // 2
 
 
 def test_catalog_has_required_ids_and_aliases():
-    for gid in ["H100-SXM5-80GB", "H100-PCIe-80GB", "H200-141GB", "A100-SXM4-40GB", "A100-SXM4-80GB", "L40S", "L4",
-                "A10G", "RTX-4090"]:
+    for gid in [
+        "H100-SXM5-80GB",
+        "H100-PCIe-80GB",
+        "H200-141GB",
+        "A100-SXM4-40GB",
+        "A100-SXM4-80GB",
+        "L40S",
+        "L4",
+        "A10G",
+        "RTX-4090",
+    ]:
         assert gid in gpus()
     assert lookup_model("meta-llama/Llama-3.1-70B-Instruct").id == "meta-llama/Llama-3.1-70B"
     assert gpus()["H100-SXM5-80GB"].supports_fp8 and not gpus()["A100-SXM4-80GB"].supports_fp8
@@ -57,22 +75,32 @@ def test_8b_fp16_on_l40s_room_for_many_8k_sequences():
     # The issue's "≥ 50 sequences of 8k" needs 50 x 8192 x 128 KiB = 50 GiB of KV: more than the whole card.
     assert 50 * 8192 * f.kv_bytes_per_token > gpus()["L40S"].vram_bytes
     # With fp8 KV the same card holds 43 full-length sequences, and >= 50 at 7k average context.
-    f8 = fit_of(spec(model="meta-llama/Llama-3.1-8B-Instruct", gpu="L40S", kvCacheDtype="fp8", gpuMemoryUtilization=0.9))
+    f8 = fit_of(
+        spec(model="meta-llama/Llama-3.1-8B-Instruct", gpu="L40S", kvCacheDtype="fp8", gpuMemoryUtilization=0.9)
+    )
     assert f8.max_concurrency_full_context == 43
     assert f8.kv_tokens // 7000 >= 50
 
 
 def fit_of(s):
-    return fit(s.name, s.model_info().architecture, gpus()[s.gpu], tensor_parallel=s.tensor_parallel,
-               quantization=s.quantization, kv_cache_dtype=s.kv_cache_dtype, max_model_len=s.max_model_len,
-               max_num_seqs=s.max_num_seqs, gpu_memory_utilization=s.gpu_memory_utilization)
+    return fit(
+        s.name,
+        s.model_info().architecture,
+        gpus()[s.gpu],
+        tensor_parallel=s.tensor_parallel,
+        quantization=s.quantization,
+        kv_cache_dtype=s.kv_cache_dtype,
+        max_model_len=s.max_model_len,
+        max_num_seqs=s.max_num_seqs,
+        gpu_memory_utilization=s.gpu_memory_utilization,
+    )
 
 
 def test_seed_cost_arithmetic():
-    assert monthly(2.50) == 1800.00                       # 1x H100 on-demand
-    assert monthly(2 * 1.03) == 1483.20                   # 2x spot H100
-    assert monthly(2 * 2.50) == 3600.00                   # vs 2x on-demand
-    assert round(per_million_tokens(0.72, 3000), 4) == 0.0667   # 7B on L40S at 3,000 tok/s
+    assert monthly(2.50) == 1800.00  # 1x H100 on-demand
+    assert monthly(2 * 1.03) == 1483.20  # 2x spot H100
+    assert monthly(2 * 2.50) == 3600.00  # vs 2x on-demand
+    assert round(per_million_tokens(0.72, 3000), 4) == 0.0667  # 7B on L40S at 3,000 tok/s
     assert D.HOURS_PER_MONTH == 720
 
 
@@ -84,6 +112,7 @@ def test_pool_blend_cost_two_spot_h100():
 
 def test_price_override_wins():
     from vllm_stack.config import PriceSpec
+
     p = price_for("L40S", {"L40S": PriceSpec(on_demand_per_hour=1.80)})
     assert p.on_demand_per_hour == 1.80 and p.source == "stack config `prices`"
 

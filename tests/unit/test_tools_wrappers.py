@@ -3,6 +3,7 @@
 A checker that never fails proves nothing, so every tool gets a known-bad input that must
 be rejected next to a known-good one that must be accepted.
 """
+
 from __future__ import annotations
 
 import json
@@ -174,7 +175,7 @@ def test_systemd_verify_fails_a_misspelled_key_although_rc_is_0(tmp_path):
 
 def test_shellcheck(tmp_path):
     tools.require("shellcheck")
-    bad = write(tmp_path / "bad.sh", '#!/bin/bash\nset -euo pipefail\ndir=$1\nrm -rf $dir/cache\n')
+    bad = write(tmp_path / "bad.sh", "#!/bin/bash\nset -euo pipefail\ndir=$1\nrm -rf $dir/cache\n")
     good = write(tmp_path / "good.sh", '#!/bin/bash\nset -euo pipefail\ndir="$1"\nrm -rf "${dir:?}/cache"\n')
     r = tools.shellcheck(bad)
     assert not r.ok and "SC2086" in r.output, str(r)
@@ -246,8 +247,12 @@ def test_kubernetes_validate_strict_rejects_unknown_field(tmp_path):
 
 def test_kubernetes_validate_does_not_count_crds_as_validated(tmp_path):
     tools.require("kubernetes-validate")
-    f = write(tmp_path / "mixed.yaml", DEPLOYMENT.format(replicas="replicas") + "---\n"
-              + textwrap.dedent(SCALED_OBJECT.format(target=TARGET)).lstrip("\n"))
+    f = write(
+        tmp_path / "mixed.yaml",
+        DEPLOYMENT.format(replicas="replicas")
+        + "---\n"
+        + textwrap.dedent(SCALED_OBJECT.format(target=TARGET)).lstrip("\n"),
+    )
     r = tools.kubernetes_validate(f)
     assert r.rc == 0 and not r.ok, str(r)  # the tool itself only warns
     assert r.unvalidated == [("keda.sh/v1alpha1", "ScaledObject")]
@@ -258,7 +263,9 @@ def test_validate_crd(tmp_path):
     tools.require("validate-crd")
     good = write(tmp_path / "good.yaml", SCALED_OBJECT.format(target=TARGET) + "---\n" + SERVICE_MONITOR)
     missing = write(tmp_path / "missing.yaml", SCALED_OBJECT.format(target=""))
-    typo = write(tmp_path / "typo.yaml", SCALED_OBJECT.format(target=TARGET).replace("minReplicaCount", "minReplicaCunt"))
+    typo = write(
+        tmp_path / "typo.yaml", SCALED_OBJECT.format(target=TARGET).replace("minReplicaCount", "minReplicaCunt")
+    )
     r = tools.validate_crd(good)
     assert r.ok, str(r)
     r = tools.validate_crd(missing)
@@ -279,8 +286,10 @@ def test_validate_manifests_routes_crds_to_validate_crd(tmp_path):
     tools.require("validate-crd")
     so = textwrap.dedent(SCALED_OBJECT.format(target=TARGET)).lstrip("\n")
     good = write(tmp_path / "good.yaml", DEPLOYMENT.format(replicas="replicas") + "---\n" + so)
-    bad = write(tmp_path / "bad.yaml", DEPLOYMENT.format(replicas="replicas") + "---\n"
-                + so.replace("  scaleTargetRef:\n    name: vllm\n", ""))
+    bad = write(
+        tmp_path / "bad.yaml",
+        DEPLOYMENT.format(replicas="replicas") + "---\n" + so.replace("  scaleTargetRef:\n    name: vllm\n", ""),
+    )
     unknown = write(tmp_path / "unknown.yaml", "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n")
     assert tools.validate_manifests(good).ok, str(tools.validate_manifests(good))
     assert not tools.validate_manifests(bad).ok
@@ -317,7 +326,9 @@ jobs:
 
 def test_actionlint(tmp_path):
     tools.require("actionlint")
-    good = write(tmp_path / "good.yml", WORKFLOW.format(runs_on="runs-on", condition="${{ github.event_name == 'push' }}"))
+    good = write(
+        tmp_path / "good.yml", WORKFLOW.format(runs_on="runs-on", condition="${{ github.event_name == 'push' }}")
+    )
     bad = write(tmp_path / "bad.yml", WORKFLOW.format(runs_on="runs-onn", condition="${{ foo.bar( }}"))
     r = tools.actionlint(good)
     assert r.ok, str(r)
@@ -337,23 +348,30 @@ def _dashboard() -> dict:
         "uid": "vllm-overview",
         "schemaVersion": 39,
         "time": {"from": "now-1h", "to": "now"},
-        "panels": [{
-            "id": 1,
-            "type": "timeseries",
-            "title": "Requests waiting",
-            "gridPos": {"h": 8, "w": 12, "x": 0, "y": 0},
-            "datasource": {"type": "prometheus", "uid": "prometheus"},
-            "fieldConfig": {
-                "defaults": {
-                    "unit": "short",
-                    "color": {"mode": "palette-classic"},
-                    "thresholds": {"mode": "absolute", "steps": [{"color": "green", "value": None}]},
+        "panels": [
+            {
+                "id": 1,
+                "type": "timeseries",
+                "title": "Requests waiting",
+                "gridPos": {"h": 8, "w": 12, "x": 0, "y": 0},
+                "datasource": {"type": "prometheus", "uid": "prometheus"},
+                "fieldConfig": {
+                    "defaults": {
+                        "unit": "short",
+                        "color": {"mode": "palette-classic"},
+                        "thresholds": {"mode": "absolute", "steps": [{"color": "green", "value": None}]},
+                    },
+                    "overrides": [],
                 },
-                "overrides": [],
-            },
-            "targets": [{"refId": "A", "datasource": {"type": "prometheus", "uid": "prometheus"},
-                         "expr": "sum(vllm:num_requests_waiting)"}],
-        }],
+                "targets": [
+                    {
+                        "refId": "A",
+                        "datasource": {"type": "prometheus", "uid": "prometheus"},
+                        "expr": "sum(vllm:num_requests_waiting)",
+                    }
+                ],
+            }
+        ],
     }
 
 

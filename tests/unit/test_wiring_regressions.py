@@ -6,6 +6,7 @@
 
 The alert fields and the config fields are enumerated from the pydantic models, not listed by hand.
 """
+
 from __future__ import annotations
 
 import copy
@@ -27,10 +28,11 @@ from vllm_stack.render import alerts as A
 from vllm_stack.sizing import fit, fit_for
 
 ROOT = Path(__file__).resolve().parents[2]
-GIB, MIB = 1024 ** 3, 1024 ** 2
+GIB, MIB = 1024**3, 1024**2
 
 
 # --- KV sizing at tensor parallel 2 ---------------------------------------------------------------
+
 
 def _tp2_example():
     cfg = load_stack_file(ROOT / "examples" / "Pulumi.tp2-70b-fp16.yaml")
@@ -41,7 +43,12 @@ def _tp2_example():
 def test_tp2_example_is_the_case_computed_by_hand():
     spec = _tp2_example()
     assert (spec.model, spec.gpu, spec.tensor_parallel, spec.quantization, spec.kv_cache_dtype) == (
-        "meta-llama/Llama-3.1-70B-Instruct", "H100-SXM5-80GB", 2, "none", "auto")
+        "meta-llama/Llama-3.1-70B-Instruct",
+        "H100-SXM5-80GB",
+        2,
+        "none",
+        "auto",
+    )
     assert (spec.gpu_memory_utilization, spec.max_model_len) == (0.92, 16384)
     # The catalog numbers the hand computation below uses.
     arch = lookup_model(spec.model).architecture
@@ -55,16 +62,16 @@ def test_kv_sizing_at_tensor_parallel_2_by_hand():
     the replica's KV cache is that per-GPU remainder times 2."""
     f = fit_for(_tp2_example())
     tp = 2
-    vram_gpu = 81559 * MIB                       # 79.65 GiB
-    budget_gpu = vram_gpu * 0.92                 # 73.28 GiB
-    weights_gpu = 70.55e9 * 2 / tp               # 65.71 GiB: the weights are split across the GPUs
+    vram_gpu = 81559 * MIB  # 79.65 GiB
+    budget_gpu = vram_gpu * 0.92  # 73.28 GiB
+    weights_gpu = 70.55e9 * 2 / tp  # 65.71 GiB: the weights are split across the GPUs
     overhead_gpu = 4.0 * GIB
     kv_gpu = budget_gpu - weights_gpu - overhead_gpu
     kv_total = kv_gpu * tp
-    per_token = 2 * 80 * 8 * 128 * 2             # K and V x layers x kv heads x head dim x fp16 = 320 KiB
+    per_token = 2 * 80 * 8 * 128 * 2  # K and V x layers x kv heads x head dim x fp16 = 320 KiB
 
-    assert round(kv_gpu / GIB, 2) == 3.57        # per GPU
-    assert round(kv_total / GIB, 2) == 7.14      # the replica
+    assert round(kv_gpu / GIB, 2) == 3.57  # per GPU
+    assert round(kv_total / GIB, 2) == 7.14  # the replica
     assert per_token == 327_680
     assert int(kv_total // per_token) == 23_401
 
@@ -74,7 +81,7 @@ def test_kv_sizing_at_tensor_parallel_2_by_hand():
     assert f.weights_gib == round(weights_gpu * tp / GIB, 2) == 131.41
     assert f.overhead_gib == round(overhead_gpu * tp / GIB, 2) == 8.0
     assert f.kv_gib == 7.14
-    assert f.kv_gib / tp == pytest.approx(kv_gpu / GIB, abs=0.01)      # per-GPU share
+    assert f.kv_gib / tp == pytest.approx(kv_gpu / GIB, abs=0.01)  # per-GPU share
     assert f.kv_bytes_per_token == per_token
     assert f.kv_tokens == 23_401
     assert f.max_concurrency_full_context == 23_401 // 16384 == 1
@@ -86,8 +93,17 @@ def test_the_same_model_on_one_gpu_does_not_fit():
     """TP 1 vs TP 2 of the same numbers: the budget doubles, the weights do not."""
     spec = _tp2_example()
     arch, gpu = lookup_model(spec.model).architecture, gpus()[spec.gpu]
-    one = fit("x", arch, gpu, tensor_parallel=1, quantization="none", kv_cache_dtype="auto", max_model_len=16384,
-              max_num_seqs=64, gpu_memory_utilization=0.92)
+    one = fit(
+        "x",
+        arch,
+        gpu,
+        tensor_parallel=1,
+        quantization="none",
+        kv_cache_dtype="auto",
+        max_model_len=16384,
+        max_num_seqs=64,
+        gpu_memory_utilization=0.92,
+    )
     assert one.fits is False and one.kv_tokens == 0
     assert one.kv_gib == round((81559 * MIB * 0.92 - 70.55e9 * 2 - 4 * GIB) / GIB, 2) == -62.13
 
@@ -103,8 +119,15 @@ FOR_FIELDS = sorted((name, f.alias or name) for name, f in AlertSpec.model_field
 
 
 def _rules(alerts: dict) -> dict[str, dict]:
-    cfg = parse_config({"environment": "dev", "platform": "docker", "hosts": [HOST], "models": [MODEL],
-                        "monitoring": {"alerts": alerts}})
+    cfg = parse_config(
+        {
+            "environment": "dev",
+            "platform": "docker",
+            "hosts": [HOST],
+            "models": [MODEL],
+            "monitoring": {"alerts": alerts},
+        }
+    )
     doc = yaml.safe_load(A.render_alert_rules(cfg))
     return {r["alert"]: r for r in doc["groups"][0]["rules"]}
 
@@ -141,30 +164,87 @@ def test_all_for_fields_at_once_land_on_their_own_rules():
 # --- the key path of every config error --------------------------------------------------------
 
 BASELINE: dict[str, Any] = {
-    "environment": "prod", "platform": "docker", "hostRuntime": "systemd",
-    "hosts": [{"name": "gpu-1", "address": "10.0.0.10", "user": "ubuntu", "port": 22, "gpu": "L40S", "gpuCount": 1,
-               "capacity": "onDemand"}],
-    "models": [{"name": "custom", "model": "/models/custom", "gpu": "L40S", "tensorParallel": 1,
-                "quantization": "none", "kvCacheDtype": "auto", "maxModelLen": 8192, "maxNumSeqs": 64,
-                "gpuMemoryUtilization": 0.9, "extraArgs": ["--enable-chunked-prefill"],
-                "pool": {"onDemand": 1, "spot": 0, "spotMax": 0, "drainSeconds": 20,
-                         "peakSchedule": {"start": "45 8 * * 1-5", "end": "0 19 * * 1-5", "timezone": "UTC",
-                                          "replicas": 1}},
-                "load": {"peakRps": 2.0, "singleInstanceRps": 1.0, "bufferPct": 20.0, "tokensPerSecond": 100.0},
-                "image": "vllm/vllm-openai:v0.33.0",
-                "architecture": {"params": 7.2e9, "layers": 32, "kvHeads": 8, "headDim": 128, "attentionHeads": 32,
-                                 "maxPositions": 32768},
-                "default": True}],
-    "front": {"domain": "vllm.example.com", "tls": "selfSigned", "clientMaxBodySize": "50m",
-              "readTimeoutSeconds": 600, "rateLimitRps": 5.0, "rateLimitBurst": 10, "serviceType": "LoadBalancer",
-              "host": "gpu-1"},
-    "monitoring": {"scrapeIntervalSeconds": 10, "grafana": {"enabled": True},
-                   "alerts": {"queueWaiting": 10.0, "queueFor": "2m", "kvCacheUsage": 0.9, "kvCacheFor": "5m",
-                              "ttftP95Seconds": 2.0, "ttftFor": "3m", "preemptions5m": 5.0, "preemptionsFor": "5m",
-                              "backendDownFor": "1m", "gpuTempCelsius": 80.0, "gpuTempFor": "5m",
-                              "vramUsage": 0.95, "vramFor": "5m", "errorRate": 0.05, "errorRateFor": "5m"},
-                   "alertmanager": "alertmanager.example.com:9093", "prometheusOperator": False,
-                   "prometheusUrl": "http://prometheus.example.com:9090", "host": "gpu-1"},
+    "environment": "prod",
+    "platform": "docker",
+    "hostRuntime": "systemd",
+    "hosts": [
+        {
+            "name": "gpu-1",
+            "address": "10.0.0.10",
+            "user": "ubuntu",
+            "port": 22,
+            "gpu": "L40S",
+            "gpuCount": 1,
+            "capacity": "onDemand",
+        }
+    ],
+    "models": [
+        {
+            "name": "custom",
+            "model": "/models/custom",
+            "gpu": "L40S",
+            "tensorParallel": 1,
+            "quantization": "none",
+            "kvCacheDtype": "auto",
+            "maxModelLen": 8192,
+            "maxNumSeqs": 64,
+            "gpuMemoryUtilization": 0.9,
+            "extraArgs": ["--enable-chunked-prefill"],
+            "pool": {
+                "onDemand": 1,
+                "spot": 0,
+                "spotMax": 0,
+                "drainSeconds": 20,
+                "peakSchedule": {"start": "45 8 * * 1-5", "end": "0 19 * * 1-5", "timezone": "UTC", "replicas": 1},
+            },
+            "load": {"peakRps": 2.0, "singleInstanceRps": 1.0, "bufferPct": 20.0, "tokensPerSecond": 100.0},
+            "image": "vllm/vllm-openai:v0.33.0",
+            "architecture": {
+                "params": 7.2e9,
+                "layers": 32,
+                "kvHeads": 8,
+                "headDim": 128,
+                "attentionHeads": 32,
+                "maxPositions": 32768,
+            },
+            "default": True,
+        }
+    ],
+    "front": {
+        "domain": "vllm.example.com",
+        "tls": "selfSigned",
+        "clientMaxBodySize": "50m",
+        "readTimeoutSeconds": 600,
+        "rateLimitRps": 5.0,
+        "rateLimitBurst": 10,
+        "serviceType": "LoadBalancer",
+        "host": "gpu-1",
+    },
+    "monitoring": {
+        "scrapeIntervalSeconds": 10,
+        "grafana": {"enabled": True},
+        "alerts": {
+            "queueWaiting": 10.0,
+            "queueFor": "2m",
+            "kvCacheUsage": 0.9,
+            "kvCacheFor": "5m",
+            "ttftP95Seconds": 2.0,
+            "ttftFor": "3m",
+            "preemptions5m": 5.0,
+            "preemptionsFor": "5m",
+            "backendDownFor": "1m",
+            "gpuTempCelsius": 80.0,
+            "gpuTempFor": "5m",
+            "vramUsage": 0.95,
+            "vramFor": "5m",
+            "errorRate": 0.05,
+            "errorRateFor": "5m",
+        },
+        "alertmanager": "alertmanager.example.com:9093",
+        "prometheusOperator": False,
+        "prometheusUrl": "http://prometheus.example.com:9090",
+        "host": "gpu-1",
+    },
     "prices": {"L40S": {"onDemandPerHour": 0.72, "spotPerHour": 0.3}},
     "kubernetes": {"namespace": "vllm", "storageClass": "fast-ssd", "weightsPvcSize": "500Gi"},
 }
@@ -236,9 +316,9 @@ FIELDS = list(config_fields())
 
 def test_the_baseline_loads_and_sets_every_field():
     parse_config(copy.deepcopy(BASELINE))
-    assert len(FIELDS) == 90, [p for p, _ in FIELDS]   # a field added to the model changes this on purpose
+    assert len(FIELDS) == 90, [p for p, _ in FIELDS]  # a field added to the model changes this on purpose
     for pattern, _ in FIELDS:
-        _set(copy.deepcopy(BASELINE), pattern, None)    # asserts the baseline reaches the key
+        _set(copy.deepcopy(BASELINE), pattern, None)  # asserts the baseline reaches the key
 
 
 @pytest.mark.parametrize("pattern, ann", FIELDS, ids=[p for p, _ in FIELDS])

@@ -7,16 +7,49 @@ They share the pure renderers of `vllm_stack.render` and take no stack config: `
 is the stack's own composition, `examples/` shows another. `provider/` hosts the same classes for
 programs in other languages (`pulumi package add`).
 """
-from .host import (DockerVllmServer, HostMonitoringStack, HostNginxFront, HostSpotOnDemandPool, SshGpuNode,
-                   SystemdVllmServer)
-from .kubernetes import (KubernetesGpuNode, KubernetesMonitoringStack, KubernetesNginxFront, KubernetesSpotOnDemandPool,
-                         KubernetesVllmServer)
+
+from .host import (
+    DockerVllmServer,
+    HostMonitoringStack,
+    HostNginxFront,
+    HostSpotOnDemandPool,
+    SshGpuNode,
+    SystemdVllmServer,
+)
+from .kubernetes import (
+    KubernetesGpuNode,
+    KubernetesMonitoringStack,
+    KubernetesNginxFront,
+    KubernetesSpotOnDemandPool,
+    KubernetesVllmServer,
+)
 
 #: Every component, in the order the schema lists them.
-COMPONENTS = [SshGpuNode, DockerVllmServer, SystemdVllmServer, HostSpotOnDemandPool, HostNginxFront, HostMonitoringStack,
-              KubernetesGpuNode, KubernetesVllmServer, KubernetesSpotOnDemandPool, KubernetesNginxFront,
-              KubernetesMonitoringStack]
+COMPONENTS = [
+    SshGpuNode,
+    DockerVllmServer,
+    SystemdVllmServer,
+    HostSpotOnDemandPool,
+    HostNginxFront,
+    HostMonitoringStack,
+    KubernetesGpuNode,
+    KubernetesVllmServer,
+    KubernetesSpotOnDemandPool,
+    KubernetesNginxFront,
+    KubernetesMonitoringStack,
+]
 
-__all__ = ["COMPONENTS", "DockerVllmServer", "HostMonitoringStack", "HostNginxFront", "HostSpotOnDemandPool",
-           "KubernetesGpuNode", "KubernetesMonitoringStack", "KubernetesNginxFront", "KubernetesSpotOnDemandPool",
-           "KubernetesVllmServer", "SshGpuNode", "SystemdVllmServer"]
+__all__ = [
+    "COMPONENTS",
+    "DockerVllmServer",
+    "HostMonitoringStack",
+    "HostNginxFront",
+    "HostSpotOnDemandPool",
+    "KubernetesGpuNode",
+    "KubernetesMonitoringStack",
+    "KubernetesNginxFront",
+    "KubernetesSpotOnDemandPool",
+    "KubernetesVllmServer",
+    "SshGpuNode",
+    "SystemdVllmServer",
+]

@@ -6,6 +6,7 @@ these annotations (`pulumi.provider.experimental`: a field typed `pulumi.Input[.
 Output of another resource; a bare type must be known when the program runs). No
 `from __future__ import annotations` here: the schema analyzer reads the annotation objects.
 """
+
 from typing import NotRequired, TypedDict
 
 import pulumi
@@ -14,6 +15,7 @@ from pulumi_command import remote
 
 class SshArgs(TypedDict):
     """How pulumi-command reaches a host over SSH."""
+
     host: pulumi.Input[str]
     """Address or DNS name of the host."""
     user: pulumi.Input[str]
@@ -26,6 +28,7 @@ class SshArgs(TypedDict):
 
 class FileArgs(TypedDict):
     """A file the component writes on a host, from stdin (never argv)."""
+
     id: str
     """Suffix of the file's resource name, unique within the component (changing it replaces the file)."""
     path: str
@@ -43,6 +46,7 @@ class VolumeArgs(TypedDict):
 
 class HostContainerArgs(TypedDict):
     """A long-running container on a host's docker engine (host network)."""
+
     name: str
     image: str
     command: NotRequired[list[str]]
@@ -52,6 +56,7 @@ class HostContainerArgs(TypedDict):
 
 class BackendArgs(TypedDict):
     """One vLLM endpoint the front routes a model to."""
+
     model: str
     address: str
     port: int
@@ -61,6 +66,7 @@ class BackendArgs(TypedDict):
 
 class DrainArgs(TypedDict):
     """A spot replica's drain hook: runs on the front host before the replica is deleted."""
+
     ssh: SshArgs
     command: str
 
@@ -68,12 +74,17 @@ class DrainArgs(TypedDict):
 def connection(ssh: SshArgs) -> remote.ConnectionArgs:
     """pulumi-command's connection from `SshArgs` (the port defaults to 22)."""
     port = ssh.get("port", 22)
-    return remote.ConnectionArgs(host=ssh["host"], user=ssh["user"], private_key=ssh.get("private_key"),
-                                 port=float(port) if isinstance(port, int) else pulumi.Output.from_input(port).apply(float))  # type: ignore[arg-type]
+    return remote.ConnectionArgs(
+        host=ssh["host"],
+        user=ssh["user"],
+        private_key=ssh.get("private_key"),
+        port=float(port) if isinstance(port, int) else pulumi.Output.from_input(port).apply(float),  # type: ignore[arg-type]
+    )
 
 
 class PoolArgs(TypedDict):
     """What both pools take: the model, its replica split, and the backends the front routes to."""
+
     model: str
     on_demand: int
     spot: int

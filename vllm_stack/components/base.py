@@ -1,6 +1,7 @@
 """What every vllm-stack component does the same way: its type token, its registered inputs,
 and an alias to the type it had before the per-platform split (so `pulumi up` on an existing
 stack renames in place instead of replacing every child)."""
+
 from typing import Any, Mapping, Sequence
 
 import pulumi
@@ -33,10 +34,13 @@ class Component(pulumi.ComponentResource):
         #: The parent the caller gave (the children's alias target after a move).
         self.opts_parent = opts.parent if opts is not None else None
         #: What the caller made this component wait for; children that must wait too are given it.
-        self.opts_depends_on: list[pulumi.Resource] = [d for d in _as_list(opts.depends_on if opts else None)
-                                                       if isinstance(d, pulumi.Resource)]
+        self.opts_depends_on: list[pulumi.Resource] = [
+            d for d in _as_list(opts.depends_on if opts else None) if isinstance(d, pulumi.Resource)
+        ]
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(aliases=aliases))
-        super().__init__(f"{D.COMPONENT_PREFIX}:{type(self).__name__}", name, {_camel(k): v for k, v in args.items()}, opts)
+        super().__init__(
+            f"{D.COMPONENT_PREFIX}:{type(self).__name__}", name, {_camel(k): v for k, v in args.items()}, opts
+        )
 
     def child(self, *, depends_on: Sequence[pulumi.Resource] | None = None, **kwargs: Any) -> pulumi.ResourceOptions:
         """Options for a child: `parent=self`, waiting for what this component waits for (Pulumi does not

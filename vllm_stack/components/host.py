@@ -5,6 +5,7 @@ Inputs for what only exists at deploy time (addresses of new machines, secrets);
 its resources with `parent=self` and exposes `pulumi.Output` attributes. A component that
 needs a host's docker engine gets it the Pulumi way: `ResourceOptions(providers=[node.docker_provider])`.
 """
+
 from typing import NotRequired, TypedDict
 
 import pulumi
@@ -27,17 +28,34 @@ from .tls import front_certificate, front_key_files
 
 
 def _volumes(volumes: list[VolumeArgs]) -> list[docker.ContainerVolumeArgs]:
-    return [docker.ContainerVolumeArgs(host_path=v["host_path"], container_path=v["container_path"],
-                                       read_only=v.get("read_only")) for v in volumes]
+    return [
+        docker.ContainerVolumeArgs(
+            host_path=v["host_path"], container_path=v["container_path"], read_only=v.get("read_only")
+        )
+        for v in volumes
+    ]
 
 
-def _push(owner: Component, name: str, conn: remote.ConnectionArgs, f: FileArgs,
-          depends_on: list[pulumi.Resource] | None = None) -> remote.Command:
-    return remote_file(f"{name}-{f['id']}", conn, f["path"], f["content"], mode=f.get("mode", 0o644), parent=owner,
-                       depends_on=depends_on or [])
+def _push(
+    owner: Component,
+    name: str,
+    conn: remote.ConnectionArgs,
+    f: FileArgs,
+    depends_on: list[pulumi.Resource] | None = None,
+) -> remote.Command:
+    return remote_file(
+        f"{name}-{f['id']}",
+        conn,
+        f["path"],
+        f["content"],
+        mode=f.get("mode", 0o644),
+        parent=owner,
+        depends_on=depends_on or [],
+    )
 
 
 # --- GPU host ------------------------------------------------------------------------------
+
 
 class SshGpuNodeArgs(TypedDict):
     ssh: SshArgs
@@ -58,6 +76,7 @@ class SshGpuNodeArgs(TypedDict):
 class SshGpuNode(Component):
     """An existing GPU host prepared for vLLM: driver/toolkit check, `vllm` user, weights dir,
     0600 secret env files written from stdin, DCGM exporter; plus its docker provider."""
+
     _previous_type = "GpuNode"
     gpu: pulumi.Output[str]
     gpu_count: pulumi.Output[int]
@@ -69,23 +88,47 @@ class SshGpuNode(Component):
         conn = connection(args["ssh"])
         script = args["bootstrap"]
         # The bootstrap installs the secret writer itself (byte for byte), so reruns are no-ops.
-        bootstrap = remote.Command(f"{name}-bootstrap", connection=conn, create="sudo bash -s", update="sudo bash -s",
-                                   stdin=script, triggers=[content_hash(script)], opts=self.child())
+        bootstrap = remote.Command(
+            f"{name}-bootstrap",
+            connection=conn,
+            create="sudo bash -s",
+            update="sudo bash -s",
+            stdin=script,
+            triggers=[content_hash(script)],
+            opts=self.child(),
+        )
         hf = args.get("hf_token")
         for model in args["models"]:
             env = pulumi.Output.all(args["api_key"], hf if hf is not None else "").apply(
-                lambda kv: render_secret_env_file({ENV_API_KEY: kv[0], ENV_HF_TOKEN: kv[1] or ""}))
+                lambda kv: render_secret_env_file({ENV_API_KEY: kv[0], ENV_HF_TOKEN: kv[1] or ""})
+            )
             secret_env: pulumi.Output[str] = pulumi.Output.secret(env)
             remote.Command(
-                f"{name}-{model}-env", connection=conn, create=host_commands.write_secrets(model),
-                update=host_commands.write_secrets(model), delete=host_commands.remove_file(secret_env_path(model)),
-                stdin=secret_env, logging=remote.Logging.NONE, opts=self.child(depends_on=[bootstrap]))
-        self.docker_provider = docker.Provider(f"{name}-docker", host=args["docker_host"],
-                                               ssh_opts=["-o", "StrictHostKeyChecking=accept-new"], opts=self.child())
-        self.publish(gpu=args["gpu"], gpu_count=args["gpu_count"], weights_path=D.VLLM_WEIGHTS_DIR, docker_host=args["docker_host"])
+                f"{name}-{model}-env",
+                connection=conn,
+                create=host_commands.write_secrets(model),
+                update=host_commands.write_secrets(model),
+                delete=host_commands.remove_file(secret_env_path(model)),
+                stdin=secret_env,
+                logging=remote.Logging.NONE,
+                opts=self.child(depends_on=[bootstrap]),
+            )
+        self.docker_provider = docker.Provider(
+            f"{name}-docker",
+            host=args["docker_host"],
+            ssh_opts=["-o", "StrictHostKeyChecking=accept-new"],
+            opts=self.child(),
+        )
+        self.publish(
+            gpu=args["gpu"],
+            gpu_count=args["gpu_count"],
+            weights_path=D.VLLM_WEIGHTS_DIR,
+            docker_host=args["docker_host"],
+        )
 
 
 # --- vLLM servers ----------------------------------------------------------------------------
+
 
 class _ServerArgs(TypedDict):
     model: str
@@ -112,9 +155,17 @@ class _Server(Component):
         drain = args.get("drain")
         if drain is not None:
             # Depends on the workload: on removal Pulumi deletes this hook (the drain) first.
-            remote.Command(f"{name}-drain", connection=connection(drain["ssh"]), create="true", delete=drain["command"],
-                           triggers=[endpoint], opts=self.child(depends_on=[workload], aliases=(
-                               [pulumi.Alias(parent=self.opts_parent)] if self.opts_parent is not None else None)))
+            remote.Command(
+                f"{name}-drain",
+                connection=connection(drain["ssh"]),
+                create="true",
+                delete=drain["command"],
+                triggers=[endpoint],
+                opts=self.child(
+                    depends_on=[workload],
+                    aliases=([pulumi.Alias(parent=self.opts_parent)] if self.opts_parent is not None else None),
+                ),
+            )
         self.publish(endpoint=endpoint, model=args["model"], capacity=args["capacity"])
 
 
@@ -142,21 +193,45 @@ class DockerVllmServer(_Server):
         super().__init__(name, args, opts)
         image = docker.RemoteImage(f"{name}-image", name=args["image"], keep_locally=True, opts=self.child())
         container = docker.Container(
-            name, name=args["container_name"], image=image.repo_digest,
-            entrypoints=["/bin/sh", "-c", f'set -a; . {CONTAINER_SECRET_ENV}; set +a; exec vllm serve "$@"', "vllm-serve"],
-            command=args["argv"], envs=[f"{k}={v}" for k, v in sorted(args["env"].items())], gpus=args["gpus"],
+            name,
+            name=args["container_name"],
+            image=image.repo_digest,
+            entrypoints=[
+                "/bin/sh",
+                "-c",
+                f'set -a; . {CONTAINER_SECRET_ENV}; set +a; exec vllm serve "$@"',
+                "vllm-serve",
+            ],
+            command=args["argv"],
+            envs=[f"{k}={v}" for k, v in sorted(args["env"].items())],
+            gpus=args["gpus"],
             ipc_mode="host",
             ports=[docker.ContainerPortArgs(internal=D.VLLM_PORT, external=args["port"], ip=args["address"])],
-            volumes=[docker.ContainerVolumeArgs(host_path=args["weights_dir"], container_path=args["weights_dir"]),
-                     docker.ContainerVolumeArgs(host_path=args["secret_env_file"], container_path=CONTAINER_SECRET_ENV,
-                                                read_only=True)],
+            volumes=[
+                docker.ContainerVolumeArgs(host_path=args["weights_dir"], container_path=args["weights_dir"]),
+                docker.ContainerVolumeArgs(
+                    host_path=args["secret_env_file"], container_path=CONTAINER_SECRET_ENV, read_only=True
+                ),
+            ],
             healthcheck=docker.ContainerHealthcheckArgs(
-                tests=["CMD", "python3", "-c", "import urllib.request; urllib.request.urlopen("
-                       f"'http://127.0.0.1:{D.VLLM_PORT}{D.HEALTH_PATH}', timeout=5)"],
-                interval=f"{D.PROBE_PERIOD_SEC}s", timeout="5s", retries=3, start_period=f"{D.DOCKER_HEALTH_START_PERIOD_SEC}s"),
-            restart="always", stop_signal="SIGTERM", stop_timeout=args["stop_timeout"],
+                tests=[
+                    "CMD",
+                    "python3",
+                    "-c",
+                    "import urllib.request; urllib.request.urlopen("
+                    f"'http://127.0.0.1:{D.VLLM_PORT}{D.HEALTH_PATH}', timeout=5)",
+                ],
+                interval=f"{D.PROBE_PERIOD_SEC}s",
+                timeout="5s",
+                retries=3,
+                start_period=f"{D.DOCKER_HEALTH_START_PERIOD_SEC}s",
+            ),
+            restart="always",
+            stop_signal="SIGTERM",
+            stop_timeout=args["stop_timeout"],
             labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(args["labels"].items())],
-            opts=self.child())
+            opts=self.child(),
+        )
         self._finish(name, args, container)
 
 
@@ -178,10 +253,15 @@ class SystemdVllmServer(_Server):
         unit, wrapper = args["unit"], args["wrapper"]
         files = [_push(self, name, conn, wrapper), _push(self, name, conn, unit)]
         start = host_commands.start_unit(args["unit_name"])
-        service = remote.Command(f"{name}-service", connection=conn, create=start, update=start,
-                                 delete=host_commands.stop_unit(args["unit_name"]),
-                                 triggers=[content_hash(unit["content"] + wrapper["content"])],
-                                 opts=self.child(depends_on=files))
+        service = remote.Command(
+            f"{name}-service",
+            connection=conn,
+            create=start,
+            update=start,
+            delete=host_commands.stop_unit(args["unit_name"]),
+            triggers=[content_hash(unit["content"] + wrapper["content"])],
+            opts=self.child(depends_on=files),
+        )
         self._finish(name, args, service)
 
 
@@ -194,6 +274,7 @@ class HostSpotOnDemandPool(Pool):
 
     The servers are this component's children (`ResourceOptions(parent=pool)`), created by the
     caller because each needs its own host's docker provider; spot servers carry a drain hook."""
+
     endpoints: pulumi.Output[list[str]]
     """host:port of every replica (Kubernetes: the model's Service)."""
 
@@ -203,6 +284,7 @@ class HostSpotOnDemandPool(Pool):
 
 
 # --- front -------------------------------------------------------------------------------------
+
 
 class HostNginxFrontArgs(FrontArgs):
     ssh: SshArgs
@@ -224,28 +306,69 @@ class HostNginxFront(Front):
     def __init__(self, name: str, args: HostNginxFrontArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(name, args, opts)
         conn = connection(args["ssh"])
-        install = remote.Command(f"{name}-install", connection=conn,
-                                 create="command -v nginx >/dev/null || (sudo apt-get update && sudo apt-get install -y nginx)",
-                                 opts=self.child())
+        install = remote.Command(
+            f"{name}-install",
+            connection=conn,
+            create="command -v nginx >/dev/null || (sudo apt-get update && sudo apt-get install -y nginx)",
+            opts=self.child(),
+        )
         pushed = [_push(self, name, conn, f, [install]) for f in args["files"]]
         keys_map, upstream_auth = front_key_files(args["api_key"], args.get("extra_api_keys"))
-        pushed.append(remote_file(f"{name}-api-keys", conn, args["api_keys_path"], keys_map, mode=D.SECRET_FILE_MODE,
-                                  secret=True, parent=self, depends_on=[install]))
-        pushed.append(remote_file(f"{name}-upstream-auth", conn, args["upstream_auth_path"], upstream_auth,
-                                  mode=D.SECRET_FILE_MODE, secret=True, parent=self, depends_on=[install]))
+        pushed.append(
+            remote_file(
+                f"{name}-api-keys",
+                conn,
+                args["api_keys_path"],
+                keys_map,
+                mode=D.SECRET_FILE_MODE,
+                secret=True,
+                parent=self,
+                depends_on=[install],
+            )
+        )
+        pushed.append(
+            remote_file(
+                f"{name}-upstream-auth",
+                conn,
+                args["upstream_auth_path"],
+                upstream_auth,
+                mode=D.SECRET_FILE_MODE,
+                secret=True,
+                parent=self,
+                depends_on=[install],
+            )
+        )
         tls = front_certificate(self, name, args)
         if tls is not None:
-            pushed.append(remote_file(f"{name}-tls-cert", conn, args["cert_path"], tls[0], parent=self, depends_on=[install]))
-            pushed.append(remote_file(f"{name}-tls-key", conn, args["key_path"], tls[1], mode=D.SECRET_FILE_MODE,
-                                      secret=True, parent=self, depends_on=[install]))
+            pushed.append(
+                remote_file(f"{name}-tls-cert", conn, args["cert_path"], tls[0], parent=self, depends_on=[install])
+            )
+            pushed.append(
+                remote_file(
+                    f"{name}-tls-key",
+                    conn,
+                    args["key_path"],
+                    tls[1],
+                    mode=D.SECRET_FILE_MODE,
+                    secret=True,
+                    parent=self,
+                    depends_on=[install],
+                )
+            )
         reload_cmd = "sudo nginx -t && sudo systemctl enable nginx && sudo systemctl reload-or-restart nginx"
-        remote.Command(f"{name}-reload", connection=conn, create=reload_cmd, update=reload_cmd,
-                       triggers=[content_hash("".join(f["content"] for f in args["files"]))],
-                       opts=self.child(depends_on=pushed))
+        remote.Command(
+            f"{name}-reload",
+            connection=conn,
+            create=reload_cmd,
+            update=reload_cmd,
+            triggers=[content_hash("".join(f["content"] for f in args["files"]))],
+            opts=self.child(depends_on=pushed),
+        )
         self.publish_front(args)
 
 
 # --- monitoring ---------------------------------------------------------------------------------
+
 
 class HostMonitoringStackArgs(MonitoringArgs):
     ssh: SshArgs
@@ -272,16 +395,32 @@ class HostMonitoringStack(Monitoring):
         password = args.get("grafana_admin_password")
         if grafana is not None and password is not None and "grafana_password_path" in args:
             # Grafana's container user (472) reads the password file; it stays 0600, owned by that uid.
-            files.append(remote_file(f"{name}-grafana-password", conn, args["grafana_password_path"], password,
-                                     mode=D.SECRET_FILE_MODE, owner=str(D.GRAFANA_UID), group="root", secret=True,
-                                     parent=self))
+            files.append(
+                remote_file(
+                    f"{name}-grafana-password",
+                    conn,
+                    args["grafana_password_path"],
+                    password,
+                    mode=D.SECRET_FILE_MODE,
+                    owner=str(D.GRAFANA_UID),
+                    group="root",
+                    secret=True,
+                    parent=self,
+                )
+            )
             self._container(name, grafana, "grafana", files)
         self.publish_urls(args)
 
     def _container(self, name: str, spec: HostContainerArgs, role: str, files: list[pulumi.Resource]) -> None:
         image = docker.RemoteImage(f"{name}-{role}-image", name=spec["image"], keep_locally=True, opts=self.child())
-        docker.Container(f"{name}-{role}", name=spec["name"], image=image.repo_digest, network_mode="host",
-                         command=spec.get("command"),
-                         envs=[f"{k}={v}" for k, v in sorted(spec.get("env", {}).items())] or None,
-                         volumes=_volumes(spec.get("volumes", [])), restart="always",
-                         opts=self.child(depends_on=list(files)))
+        docker.Container(
+            f"{name}-{role}",
+            name=spec["name"],
+            image=image.repo_digest,
+            network_mode="host",
+            command=spec.get("command"),
+            envs=[f"{k}={v}" for k, v in sorted(spec.get("env", {}).items())] or None,
+            volumes=_volumes(spec.get("volumes", [])),
+            restart="always",
+            opts=self.child(depends_on=list(files)),
+        )

@@ -3,6 +3,7 @@
 The renderer owns every field; this module only maps apiVersion/kind to the SDK class,
 so the plan, the schema validation and the deployed object are the same dict.
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
@@ -25,19 +26,32 @@ _CLASSES = {
     ("rbac.authorization.k8s.io/v1", "Role"): k8s.rbac.v1.Role,
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): k8s.rbac.v1.RoleBinding,
 }
-_FIELDS = {"metadata": "metadata", "spec": "spec", "data": "data", "stringData": "string_data", "type": "type",
-           "rules": "rules", "roleRef": "role_ref", "subjects": "subjects",
-           "automountServiceAccountToken": "automount_service_account_token"}
+_FIELDS = {
+    "metadata": "metadata",
+    "spec": "spec",
+    "data": "data",
+    "stringData": "string_data",
+    "type": "type",
+    "rules": "rules",
+    "roleRef": "role_ref",
+    "subjects": "subjects",
+    "automountServiceAccountToken": "automount_service_account_token",
+}
 
 
 def resource_name(obj: Mapping[str, Any]) -> str:
     return f"{obj['kind'].lower()}-{obj['metadata']['name']}"
 
 
-def create(obj: Mapping[str, Any], parent: Component, *, name: str | None = None,
-           overrides: Mapping[str, Any] | None = None,
-           depends_on: Sequence[pulumi.Resource] | None = None,
-           ignore_changes: list[str] | None = None) -> pulumi.CustomResource:
+def create(
+    obj: Mapping[str, Any],
+    parent: Component,
+    *,
+    name: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    depends_on: Sequence[pulumi.Resource] | None = None,
+    ignore_changes: list[str] | None = None,
+) -> pulumi.CustomResource:
     """One SDK resource for one rendered object; `overrides` swaps in secret Outputs."""
     fields = {**obj, **(overrides or {})}
     opts = parent.child(depends_on=depends_on, ignore_changes=ignore_changes)
@@ -45,8 +59,9 @@ def create(obj: Mapping[str, Any], parent: Component, *, name: str | None = None
     cls = _CLASSES.get((obj["apiVersion"], obj["kind"]))
     if cls is None:  # CRDs: KEDA ScaledObject, PrometheusRule, ServiceMonitor
         extra = {k: v for k, v in fields.items() if k not in ("apiVersion", "kind", "metadata")}
-        return k8s.apiextensions.CustomResource(rname, api_version=obj["apiVersion"], kind=obj["kind"],
-                                                metadata=fields["metadata"], opts=opts, **extra)
+        return k8s.apiextensions.CustomResource(
+            rname, api_version=obj["apiVersion"], kind=obj["kind"], metadata=fields["metadata"], opts=opts, **extra
+        )
     kwargs = {_FIELDS[k]: v for k, v in fields.items() if k in _FIELDS}
     unknown = set(fields) - set(_FIELDS) - {"apiVersion", "kind"}
     if unknown:

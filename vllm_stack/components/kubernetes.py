@@ -4,6 +4,7 @@ Each takes the rendered objects (plain dicts, `vllm_stack.render.k8s`) and the s
 Inputs, which replace the placeholders of the Secrets it creates; `k8s_objects.create` maps each
 dict to its SDK class, so the plan, the schema validation and the applied object are one dict.
 """
+
 from typing import Any, NotRequired, Sequence, TypedDict
 
 import pulumi
@@ -20,7 +21,9 @@ from .shared import Front, FrontArgs, Monitoring, MonitoringArgs, Pool
 from .tls import front_certificate, front_key_files
 
 
-def _create_all(owner: Component, objects: list[dict[str, Any]], depends_on: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+def _create_all(
+    owner: Component, objects: list[dict[str, Any]], depends_on: Sequence[pulumi.Resource]
+) -> list[pulumi.Resource]:
     return [k8s_objects.create(obj, owner, depends_on=depends_on) for obj in objects]
 
 
@@ -37,6 +40,7 @@ class KubernetesGpuNodeArgs(TypedDict):
 
 class KubernetesGpuNode(Component):
     """The GPU node-group conventions of a cluster: namespace, device plugin, DCGM, weights PVC, model Secret."""
+
     _previous_type = "GpuNode"
     namespace: pulumi.Output[str]
     secret_name: pulumi.Output[str]
@@ -48,9 +52,16 @@ class KubernetesGpuNode(Component):
         ns = [k8s_objects.create(o, self) for o in objs if o["kind"] == "Namespace"]
         _create_all(self, [o for o in objs if o["kind"] != "Namespace"], ns)
         hf = args.get("hf_token")
-        values: dict[str, pulumi.Input[str]] = {ENV_API_KEY: args["api_key"], **({ENV_HF_TOKEN: hf} if hf is not None else {})}
+        values: dict[str, pulumi.Input[str]] = {
+            ENV_API_KEY: args["api_key"],
+            **({ENV_HF_TOKEN: hf} if hf is not None else {}),
+        }
         k8s_objects.create(args["model_secret"], self, overrides={"stringData": values}, depends_on=ns)
-        self.publish(namespace=args["namespace"], secret_name=args["model_secret"]["metadata"]["name"], weights_claim=args["weights_claim"])
+        self.publish(
+            namespace=args["namespace"],
+            secret_name=args["model_secret"]["metadata"]["name"],
+            weights_claim=args["weights_claim"],
+        )
 
 
 class KubernetesVllmServerArgs(TypedDict):
@@ -64,6 +75,7 @@ class KubernetesVllmServerArgs(TypedDict):
 
 class KubernetesVllmServer(Component):
     """The Deployment of one model's capacity class (GPU limits, probes, /dev/shm, envFrom a Secret)."""
+
     _previous_type = "VllmServer"
     deployment_name: pulumi.Output[str]
     model: pulumi.Output[str]
@@ -71,9 +83,12 @@ class KubernetesVllmServer(Component):
 
     def __init__(self, name: str, args: KubernetesVllmServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(name, args, opts)
-        self.workload = k8s_objects.create(args["deployment"], self,
-                                           ignore_changes=["spec.replicas"] if args["autoscaled"] else None)
-        self.publish(deployment_name=args["deployment"]["metadata"]["name"], model=args["model"], capacity=args["capacity"])
+        self.workload = k8s_objects.create(
+            args["deployment"], self, ignore_changes=["spec.replicas"] if args["autoscaled"] else None
+        )
+        self.publish(
+            deployment_name=args["deployment"]["metadata"]["name"], model=args["model"], capacity=args["capacity"]
+        )
 
 
 class KubernetesSpotOnDemandPoolArgs(PoolArgs):
@@ -85,14 +100,18 @@ class KubernetesSpotOnDemandPoolArgs(PoolArgs):
 
 class KubernetesSpotOnDemandPool(Pool):
     """A model as an on-demand floor plus spot replicas on Kubernetes."""
+
     endpoints: pulumi.Output[list[str]]
     """host:port of every replica (Kubernetes: the model's Service)."""
 
-    def __init__(self, name: str, args: KubernetesSpotOnDemandPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self, name: str, args: KubernetesSpotOnDemandPoolArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
         super().__init__(name, args, opts)
-        self.servers = [KubernetesVllmServer(f"{args['model']}-{K8S_CAPACITY[s['capacity']]}", s,
-                                             self.child())
-                        for s in args["servers"]]
+        self.servers = [
+            KubernetesVllmServer(f"{args['model']}-{K8S_CAPACITY[s['capacity']]}", s, self.child())
+            for s in args["servers"]
+        ]
         _create_all(self, args["objects"], [s.workload for s in self.servers])
         self.publish_pool(args)
 
@@ -113,13 +132,23 @@ class KubernetesNginxFront(Front):
     def __init__(self, name: str, args: KubernetesNginxFrontArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(name, args, opts)
         keys_map, upstream_auth = front_key_files(args["api_key"], args.get("extra_api_keys"))
-        secrets: list[pulumi.Resource] = [k8s_objects.create(args["keys_secret"], self, overrides={"stringData": {
-            API_KEYS_FILE: keys_map, UPSTREAM_AUTH_FILE: upstream_auth}})]
+        secrets: list[pulumi.Resource] = [
+            k8s_objects.create(
+                args["keys_secret"],
+                self,
+                overrides={"stringData": {API_KEYS_FILE: keys_map, UPSTREAM_AUTH_FILE: upstream_auth}},
+            )
+        ]
         tls = front_certificate(self, name, args)
         tls_secret = args.get("tls_secret")
         if tls is not None and tls_secret is not None:
-            secrets.append(k8s_objects.create(tls_secret, self, overrides={
-                "stringData": {TLS_CERT_KEY: tls[0], TLS_KEY_KEY: pulumi.Output.secret(tls[1])}}))
+            secrets.append(
+                k8s_objects.create(
+                    tls_secret,
+                    self,
+                    overrides={"stringData": {TLS_CERT_KEY: tls[0], TLS_KEY_KEY: pulumi.Output.secret(tls[1])}},
+                )
+            )
         _create_all(self, args["objects"], secrets)
         self.publish_front(args)
 
@@ -133,7 +162,9 @@ class KubernetesMonitoringStackArgs(MonitoringArgs):
 class KubernetesMonitoringStack(Monitoring):
     """Prometheus scrape config, alert rules and Grafana in the cluster."""
 
-    def __init__(self, name: str, args: KubernetesMonitoringStackArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self, name: str, args: KubernetesMonitoringStackArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
         super().__init__(name, args, opts)
         deps: list[pulumi.Resource] = []
         secret, password = args.get("grafana_secret"), args.get("grafana_admin_password")

@@ -3,6 +3,7 @@
 Secret files are created under `umask 077` and their command output is not logged, so
 the content exists only in the secret stdin Output and the 0600 file.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,9 +21,19 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def remote_file(name: str, connection: remote.ConnectionArgs, path: str, content: pulumi.Input[str], *,
-                mode: int = 0o644, owner: str = "root", group: str = "root", secret: bool = False,
-                parent: Component, depends_on: Sequence[pulumi.Resource] = ()) -> remote.Command:
+def remote_file(
+    name: str,
+    connection: remote.ConnectionArgs,
+    path: str,
+    content: pulumi.Input[str],
+    *,
+    mode: int = 0o644,
+    owner: str = "root",
+    group: str = "root",
+    secret: bool = False,
+    parent: Component,
+    depends_on: Sequence[pulumi.Resource] = (),
+) -> remote.Command:
     install = host_commands.install_file(path, mode=mode, owner=owner, group=group, secret=secret)
     return remote.Command(
         name,

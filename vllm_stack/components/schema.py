@@ -3,6 +3,7 @@
 `python -m vllm_stack.components.schema --write` regenerates provider/schema.json, the file a
 reviewer reads to see what `pulumi package add` gives another language.
 """
+
 import json
 import sys
 from pathlib import Path

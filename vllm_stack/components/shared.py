@@ -4,6 +4,7 @@ The schema analyzer (`pulumi.provider.experimental`) collects fields through the
 field's description only from the class that is analyzed, so a field with a description is
 declared on each variant instead (the variant's annotation wins).
 """
+
 from typing import NotRequired, TypedDict
 
 import pulumi
@@ -23,12 +24,17 @@ class Pool(Component):
     gpus: pulumi.Output[int]
 
     def publish_pool(self, args: PoolArgs) -> None:
-        self.publish(endpoints=[Backend(**b).hostport for b in args["backends"]], on_demand_replicas=args["on_demand"],
-                     spot_replicas=args["spot"], gpus=args["gpus"])
+        self.publish(
+            endpoints=[Backend(**b).hostport for b in args["backends"]],
+            on_demand_replicas=args["on_demand"],
+            spot_replicas=args["spot"],
+            gpus=args["gpus"],
+        )
 
 
 class FrontArgs(TlsArgs):
     """What both fronts take besides their platform's files or objects."""
+
     url: str
     routes: dict[str, str]
 
@@ -45,6 +51,7 @@ class Front(Component):
 
 class MonitoringArgs(TypedDict):
     """What both monitoring stacks take besides their platform's files or objects."""
+
     prometheus_url: str
     grafana_url: NotRequired[str]
     grafana_admin_password: NotRequired[pulumi.Input[str]]

@@ -7,6 +7,7 @@ wrapped so nothing downstream can print them). No CLI, no cloud, no state.
 Mock state is process-wide in the SDK: run one program per process (the CLI does;
 tests use a subprocess or `fresh_runtime`).
 """
+
 from __future__ import annotations
 
 import runpy
@@ -24,7 +25,7 @@ from pulumi.runtime.sync_await import _sync_await
 from .. import defaults as D
 from .. import deployment
 
-SECRET_PLACEHOLDER = "[secret]"          # how a secret is displayed
+SECRET_PLACEHOLDER = "[secret]"  # how a secret is displayed
 #: What a secret *value* is replaced with offline: token-safe, so renderers that validate
 #: keys (nginx's API-key map) accept it like a real key.
 VALUE_PLACEHOLDER = deployment.SECRET_PLACEHOLDER
@@ -96,7 +97,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return rid, state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        return {}, []                  # no outputs, no check failures
+        return {}, []  # no outputs, no check failures
 
 
 class RecordingMonitor(pmocks.MockMonitor):
@@ -121,18 +122,29 @@ class RecordingMonitor(pmocks.MockMonitor):
                 secret_keys.add(k)
                 v = rpc.unwrap_rpc_secret(v)
             inputs[k] = v
-        self.recorded.append(RecordedResource(
-            urn=response.urn, type=request.type, name=request.name, parent=request.parent or None,
-            custom=bool(request.custom), inputs=inputs, secret_keys=frozenset(secret_keys),
-            dependencies=tuple(request.dependencies), delete_before_replace=bool(request.deleteBeforeReplace),
-            deleted_with=request.deletedWith or None))
+        self.recorded.append(
+            RecordedResource(
+                urn=response.urn,
+                type=request.type,
+                name=request.name,
+                parent=request.parent or None,
+                custom=bool(request.custom),
+                inputs=inputs,
+                secret_keys=frozenset(secret_keys),
+                dependencies=tuple(request.dependencies),
+                delete_before_replace=bool(request.deleteBeforeReplace),
+                deleted_with=request.deletedWith or None,
+            )
+        )
         return response
 
 
-def config_map_for(stack_config: Mapping[str, Any], secrets: Mapping[str, str],
-                   project: str = D.PROJECT) -> tuple[dict[str, str], list[str]]:
+def config_map_for(
+    stack_config: Mapping[str, Any], secrets: Mapping[str, str], project: str = D.PROJECT
+) -> tuple[dict[str, str], list[str]]:
     """Pulumi's config wire format: `project:key` → string (objects as JSON)."""
     import json
+
     out: dict[str, str] = {}
     for k, v in stack_config.items():
         out[f"{project}:{k}"] = v if isinstance(v, str) else json.dumps(v)
@@ -141,8 +153,14 @@ def config_map_for(stack_config: Mapping[str, Any], secrets: Mapping[str, str],
     return out, [f"{project}:{k}" for k in secrets]
 
 
-def run_program(program_dir: Path, stack: str, plain_config: Mapping[str, Any],
-                secrets: Mapping[str, str], *, project: str = D.PROJECT) -> ProgramRun:
+def run_program(
+    program_dir: Path,
+    stack: str,
+    plain_config: Mapping[str, Any],
+    secrets: Mapping[str, str],
+    *,
+    project: str = D.PROJECT,
+) -> ProgramRun:
     """Execute `program_dir/__main__.py` under mocks; return what it registered.
 
     `project` is the program's Pulumi project (its config namespace): this stack's, or another
@@ -154,6 +172,7 @@ def run_program(program_dir: Path, stack: str, plain_config: Mapping[str, Any],
     program = Path(program_dir).resolve()
     sys.path.insert(0, str(program))
     try:
+
         def program_main() -> None:
             runpy.run_path(str(program / "__main__.py"), run_name="__main__")
 

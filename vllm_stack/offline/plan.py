@@ -7,6 +7,7 @@ CLI, no cloud and no decrypted secrets. Secrets are `[secret]` placeholders end 
 plan did not write: DIR must be new, an empty directory, or a previous plan's output
 (its `plan.json` carries `generator: "vllm-stack plan"` and lists every file it wrote).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -28,7 +29,7 @@ from ..config import StackConfig
 from ..loader import ConfigError, display_text, parse_config, split_namespaced
 from ..stackfile import read_stack_document
 
-if TYPE_CHECKING:       # the engine imports pulumi: only when a plan runs (bad input fails fast)
+if TYPE_CHECKING:  # the engine imports pulumi: only when a plan runs (bad input fails fast)
     from .engine import ProgramRun, RecordedResource
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -47,7 +48,7 @@ class PlanResult:
     run: ProgramRun
     violations: list[dict[str, Any]]
     warnings: list[str]
-    artifacts: dict[str, Any]           # path -> Artifact
+    artifacts: dict[str, Any]  # path -> Artifact
     projection: dict[str, Any]
     document: dict[str, Any] = field(default_factory=dict)
 
@@ -61,6 +62,7 @@ def _scrub(value: Any) -> Any:
     from pulumi.runtime import rpc
 
     from .engine import SECRET_PLACEHOLDER
+
     if value is rpc.UNKNOWN or (isinstance(value, str) and value == rpc.UNKNOWN):
         return "[unknown]"
     if rpc.is_rpc_secret(value):
@@ -76,6 +78,7 @@ def _scrub(value: Any) -> Any:
 
 def public_inputs(r: RecordedResource) -> dict[str, Any]:
     from .engine import SECRET_PLACEHOLDER
+
     return {k: (SECRET_PLACEHOLDER if k in r.secret_keys else _scrub(v)) for k, v in sorted(r.inputs.items())}
 
 
@@ -93,22 +96,29 @@ def needed_secrets(cfg: StackConfig) -> list[tuple[str, str]]:
 
 def secret_warnings(cfg: StackConfig) -> list[str]:
     from .engine import SECRET_PLACEHOLDER
+
     out = []
     for key, why in needed_secrets(cfg):
         if key not in cfg.secrets:
-            out.append(f"secret `{key}` is not set; `pulumi up` will need it ({why}): "
-                       f"pulumi config set --secret {key} ...")
+            out.append(
+                f"secret `{key}` is not set; `pulumi up` will need it ({why}): pulumi config set --secret {key} ..."
+            )
     if cfg.secrets:
-        out.append(f"{len(cfg.secrets)} secret value(s) not decrypted offline ({', '.join(sorted(cfg.secrets))}); "
-                   f"the plan uses `{SECRET_PLACEHOLDER}` placeholders")
+        out.append(
+            f"{len(cfg.secrets)} secret value(s) not decrypted offline ({', '.join(sorted(cfg.secrets))}); "
+            f"the plan uses `{SECRET_PLACEHOLDER}` placeholders"
+        )
     return out
 
 
 def stack_name(stack_path: Path) -> str:
     stack = stack_path.name.removeprefix("Pulumi.").removesuffix(".yaml")
     if not STACK_NAME.fullmatch(stack):
-        raise ConfigError(_shown(stack_path), f"stack name '{_shown(stack)}' (from the file name Pulumi.<stack>.yaml) "
-                                              "may only contain letters, digits, '-', '_' and '.' (Pulumi's rule)")
+        raise ConfigError(
+            _shown(stack_path),
+            f"stack name '{_shown(stack)}' (from the file name Pulumi.<stack>.yaml) "
+            "may only contain letters, digits, '-', '_' and '.' (Pulumi's rule)",
+        )
     return stack
 
 
@@ -119,7 +129,7 @@ def build_plan(stack_path: Path, program_dir: Path = REPO_ROOT) -> PlanResult:
     from .engine import VALUE_PLACEHOLDER, run_program
 
     stack = stack_name(stack_path)
-    doc = read_stack_document(stack_path)               # one strict read: size, UTF-8, duplicate keys
+    doc = read_stack_document(stack_path)  # one strict read: size, UTF-8, duplicate keys
     plain, secrets = split_namespaced(doc["config"], stack_path.name)
     cfg = parse_config(plain, secrets, stack_path.name)
     # Secrets that are set or needed get placeholders: the plan goes on, and warns below.
@@ -128,24 +138,43 @@ def build_plan(stack_path: Path, program_dir: Path = REPO_ROOT) -> PlanResult:
     run = run_program(program_dir, stack, plain, placeholders)
     violations = run_policies(run.resources, cfg)
     projection = stack_projection(cfg)
-    result = PlanResult(stack=stack, cfg=cfg, run=run, violations=violations, warnings=secret_warnings(cfg),
-                        artifacts=sink.collected(), projection=projection)
+    result = PlanResult(
+        stack=stack,
+        cfg=cfg,
+        run=run,
+        violations=violations,
+        warnings=secret_warnings(cfg),
+        artifacts=sink.collected(),
+        projection=projection,
+    )
     result.document = plan_document(result)
     return result
 
 
 def plan_document(p: PlanResult) -> dict[str, Any]:
     from .engine import SECRET_PLACEHOLDER
-    outputs = {k: (SECRET_PLACEHOLDER if k in p.run.secret_outputs else _scrub(v)) for k, v in sorted(p.run.outputs.items())}
+
+    outputs = {
+        k: (SECRET_PLACEHOLDER if k in p.run.secret_outputs else _scrub(v)) for k, v in sorted(p.run.outputs.items())
+    }
     return {
         "generator": PLAN_GENERATOR,
         "formatVersion": PLAN_FORMAT_VERSION,
         "stack": p.stack,
         "environment": p.cfg.environment,
         "platform": p.cfg.platform,
-        "resources": [{"urn": r.urn, "type": r.type, "name": r.name, "parent": r.parent,
-                       "inputs": public_inputs(r), "secretInputs": sorted(r.secret_keys),
-                       "dependencies": sorted(r.dependencies)} for r in p.run.resources],
+        "resources": [
+            {
+                "urn": r.urn,
+                "type": r.type,
+                "name": r.name,
+                "parent": r.parent,
+                "inputs": public_inputs(r),
+                "secretInputs": sorted(r.secret_keys),
+                "dependencies": sorted(r.dependencies),
+            }
+            for r in p.run.resources
+        ],
         "violations": p.violations,
         "warnings": p.warnings,
         "capacity": p.projection,
@@ -169,9 +198,10 @@ _shown = display_text
 @dataclass(frozen=True)
 class OutDir:
     """A checked `--out` target: `state` is "new", "empty" or "plan" (a previous plan's output)."""
+
     path: Path
     state: str
-    previous: frozenset[str] = frozenset()     # files of the previous plan (relative, incl. plan.json)
+    previous: frozenset[str] = frozenset()  # files of the previous plan (relative, incl. plan.json)
 
 
 def read_plan_marker(path: Path) -> dict[str, Any] | None:
@@ -194,16 +224,24 @@ def read_plan_marker(path: Path) -> dict[str, Any] | None:
 
 def _safe_relpath(rel: str) -> bool:
     parts = PurePosixPath(rel).parts
-    return (bool(parts) and not rel.startswith("/") and "\\" not in rel and "\0" not in rel
-            and all(part not in ("", ".", "..") for part in parts) and rel != PLAN_JSON)
+    return (
+        bool(parts)
+        and not rel.startswith("/")
+        and "\\" not in rel
+        and "\0" not in rel
+        and all(part not in ("", ".", "..") for part in parts)
+        and rel != PLAN_JSON
+    )
 
 
 def _previous_plan_files(target: Path) -> frozenset[str]:
     """The files a previous plan wrote into `target`, or an error naming what else is there."""
     doc = read_plan_marker(target / PLAN_JSON)
     if doc is None:
-        raise _out_error(f"{_shown(target)} exists and is not a previous plan's output (no {PLAN_JSON} written by "
-                         f"`{PLAN_GENERATOR}`); choose a new or empty directory, or remove it yourself")
+        raise _out_error(
+            f"{_shown(target)} exists and is not a previous plan's output (no {PLAN_JSON} written by "
+            f"`{PLAN_GENERATOR}`); choose a new or empty directory, or remove it yourself"
+        )
     files = frozenset([*doc["artifacts"], PLAN_JSON])
     dirs = {str(parent) for f in files for parent in PurePosixPath(f).parents if str(parent) != "."}
     foreign: list[str] = []
@@ -220,8 +258,10 @@ def _previous_plan_files(target: Path) -> frozenset[str]:
         dirnames[:] = [d for d in dirnames if f"{Path(root, d).relative_to(target).as_posix()}" in dirs]
     if foreign:
         shown = ", ".join(_shown(f) for f in sorted(foreign)[:5]) + (", ..." if len(foreign) > 5 else "")
-        raise _out_error(f"{_shown(target)} holds {len(foreign)} file(s) the previous plan did not write ({shown}); "
-                         "move them away or choose another directory")
+        raise _out_error(
+            f"{_shown(target)} holds {len(foreign)} file(s) the previous plan did not write ({shown}); "
+            "move them away or choose another directory"
+        )
     return files
 
 
@@ -248,8 +288,11 @@ def check_out_dir(raw: str, cwd: str | None = None) -> OutDir:
             if candidate in here.parents:
                 raise _out_error(f"{_shown(raw)} is an ancestor of the current directory")
             if candidate == home or candidate in home.parents:
-                raise _out_error(f"{_shown(raw)} is the home directory" if candidate == home
-                                 else f"{_shown(raw)} is an ancestor of the home directory")
+                raise _out_error(
+                    f"{_shown(raw)} is the home directory"
+                    if candidate == home
+                    else f"{_shown(raw)} is an ancestor of the home directory"
+                )
             if candidate == REPO_ROOT or candidate in REPO_ROOT.parents:
                 raise _out_error(f"{_shown(raw)} holds the vllm-stack program ({_shown(REPO_ROOT)})")
             if ".git" in candidate.parts:
@@ -286,8 +329,11 @@ def _remove_files(root: Path, files: frozenset[str] | set[str]) -> bool:
             os.unlink(root / rel)
         except FileNotFoundError:
             pass
-    dirs = sorted({root / parent for f in files for parent in PurePosixPath(f).parents if str(parent) != "."},
-                  key=lambda d: len(d.parts), reverse=True)
+    dirs = sorted(
+        {root / parent for f in files for parent in PurePosixPath(f).parents if str(parent) != "."},
+        key=lambda d: len(d.parts),
+        reverse=True,
+    )
     for d in [*dirs, root]:
         try:
             os.rmdir(d)
@@ -352,7 +398,7 @@ def write_artifacts(p: PlanResult, out: OutDir) -> None:
     bad = sorted(rel for rel in p.artifacts if not _safe_relpath(rel))
     if bad:
         raise RuntimeError(f"the program rendered an artifact with an unsafe path: {bad[0]!r}")
-    ours = frozenset([*p.artifacts, PLAN_JSON])      # all a fresh temp dir can hold (its subdirs follow)
+    ours = frozenset([*p.artifacts, PLAN_JSON])  # all a fresh temp dir can hold (its subdirs follow)
     created = _make_parents(target.parent)
     tmp: Path | None = None
     try:
@@ -370,7 +416,7 @@ def write_artifacts(p: PlanResult, out: OutDir) -> None:
                 raise _out_error(f"{_shown(target)} changed while the plan ran; run the plan again")
             _swap_in(tmp, target)
         else:
-            os.rename(tmp, target)            # onto a new path or an empty directory: atomic
+            os.rename(tmp, target)  # onto a new path or an empty directory: atomic
             tmp = None
     except BaseException:
         if tmp is not None:
@@ -381,11 +427,13 @@ def write_artifacts(p: PlanResult, out: OutDir) -> None:
             except OSError:
                 break
         raise
-    if tmp is not None:                       # tmp now holds the previous plan: remove exactly its files
+    if tmp is not None:  # tmp now holds the previous plan: remove exactly its files
         try:
             complete = _remove_files(tmp, out.previous)
         except OSError:
             complete = False
         if not complete:
-            print(f"warning: --out: kept {_shown(tmp)} (the previous plan's files; something else appeared "
-                  "in it)", file=sys.stderr)
+            print(
+                f"warning: --out: kept {_shown(tmp)} (the previous plan's files; something else appeared in it)",
+                file=sys.stderr,
+            )

@@ -6,6 +6,7 @@ the monthly cost delta.
 Every value that comes from the stack file, the program or a path is escaped before rich
 sees it (`[bold]` in a path or a name is text, not markup).
 """
+
 from __future__ import annotations
 
 import math
@@ -19,7 +20,7 @@ from rich.tree import Tree
 
 from ..loader import display_text
 
-if TYPE_CHECKING:                  # plan.py imports this module
+if TYPE_CHECKING:  # plan.py imports this module
     from .plan import PlanResult
 
 
@@ -53,35 +54,77 @@ def resource_tree(doc: dict[str, Any]) -> Tree:
 
 def sizing_table(doc: dict[str, Any]) -> Table:
     t = Table(title="Sizing per model (one replica)")
-    for col in ("model", "gpu", "TP", "util", "weights GiB", "KV GiB", "KV tokens", "seqs @ maxModelLen",
-                "fits", "replicas od/spot(max)", "needed @ peak", "all spot lost"):
+    for col in (
+        "model",
+        "gpu",
+        "TP",
+        "util",
+        "weights GiB",
+        "KV GiB",
+        "KV tokens",
+        "seqs @ maxModelLen",
+        "fits",
+        "replicas od/spot(max)",
+        "needed @ peak",
+        "all spot lost",
+    ):
         t.add_column(col)
     for m in doc["capacity"]["models"]:
         f, r, ld, sl = m["fit"], m["replicas"], m["load"], m["spotLoss"]
-        t.add_row(_e(m["model"]), _e(m["gpu"]), str(f["tensor_parallel"]), f"{f['gpu_memory_utilization']:g}",
-                  f"{f['weights_gib']:.1f}", f"{f['kv_gib']:.1f}", str(f["kv_tokens"]),
-                  f"{f['max_concurrency_full_context']} x {f['max_model_len']}",
-                  "[green]yes[/]" if f["fits"] else f"[red]NO[/] {_e(f['reason'])}",
-                  f"{r['onDemand']}/{r['spot']}({r['spotMax']})",
-                  f"{ld['instancesNeeded']}" + ("" if ld["meetsPeak"] else " [yellow](short)[/]"),
-                  f"{sl['remainingRps']} of {sl['peakRps']} rps" + ("" if sl["coversPeak"] else " [yellow]short[/]"))
+        t.add_row(
+            _e(m["model"]),
+            _e(m["gpu"]),
+            str(f["tensor_parallel"]),
+            f"{f['gpu_memory_utilization']:g}",
+            f"{f['weights_gib']:.1f}",
+            f"{f['kv_gib']:.1f}",
+            str(f["kv_tokens"]),
+            f"{f['max_concurrency_full_context']} x {f['max_model_len']}",
+            "[green]yes[/]" if f["fits"] else f"[red]NO[/] {_e(f['reason'])}",
+            f"{r['onDemand']}/{r['spot']}({r['spotMax']})",
+            f"{ld['instancesNeeded']}" + ("" if ld["meetsPeak"] else " [yellow](short)[/]"),
+            f"{sl['remainingRps']} of {sl['peakRps']} rps" + ("" if sl["coversPeak"] else " [yellow]short[/]"),
+        )
     return t
 
 
 def cost_table(doc: dict[str, Any]) -> Table:
     t = Table(title="Monthly cost (720 h)")
-    for col in ("model", "GPUs", "$/hr blend", "on-demand only $/mo", "blend $/mo", "saving $/mo", "$/1M tokens",
-                "price source"):
+    for col in (
+        "model",
+        "GPUs",
+        "$/hr blend",
+        "on-demand only $/mo",
+        "blend $/mo",
+        "saving $/mo",
+        "$/1M tokens",
+        "price source",
+    ):
         t.add_column(col)
     for m in doc["capacity"]["models"]:
         c = m["cost"]
         per_m = "-" if c["perMillionTokens"] is None else f"{c['perMillionTokens']:.4f}"
-        t.add_row(_e(m["model"]), str(m["replicas"]["gpus"]), f"{c['blendPerHour']:.2f}",
-                  f"{c['onDemandMonthly']:,.2f}", f"{c['blendMonthly']:,.2f}", f"{c['savingMonthly']:,.2f}", per_m,
-                  _e(c["priceSource"].split(";")[0]))
+        t.add_row(
+            _e(m["model"]),
+            str(m["replicas"]["gpus"]),
+            f"{c['blendPerHour']:.2f}",
+            f"{c['onDemandMonthly']:,.2f}",
+            f"{c['blendMonthly']:,.2f}",
+            f"{c['savingMonthly']:,.2f}",
+            per_m,
+            _e(c["priceSource"].split(";")[0]),
+        )
     tot = doc["capacity"]["total"]
-    t.add_row("[bold]total[/]", str(tot["gpus"]), f"{tot['blendPerHour']:.2f}", f"{tot['onDemandMonthly']:,.2f}",
-              f"{tot['blendMonthly']:,.2f}", f"{tot['savingMonthly']:,.2f}", "", "")
+    t.add_row(
+        "[bold]total[/]",
+        str(tot["gpus"]),
+        f"{tot['blendPerHour']:.2f}",
+        f"{tot['onDemandMonthly']:,.2f}",
+        f"{tot['blendMonthly']:,.2f}",
+        f"{tot['savingMonthly']:,.2f}",
+        "",
+        "",
+    )
     return t
 
 
@@ -105,8 +148,9 @@ def print_plan(result: PlanResult, out_dir: Path | None = None, console: Console
         for col in ("policy", "enforcement", "resource", "message"):
             vt.add_column(col)
         for v in doc["violations"]:
-            vt.add_row(_e(v["policy"]), _e(v["enforcement"]), _e((v.get("urn") or "").split("::")[-1]),
-                       _e(v["message"]))
+            vt.add_row(
+                _e(v["policy"]), _e(v["enforcement"]), _e((v.get("urn") or "").split("::")[-1]), _e(v["message"])
+            )
         c.print(vt)
     else:
         c.print("[green]policies: no violations[/]")
@@ -144,16 +188,21 @@ def plan_document_problem(doc: Any) -> str | None:
 
 def diff_plans(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """Resources keyed by type+name (URNs embed the stack name, which differs across stacks)."""
+
     def key(r: dict[str, Any]) -> str:
         return f"{r['type']}::{r['name']}"
+
     o = {key(r): r for r in old["resources"]}
     n = {key(r): r for r in new["resources"]}
     changed = sorted(k for k in o.keys() & n.keys() if o[k]["inputs"] != n[k]["inputs"])
     old_cost = old["capacity"]["total"]["blendMonthly"]
     new_cost = new["capacity"]["total"]["blendMonthly"]
     return {
-        "from": old["stack"], "to": new["stack"],
-        "added": sorted(n.keys() - o.keys()), "removed": sorted(o.keys() - n.keys()), "changed": changed,
+        "from": old["stack"],
+        "to": new["stack"],
+        "added": sorted(n.keys() - o.keys()),
+        "removed": sorted(o.keys() - n.keys()),
+        "changed": changed,
         "monthlyCost": {"from": old_cost, "to": new_cost, "delta": round(new_cost - old_cost, 2)},
         "violations": {"from": len(old["violations"]), "to": len(new["violations"])},
     }

@@ -5,6 +5,7 @@ Every threshold comes from `cfg.monitoring.alerts`; every metric and label name 
 numbers, so changing a threshold keeps the unit tests meaningful (and a rules file whose
 threshold drifted from the config fails them: tests/artifacts proves it).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,19 +30,40 @@ GPU_TEMPERATURE_HIGH = "GpuTemperatureHigh"
 GPU_VRAM_HIGH = "GpuVramHigh"
 ERROR_RATE = "VllmErrorRate"
 
-ALERT_NAMES = (QUEUE_DEPTH, KV_CACHE_PRESSURE, HIGH_TTFT_P95, PREEMPTIONS, BACKEND_DOWN, NO_HEALTHY_BACKEND,
-               GPU_TEMPERATURE_HIGH, GPU_VRAM_HIGH, ERROR_RATE)
+ALERT_NAMES = (
+    QUEUE_DEPTH,
+    KV_CACHE_PRESSURE,
+    HIGH_TTFT_P95,
+    PREEMPTIONS,
+    BACKEND_DOWN,
+    NO_HEALTHY_BACKEND,
+    GPU_TEMPERATURE_HIGH,
+    GPU_VRAM_HIGH,
+    ERROR_RATE,
+)
 
 #: AlertSpec field holding each alert's threshold / `for` (None: the alert has no numeric threshold).
 THRESHOLD_FIELD: dict[str, str | None] = {
-    QUEUE_DEPTH: "queue_waiting", KV_CACHE_PRESSURE: "kv_cache_usage", HIGH_TTFT_P95: "ttft_p95_seconds",
-    PREEMPTIONS: "preemptions_5m", BACKEND_DOWN: None, NO_HEALTHY_BACKEND: None,
-    GPU_TEMPERATURE_HIGH: "gpu_temp_celsius", GPU_VRAM_HIGH: "vram_usage", ERROR_RATE: "error_rate",
+    QUEUE_DEPTH: "queue_waiting",
+    KV_CACHE_PRESSURE: "kv_cache_usage",
+    HIGH_TTFT_P95: "ttft_p95_seconds",
+    PREEMPTIONS: "preemptions_5m",
+    BACKEND_DOWN: None,
+    NO_HEALTHY_BACKEND: None,
+    GPU_TEMPERATURE_HIGH: "gpu_temp_celsius",
+    GPU_VRAM_HIGH: "vram_usage",
+    ERROR_RATE: "error_rate",
 }
 FOR_FIELD: dict[str, str] = {
-    QUEUE_DEPTH: "queue_for", KV_CACHE_PRESSURE: "kv_cache_for", HIGH_TTFT_P95: "ttft_for",
-    PREEMPTIONS: "preemptions_for", BACKEND_DOWN: "backend_down_for", NO_HEALTHY_BACKEND: "backend_down_for",
-    GPU_TEMPERATURE_HIGH: "gpu_temp_for", GPU_VRAM_HIGH: "vram_for", ERROR_RATE: "error_rate_for",
+    QUEUE_DEPTH: "queue_for",
+    KV_CACHE_PRESSURE: "kv_cache_for",
+    HIGH_TTFT_P95: "ttft_for",
+    PREEMPTIONS: "preemptions_for",
+    BACKEND_DOWN: "backend_down_for",
+    NO_HEALTHY_BACKEND: "backend_down_for",
+    GPU_TEMPERATURE_HIGH: "gpu_temp_for",
+    GPU_VRAM_HIGH: "vram_for",
+    ERROR_RATE: "error_rate_for",
 }
 
 
@@ -76,7 +98,7 @@ def duration_text(seconds: int) -> str:
 def _sel(metric: str, **matchers: str) -> str:
     if not matchers:
         return metric
-    inner = ",".join(f'{k}{v}' for k, v in matchers.items())
+    inner = ",".join(f"{k}{v}" for k, v in matchers.items())
     return f"{metric}{{{inner}}}"
 
 
@@ -119,8 +141,10 @@ class AlertRule:
 
 
 def ttft_quantile_expr(q: float, window: str = D.ALERT_RATE_WINDOW, selector: str = "") -> str:
-    return (f"histogram_quantile({num(q)}, sum by (le, {D.LABEL_VLLM_MODEL_NAME}) "
-            f"(rate({D.METRIC_TTFT}_bucket{selector}[{window}])))")
+    return (
+        f"histogram_quantile({num(q)}, sum by (le, {D.LABEL_VLLM_MODEL_NAME}) "
+        f"(rate({D.METRIC_TTFT}_bucket{selector}[{window}])))"
+    )
 
 
 def error_share_expr(window: str = D.ALERT_RATE_WINDOW) -> str:
@@ -168,66 +192,126 @@ def alert_rules(cfg: StackConfig, *, for_override: str | None = None) -> list[Al
 
     w = D.ALERT_RATE_WINDOW
     rules = [
-        AlertRule(QUEUE_DEPTH, f"{D.METRIC_REQUESTS_WAITING} > {num(a.queue_waiting)}", f("queue_for"),
-                  D.SEVERITY_WARNING, f"vLLM request queue is backing up for model {mn}",
-                  f"{inst} has {v('%.0f')} requests waiting (threshold {num(a.queue_waiting)}) for more than "
-                  f"{f('queue_for')}: the replicas are saturated; scale out or check --max-num-seqs.",
-                  a.queue_waiting),
-        AlertRule(KV_CACHE_PRESSURE, f"{D.METRIC_KV_CACHE_USAGE} > {num(a.kv_cache_usage)}", f("kv_cache_for"),
-                  D.SEVERITY_WARNING, f"vLLM KV cache nearly full for model {mn}",
-                  f"{inst} KV cache usage is {v('%.2f')} (threshold {num(a.kv_cache_usage)}) for more than "
-                  f"{f('kv_cache_for')}: requests queue or get preempted; lower --max-model-len/--max-num-seqs, "
-                  f"use --kv-cache-dtype fp8 or scale out.", a.kv_cache_usage),
-        AlertRule(HIGH_TTFT_P95, f"{ttft_quantile_expr(D.ALERT_QUANTILE)} > {num(a.ttft_p95_seconds)}", f("ttft_for"),
-                  D.SEVERITY_CRITICAL, f"vLLM p95 time to first token above SLA for model {mn}",
-                  f"p95 TTFT of {mn} is {v('%.2f')}s (threshold {num(a.ttft_p95_seconds)}s) for more than "
-                  f"{f('ttft_for')}.", a.ttft_p95_seconds),
-        AlertRule(PREEMPTIONS, f"increase({D.METRIC_PREEMPTIONS}[{w}]) > {num(a.preemptions_5m)}",
-                  f("preemptions_for"), D.SEVERITY_WARNING, f"vLLM is preempting sequences for model {mn}",
-                  f"{inst} preempted {v('%.1f')} sequences in {w} (threshold {num(a.preemptions_5m)}): the KV cache "
-                  f"is too small for the batch; lower --max-num-seqs.", a.preemptions_5m),
-        AlertRule(BACKEND_DOWN, f"{up_vllm()} == 0", f("backend_down_for"), D.SEVERITY_CRITICAL,
-                  f"vLLM backend {inst} is down",
-                  f"Prometheus cannot scrape {inst} (model {model}) for {f('backend_down_for')}: the process died, "
-                  f"is still loading, or the host was preempted."),
-        AlertRule(NO_HEALTHY_BACKEND, no_healthy_backend_expr(cfg), f("backend_down_for"),
-                  D.SEVERITY_CRITICAL, f"No healthy vLLM backend for model {model}",
-                  f"No replica of model {model} has been up (or scraped at all) for {f('backend_down_for')}: "
-                  f"requests for it fail."),
-        AlertRule(GPU_TEMPERATURE_HIGH, f"{D.DCGM_GPU_TEMP} > {num(a.gpu_temp_celsius)}", f("gpu_temp_for"),
-                  D.SEVERITY_WARNING, f"GPU {gpu} on {host} is running hot",
-                  f"GPU {gpu} on {host} ({inst}) is at {v('%.0f')} °C (threshold {num(a.gpu_temp_celsius)} °C) for "
-                  f"more than {f('gpu_temp_for')}: thermal throttling costs 20-30 % throughput.",
-                  a.gpu_temp_celsius),
-        AlertRule(GPU_VRAM_HIGH, f"{vram_share_expr()} > {num(a.vram_usage)}", f("vram_for"),
-                  D.SEVERITY_WARNING, f"GPU {gpu} on {host} framebuffer nearly full",
-                  f"GPU {gpu} on {host} ({inst}) uses {v('%.2f')} of its memory (threshold {num(a.vram_usage)}) for "
-                  f"more than {f('vram_for')}: OOM risk.", a.vram_usage),
-        AlertRule(ERROR_RATE, f"{error_share_expr()} > {num(a.error_rate)}", f("error_rate_for"),
-                  D.SEVERITY_CRITICAL, f"vLLM requests failing for model {mn}",
-                  f"{v('%.2f')} of the requests of {mn} finished as "
-                  f"{'/'.join(D.FAILED_FINISH_REASONS)} over {w} (threshold {num(a.error_rate)}) for more than "
-                  f"{f('error_rate_for')}.", a.error_rate),
+        AlertRule(
+            QUEUE_DEPTH,
+            f"{D.METRIC_REQUESTS_WAITING} > {num(a.queue_waiting)}",
+            f("queue_for"),
+            D.SEVERITY_WARNING,
+            f"vLLM request queue is backing up for model {mn}",
+            f"{inst} has {v('%.0f')} requests waiting (threshold {num(a.queue_waiting)}) for more than "
+            f"{f('queue_for')}: the replicas are saturated; scale out or check --max-num-seqs.",
+            a.queue_waiting,
+        ),
+        AlertRule(
+            KV_CACHE_PRESSURE,
+            f"{D.METRIC_KV_CACHE_USAGE} > {num(a.kv_cache_usage)}",
+            f("kv_cache_for"),
+            D.SEVERITY_WARNING,
+            f"vLLM KV cache nearly full for model {mn}",
+            f"{inst} KV cache usage is {v('%.2f')} (threshold {num(a.kv_cache_usage)}) for more than "
+            f"{f('kv_cache_for')}: requests queue or get preempted; lower --max-model-len/--max-num-seqs, "
+            f"use --kv-cache-dtype fp8 or scale out.",
+            a.kv_cache_usage,
+        ),
+        AlertRule(
+            HIGH_TTFT_P95,
+            f"{ttft_quantile_expr(D.ALERT_QUANTILE)} > {num(a.ttft_p95_seconds)}",
+            f("ttft_for"),
+            D.SEVERITY_CRITICAL,
+            f"vLLM p95 time to first token above SLA for model {mn}",
+            f"p95 TTFT of {mn} is {v('%.2f')}s (threshold {num(a.ttft_p95_seconds)}s) for more than {f('ttft_for')}.",
+            a.ttft_p95_seconds,
+        ),
+        AlertRule(
+            PREEMPTIONS,
+            f"increase({D.METRIC_PREEMPTIONS}[{w}]) > {num(a.preemptions_5m)}",
+            f("preemptions_for"),
+            D.SEVERITY_WARNING,
+            f"vLLM is preempting sequences for model {mn}",
+            f"{inst} preempted {v('%.1f')} sequences in {w} (threshold {num(a.preemptions_5m)}): the KV cache "
+            f"is too small for the batch; lower --max-num-seqs.",
+            a.preemptions_5m,
+        ),
+        AlertRule(
+            BACKEND_DOWN,
+            f"{up_vllm()} == 0",
+            f("backend_down_for"),
+            D.SEVERITY_CRITICAL,
+            f"vLLM backend {inst} is down",
+            f"Prometheus cannot scrape {inst} (model {model}) for {f('backend_down_for')}: the process died, "
+            f"is still loading, or the host was preempted.",
+        ),
+        AlertRule(
+            NO_HEALTHY_BACKEND,
+            no_healthy_backend_expr(cfg),
+            f("backend_down_for"),
+            D.SEVERITY_CRITICAL,
+            f"No healthy vLLM backend for model {model}",
+            f"No replica of model {model} has been up (or scraped at all) for {f('backend_down_for')}: "
+            f"requests for it fail.",
+        ),
+        AlertRule(
+            GPU_TEMPERATURE_HIGH,
+            f"{D.DCGM_GPU_TEMP} > {num(a.gpu_temp_celsius)}",
+            f("gpu_temp_for"),
+            D.SEVERITY_WARNING,
+            f"GPU {gpu} on {host} is running hot",
+            f"GPU {gpu} on {host} ({inst}) is at {v('%.0f')} °C (threshold {num(a.gpu_temp_celsius)} °C) for "
+            f"more than {f('gpu_temp_for')}: thermal throttling costs 20-30 % throughput.",
+            a.gpu_temp_celsius,
+        ),
+        AlertRule(
+            GPU_VRAM_HIGH,
+            f"{vram_share_expr()} > {num(a.vram_usage)}",
+            f("vram_for"),
+            D.SEVERITY_WARNING,
+            f"GPU {gpu} on {host} framebuffer nearly full",
+            f"GPU {gpu} on {host} ({inst}) uses {v('%.2f')} of its memory (threshold {num(a.vram_usage)}) for "
+            f"more than {f('vram_for')}: OOM risk.",
+            a.vram_usage,
+        ),
+        AlertRule(
+            ERROR_RATE,
+            f"{error_share_expr()} > {num(a.error_rate)}",
+            f("error_rate_for"),
+            D.SEVERITY_CRITICAL,
+            f"vLLM requests failing for model {mn}",
+            f"{v('%.2f')} of the requests of {mn} finished as "
+            f"{'/'.join(D.FAILED_FINISH_REASONS)} over {w} (threshold {num(a.error_rate)}) for more than "
+            f"{f('error_rate_for')}.",
+            a.error_rate,
+        ),
     ]
     assert tuple(r.name for r in rules) == ALERT_NAMES
     return rules
 
 
-def alert_rules_doc(cfg: StackConfig, *, for_override: str | None = None,
-                    runbook_base: str = D.RUNBOOKS_DOC) -> dict[str, Any]:
-    return {"groups": [{"name": D.ALERT_GROUP,
-                        "rules": [r.as_rule(runbook_base) for r in alert_rules(cfg, for_override=for_override)]}]}
+def alert_rules_doc(
+    cfg: StackConfig, *, for_override: str | None = None, runbook_base: str = D.RUNBOOKS_DOC
+) -> dict[str, Any]:
+    return {
+        "groups": [
+            {
+                "name": D.ALERT_GROUP,
+                "rules": [r.as_rule(runbook_base) for r in alert_rules(cfg, for_override=for_override)],
+            }
+        ]
+    }
 
 
-def render_alert_rules(cfg: StackConfig, *, for_override: str | None = None,
-                       runbook_base: str = D.RUNBOOKS_DOC) -> str:
+def render_alert_rules(cfg: StackConfig, *, for_override: str | None = None, runbook_base: str = D.RUNBOOKS_DOC) -> str:
     """Prometheus rules YAML (group `vllm`).
 
     `for_override` (e.g. "5s") replaces every `for`: the test profile for loopback e2e runs.
     `runbook_base` prefixes each `runbook_url` (`<base>#<alert name lower-cased>`).
     """
-    return yaml.safe_dump(alert_rules_doc(cfg, for_override=for_override, runbook_base=runbook_base),
-                          sort_keys=False, default_flow_style=False, allow_unicode=True, width=1000)
+    return yaml.safe_dump(
+        alert_rules_doc(cfg, for_override=for_override, runbook_base=runbook_base),
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=1000,
+    )
 
 
 # --------------------------------------------------------------------------- promtool tests
@@ -237,10 +321,12 @@ _TEMPLATE_RE = re.compile(r"\{\{\s*(?:\$labels\.(\w+)|printf \"(%\.\d+f)\" \$val
 
 def expand_template(text: str, labels: dict[str, str], value: float) -> str:
     """Expand the two template forms our annotations use, as Prometheus would."""
+
     def sub(m: re.Match[str]) -> str:
         if m.group(1):
             return labels.get(m.group(1), "")
         return m.group(2) % value
+
     out = _TEMPLATE_RE.sub(sub, text)
     if "{{" in out:
         raise ValueError(f"unsupported template in {text!r}")
@@ -254,7 +340,7 @@ def _printed_digits(*texts: str) -> list[int]:
 def _robust(value: float, digits_list: Sequence[int] = (0, 1, 2)) -> bool:
     """True when `value` is far from a rounding edge of the `%.Nf` formats we print."""
     for digits in digits_list:
-        frac = (abs(value) * 10 ** digits) % 1
+        frac = (abs(value) * 10**digits) % 1
         if abs(frac - 0.5) < 1e-6:
             return False
     return True
@@ -291,31 +377,45 @@ def _series(metric: str, labels: dict[str, str], values: str) -> dict[str, str]:
 @dataclass
 class _Case:
     """One alert's tests: a firing group and a quiet group."""
+
     rule: AlertRule
     fire_series: list[dict[str, str]]
-    fire_labels: list[dict[str, str]]          # exp_labels of each expected alert
-    fire_values: list[float]                   # $value of each expected alert
+    fire_labels: list[dict[str, str]]  # exp_labels of each expected alert
+    fire_values: list[float]  # $value of each expected alert
     quiet_series: list[dict[str, str]]
     quiet_note: str
-    lead: int = 0                              # seconds before the expression first holds
+    lead: int = 0  # seconds before the expression first holds
     fire_note: str = ""
-    value_at: Callable[[int], float] | None = None   # $value at sample index i, when it depends on time
+    value_at: Callable[[int], float] | None = None  # $value at sample index i, when it depends on time
     #: further firing groups: (note, input series, exp_labels of each alert, $value of each alert)
-    more_fires: list[tuple[str, list[dict[str, str]], list[dict[str, str]], list[float]]] = \
-        dataclasses.field(default_factory=list)
+    more_fires: list[tuple[str, list[dict[str, str]], list[dict[str, str]], list[float]]] = dataclasses.field(
+        default_factory=list
+    )
 
 
 def _cases(cfg: StackConfig, rules: dict[str, AlertRule], step: int, n: int) -> list[_Case]:
     a = cfg.monitoring.alerts
     model = cfg.models[0].name
     window = duration_seconds(D.ALERT_RATE_WINDOW)
-    per_window = max(1, window // step)           # samples per rate window
-    vllm_labels = {D.LABEL_VLLM_MODEL_NAME: model, D.LABEL_VLLM_ENGINE: "0", "job": D.JOB_VLLM,
-                   "instance": f"10.0.0.1:{D.VLLM_PORT}", D.SCRAPE_LABEL_MODEL: model,
-                   D.SCRAPE_LABEL_CAPACITY: "onDemand", D.SCRAPE_LABEL_HOST: "gpu-1"}
-    dcgm_labels = {D.LABEL_DCGM_GPU: "0", "UUID": "GPU-00000000-0000-0000-0000-000000000000",
-                   "modelName": "NVIDIA H100 80GB HBM3", "Hostname": "gpu-1", "job": D.JOB_DCGM,
-                   "instance": f"10.0.0.1:{D.DCGM_EXPORTER_PORT}", D.SCRAPE_LABEL_HOST: "gpu-1"}
+    per_window = max(1, window // step)  # samples per rate window
+    vllm_labels = {
+        D.LABEL_VLLM_MODEL_NAME: model,
+        D.LABEL_VLLM_ENGINE: "0",
+        "job": D.JOB_VLLM,
+        "instance": f"10.0.0.1:{D.VLLM_PORT}",
+        D.SCRAPE_LABEL_MODEL: model,
+        D.SCRAPE_LABEL_CAPACITY: "onDemand",
+        D.SCRAPE_LABEL_HOST: "gpu-1",
+    }
+    dcgm_labels = {
+        D.LABEL_DCGM_GPU: "0",
+        "UUID": "GPU-00000000-0000-0000-0000-000000000000",
+        "modelName": "NVIDIA H100 80GB HBM3",
+        "Hostname": "gpu-1",
+        "job": D.JOB_DCGM,
+        "instance": f"10.0.0.1:{D.DCGM_EXPORTER_PORT}",
+        D.SCRAPE_LABEL_HOST: "gpu-1",
+    }
 
     def sev(r: AlertRule, labels: dict[str, str]) -> dict[str, str]:
         return {**labels, "severity": r.severity}
@@ -324,14 +424,28 @@ def _cases(cfg: StackConfig, rules: dict[str, AlertRule], step: int, n: int) -> 
 
     # Gauges: fire clearly above, stay quiet AT the threshold (catches `>=`).
     for name, metric, t, labels, hi in (
-            (QUEUE_DEPTH, D.METRIC_REQUESTS_WAITING, a.queue_waiting, vllm_labels,
-             a.queue_waiting + max(1.0, a.queue_waiting * 0.25)),
-            (KV_CACHE_PRESSURE, D.METRIC_KV_CACHE_USAGE, a.kv_cache_usage, vllm_labels, a.kv_cache_usage + 0.05),
-            (GPU_TEMPERATURE_HIGH, D.DCGM_GPU_TEMP, a.gpu_temp_celsius, dcgm_labels, a.gpu_temp_celsius + 5.0)):
+        (
+            QUEUE_DEPTH,
+            D.METRIC_REQUESTS_WAITING,
+            a.queue_waiting,
+            vllm_labels,
+            a.queue_waiting + max(1.0, a.queue_waiting * 0.25),
+        ),
+        (KV_CACHE_PRESSURE, D.METRIC_KV_CACHE_USAGE, a.kv_cache_usage, vllm_labels, a.kv_cache_usage + 0.05),
+        (GPU_TEMPERATURE_HIGH, D.DCGM_GPU_TEMP, a.gpu_temp_celsius, dcgm_labels, a.gpu_temp_celsius + 5.0),
+    ):
         hi = _nudge(float(num(round(hi, 6))), _printed_digits(rules[name].description))
-        cases.append(_Case(rules[name], [_series(metric, labels, _notation(hi, 0, n))], [sev(rules[name], labels)],
-                           [hi], [_series(metric, labels, _notation(t, 0, n))],
-                           f"at the threshold ({num(t)})", fire_note=f"{num(hi)} > {num(t)}"))
+        cases.append(
+            _Case(
+                rules[name],
+                [_series(metric, labels, _notation(hi, 0, n))],
+                [sev(rules[name], labels)],
+                [hi],
+                [_series(metric, labels, _notation(t, 0, n))],
+                f"at the threshold ({num(t)})",
+                fire_note=f"{num(hi)} > {num(t)}",
+            )
+        )
 
     # TTFT p95: every observation in the bucket (T, T+w] fires (p95 = T + 0.95 w);
     # every observation in (T/2, T] stays quiet (p95 = 0.975 T).
@@ -349,11 +463,20 @@ def _cases(cfg: StackConfig, rules: dict[str, AlertRule], step: int, n: int) -> 
             le_text = "+Inf" if le == math.inf else num(le)
             out.append(_series(f"{D.METRIC_TTFT}_bucket", {**ttft_labels, "le": le_text}, _notation(0, step_inc, n)))
         return out
+
     r = rules[HIGH_TTFT_P95]
-    cases.append(_Case(r, ttft_series(2), [sev(r, {D.LABEL_VLLM_MODEL_NAME: model})],
-                       [t + width * D.ALERT_QUANTILE], ttft_series(1),
-                       f"all requests at or below {num(t)}s (p95 {num(0.975 * t)}s)", lead=step,
-                       fire_note=f"p95 {num(t + width * D.ALERT_QUANTILE)}s"))
+    cases.append(
+        _Case(
+            r,
+            ttft_series(2),
+            [sev(r, {D.LABEL_VLLM_MODEL_NAME: model})],
+            [t + width * D.ALERT_QUANTILE],
+            ttft_series(1),
+            f"all requests at or below {num(t)}s (p95 {num(0.975 * t)}s)",
+            lead=step,
+            fire_note=f"p95 {num(t + width * D.ALERT_QUANTILE)}s",
+        )
+    )
 
     # Preemptions: a counter growing `total` per rate window fires; half the threshold stays quiet.
     p = a.preemptions_5m
@@ -364,44 +487,80 @@ def _cases(cfg: StackConfig, rules: dict[str, AlertRule], step: int, n: int) -> 
     def increase_at(i: int) -> float:
         j = max(0, i - per_window)
         return vals[i] - vals[j]
+
     first = next(i for i in range(1, n) if increase_at(i) > p)
     r = rules[PREEMPTIONS]
-    cases.append(_Case(r, [_series(D.METRIC_PREEMPTIONS, vllm_labels, _notation(0, inc, n))],
-                       [sev(r, vllm_labels)], [], [
-                           _series(D.METRIC_PREEMPTIONS, vllm_labels, _notation(0, (p / 2) / per_window, n))],
-                       f"{num(p / 2)} per {D.ALERT_RATE_WINDOW}", lead=first * step,
-                       fire_note=f"{num(total)} per {D.ALERT_RATE_WINDOW}",
-                       value_at=increase_at))
+    cases.append(
+        _Case(
+            r,
+            [_series(D.METRIC_PREEMPTIONS, vllm_labels, _notation(0, inc, n))],
+            [sev(r, vllm_labels)],
+            [],
+            [_series(D.METRIC_PREEMPTIONS, vllm_labels, _notation(0, (p / 2) / per_window, n))],
+            f"{num(p / 2)} per {D.ALERT_RATE_WINDOW}",
+            lead=first * step,
+            fire_note=f"{num(total)} per {D.ALERT_RATE_WINDOW}",
+            value_at=increase_at,
+        )
+    )
 
     # Backend down: one target with up == 0 fires; a healthy target stays quiet.
-    up_labels = {"job": D.JOB_VLLM, "instance": f"10.0.0.1:{D.VLLM_PORT}", D.SCRAPE_LABEL_MODEL: model,
-                 D.SCRAPE_LABEL_CAPACITY: "onDemand", D.SCRAPE_LABEL_HOST: "gpu-1"}
-    up_labels2 = {**up_labels, "instance": f"10.0.0.2:{D.VLLM_PORT}", D.SCRAPE_LABEL_CAPACITY: "spot",
-                  D.SCRAPE_LABEL_HOST: "gpu-2"}
+    up_labels = {
+        "job": D.JOB_VLLM,
+        "instance": f"10.0.0.1:{D.VLLM_PORT}",
+        D.SCRAPE_LABEL_MODEL: model,
+        D.SCRAPE_LABEL_CAPACITY: "onDemand",
+        D.SCRAPE_LABEL_HOST: "gpu-1",
+    }
+    up_labels2 = {
+        **up_labels,
+        "instance": f"10.0.0.2:{D.VLLM_PORT}",
+        D.SCRAPE_LABEL_CAPACITY: "spot",
+        D.SCRAPE_LABEL_HOST: "gpu-2",
+    }
     r = rules[BACKEND_DOWN]
-    cases.append(_Case(r, [_series("up", up_labels, _notation(0, 0, n)), _series("up", up_labels2, _notation(1, 0, n))],
-                       [sev(r, up_labels)], [0.0],
-                       [_series("up", up_labels, _notation(1, 0, n)), _series("up", up_labels2, _notation(1, 0, n))],
-                       "every target up", fire_note="one of two targets down"))
+    cases.append(
+        _Case(
+            r,
+            [_series("up", up_labels, _notation(0, 0, n)), _series("up", up_labels2, _notation(1, 0, n))],
+            [sev(r, up_labels)],
+            [0.0],
+            [_series("up", up_labels, _notation(1, 0, n)), _series("up", up_labels2, _notation(1, 0, n))],
+            "every target up",
+            fire_note="one of two targets down",
+        )
+    )
 
     # No healthy backend: both replicas of the model down fires, and so does a model with no
     # scraped target at all; one of two down stays quiet. The other models stay up throughout.
     r = rules[NO_HEALTHY_BACKEND]
-    others = [_series("up", {**up_labels, "instance": f"10.0.1.{i}:{D.VLLM_PORT}", D.SCRAPE_LABEL_MODEL: m.name},
-                      _notation(1, 0, n)) for i, m in enumerate(cfg.models[1:], start=1)]
+    others = [
+        _series(
+            "up",
+            {**up_labels, "instance": f"10.0.1.{i}:{D.VLLM_PORT}", D.SCRAPE_LABEL_MODEL: m.name},
+            _notation(1, 0, n),
+        )
+        for i, m in enumerate(cfg.models[1:], start=1)
+    ]
     dcgm_up = _series("up", {"job": D.JOB_DCGM, "instance": f"10.0.0.1:{D.DCGM_EXPORTER_PORT}"}, _notation(1, 0, n))
-    cases.append(_Case(r, [_series("up", up_labels, _notation(0, 0, n)), _series("up", up_labels2, _notation(0, 0, n)),
-                           *others],
-                       [sev(r, {D.SCRAPE_LABEL_MODEL: model})], [0.0],
-                       [_series("up", up_labels, _notation(0, 0, n)), _series("up", up_labels2, _notation(1, 0, n)),
-                        *others],
-                       "one of two replicas still up", fire_note="both replicas down",
-                       more_fires=[("no target scraped for the model", [dcgm_up, *others],
-                                    [sev(r, {D.SCRAPE_LABEL_MODEL: model})], [1.0])]))
+    cases.append(
+        _Case(
+            r,
+            [_series("up", up_labels, _notation(0, 0, n)), _series("up", up_labels2, _notation(0, 0, n)), *others],
+            [sev(r, {D.SCRAPE_LABEL_MODEL: model})],
+            [0.0],
+            [_series("up", up_labels, _notation(0, 0, n)), _series("up", up_labels2, _notation(1, 0, n)), *others],
+            "one of two replicas still up",
+            fire_note="both replicas down",
+            more_fires=[
+                ("no target scraped for the model", [dcgm_up, *others], [sev(r, {D.SCRAPE_LABEL_MODEL: model})], [1.0])
+            ],
+        )
+    )
 
     # VRAM: used / (used + free) above fires; below stays quiet.
     v = a.vram_usage
-    total_mib = 81559.0                            # an H100 80GB's framebuffer in MiB
+    total_mib = 81559.0  # an H100 80GB's framebuffer in MiB
     used_hi = float(math.ceil(total_mib * (v + (1 - v) / 2)))
     used_lo = float(math.floor(total_mib * (v - 0.1 if v > 0.2 else v / 2)))
     r = rules[GPU_VRAM_HIGH]
@@ -409,12 +568,23 @@ def _cases(cfg: StackConfig, rules: dict[str, AlertRule], step: int, n: int) -> 
     ratio_lo = used_lo / (used_lo + (total_mib - used_lo))
 
     def vram_series(used: float) -> list[dict[str, str]]:
-        return [_series(D.DCGM_FB_USED, dcgm_labels, _notation(used, 0, n)),
-                _series(D.DCGM_FB_FREE, dcgm_labels, _notation(total_mib - used, 0, n))]
-    fires = ratio_hi > v                           # vramUsage 1.0 can never fire
-    cases.append(_Case(r, vram_series(used_hi) if fires else [], [sev(r, dcgm_labels)] if fires else [],
-                       [ratio_hi], vram_series(used_lo), f"{num(round(ratio_lo, 4))} used",
-                       fire_note=f"{num(round(ratio_hi, 4))} used"))
+        return [
+            _series(D.DCGM_FB_USED, dcgm_labels, _notation(used, 0, n)),
+            _series(D.DCGM_FB_FREE, dcgm_labels, _notation(total_mib - used, 0, n)),
+        ]
+
+    fires = ratio_hi > v  # vramUsage 1.0 can never fire
+    cases.append(
+        _Case(
+            r,
+            vram_series(used_hi) if fires else [],
+            [sev(r, dcgm_labels)] if fires else [],
+            [ratio_hi],
+            vram_series(used_lo),
+            f"{num(round(ratio_lo, 4))} used",
+            fire_note=f"{num(round(ratio_hi, 4))} used",
+        )
+    )
 
     # Error rate: failed (abort/error) share of finished requests above fires; half the threshold is quiet.
     e = a.error_rate
@@ -427,28 +597,40 @@ def _cases(cfg: StackConfig, rules: dict[str, AlertRule], step: int, n: int) -> 
         stops = ok - lengths
         out = []
         for reason, count in (("stop", stops), ("length", lengths), ("abort", aborts), ("error", errors)):
-            out.append(_series(D.METRIC_REQUEST_SUCCESS, {**vllm_labels, D.LABEL_FINISHED_REASON: reason},
-                               _notation(0, count, n)))
+            out.append(
+                _series(
+                    D.METRIC_REQUEST_SUCCESS, {**vllm_labels, D.LABEL_FINISHED_REASON: reason}, _notation(0, count, n)
+                )
+            )
         return out
+
     failed_hi = math.floor(per_step * min(e * 1.5, e + (1 - e) / 2))
     while failed_hi / per_step <= e and failed_hi < per_step:
         failed_hi += 1
-    while not _robust(failed_hi / per_step, _printed_digits(rules[ERROR_RATE].description)) \
-            and failed_hi < per_step:
+    while not _robust(failed_hi / per_step, _printed_digits(rules[ERROR_RATE].description)) and failed_hi < per_step:
         failed_hi += 1
     failed_lo = math.floor(per_step * e / 2)
     r = rules[ERROR_RATE]
     fires = failed_hi / per_step > e
-    cases.append(_Case(r, error_series(failed_hi) if fires else [],
-                       [sev(r, {D.LABEL_VLLM_MODEL_NAME: model})] if fires else [], [failed_hi / per_step],
-                       error_series(failed_lo), f"{failed_lo}/{per_step} failed", lead=step,
-                       fire_note=f"{failed_hi}/{per_step} failed"))
+    cases.append(
+        _Case(
+            r,
+            error_series(failed_hi) if fires else [],
+            [sev(r, {D.LABEL_VLLM_MODEL_NAME: model})] if fires else [],
+            [failed_hi / per_step],
+            error_series(failed_lo),
+            f"{failed_lo}/{per_step} failed",
+            lead=step,
+            fire_note=f"{failed_hi}/{per_step} failed",
+        )
+    )
     order = {name: i for i, name in enumerate(ALERT_NAMES)}
     return sorted(cases, key=lambda c: order[c.rule.name])
 
 
-def promtool_tests_doc(cfg: StackConfig, rules_file: str, *, for_override: str | None = None,
-                       runbook_base: str = D.RUNBOOKS_DOC) -> dict[str, Any]:
+def promtool_tests_doc(
+    cfg: StackConfig, rules_file: str, *, for_override: str | None = None, runbook_base: str = D.RUNBOOKS_DOC
+) -> dict[str, Any]:
     rules = {r.name: r for r in alert_rules(cfg, for_override=for_override)}
     fors = {name: duration_seconds(r.for_) for name, r in rules.items()}
     step = math.gcd(60, *[s for s in fors.values() if s]) if any(fors.values()) else 60
@@ -471,36 +653,45 @@ def promtool_tests_doc(cfg: StackConfig, rules_file: str, *, for_override: str |
             for labels, value in zip(fire_labels, fire_values):
                 if not _robust(value, _printed_digits(r.summary, r.description)):
                     raise ValueError(f"{r.name}: test value {value!r} sits on a rounding edge; adjust the generator")
-                exp.append({
-                    "exp_labels": labels,
-                    "exp_annotations": {
-                        "summary": expand_template(r.summary, labels, value),
-                        "description": expand_template(r.description, labels, value),
-                        "runbook_url": r.runbook_url(runbook_base),
-                    },
-                })
+                exp.append(
+                    {
+                        "exp_labels": labels,
+                        "exp_annotations": {
+                            "summary": expand_template(r.summary, labels, value),
+                            "description": expand_template(r.description, labels, value),
+                            "runbook_url": r.runbook_url(runbook_base),
+                        },
+                    }
+                )
             checks: list[dict[str, Any]] = []
             if hold >= step:
                 checks.append({"eval_time": duration_text(lead + hold - step), "alertname": r.name, "exp_alerts": []})
             checks.append({"eval_time": duration_text(fire_at), "alertname": r.name, "exp_alerts": exp})
-            tests.append({
-                "name": f"{r.name} fires: {note}, after for {r.for_}",
+            tests.append(
+                {
+                    "name": f"{r.name} fires: {note}, after for {r.for_}",
+                    "interval": duration_text(step),
+                    "input_series": series,
+                    "alert_rule_test": checks,
+                }
+            )
+        tests.append(
+            {
+                "name": f"{r.name} stays quiet: {case.quiet_note}",
                 "interval": duration_text(step),
-                "input_series": series,
-                "alert_rule_test": checks,
-            })
-        tests.append({
-            "name": f"{r.name} stays quiet: {case.quiet_note}",
-            "interval": duration_text(step),
-            "input_series": case.quiet_series,
-            "alert_rule_test": [{"eval_time": duration_text(fire_at), "alertname": r.name, "exp_alerts": []},
-                                {"eval_time": duration_text(horizon), "alertname": r.name, "exp_alerts": []}],
-        })
+                "input_series": case.quiet_series,
+                "alert_rule_test": [
+                    {"eval_time": duration_text(fire_at), "alertname": r.name, "exp_alerts": []},
+                    {"eval_time": duration_text(horizon), "alertname": r.name, "exp_alerts": []},
+                ],
+            }
+        )
     return {"rule_files": [rules_file], "evaluation_interval": duration_text(step), "tests": tests}
 
 
-def render_promtool_tests(cfg: StackConfig, rules_file: str, *, for_override: str | None = None,
-                          runbook_base: str = D.RUNBOOKS_DOC) -> str:
+def render_promtool_tests(
+    cfg: StackConfig, rules_file: str, *, for_override: str | None = None, runbook_base: str = D.RUNBOOKS_DOC
+) -> str:
     """A `promtool test rules` file for the rules `render_alert_rules(cfg, ...)` writes to `rules_file`.
 
     For every alert: a firing group (input above the threshold; no alert one step before the
@@ -508,6 +699,10 @@ def render_promtool_tests(cfg: StackConfig, rules_file: str, *, for_override: st
     quiet group (input at/below the threshold: no alert). Pass the same `for_override` and
     `runbook_base` as for the rules. `rules_file` is resolved relative to the tests file.
     """
-    return yaml.safe_dump(promtool_tests_doc(cfg, rules_file, for_override=for_override, runbook_base=runbook_base),
-                          sort_keys=False, default_flow_style=False, allow_unicode=True, width=1000)
-
+    return yaml.safe_dump(
+        promtool_tests_doc(cfg, rules_file, for_override=for_override, runbook_base=runbook_base),
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=1000,
+    )

@@ -5,6 +5,7 @@ Run on the front host: `vllm-drain MODEL ADDRESS:PORT [DRAIN_SECONDS]` marks the
 in-flight requests, then runs `$STOP_CMD`; `vllm-drain --undrain MODEL ADDRESS:PORT` puts it
 back. See the header of templates/nginx_drain.sh.j2 for the exit codes.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -16,9 +17,14 @@ from .nginx import FrontRenderError, NginxPaths, _check_path, _env
 DRAIN_SCRIPT_NAME = "vllm-drain"
 
 
-def render_drain_script(paths: NginxPaths = NginxPaths(), *, nginx_cmd: Sequence[str] = ("nginx",),
-                        upstream_dir: str | None = None, drain_seconds: int = D.DRAIN_SECONDS_DEFAULT,
-                        lock_wait_seconds: int = D.DRAIN_SECONDS_MAX) -> str:
+def render_drain_script(
+    paths: NginxPaths = NginxPaths(),
+    *,
+    nginx_cmd: Sequence[str] = ("nginx",),
+    upstream_dir: str | None = None,
+    drain_seconds: int = D.DRAIN_SECONDS_DEFAULT,
+    lock_wait_seconds: int = D.DRAIN_SECONDS_MAX,
+) -> str:
     """The script text (install it 0755 as `vllm-drain` on the front host).
 
     `nginx_cmd` is how to reach nginx: `("nginx",)` on a host install, or e.g.
@@ -39,8 +45,12 @@ def render_drain_script(paths: NginxPaths = NginxPaths(), *, nginx_cmd: Sequence
     env = _env()
     env.filters["q"] = quoting.sh
     return env.get_template("nginx_drain.sh.j2").render(
-        D=D, upstream_dir=udir, drain_seconds=drain_seconds, lock_wait_seconds=lock_wait_seconds,
-        nginx_argv=quoting.sh_join(argv))
+        D=D,
+        upstream_dir=udir,
+        drain_seconds=drain_seconds,
+        lock_wait_seconds=lock_wait_seconds,
+        nginx_argv=quoting.sh_join(argv),
+    )
 
 
 __all__ = ["DRAIN_SCRIPT_NAME", "render_drain_script"]

@@ -7,6 +7,7 @@ hand-written JSON text. The dashboard follows Grafana's classic JSON model (sche
 `panel_and_alert_queries` lists every PromQL expression the dashboard and the alert rules
 run, with Grafana variables replaced, so tests can execute them against real vLLM.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,11 +19,19 @@ import yaml
 from .. import defaults as D
 from ..config import StackConfig
 from .prometheus import LOCAL_URL
-from .alerts import (ERROR_RATE, GPU_TEMPERATURE_HIGH, GPU_VRAM_HIGH, HIGH_TTFT_P95, KV_CACHE_PRESSURE, QUEUE_DEPTH,
-                     alert_rules, num)
+from .alerts import (
+    ERROR_RATE,
+    GPU_TEMPERATURE_HIGH,
+    GPU_VRAM_HIGH,
+    HIGH_TTFT_P95,
+    KV_CACHE_PRESSURE,
+    QUEUE_DEPTH,
+    alert_rules,
+    num,
+)
 
 DATASOURCE = {"type": "prometheus", "uid": D.GRAFANA_DATASOURCE_UID}
-VAR_MODEL = D.LABEL_VLLM_MODEL_NAME          # the dashboard variable is named after the label it filters
+VAR_MODEL = D.LABEL_VLLM_MODEL_NAME  # the dashboard variable is named after the label it filters
 RATE = "$__rate_interval"
 DASHBOARD_FILE = "dashboards/vllm.json"
 DATASOURCE_FILE = "datasources/prometheus.yaml"
@@ -40,8 +49,10 @@ def _model_sel(metric: str, **extra: str) -> str:
 
 
 def _quantile(q: float, histogram: str) -> str:
-    return (f"histogram_quantile({num(q)}, sum by (le, {D.LABEL_VLLM_MODEL_NAME}) "
-            f"(rate({_model_sel(histogram + '_bucket')}[{RATE}])))")
+    return (
+        f"histogram_quantile({num(q)}, sum by (le, {D.LABEL_VLLM_MODEL_NAME}) "
+        f"(rate({_model_sel(histogram + '_bucket')}[{RATE}])))"
+    )
 
 
 def _pct(q: float) -> str:
@@ -72,8 +83,14 @@ class _Layout:
         if self.col:
             self.y += 8
             self.col = 0
-        panel = {"type": "row", "id": self.take_id(), "title": title, "collapsed": False, "panels": [],
-                 "gridPos": {"h": 1, "w": 24, "x": 0, "y": self.y}}
+        panel = {
+            "type": "row",
+            "id": self.take_id(),
+            "title": title,
+            "collapsed": False,
+            "panels": [],
+            "gridPos": {"h": 1, "w": 24, "x": 0, "y": self.y},
+        }
         self.y += 1
         return panel
 
@@ -86,10 +103,22 @@ class _Layout:
         return pos
 
 
-def _panel(layout: _Layout, title: str, description: str, targets: list[tuple[str, str]], *, unit: str,
-           threshold: float | None = None, minimum: float | None = None, maximum: float | None = None) -> dict[str, Any]:
-    defaults: dict[str, Any] = {"unit": unit, "thresholds": _thresholds(threshold),
-                                "custom": {"thresholdsStyle": {"mode": "line" if threshold is not None else "off"}}}
+def _panel(
+    layout: _Layout,
+    title: str,
+    description: str,
+    targets: list[tuple[str, str]],
+    *,
+    unit: str,
+    threshold: float | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+) -> dict[str, Any]:
+    defaults: dict[str, Any] = {
+        "unit": unit,
+        "thresholds": _thresholds(threshold),
+        "custom": {"thresholdsStyle": {"mode": "line" if threshold is not None else "off"}},
+    }
     if minimum is not None:
         defaults["min"] = minimum
     if maximum is not None:
@@ -101,12 +130,21 @@ def _panel(layout: _Layout, title: str, description: str, targets: list[tuple[st
         "description": description,
         "datasource": dict(DATASOURCE),
         "gridPos": layout.pos(),
-        "targets": [{"refId": chr(ord("A") + i), "datasource": dict(DATASOURCE), "expr": expr,
-                     "legendFormat": legend, "range": True}
-                    for i, (expr, legend) in enumerate(targets)],
+        "targets": [
+            {
+                "refId": chr(ord("A") + i),
+                "datasource": dict(DATASOURCE),
+                "expr": expr,
+                "legendFormat": legend,
+                "range": True,
+            }
+            for i, (expr, legend) in enumerate(targets)
+        ],
         "fieldConfig": {"defaults": defaults, "overrides": []},
-        "options": {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
-                    "tooltip": {"mode": "multi", "sort": "desc"}},
+        "options": {
+            "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+            "tooltip": {"mode": "multi", "sort": "desc"},
+        },
     }
 
 
@@ -120,59 +158,179 @@ def dashboard(cfg: StackConfig) -> dict[str, Any]:
     by_model_inst = f"sum by ({D.LABEL_VLLM_MODEL_NAME}, instance)"
     L = _Layout()
     panels: list[dict[str, Any]] = [L.row("vLLM")]
-    panels.append(_panel(L, "Request rate", f"Finished requests per second by finish reason ({D.METRIC_REQUEST_SUCCESS}).",
-                         [(f"sum by ({D.LABEL_VLLM_MODEL_NAME}, {D.LABEL_FINISHED_REASON}) "
-                           f"(rate({_model_sel(D.METRIC_REQUEST_SUCCESS)}[{RATE}]))",
-                           f"{mn} {{{{{D.LABEL_FINISHED_REASON}}}}}")], unit="reqps", minimum=0))
-    panels.append(_panel(L, "Requests waiting", f"Queue depth per replica; the {QUEUE_DEPTH} threshold is the red line.",
-                         [(f"{by_model_inst} ({_model_sel(D.METRIC_REQUESTS_WAITING)})", f"{mn} {inst}")],
-                         unit="short", threshold=a.queue_waiting, minimum=0))
-    panels.append(_panel(L, "Requests running", "Requests in the running batch per replica (bounded by --max-num-seqs).",
-                         [(f"{by_model_inst} ({_model_sel(D.METRIC_REQUESTS_RUNNING)})", f"{mn} {inst}")],
-                         unit="short", minimum=0))
-    panels.append(_panel(L, "KV cache usage", f"{D.METRIC_KV_CACHE_USAGE} (0-1) per replica; {KV_CACHE_PRESSURE} above the line.",
-                         [(f"max by ({D.LABEL_VLLM_MODEL_NAME}, instance) ({_model_sel(D.METRIC_KV_CACHE_USAGE)})",
-                           f"{mn} {inst}")], unit="percentunit", threshold=a.kv_cache_usage, minimum=0, maximum=1))
-    panels.append(_panel(L, "Time to first token", f"TTFT quantiles from {D.METRIC_TTFT}; {HIGH_TTFT_P95} above the line (p95).",
-                         [(_quantile(q, D.METRIC_TTFT), f"{mn} {_pct(q)}") for q in D.DASHBOARD_QUANTILES],
-                         unit="s", threshold=a.ttft_p95_seconds, minimum=0))
-    panels.append(_panel(L, "Inter-token latency", f"Quantiles of {D.METRIC_ITL} (time per output token).",
-                         [(_quantile(q, D.METRIC_ITL), f"{mn} {_pct(q)}") for q in D.DASHBOARD_QUANTILES],
-                         unit="s", minimum=0))
-    panels.append(_panel(L, "Tokens per second", "Generated and prompt tokens per second.",
-                         [(f"{by_model} (rate({_model_sel(D.METRIC_GENERATION_TOKENS)}[{RATE}]))", f"{mn} generation"),
-                          (f"{by_model} (rate({_model_sel(D.METRIC_PROMPT_TOKENS)}[{RATE}]))", f"{mn} prompt")],
-                         unit="short", minimum=0))
-    panels.append(_panel(L, "End-to-end request latency", f"Quantiles of {D.METRIC_E2E_LATENCY}.",
-                         [(_quantile(q, D.METRIC_E2E_LATENCY), f"{mn} {_pct(q)}") for q in D.DASHBOARD_QUANTILES],
-                         unit="s", minimum=0))
-    panels.append(_panel(L, "Preemptions", f"Sequences preempted per {D.ALERT_RATE_WINDOW} ({D.METRIC_PREEMPTIONS}).",
-                         [(f"{by_model_inst} (increase({_model_sel(D.METRIC_PREEMPTIONS)}[{D.ALERT_RATE_WINDOW}]))",
-                           f"{mn} {inst}")], unit="short", threshold=a.preemptions_5m, minimum=0))
-    failed = _model_sel(D.METRIC_REQUEST_SUCCESS,
-                        **{D.LABEL_FINISHED_REASON: f'=~"{"|".join(D.FAILED_FINISH_REASONS)}"'})
-    panels.append(_panel(L, "Failed request share", "Share of requests finished as "
-                         f"{'/'.join(D.FAILED_FINISH_REASONS)}; {ERROR_RATE} above the line.",
-                         [(f"{by_model} (rate({failed}[{RATE}])) / {by_model} "
-                           f"(rate({_model_sel(D.METRIC_REQUEST_SUCCESS)}[{RATE}]))", mn)],
-                         unit="percentunit", threshold=a.error_rate, minimum=0))
+    panels.append(
+        _panel(
+            L,
+            "Request rate",
+            f"Finished requests per second by finish reason ({D.METRIC_REQUEST_SUCCESS}).",
+            [
+                (
+                    f"sum by ({D.LABEL_VLLM_MODEL_NAME}, {D.LABEL_FINISHED_REASON}) "
+                    f"(rate({_model_sel(D.METRIC_REQUEST_SUCCESS)}[{RATE}]))",
+                    f"{mn} {{{{{D.LABEL_FINISHED_REASON}}}}}",
+                )
+            ],
+            unit="reqps",
+            minimum=0,
+        )
+    )
+    panels.append(
+        _panel(
+            L,
+            "Requests waiting",
+            f"Queue depth per replica; the {QUEUE_DEPTH} threshold is the red line.",
+            [(f"{by_model_inst} ({_model_sel(D.METRIC_REQUESTS_WAITING)})", f"{mn} {inst}")],
+            unit="short",
+            threshold=a.queue_waiting,
+            minimum=0,
+        )
+    )
+    panels.append(
+        _panel(
+            L,
+            "Requests running",
+            "Requests in the running batch per replica (bounded by --max-num-seqs).",
+            [(f"{by_model_inst} ({_model_sel(D.METRIC_REQUESTS_RUNNING)})", f"{mn} {inst}")],
+            unit="short",
+            minimum=0,
+        )
+    )
+    panels.append(
+        _panel(
+            L,
+            "KV cache usage",
+            f"{D.METRIC_KV_CACHE_USAGE} (0-1) per replica; {KV_CACHE_PRESSURE} above the line.",
+            [(f"max by ({D.LABEL_VLLM_MODEL_NAME}, instance) ({_model_sel(D.METRIC_KV_CACHE_USAGE)})", f"{mn} {inst}")],
+            unit="percentunit",
+            threshold=a.kv_cache_usage,
+            minimum=0,
+            maximum=1,
+        )
+    )
+    panels.append(
+        _panel(
+            L,
+            "Time to first token",
+            f"TTFT quantiles from {D.METRIC_TTFT}; {HIGH_TTFT_P95} above the line (p95).",
+            [(_quantile(q, D.METRIC_TTFT), f"{mn} {_pct(q)}") for q in D.DASHBOARD_QUANTILES],
+            unit="s",
+            threshold=a.ttft_p95_seconds,
+            minimum=0,
+        )
+    )
+    panels.append(
+        _panel(
+            L,
+            "Inter-token latency",
+            f"Quantiles of {D.METRIC_ITL} (time per output token).",
+            [(_quantile(q, D.METRIC_ITL), f"{mn} {_pct(q)}") for q in D.DASHBOARD_QUANTILES],
+            unit="s",
+            minimum=0,
+        )
+    )
+    panels.append(
+        _panel(
+            L,
+            "Tokens per second",
+            "Generated and prompt tokens per second.",
+            [
+                (f"{by_model} (rate({_model_sel(D.METRIC_GENERATION_TOKENS)}[{RATE}]))", f"{mn} generation"),
+                (f"{by_model} (rate({_model_sel(D.METRIC_PROMPT_TOKENS)}[{RATE}]))", f"{mn} prompt"),
+            ],
+            unit="short",
+            minimum=0,
+        )
+    )
+    panels.append(
+        _panel(
+            L,
+            "End-to-end request latency",
+            f"Quantiles of {D.METRIC_E2E_LATENCY}.",
+            [(_quantile(q, D.METRIC_E2E_LATENCY), f"{mn} {_pct(q)}") for q in D.DASHBOARD_QUANTILES],
+            unit="s",
+            minimum=0,
+        )
+    )
+    panels.append(
+        _panel(
+            L,
+            "Preemptions",
+            f"Sequences preempted per {D.ALERT_RATE_WINDOW} ({D.METRIC_PREEMPTIONS}).",
+            [
+                (
+                    f"{by_model_inst} (increase({_model_sel(D.METRIC_PREEMPTIONS)}[{D.ALERT_RATE_WINDOW}]))",
+                    f"{mn} {inst}",
+                )
+            ],
+            unit="short",
+            threshold=a.preemptions_5m,
+            minimum=0,
+        )
+    )
+    failed = _model_sel(
+        D.METRIC_REQUEST_SUCCESS, **{D.LABEL_FINISHED_REASON: f'=~"{"|".join(D.FAILED_FINISH_REASONS)}"'}
+    )
+    panels.append(
+        _panel(
+            L,
+            "Failed request share",
+            f"Share of requests finished as {'/'.join(D.FAILED_FINISH_REASONS)}; {ERROR_RATE} above the line.",
+            [
+                (
+                    f"{by_model} (rate({failed}[{RATE}])) / {by_model} "
+                    f"(rate({_model_sel(D.METRIC_REQUEST_SUCCESS)}[{RATE}]))",
+                    mn,
+                )
+            ],
+            unit="percentunit",
+            threshold=a.error_rate,
+            minimum=0,
+        )
+    )
     panels.append(L.row("GPU (DCGM)"))
-    panels.append(_panel(L, "GPU temperature", f"{D.DCGM_GPU_TEMP}; {GPU_TEMPERATURE_HIGH} above the line.",
-                         [(D.DCGM_GPU_TEMP, gpu_legend)], unit="celsius", threshold=a.gpu_temp_celsius))
-    panels.append(_panel(L, "GPU utilization", f"{D.DCGM_GPU_UTIL} (percent).",
-                         [(D.DCGM_GPU_UTIL, gpu_legend)], unit="percent", minimum=0, maximum=100))
-    panels.append(_panel(L, "VRAM used", f"{D.DCGM_FB_USED} (MiB).",
-                         [(D.DCGM_FB_USED, gpu_legend)], unit="mbytes", minimum=0))
-    panels.append(_panel(L, "VRAM usage", f"Framebuffer used / total; {GPU_VRAM_HIGH} above the line.",
-                         [(f"{D.DCGM_FB_USED} / ({D.DCGM_FB_USED} + {D.DCGM_FB_FREE})", gpu_legend)],
-                         unit="percentunit", threshold=a.vram_usage, minimum=0, maximum=1))
+    panels.append(
+        _panel(
+            L,
+            "GPU temperature",
+            f"{D.DCGM_GPU_TEMP}; {GPU_TEMPERATURE_HIGH} above the line.",
+            [(D.DCGM_GPU_TEMP, gpu_legend)],
+            unit="celsius",
+            threshold=a.gpu_temp_celsius,
+        )
+    )
+    panels.append(
+        _panel(
+            L,
+            "GPU utilization",
+            f"{D.DCGM_GPU_UTIL} (percent).",
+            [(D.DCGM_GPU_UTIL, gpu_legend)],
+            unit="percent",
+            minimum=0,
+            maximum=100,
+        )
+    )
+    panels.append(
+        _panel(L, "VRAM used", f"{D.DCGM_FB_USED} (MiB).", [(D.DCGM_FB_USED, gpu_legend)], unit="mbytes", minimum=0)
+    )
+    panels.append(
+        _panel(
+            L,
+            "VRAM usage",
+            f"Framebuffer used / total; {GPU_VRAM_HIGH} above the line.",
+            [(f"{D.DCGM_FB_USED} / ({D.DCGM_FB_USED} + {D.DCGM_FB_FREE})", gpu_legend)],
+            unit="percentunit",
+            threshold=a.vram_usage,
+            minimum=0,
+            maximum=1,
+        )
+    )
     variable = {
         "type": "query",
         "name": VAR_MODEL,
         "label": "Model",
         "datasource": dict(DATASOURCE),
         "query": f"label_values({D.METRIC_REQUESTS_RUNNING}, {D.LABEL_VLLM_MODEL_NAME})",
-        "refresh": 2,                       # on time range change
+        "refresh": 2,  # on time range change
         "includeAll": True,
         "allValue": ".*",
         "multi": True,
@@ -204,33 +362,50 @@ def dashboard(cfg: StackConfig) -> dict[str, Any]:
 
 
 def datasource_doc(cfg: StackConfig, prometheus_url: str) -> dict[str, Any]:
-    return {"apiVersion": 1, "datasources": [{
-        "name": D.GRAFANA_DATASOURCE_NAME,
-        "type": "prometheus",
-        "uid": D.GRAFANA_DATASOURCE_UID,
-        "access": "proxy",
-        "url": prometheus_url,
-        "isDefault": True,
-        "editable": False,
-        "jsonData": {"timeInterval": f"{cfg.monitoring.scrape_interval_seconds}s", "httpMethod": "POST"},
-    }]}
+    return {
+        "apiVersion": 1,
+        "datasources": [
+            {
+                "name": D.GRAFANA_DATASOURCE_NAME,
+                "type": "prometheus",
+                "uid": D.GRAFANA_DATASOURCE_UID,
+                "access": "proxy",
+                "url": prometheus_url,
+                "isDefault": True,
+                "editable": False,
+                "jsonData": {"timeInterval": f"{cfg.monitoring.scrape_interval_seconds}s", "httpMethod": "POST"},
+            }
+        ],
+    }
 
 
 def provider_doc(provisioning_dir: str) -> dict[str, Any]:
-    return {"apiVersion": 1, "providers": [{
-        "name": D.PROJECT,
-        "orgId": 1,
-        "folder": D.GRAFANA_DASHBOARD_FOLDER,
-        "type": "file",
-        "disableDeletion": True,
-        "allowUiUpdates": False,
-        "updateIntervalSeconds": 60,
-        "options": {"path": f"{provisioning_dir}/{DASHBOARD_FILE.rsplit('/', 1)[0]}", "foldersFromFilesStructure": False},
-    }]}
+    return {
+        "apiVersion": 1,
+        "providers": [
+            {
+                "name": D.PROJECT,
+                "orgId": 1,
+                "folder": D.GRAFANA_DASHBOARD_FOLDER,
+                "type": "file",
+                "disableDeletion": True,
+                "allowUiUpdates": False,
+                "updateIntervalSeconds": 60,
+                "options": {
+                    "path": f"{provisioning_dir}/{DASHBOARD_FILE.rsplit('/', 1)[0]}",
+                    "foldersFromFilesStructure": False,
+                },
+            }
+        ],
+    }
 
 
-def render_grafana(cfg: StackConfig, *, prometheus_url: str = DEFAULT_PROMETHEUS_URL,
-                   provisioning_dir: str = D.GRAFANA_PROVISIONING_DIR) -> dict[str, str]:
+def render_grafana(
+    cfg: StackConfig,
+    *,
+    prometheus_url: str = DEFAULT_PROMETHEUS_URL,
+    provisioning_dir: str = D.GRAFANA_PROVISIONING_DIR,
+) -> dict[str, str]:
     """Provisioning files keyed by their path under `provisioning_dir`:
     `datasources/prometheus.yaml`, `dashboards/provider.yaml`, `dashboards/vllm.json`."""
     return {
@@ -288,15 +463,28 @@ def panel_and_alert_queries(cfg: StackConfig) -> list[tuple[str, str]]:
     return out
 
 
-_PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless",
-                    "offset", "inf", "nan"}
+_PROMQL_KEYWORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "inf",
+    "nan",
+}
 
 
 def metric_names(expr: str) -> set[str]:
     """Metric names a PromQL expression selects (functions, label names and keywords removed)."""
-    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)                     # string literals
-    text = re.sub(r"\{[^}]*\}", " ", text)                              # label matchers
-    text = re.sub(r"\[[^\]]*\]", " ", text)                             # range selectors
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # string literals
+    text = re.sub(r"\{[^}]*\}", " ", text)  # label matchers
+    text = re.sub(r"\[[^\]]*\]", " ", text)  # range selectors
     text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
     names = set()
     for m in re.finditer(r"(?<![\w:.])([a-zA-Z_:][a-zA-Z0-9_:]*)(\s*\()?", text):

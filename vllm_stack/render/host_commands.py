@@ -5,6 +5,7 @@ start another, whatever a caller passes; for the validated names the stack uses,
 form is the plain word (`sudo systemctl restart vllm-llama-8b.service`), which is what the
 policies and runbooks read.
 """
+
 from __future__ import annotations
 
 from .. import defaults as D
@@ -37,8 +38,11 @@ def install_file(path: str, *, mode: int, owner: str, group: str, secret: bool) 
 
 
 def start_unit(unit: str) -> str:
-    return _and(["sudo", "systemctl", "daemon-reload"], ["sudo", "systemctl", "enable", unit],
-                ["sudo", "systemctl", "restart", unit])
+    return _and(
+        ["sudo", "systemctl", "daemon-reload"],
+        ["sudo", "systemctl", "enable", unit],
+        ["sudo", "systemctl", "restart", unit],
+    )
 
 
 def stop_unit(unit: str) -> str:
@@ -47,5 +51,7 @@ def stop_unit(unit: str) -> str:
 
 def drain_hook(model: str, hostport: str, drain_seconds: int) -> str:
     """Run on the front before a spot replica is deleted (a no-op until the front has the script)."""
-    return (f"if [ -x {sh_join([DRAIN_SCRIPT_PATH])} ]; then "
-            f"{sh_join(['sudo', DRAIN_SCRIPT_PATH, model, hostport, str(drain_seconds)])}; fi")
+    return (
+        f"if [ -x {sh_join([DRAIN_SCRIPT_PATH])} ]; then "
+        f"{sh_join(['sudo', DRAIN_SCRIPT_PATH, model, hostport, str(drain_seconds)])}; fi"
+    )

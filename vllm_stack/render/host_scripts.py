@@ -15,6 +15,7 @@
 
 Pure and deterministic: strings in, strings out. No secret value ever passes through here.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -40,6 +41,7 @@ _HEREDOC_END = "VLLM_STACK_FILE_END"
 @dataclass(frozen=True)
 class FileSpec:
     """One file to put on a host: absolute path, content, numeric mode, `user:group`."""
+
     path: str
     content: str
     mode: int
@@ -60,7 +62,7 @@ def _heredoc_function(fn: str, content: str) -> str:
 
 # --- secret writer -------------------------------------------------------------------------
 
-_WRITER_BODY = r'''
+_WRITER_BODY = r"""
 die() { echo "$ME: $*" >&2; exit 1; }   # messages never include the input
 
 [[ $# -eq 1 ]] || die "usage: $ME MODEL < KEY=value lines"
@@ -102,7 +104,7 @@ mv -f -- "$tmp" "$target"
 trap - EXIT
 sync -- "$ETC_DIR" 2>/dev/null || true
 echo "$ME: wrote $target ($count key(s), mode $FILE_MODE root:root)"
-'''
+"""
 
 
 def render_secret_writer_script() -> str:
@@ -126,12 +128,12 @@ def render_secret_writer_script() -> str:
         f"readonly NAME_RE={_q(NAME_RE)}\n"
         f"readonly KEYS={_q(' '.join(SECRET_ENV))}\n"
         f"readonly KEY_RE={_q(f'^({keys})=')}\n"
-        f"readonly LINE_RE={_q(f'^(#.*|({keys})=[^[:cntrl:]]*)?$')}\n"
-        + _WRITER_BODY
+        f"readonly LINE_RE={_q(f'^(#.*|({keys})=[^[:cntrl:]]*)?$')}\n" + _WRITER_BODY
     )
 
 
 # --- bootstrap -----------------------------------------------------------------------------
+
 
 def dcgm_bind(cfg: StackConfig, host: HostSpec) -> str:
     """Host address the DCGM exporter publishes on: loopback on the monitoring host, else the
@@ -152,7 +154,7 @@ def _publish(bind: str) -> str:
     return f"{shown}:{D.DCGM_EXPORTER_PORT}:{D.DCGM_EXPORTER_PORT}"
 
 
-_BOOTSTRAP_BODY = r'''
+_BOOTSTRAP_BODY = r"""
 changes=0
 put_changed=0
 tmp_file=""
@@ -352,11 +354,12 @@ main() {
 # Last line: nothing runs before the whole script has arrived (`ssh HOST sudo bash -s < script`),
 # and no command can swallow the rest of a script that bash is reading from stdin.
 main "$@" </dev/null
-'''
+"""
 
 
-def render_bootstrap_script(cfg: StackConfig, host_name: str, *, dcgm_bind_address: str | None = None,
-                            docker_bin: str = D.DOCKER_BIN) -> str:
+def render_bootstrap_script(
+    cfg: StackConfig, host_name: str, *, dcgm_bind_address: str | None = None, docker_bin: str = D.DOCKER_BIN
+) -> str:
     """bash bootstrap for `hosts[<host_name>]` (see module docstring).
 
     `dcgm_bind_address` overrides `dcgm_bind(cfg, host)`; `docker_bin` is the absolute docker
@@ -366,22 +369,29 @@ def render_bootstrap_script(cfg: StackConfig, host_name: str, *, dcgm_bind_addre
     if index is None:
         raise RenderError(f"no host named {host_name!r} in `hosts`")
     host = cfg.hosts[index]
-    return render_host_bootstrap(host, runtime=cfg.host_runtime, dcgm_bind_address=dcgm_bind_address or dcgm_bind(cfg, host),
-                                 gpu_key=f"hosts[{index}].gpuCount", docker_bin=docker_bin)
+    return render_host_bootstrap(
+        host,
+        runtime=cfg.host_runtime,
+        dcgm_bind_address=dcgm_bind_address or dcgm_bind(cfg, host),
+        gpu_key=f"hosts[{index}].gpuCount",
+        docker_bin=docker_bin,
+    )
 
 
-def render_host_bootstrap(host: HostSpec, *, runtime: str, dcgm_bind_address: str, gpu_key: str = "gpuCount",
-                          docker_bin: str = D.DOCKER_BIN) -> str:
+def render_host_bootstrap(
+    host: HostSpec, *, runtime: str, dcgm_bind_address: str, gpu_key: str = "gpuCount", docker_bin: str = D.DOCKER_BIN
+) -> str:
     """The bootstrap of one host without a stack config: `runtime` docker | systemd, DCGM's bind
     address, and `gpu_key`, the setting the GPU-count check names when the host has fewer GPUs."""
     publish = _publish(dcgm_bind_address)
-    fingerprint = hashlib.sha256("\0".join(
-        [D.DCGM_EXPORTER_IMAGE, publish, "--gpus all", "--restart always"]).encode()).hexdigest()[:16]
+    fingerprint = hashlib.sha256(
+        "\0".join([D.DCGM_EXPORTER_IMAGE, publish, "--gpus all", "--restart always"]).encode()
+    ).hexdigest()[:16]
     header = [
         "#!/bin/bash",
         f"# vllm-stack bootstrap for host {host.name} ({host.address}): rendered, do not edit.",
         "# Run as root on the GPU host (e.g. `ssh HOST sudo bash -s < this-file`). Idempotent: a second",
-        f"# run changes nothing and says \"{NOTHING_CHANGED}\". It never reads or writes a secret value.",
+        f'# run changes nothing and says "{NOTHING_CHANGED}". It never reads or writes a secret value.',
         "set -euo pipefail",
         "umask 022",
         "export LC_ALL=C",
@@ -406,14 +416,16 @@ def render_host_bootstrap(host: HostSpec, *, runtime: str, dcgm_bind_address: st
     ]
     files = _heredoc_function("secret_writer_content", render_secret_writer_script())
     if runtime == "systemd":
-        files += _heredoc_function("dcgm_unit_content",
-                                   S.render_dcgm_unit(publish=publish, docker_bin=docker_bin))
+        files += _heredoc_function("dcgm_unit_content", S.render_dcgm_unit(publish=publish, docker_bin=docker_bin))
     return "\n".join(header) + "\n" + files + _BOOTSTRAP_BODY
 
 
 # --- everything for one host ---------------------------------------------------------------
 
-def render_host_files(cfg: StackConfig, host_name: str, placements: Mapping[str, Sequence[Replica]]) -> dict[str, FileSpec]:
+
+def render_host_files(
+    cfg: StackConfig, host_name: str, placements: Mapping[str, Sequence[Replica]]
+) -> dict[str, FileSpec]:
     """Files for `hosts[<host_name>]`, keyed by absolute path.
 
     Always: the bootstrap (root-only) and the secret writer (the bootstrap installs the same

@@ -27,21 +27,57 @@ Typical assembly (the order is also a valid apply order):
                                render_grafana(cfg, prometheus_url=prometheus_service_url(cfg)),
                                grafana_secret="vllm-stack-grafana")
 """
+
 from __future__ import annotations
 
 from .k8s_common import GRAFANA as GRAFANA_SERVICE  # noqa: F401
-from .k8s_common import (K8sRenderError, dump_yaml, prometheus_service_url, secret_object,  # noqa: F401
-                         tls_secret_object)
-from .k8s_front import (API_KEYS_FILE, UPSTREAM_AUTH_FILE, front_backends, front_listen,  # noqa: F401
-                        front_objects, front_paths, render_front_files)
+from .k8s_common import (
+    K8sRenderError,
+    dump_yaml,
+    prometheus_service_url,
+    secret_object,  # noqa: F401
+    tls_secret_object,
+)
+from .k8s_front import (
+    API_KEYS_FILE,
+    UPSTREAM_AUTH_FILE,
+    front_backends,
+    front_listen,  # noqa: F401
+    front_objects,
+    front_paths,
+    render_front_files,
+)
 from .k8s_model import model_objects, queue_query  # noqa: F401
-from .k8s_monitoring import (GRAFANA_PASSWORD_KEY, PROMETHEUS_RULES_PATH, kubernetes_scrape_configs,  # noqa: F401
-                             monitoring_objects, render_prometheus_yml_k8s)
+from .k8s_monitoring import (
+    GRAFANA_PASSWORD_KEY,
+    PROMETHEUS_RULES_PATH,
+    kubernetes_scrape_configs,  # noqa: F401
+    monitoring_objects,
+    render_prometheus_yml_k8s,
+)
 from .k8s_nodes import gpu_node_objects, weights_access_mode  # noqa: F401
 
 __all__ = [
-    "API_KEYS_FILE", "GRAFANA_PASSWORD_KEY", "GRAFANA_SERVICE", "K8sRenderError", "PROMETHEUS_RULES_PATH", "UPSTREAM_AUTH_FILE",
-    "dump_yaml", "front_backends", "front_listen", "front_objects", "front_paths", "gpu_node_objects",
-    "kubernetes_scrape_configs", "model_objects", "monitoring_objects", "prometheus_service_url", "queue_query",
-    "render_front_files", "render_prometheus_yml_k8s", "secret_object", "tls_secret_object", "weights_access_mode",
+    "API_KEYS_FILE",
+    "GRAFANA_PASSWORD_KEY",
+    "GRAFANA_SERVICE",
+    "K8sRenderError",
+    "PROMETHEUS_RULES_PATH",
+    "UPSTREAM_AUTH_FILE",
+    "dump_yaml",
+    "front_backends",
+    "front_listen",
+    "front_objects",
+    "front_paths",
+    "gpu_node_objects",
+    "kubernetes_scrape_configs",
+    "model_objects",
+    "monitoring_objects",
+    "prometheus_service_url",
+    "queue_query",
+    "render_front_files",
+    "render_prometheus_yml_k8s",
+    "secret_object",
+    "tls_secret_object",
+    "weights_access_mode",
 ]

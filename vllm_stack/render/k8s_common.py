@@ -3,6 +3,7 @@
 Everything here returns plain dicts (the shape `kubectl apply` takes), is deterministic
 and imports no Pulumi: the Pulumi components wrap these dicts, tests dump them to YAML.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -63,15 +64,18 @@ def model_name_problem(name: str) -> str | None:
     """Why `name` cannot name a model's Kubernetes objects, or None (the config loader and the
     renderer both ask this)."""
     if not service_name_ok(name):
-        return f"\"{name}\" is not allowed on kubernetes; a Service name must start with a letter (DNS-1035)"
+        return f'"{name}" is not allowed on kubernetes; a Service name must start with a letter (DNS-1035)'
     if name == PREFIX or name.startswith(PREFIX + "-"):
-        return (f"\"{name}\" is not allowed on kubernetes; names starting with {PREFIX}- are reserved for the "
-                "stack's own objects")
+        return (
+            f'"{name}" is not allowed on kubernetes; names starting with {PREFIX}- are reserved for the '
+            "stack's own objects"
+        )
     return None
 
 
-def labels(cfg: StackConfig, component: str, *, name: str | None = None, model: str | None = None,
-           capacity: str | None = None) -> dict[str, str]:
+def labels(
+    cfg: StackConfig, component: str, *, name: str | None = None, model: str | None = None, capacity: str | None = None
+) -> dict[str, str]:
     """The label set every object carries (part-of, environment) plus the optional ones."""
     out = {
         D.LABEL_PART_OF: D.PROJECT,
@@ -96,8 +100,14 @@ def selector(component: str, **extra: str) -> dict[str, str]:
     return out
 
 
-def metadata(cfg: StackConfig, name: str, lbls: Mapping[str, str], *, namespaced: bool = True,
-             annotations: Mapping[str, str] | None = None) -> Obj:
+def metadata(
+    cfg: StackConfig,
+    name: str,
+    lbls: Mapping[str, str],
+    *,
+    namespaced: bool = True,
+    annotations: Mapping[str, str] | None = None,
+) -> Obj:
     meta: Obj = {"name": name}
     if namespaced:
         meta["namespace"] = cfg.kubernetes.namespace
@@ -126,6 +136,7 @@ def checksum(*parts: Mapping[str, str] | str) -> str:
 
 # --- hardening ------------------------------------------------------------------------
 
+
 def pod_security(run_as_user: int | None = None, fs_group: int | None = None) -> Obj:
     ctx: Obj = {"seccompProfile": {"type": "RuntimeDefault"}}
     if run_as_user is not None:
@@ -135,8 +146,7 @@ def pod_security(run_as_user: int | None = None, fs_group: int | None = None) ->
     return ctx
 
 
-def container_security(*, add: Iterable[str] = (), read_only_root: bool = False,
-                       run_as_non_root: bool = False) -> Obj:
+def container_security(*, add: Iterable[str] = (), read_only_root: bool = False, run_as_non_root: bool = False) -> Obj:
     caps: Obj = {"drop": ["ALL"]}
     if add:
         caps["add"] = sorted(add)
@@ -148,8 +158,9 @@ def container_security(*, add: Iterable[str] = (), read_only_root: bool = False,
     return ctx
 
 
-def http_probe(path: str, port: str | int, *, scheme: str = "HTTP", initial_delay: int = 0,
-               failure_threshold: int | None = None) -> Obj:
+def http_probe(
+    path: str, port: str | int, *, scheme: str = "HTTP", initial_delay: int = 0, failure_threshold: int | None = None
+) -> Obj:
     """httpGet probe every PROBE_PERIOD_SEC; failureThreshold None keeps Kubernetes' default (3)."""
     probe: Obj = {"httpGet": {"path": path, "port": port, "scheme": scheme}}
     if initial_delay:
@@ -161,24 +172,38 @@ def http_probe(path: str, port: str | int, *, scheme: str = "HTTP", initial_dela
 
 
 def tcp_probe(port: str | int, *, failure_threshold: int | None = None) -> Obj:
-    probe: Obj = {"tcpSocket": {"port": port}, "periodSeconds": D.PROBE_PERIOD_SEC,
-                  "timeoutSeconds": D.K8S_PROBE_TIMEOUT_SEC}
+    probe: Obj = {
+        "tcpSocket": {"port": port},
+        "periodSeconds": D.PROBE_PERIOD_SEC,
+        "timeoutSeconds": D.K8S_PROBE_TIMEOUT_SEC,
+    }
     if failure_threshold is not None:
         probe["failureThreshold"] = failure_threshold
     return probe
 
 
-def config_map(cfg: StackConfig, name: str, component: str, data: Mapping[str, str], *,
-               extra_labels: Mapping[str, str] | None = None) -> Obj:
+def config_map(
+    cfg: StackConfig,
+    name: str,
+    component: str,
+    data: Mapping[str, str],
+    *,
+    extra_labels: Mapping[str, str] | None = None,
+) -> Obj:
     for key in data:
         if not _SECRET_KEY.match(key):
             raise K8sRenderError(f"ConfigMap {name}: key {key!r} is not a valid file name")
     lbls = {**labels(cfg, component), **(extra_labels or {})}
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata(cfg, name, lbls),
-            "data": {k: data[k] for k in sorted(data)}}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(cfg, name, lbls),
+        "data": {k: data[k] for k in sorted(data)},
+    }
 
 
 # --- Secrets --------------------------------------------------------------------------
+
 
 def secret_object(cfg: StackConfig, name: str, string_data: Mapping[str, str], *, component: str = "secrets") -> Obj:
     """Opaque Secret. The deployer passes real values (Pulumi secrets); plans pass placeholders.
@@ -188,20 +213,30 @@ def secret_object(cfg: StackConfig, name: str, string_data: Mapping[str, str], *
     for key in string_data:
         if not _SECRET_KEY.match(key):
             raise K8sRenderError(f"Secret {name}: key {key!r} is not a valid Secret key")
-    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": metadata(cfg, name, labels(cfg, component)),
-            "stringData": {k: string_data[k] for k in sorted(string_data)}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": metadata(cfg, name, labels(cfg, component)),
+        "stringData": {k: string_data[k] for k in sorted(string_data)},
+    }
 
 
-def tls_secret_object(cfg: StackConfig, name: str, certificate_pem: str, private_key_pem: str,
-                      *, component: str = "front") -> Obj:
+def tls_secret_object(
+    cfg: StackConfig, name: str, certificate_pem: str, private_key_pem: str, *, component: str = "front"
+) -> Obj:
     """kubernetes.io/tls Secret (keys tls.crt / tls.key) the front mounts read-only."""
-    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-            "metadata": metadata(cfg, name, labels(cfg, component)),
-            "stringData": {TLS_CERT_KEY: certificate_pem, TLS_KEY_KEY: private_key_pem}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": metadata(cfg, name, labels(cfg, component)),
+        "stringData": {TLS_CERT_KEY: certificate_pem, TLS_KEY_KEY: private_key_pem},
+    }
 
 
 # --- output ---------------------------------------------------------------------------
+
 
 class _NoAliasDumper(yaml.SafeDumper):
     """Shared sub-dicts (a selector reused in a spread constraint) print in full, not as &id001."""
@@ -212,6 +247,7 @@ class _NoAliasDumper(yaml.SafeDumper):
 
 def dump_yaml(objects: Iterable[Obj]) -> str:
     """Multi-document YAML, keys in render order (deterministic, no anchors)."""
-    return "".join("---\n" + yaml.dump(o, Dumper=_NoAliasDumper, sort_keys=False, default_flow_style=False,
-                                        width=1_000_000)
-                   for o in objects)
+    return "".join(
+        "---\n" + yaml.dump(o, Dumper=_NoAliasDumper, sort_keys=False, default_flow_style=False, width=1_000_000)
+        for o in objects
+    )

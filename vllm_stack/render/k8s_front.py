@@ -17,6 +17,7 @@ The nginx master runs as root (it binds 80/443 and reads the 0400 secrets before
 workers as `nginx`), with every capability dropped except the four it needs, no privilege
 escalation, a read-only root filesystem and emptyDirs for pid and temp files.
 """
+
 from __future__ import annotations
 
 import re
@@ -24,8 +25,21 @@ from typing import TYPE_CHECKING, Mapping
 
 from .. import defaults as D
 from ..endpoints import Backend
-from .k8s_common import (FRONT, FRONT_CONFIG, K8sRenderError, Obj, checksum, config_map, container_security,
-                         http_probe, labels, metadata, pod_security, selector, tcp_probe)
+from .k8s_common import (
+    FRONT,
+    FRONT_CONFIG,
+    K8sRenderError,
+    Obj,
+    checksum,
+    config_map,
+    container_security,
+    http_probe,
+    labels,
+    metadata,
+    pod_security,
+    selector,
+    tcp_probe,
+)
 
 if TYPE_CHECKING:
     from ..config import StackConfig
@@ -50,14 +64,23 @@ _SECRET_LOOKING = re.compile(r"-----BEGIN |\"~\^Bearer |proxy_set_header\s+Autho
 def front_paths(*, upstream_auth: bool = False) -> NginxPaths:
     """`NginxPaths` matching the mounts of `front_objects`."""
     from .nginx import NginxPaths
-    return NginxPaths(prefix="/etc/nginx", conf=f"{CONF_DIR}/{NGINX_CONF}", pid=f"{RUN_DIR}/nginx.pid",
-                      temp_dir=TEMP_DIR, cert=f"{TLS_DIR}/tls.crt", key=f"{TLS_DIR}/tls.key",
-                      api_keys=f"{KEYS_DIR}/{API_KEYS_FILE}", upstream_dir=f"{CONF_DIR}/{UPSTREAMS}",
-                      upstream_auth=f"{KEYS_DIR}/{UPSTREAM_AUTH_FILE}" if upstream_auth else None)
+
+    return NginxPaths(
+        prefix="/etc/nginx",
+        conf=f"{CONF_DIR}/{NGINX_CONF}",
+        pid=f"{RUN_DIR}/nginx.pid",
+        temp_dir=TEMP_DIR,
+        cert=f"{TLS_DIR}/tls.crt",
+        key=f"{TLS_DIR}/tls.key",
+        api_keys=f"{KEYS_DIR}/{API_KEYS_FILE}",
+        upstream_dir=f"{CONF_DIR}/{UPSTREAMS}",
+        upstream_auth=f"{KEYS_DIR}/{UPSTREAM_AUTH_FILE}" if upstream_auth else None,
+    )
 
 
 def front_listen(cfg: StackConfig) -> FrontListen:
     from .nginx import FrontListen
+
     return FrontListen(bind="", http_port=D.HTTP_PORT, https_port=D.HTTPS_PORT)
 
 
@@ -71,8 +94,14 @@ def front_backends(cfg: StackConfig) -> list[Backend]:
 def render_front_files(cfg: StackConfig, *, upstream_auth: bool = False) -> dict[str, str]:
     """nginx.render_front with this platform's backends, paths, ports and the image's user."""
     from .nginx import render_front
-    return render_front(cfg, front_backends(cfg), paths=front_paths(upstream_auth=upstream_auth),
-                        listen=front_listen(cfg), user=D.NGINX_IMAGE_USER)
+
+    return render_front(
+        cfg,
+        front_backends(cfg),
+        paths=front_paths(upstream_auth=upstream_auth),
+        listen=front_listen(cfg),
+        user=D.NGINX_IMAGE_USER,
+    )
 
 
 def _config_items(nginx_files: Mapping[str, str]) -> tuple[dict[str, str], list[dict[str, str]]]:
@@ -83,22 +112,30 @@ def _config_items(nginx_files: Mapping[str, str]) -> tuple[dict[str, str], list[
     for path in sorted(nginx_files):
         text = nginx_files[path]
         if path != NGINX_CONF and not re.fullmatch(rf"{UPSTREAMS}/[a-z0-9-]+\.conf", path):
-            raise K8sRenderError(f"nginx file {path!r} does not belong in the front ConfigMap: only nginx.conf and "
-                                 f"{UPSTREAMS}/<model>.conf are public; keys, certificates and auth includes are "
-                                 f"secret material for the keys/TLS Secrets")
+            raise K8sRenderError(
+                f"nginx file {path!r} does not belong in the front ConfigMap: only nginx.conf and "
+                f"{UPSTREAMS}/<model>.conf are public; keys, certificates and auth includes are "
+                f"secret material for the keys/TLS Secrets"
+            )
         if _SECRET_LOOKING.search(text):
-            raise K8sRenderError(f"nginx file {path!r} contains secret material (key, certificate or API key "
-                                 f"pattern); it belongs in a Secret, never a ConfigMap")
+            raise K8sRenderError(
+                f"nginx file {path!r} contains secret material (key, certificate or API key "
+                f"pattern); it belongs in a Secret, never a ConfigMap"
+            )
         key = path.replace("/", "_")
         data[key] = text
         items.append({"key": key, "path": path})
     if FRONT_DIR not in nginx_files[NGINX_CONF]:
-        raise K8sRenderError(f"nginx.conf was not rendered with front_paths() (no {FRONT_DIR} in it): the files "
-                             f"it includes would not be where the pod mounts them")
+        raise K8sRenderError(
+            f"nginx.conf was not rendered with front_paths() (no {FRONT_DIR} in it): the files "
+            f"it includes would not be where the pod mounts them"
+        )
     return data, items
 
 
-def front_objects(cfg: StackConfig, nginx_files: Mapping[str, str], *, keys_secret: str, tls_secret: str | None) -> list[Obj]:
+def front_objects(
+    cfg: StackConfig, nginx_files: Mapping[str, str], *, keys_secret: str, tls_secret: str | None
+) -> list[Obj]:
     """ConfigMap, nginx Deployment (2 replicas in prod, 1 in dev), Service, PDB (prod).
 
     `keys_secret`: Secret with API_KEYS_FILE (render_api_keys_map) and, when front_paths
@@ -117,10 +154,12 @@ def front_objects(cfg: StackConfig, nginx_files: Mapping[str, str], *, keys_secr
     ports = [{"name": "http", "containerPort": D.HTTP_PORT, "protocol": "TCP"}]
     if tls:
         ports.insert(0, {"name": "https", "containerPort": D.HTTPS_PORT, "protocol": "TCP"})
-    mounts = [{"name": "config", "mountPath": CONF_DIR, "readOnly": True},
-              {"name": "api-keys", "mountPath": KEYS_DIR, "readOnly": True},
-              {"name": "run", "mountPath": RUN_DIR},
-              {"name": "temp", "mountPath": TEMP_DIR}]
+    mounts = [
+        {"name": "config", "mountPath": CONF_DIR, "readOnly": True},
+        {"name": "api-keys", "mountPath": KEYS_DIR, "readOnly": True},
+        {"name": "run", "mountPath": RUN_DIR},
+        {"name": "temp", "mountPath": TEMP_DIR},
+    ]
     volumes: list[Obj] = [
         {"name": "config", "configMap": {"name": FRONT_CONFIG, "items": items}},
         {"name": "api-keys", "secret": {"secretName": keys_secret, "defaultMode": D.SECRET_VOLUME_MODE}},
@@ -142,32 +181,66 @@ def front_objects(cfg: StackConfig, nginx_files: Mapping[str, str], *, keys_secr
         "securityContext": container_security(add=NGINX_CAPABILITIES, read_only_root=True),
         "volumeMounts": mounts,
     }
-    deploy = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata(cfg, FRONT, lbls),
-              "spec": {"replicas": replicas, "selector": {"matchLabels": sel},
-                       "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-                       "template": {
-                           "metadata": {"labels": lbls, "annotations": {"vllm-stack/config-checksum": checksum(data)}},
-                           "spec": {
-                               "automountServiceAccountToken": False,
-                               "enableServiceLinks": False,
-                               "securityContext": pod_security(),
-                               "topologySpreadConstraints": [{
-                                   "maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
-                                   "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": dict(sel)}}],
-                               "containers": [container],
-                               "volumes": volumes}}}}
+    deploy = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(cfg, FRONT, lbls),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": sel},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {
+                "metadata": {"labels": lbls, "annotations": {"vllm-stack/config-checksum": checksum(data)}},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": pod_security(),
+                    "topologySpreadConstraints": [
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": "kubernetes.io/hostname",
+                            "whenUnsatisfiable": "ScheduleAnyway",
+                            "labelSelector": {"matchLabels": dict(sel)},
+                        }
+                    ],
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
     svc_ports = [{"name": "http", "port": D.HTTP_PORT, "targetPort": "http", "protocol": "TCP"}]
     if tls:
         svc_ports.insert(0, {"name": "https", "port": D.HTTPS_PORT, "targetPort": "https", "protocol": "TCP"})
-    svc = {"apiVersion": "v1", "kind": "Service", "metadata": metadata(cfg, FRONT, lbls),
-           "spec": {"type": cfg.front.service_type, "selector": dict(sel), "ports": svc_ports}}
+    svc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(cfg, FRONT, lbls),
+        "spec": {"type": cfg.front.service_type, "selector": dict(sel), "ports": svc_ports},
+    }
     objs = [cm, deploy, svc]
     if replicas > 1:
-        objs.append({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": metadata(cfg, FRONT, lbls),
-                     "spec": {"minAvailable": 1, "unhealthyPodEvictionPolicy": "AlwaysAllow",
-                              "selector": {"matchLabels": dict(sel)}}})
+        objs.append(
+            {
+                "apiVersion": "policy/v1",
+                "kind": "PodDisruptionBudget",
+                "metadata": metadata(cfg, FRONT, lbls),
+                "spec": {
+                    "minAvailable": 1,
+                    "unhealthyPodEvictionPolicy": "AlwaysAllow",
+                    "selector": {"matchLabels": dict(sel)},
+                },
+            }
+        )
     return objs
 
 
-__all__ = ["API_KEYS_FILE", "UPSTREAM_AUTH_FILE", "front_backends", "front_listen", "front_objects", "front_paths",
-           "render_front_files"]
+__all__ = [
+    "API_KEYS_FILE",
+    "UPSTREAM_AUTH_FILE",
+    "front_backends",
+    "front_listen",
+    "front_objects",
+    "front_paths",
+    "render_front_files",
+]

@@ -29,6 +29,7 @@ Deployment's `replicas` is only the initial value: once KEDA's HPA owns it the d
 program must ignore changes to `spec.replicas` (Pulumi `ignoreChanges`), or every update
 resets the autoscaler's choice.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -37,8 +38,19 @@ import math
 from .. import defaults as D
 from ..placement import K8S_CAPACITY
 from ..sizing import readiness_delay_seconds
-from .k8s_common import (WEIGHTS_PVC, K8sRenderError, Obj, container_security, http_probe, labels, metadata,
-                         model_name_problem, pod_security, prometheus_service_url, selector)
+from .k8s_common import (
+    WEIGHTS_PVC,
+    K8sRenderError,
+    Obj,
+    container_security,
+    http_probe,
+    labels,
+    metadata,
+    model_name_problem,
+    pod_security,
+    prometheus_service_url,
+    selector,
+)
 from .k8s_nodes import gpu_tolerations
 from .vllm_args import public_env, serve_argv
 
@@ -83,21 +95,26 @@ def _container(spec: ModelSpec, *, secret_name: str) -> Obj:
         "env": [{"name": k, "value": env[k]} for k in sorted(env)],
         "envFrom": [{"secretRef": {"name": secret_name}}],
         "resources": {
-            "requests": {"cpu": str(D.VLLM_CPU_REQUEST_PER_GPU * gpus),
-                         "memory": f"{D.VLLM_MEMORY_REQUEST_GIB_PER_GPU * gpus}Gi",
-                         D.GPU_RESOURCE: gpus},
+            "requests": {
+                "cpu": str(D.VLLM_CPU_REQUEST_PER_GPU * gpus),
+                "memory": f"{D.VLLM_MEMORY_REQUEST_GIB_PER_GPU * gpus}Gi",
+                D.GPU_RESOURCE: gpus,
+            },
             "limits": {D.GPU_RESOURCE: gpus},
         },
         # /health refuses connections while weights load: the startup probe holds liveness off
         # for the whole load budget, readiness waits a size-scaled delay (seed 003: 120-300 s).
-        "startupProbe": http_probe(D.HEALTH_PATH, PORT_NAME,
-                                   failure_threshold=math.ceil(D.STARTUP_PROBE_BUDGET_SEC / D.PROBE_PERIOD_SEC)),
+        "startupProbe": http_probe(
+            D.HEALTH_PATH, PORT_NAME, failure_threshold=math.ceil(D.STARTUP_PROBE_BUDGET_SEC / D.PROBE_PERIOD_SEC)
+        ),
         "readinessProbe": http_probe(D.HEALTH_PATH, PORT_NAME, initial_delay=readiness_delay_seconds(params)),
         "livenessProbe": http_probe(D.HEALTH_PATH, PORT_NAME, failure_threshold=D.LIVENESS_FAILURE_THRESHOLD),
         "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(spec.pool.drain_seconds)]}}},
         "securityContext": container_security(),
-        "volumeMounts": [{"name": SHM_VOLUME, "mountPath": "/dev/shm"},
-                         {"name": WEIGHTS_VOLUME, "mountPath": WEIGHTS_MOUNT}],
+        "volumeMounts": [
+            {"name": SHM_VOLUME, "mountPath": "/dev/shm"},
+            {"name": WEIGHTS_VOLUME, "mountPath": WEIGHTS_MOUNT},
+        ],
     }
 
 
@@ -113,9 +130,14 @@ def deployment(cfg: StackConfig, spec: ModelSpec, capacity: str, replicas: int, 
         "nodeSelector": {D.LABEL_CAPACITY: capacity},
         "tolerations": gpu_tolerations(spot=capacity == "spot"),
         # Soft spread: GPUs are scarce, a pending replica is worse than two on one node.
-        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": HOSTNAME_KEY,
-                                       "whenUnsatisfiable": "ScheduleAnyway",
-                                       "labelSelector": {"matchLabels": dict(sel)}}],
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": HOSTNAME_KEY,
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": dict(sel)},
+            }
+        ],
         "containers": [_container(spec, secret_name=secret_name)],
         "volumes": [
             # vLLM/NCCL exchange tensors through shared memory; the container default is 64 MiB.
@@ -123,23 +145,34 @@ def deployment(cfg: StackConfig, spec: ModelSpec, capacity: str, replicas: int, 
             {"name": WEIGHTS_VOLUME, "persistentVolumeClaim": {"claimName": WEIGHTS_PVC}},
         ],
     }
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata(cfg, name, lbls),
-            "spec": {"replicas": replicas,
-                     "selector": {"matchLabels": sel},
-                     # Surge, never drop below the current count: a replaced replica is back only
-                     # after minutes of loading. Needs a spare GPU (or a cluster autoscaler).
-                     "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-                     "progressDeadlineSeconds": D.K8S_PROGRESS_DEADLINE_SEC,
-                     "template": {"metadata": {"labels": lbls}, "spec": pod}}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(cfg, name, lbls),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": sel},
+            # Surge, never drop below the current count: a replaced replica is back only
+            # after minutes of loading. Needs a spare GPU (or a cluster autoscaler).
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "progressDeadlineSeconds": D.K8S_PROGRESS_DEADLINE_SEC,
+            "template": {"metadata": {"labels": lbls}, "spec": pod},
+        },
+    }
 
 
 def service(cfg: StackConfig, spec: ModelSpec) -> Obj:
     """ClusterIP on the vLLM port selecting BOTH capacity classes of the model."""
-    return {"apiVersion": "v1", "kind": "Service",
-            "metadata": metadata(cfg, spec.name, labels(cfg, COMPONENT, model=spec.name)),
-            "spec": {"type": "ClusterIP", "selector": selector(COMPONENT, model=spec.name),
-                     "ports": [{"name": PORT_NAME, "port": D.VLLM_PORT, "targetPort": PORT_NAME,
-                                "protocol": "TCP"}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(cfg, spec.name, labels(cfg, COMPONENT, model=spec.name)),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(COMPONENT, model=spec.name),
+            "ports": [{"name": PORT_NAME, "port": D.VLLM_PORT, "targetPort": PORT_NAME, "protocol": "TCP"}],
+        },
+    }
 
 
 def pod_disruption_budget(cfg: StackConfig, spec: ModelSpec) -> Obj:
@@ -150,49 +183,83 @@ def pod_disruption_budget(cfg: StackConfig, spec: ModelSpec) -> Obj:
     drain evict a pod that is not ready anyway (crash-looping, still loading).
     """
     name = deployment_name(spec, "on-demand")
-    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-            "metadata": metadata(cfg, name, labels(cfg, COMPONENT, model=spec.name, capacity="on-demand")),
-            "spec": {"minAvailable": 1, "unhealthyPodEvictionPolicy": "AlwaysAllow",
-                     "selector": {"matchLabels": selector(COMPONENT, model=spec.name, capacity="on-demand")}}}
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": metadata(cfg, name, labels(cfg, COMPONENT, model=spec.name, capacity="on-demand")),
+        "spec": {
+            "minAvailable": 1,
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+            "selector": {"matchLabels": selector(COMPONENT, model=spec.name, capacity="on-demand")},
+        },
+    }
 
 
 def scaled_object(cfg: StackConfig, spec: ModelSpec, *, prometheus_url: str) -> Obj:
     pool = spec.pool
     name = deployment_name(spec, "spot")
-    triggers: list[Obj] = [{"type": "prometheus", "metadata": {
-        "serverAddress": prometheus_url,
-        "query": queue_query(spec),
-        "threshold": str(D.KEDA_QUEUE_TARGET),
-    }}]
+    triggers: list[Obj] = [
+        {
+            "type": "prometheus",
+            "metadata": {
+                "serverAddress": prometheus_url,
+                "query": queue_query(spec),
+                "threshold": str(D.KEDA_QUEUE_TARGET),
+            },
+        }
+    ]
     if pool.peak_schedule is not None:
         ps = pool.peak_schedule
-        triggers.append({"type": "cron", "metadata": {
-            "timezone": ps.timezone, "start": ps.start, "end": ps.end, "desiredReplicas": str(ps.replicas)}})
-    return {"apiVersion": KEDA_API, "kind": "ScaledObject",
-            "metadata": metadata(cfg, name, labels(cfg, COMPONENT, model=spec.name, capacity="spot")),
-            "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-                "pollingInterval": D.KEDA_POLLING_INTERVAL_SEC,
-                # cooldownPeriod only governs the last step to zero; the HPA scale-down window
-                # below is what damps 4 -> 1 thrashing (seed 003: 5-minute cooldown).
-                "cooldownPeriod": D.KEDA_COOLDOWN_SEC,
-                "minReplicaCount": pool.spot,
-                "maxReplicaCount": pool.spot_ceiling,
-                "advanced": {"horizontalPodAutoscalerConfig": {"behavior": {
-                    "scaleDown": {"stabilizationWindowSeconds": D.KEDA_COOLDOWN_SEC}}}},
-                "triggers": triggers,
-            }}
+        triggers.append(
+            {
+                "type": "cron",
+                "metadata": {
+                    "timezone": ps.timezone,
+                    "start": ps.start,
+                    "end": ps.end,
+                    "desiredReplicas": str(ps.replicas),
+                },
+            }
+        )
+    return {
+        "apiVersion": KEDA_API,
+        "kind": "ScaledObject",
+        "metadata": metadata(cfg, name, labels(cfg, COMPONENT, model=spec.name, capacity="spot")),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "pollingInterval": D.KEDA_POLLING_INTERVAL_SEC,
+            # cooldownPeriod only governs the last step to zero; the HPA scale-down window
+            # below is what damps 4 -> 1 thrashing (seed 003: 5-minute cooldown).
+            "cooldownPeriod": D.KEDA_COOLDOWN_SEC,
+            "minReplicaCount": pool.spot,
+            "maxReplicaCount": pool.spot_ceiling,
+            "advanced": {
+                "horizontalPodAutoscalerConfig": {
+                    "behavior": {"scaleDown": {"stabilizationWindowSeconds": D.KEDA_COOLDOWN_SEC}}
+                }
+            },
+            "triggers": triggers,
+        },
+    }
 
 
 def capacity_classes(spec: ModelSpec) -> list[tuple[str, int]]:
     """(capacity class, replicas) of the Deployments a model gets: the on-demand floor when it has
     replicas, spot whenever the autoscaler may add some (even at 0 replicas now)."""
     pool = spec.pool
-    return [(c, n) for c, n, present in (("onDemand", pool.on_demand, pool.on_demand > 0),
-                                         ("spot", pool.spot, pool.spot_ceiling > 0)) if present]
+    return [
+        (c, n)
+        for c, n, present in (
+            ("onDemand", pool.on_demand, pool.on_demand > 0),
+            ("spot", pool.spot, pool.spot_ceiling > 0),
+        )
+        if present
+    ]
 
 
-def model_objects(cfg: StackConfig, spec: ModelSpec, *, secret_name: str, prometheus_url: str | None = None) -> list[Obj]:
+def model_objects(
+    cfg: StackConfig, spec: ModelSpec, *, secret_name: str, prometheus_url: str | None = None
+) -> list[Obj]:
     """Deployments (`<name>-on-demand`, `<name>-spot`), Service `<name>`, PDB, ScaledObject.
 
     `secret_name`: the Opaque Secret holding VLLM_API_KEY (and HF_TOKEN for gated models),

@@ -11,6 +11,7 @@ relabels pod labels into the labels the alert rules group by (`model`, `capacity
 onDemand|spot, `host`), exactly as the docker platform's static labels do. The
 ServiceMonitors carry the same relabelings, so both modes feed the same alerts.
 """
+
 from __future__ import annotations
 
 import posixpath
@@ -20,9 +21,25 @@ import yaml
 
 from .. import defaults as D
 from ..placement import K8S_CAPACITY
-from .k8s_common import (DCGM_EXPORTER, GRAFANA, GRAFANA_CONFIG, GRAFANA_DASHBOARDS, PROMETHEUS,
-                         PROMETHEUS_CONFIG, RULES, K8sRenderError, Obj, checksum, config_map, container_security,
-                         http_probe, labels, metadata, pod_security, selector)
+from .k8s_common import (
+    DCGM_EXPORTER,
+    GRAFANA,
+    GRAFANA_CONFIG,
+    GRAFANA_DASHBOARDS,
+    PROMETHEUS,
+    PROMETHEUS_CONFIG,
+    RULES,
+    K8sRenderError,
+    Obj,
+    checksum,
+    config_map,
+    container_security,
+    http_probe,
+    labels,
+    metadata,
+    pod_security,
+    selector,
+)
 from .k8s_model import COMPONENT as VLLM_COMPONENT, PORT_NAME as VLLM_PORT_NAME
 from .k8s_nodes import DCGM_PORT_NAME
 
@@ -54,13 +71,26 @@ def _target_relabelings(job: str, *, vllm: bool) -> list[dict[str, Any]]:
     """Relabelings in prometheus-operator spelling (camelCase keys)."""
     out: list[dict[str, Any]] = [{"action": "replace", "targetLabel": "job", "replacement": job}]
     if vllm:
-        out.append({"action": "replace", "sourceLabels": [_SD_POD_LABEL + _sd_name(D.LABEL_MODEL)],
-                    "targetLabel": D.SCRAPE_LABEL_MODEL})
+        out.append(
+            {
+                "action": "replace",
+                "sourceLabels": [_SD_POD_LABEL + _sd_name(D.LABEL_MODEL)],
+                "targetLabel": D.SCRAPE_LABEL_MODEL,
+            }
+        )
         for config_value, k8s_value in sorted(K8S_CAPACITY.items()):
-            out.append({"action": "replace", "sourceLabels": [_SD_POD_LABEL + _sd_name(D.LABEL_CAPACITY)],
-                        "regex": k8s_value, "targetLabel": D.SCRAPE_LABEL_CAPACITY, "replacement": config_value})
-    out.append({"action": "replace", "sourceLabels": ["__meta_kubernetes_pod_node_name"],
-                "targetLabel": D.SCRAPE_LABEL_HOST})
+            out.append(
+                {
+                    "action": "replace",
+                    "sourceLabels": [_SD_POD_LABEL + _sd_name(D.LABEL_CAPACITY)],
+                    "regex": k8s_value,
+                    "targetLabel": D.SCRAPE_LABEL_CAPACITY,
+                    "replacement": config_value,
+                }
+            )
+    out.append(
+        {"action": "replace", "sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": D.SCRAPE_LABEL_HOST}
+    )
     return out
 
 
@@ -80,20 +110,31 @@ def kubernetes_scrape_configs(cfg: StackConfig) -> list[dict[str, Any]]:
     out = []
     for job, component, port_name, vllm in jobs:
         keep = [
-            {"action": "keep", "source_labels": [_SD_SERVICE_LABEL + _sd_name(D.LABEL_PART_OF),
-                                                 _SD_SERVICE_LABEL + _sd_name("app.kubernetes.io/component")],
-             "regex": f"{D.PROJECT};{component}"},
+            {
+                "action": "keep",
+                "source_labels": [
+                    _SD_SERVICE_LABEL + _sd_name(D.LABEL_PART_OF),
+                    _SD_SERVICE_LABEL + _sd_name("app.kubernetes.io/component"),
+                ],
+                "regex": f"{D.PROJECT};{component}",
+            },
             {"action": "keep", "source_labels": ["__meta_kubernetes_endpointslice_port_name"], "regex": port_name},
         ]
-        out.append({"job_name": job, "metrics_path": D.METRICS_PATH,
-                    "kubernetes_sd_configs": [{"role": "endpointslice", "namespaces": {"names": [ns]}}],
-                    "relabel_configs": keep + [_snake(r) for r in _target_relabelings(job, vllm=vllm)]})
+        out.append(
+            {
+                "job_name": job,
+                "metrics_path": D.METRICS_PATH,
+                "kubernetes_sd_configs": [{"role": "endpointslice", "namespaces": {"names": [ns]}}],
+                "relabel_configs": keep + [_snake(r) for r in _target_relabelings(job, vllm=vllm)],
+            }
+        )
     return out
 
 
 def render_prometheus_yml_k8s(cfg: StackConfig) -> str:
     """prometheus.yml for the in-cluster Prometheus: the shared renderer, k8s discovery."""
     from .prometheus import prometheus_config
+
     doc = prometheus_config(cfg, [], rule_files=[PROMETHEUS_RULES_PATH])
     doc["scrape_configs"] = kubernetes_scrape_configs(cfg)
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
@@ -101,18 +142,28 @@ def render_prometheus_yml_k8s(cfg: StackConfig) -> str:
 
 # --- own Prometheus -------------------------------------------------------------------
 
+
 def _prometheus_rbac(cfg: StackConfig) -> list[Obj]:
     lbls = labels(cfg, "prometheus", name=PROMETHEUS)
     verbs = ["get", "list", "watch"]
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata(cfg, PROMETHEUS, lbls)},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": metadata(cfg, PROMETHEUS, lbls),
-         "rules": [{"apiGroups": [""], "resources": ["pods", "services", "endpoints"], "verbs": verbs},
-                   {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": verbs}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-         "metadata": metadata(cfg, PROMETHEUS, lbls),
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": PROMETHEUS},
-         "subjects": [{"kind": "ServiceAccount", "name": PROMETHEUS, "namespace": cfg.kubernetes.namespace}]},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": metadata(cfg, PROMETHEUS, lbls),
+            "rules": [
+                {"apiGroups": [""], "resources": ["pods", "services", "endpoints"], "verbs": verbs},
+                {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": verbs},
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": metadata(cfg, PROMETHEUS, lbls),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": PROMETHEUS},
+            "subjects": [{"kind": "ServiceAccount", "name": PROMETHEUS, "namespace": cfg.kubernetes.namespace}],
+        },
     ]
 
 
@@ -124,35 +175,58 @@ def _prometheus(cfg: StackConfig, prometheus_yml: str, rules_yml: str) -> list[O
     container = {
         "name": "prometheus",
         "image": D.PROMETHEUS_IMAGE,
-        "args": [f"--config.file={posixpath.join(PROMETHEUS_CONFIG_DIR, PROMETHEUS_CONFIG_FILE)}",
-                 f"--storage.tsdb.path={PROMETHEUS_DATA_DIR}",
-                 f"--storage.tsdb.retention.time={D.PROMETHEUS_RETENTION}",
-                 f"--web.listen-address=:{D.PROMETHEUS_PORT}"],
+        "args": [
+            f"--config.file={posixpath.join(PROMETHEUS_CONFIG_DIR, PROMETHEUS_CONFIG_FILE)}",
+            f"--storage.tsdb.path={PROMETHEUS_DATA_DIR}",
+            f"--storage.tsdb.retention.time={D.PROMETHEUS_RETENTION}",
+            f"--web.listen-address=:{D.PROMETHEUS_PORT}",
+        ],
         "ports": [{"name": "http", "containerPort": D.PROMETHEUS_PORT, "protocol": "TCP"}],
         "readinessProbe": http_probe("/-/ready", "http"),
         "livenessProbe": http_probe("/-/healthy", "http", failure_threshold=D.LIVENESS_FAILURE_THRESHOLD),
         "securityContext": container_security(read_only_root=True, run_as_non_root=True),
-        "volumeMounts": [{"name": "config", "mountPath": PROMETHEUS_CONFIG_DIR, "readOnly": True},
-                         {"name": "data", "mountPath": PROMETHEUS_DATA_DIR}],
+        "volumeMounts": [
+            {"name": "config", "mountPath": PROMETHEUS_CONFIG_DIR, "readOnly": True},
+            {"name": "data", "mountPath": PROMETHEUS_DATA_DIR},
+        ],
     }
-    deploy = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata(cfg, PROMETHEUS, lbls),
-              "spec": {"replicas": 1, "selector": {"matchLabels": sel},
-                       "strategy": {"type": "Recreate"},   # one TSDB writer at a time
-                       "template": {"metadata": {"labels": lbls,
-                                                 "annotations": {"vllm-stack/config-checksum": checksum(data)}},
-                                    "spec": {"serviceAccountName": PROMETHEUS,
-                                             "securityContext": pod_security(D.PROMETHEUS_UID, D.PROMETHEUS_UID),
-                                             "containers": [container],
-                                             "volumes": [{"name": "config", "configMap": {"name": PROMETHEUS_CONFIG}},
-                                                         {"name": "data", "emptyDir": {
-                                                             "sizeLimit": D.PROMETHEUS_STORAGE_SIZE}}]}}}}
-    svc = {"apiVersion": "v1", "kind": "Service", "metadata": metadata(cfg, PROMETHEUS, lbls),
-           "spec": {"type": "ClusterIP", "selector": dict(sel),
-                    "ports": [{"name": "http", "port": D.PROMETHEUS_PORT, "targetPort": "http", "protocol": "TCP"}]}}
+    deploy = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(cfg, PROMETHEUS, lbls),
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": sel},
+            "strategy": {"type": "Recreate"},  # one TSDB writer at a time
+            "template": {
+                "metadata": {"labels": lbls, "annotations": {"vllm-stack/config-checksum": checksum(data)}},
+                "spec": {
+                    "serviceAccountName": PROMETHEUS,
+                    "securityContext": pod_security(D.PROMETHEUS_UID, D.PROMETHEUS_UID),
+                    "containers": [container],
+                    "volumes": [
+                        {"name": "config", "configMap": {"name": PROMETHEUS_CONFIG}},
+                        {"name": "data", "emptyDir": {"sizeLimit": D.PROMETHEUS_STORAGE_SIZE}},
+                    ],
+                },
+            },
+        },
+    }
+    svc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(cfg, PROMETHEUS, lbls),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": dict(sel),
+            "ports": [{"name": "http", "port": D.PROMETHEUS_PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
     return [cm, *_prometheus_rbac(cfg), deploy, svc]
 
 
 # --- Grafana --------------------------------------------------------------------------
+
 
 def _grafana_items(grafana_files: Mapping[str, str]) -> tuple[dict[str, str], list[dict[str, str]]]:
     """ConfigMap data (keys may not hold '/') and the volume items that put each file back
@@ -161,7 +235,7 @@ def _grafana_items(grafana_files: Mapping[str, str]) -> tuple[dict[str, str], li
     items: list[dict[str, str]] = []
     base = D.GRAFANA_PROVISIONING_DIR.rstrip("/") + "/"
     for path in sorted(grafana_files):
-        rel = path[len(base):] if path.startswith(base) else path.lstrip("/")
+        rel = path[len(base) :] if path.startswith(base) else path.lstrip("/")
         if rel.startswith("..") or "/../" in rel or not rel:
             raise K8sRenderError(f"grafana file {path!r} is outside {D.GRAFANA_PROVISIONING_DIR}")
         key = rel.replace("/", "_")
@@ -179,12 +253,17 @@ def _grafana(cfg: StackConfig, grafana_files: Mapping[str, str], grafana_secret:
     sel = selector("grafana")
     secret_dir = posixpath.dirname(D.GRAFANA_ADMIN_PASSWORD_FILE)
     from .grafana import grafana_ini_overrides  # the same GF_* settings as the docker platform
+
     env = {**grafana_ini_overrides(cfg), "GF_PATHS_DATA": GRAFANA_DATA_DIR}
     # anonymous access off and the password from a file are the point: refuse a drifted helper
-    if env.get("GF_AUTH_ANONYMOUS_ENABLED") != "false" or \
-            env.get("GF_SECURITY_ADMIN_PASSWORD__FILE") != D.GRAFANA_ADMIN_PASSWORD_FILE:
-        raise K8sRenderError("grafana_ini_overrides must disable anonymous access and read the admin "
-                             "password from GRAFANA_ADMIN_PASSWORD_FILE")
+    if (
+        env.get("GF_AUTH_ANONYMOUS_ENABLED") != "false"
+        or env.get("GF_SECURITY_ADMIN_PASSWORD__FILE") != D.GRAFANA_ADMIN_PASSWORD_FILE
+    ):
+        raise K8sRenderError(
+            "grafana_ini_overrides must disable anonymous access and read the admin "
+            "password from GRAFANA_ADMIN_PASSWORD_FILE"
+        )
     container = {
         "name": "grafana",
         "image": D.GRAFANA_IMAGE,
@@ -193,65 +272,106 @@ def _grafana(cfg: StackConfig, grafana_files: Mapping[str, str], grafana_secret:
         "readinessProbe": http_probe("/api/health", "http"),
         "livenessProbe": http_probe("/api/health", "http", failure_threshold=D.LIVENESS_FAILURE_THRESHOLD),
         "securityContext": container_security(run_as_non_root=True),
-        "volumeMounts": [{"name": "provisioning", "mountPath": D.GRAFANA_PROVISIONING_DIR, "readOnly": True},
-                         {"name": "admin-password", "mountPath": secret_dir, "readOnly": True},
-                         {"name": "data", "mountPath": GRAFANA_DATA_DIR}],
+        "volumeMounts": [
+            {"name": "provisioning", "mountPath": D.GRAFANA_PROVISIONING_DIR, "readOnly": True},
+            {"name": "admin-password", "mountPath": secret_dir, "readOnly": True},
+            {"name": "data", "mountPath": GRAFANA_DATA_DIR},
+        ],
     }
-    deploy = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata(cfg, GRAFANA, lbls),
-              "spec": {"replicas": 1, "selector": {"matchLabels": sel}, "strategy": {"type": "Recreate"},
-                       "template": {"metadata": {"labels": lbls,
-                                                 "annotations": {"vllm-stack/config-checksum": checksum(data)}},
-                                    "spec": {
-                                        "automountServiceAccountToken": False,
-                                        "securityContext": pod_security(D.GRAFANA_UID, D.GRAFANA_UID),
-                                        "containers": [container],
-                                        "volumes": [
-                                            {"name": "provisioning", "configMap": {"name": GRAFANA_CONFIG,
-                                                                                   "items": items}},
-                                            {"name": "admin-password", "secret": {
-                                                "secretName": grafana_secret, "defaultMode": D.SECRET_VOLUME_MODE,
-                                                "items": [{"key": GRAFANA_PASSWORD_KEY,
-                                                           "path": GRAFANA_PASSWORD_KEY}]}},
-                                            {"name": "data", "emptyDir": {}},
-                                        ]}}}}
-    svc = {"apiVersion": "v1", "kind": "Service", "metadata": metadata(cfg, GRAFANA, lbls),
-           "spec": {"type": "ClusterIP", "selector": dict(sel),
-                    "ports": [{"name": "http", "port": D.GRAFANA_PORT, "targetPort": "http", "protocol": "TCP"}]}}
+    deploy = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(cfg, GRAFANA, lbls),
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": sel},
+            "strategy": {"type": "Recreate"},
+            "template": {
+                "metadata": {"labels": lbls, "annotations": {"vllm-stack/config-checksum": checksum(data)}},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "securityContext": pod_security(D.GRAFANA_UID, D.GRAFANA_UID),
+                    "containers": [container],
+                    "volumes": [
+                        {"name": "provisioning", "configMap": {"name": GRAFANA_CONFIG, "items": items}},
+                        {
+                            "name": "admin-password",
+                            "secret": {
+                                "secretName": grafana_secret,
+                                "defaultMode": D.SECRET_VOLUME_MODE,
+                                "items": [{"key": GRAFANA_PASSWORD_KEY, "path": GRAFANA_PASSWORD_KEY}],
+                            },
+                        },
+                        {"name": "data", "emptyDir": {}},
+                    ],
+                },
+            },
+        },
+    }
+    svc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(cfg, GRAFANA, lbls),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": dict(sel),
+            "ports": [{"name": "http", "port": D.GRAFANA_PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
     return [cm, deploy, svc]
 
 
 # --- prometheus-operator ---------------------------------------------------------------
+
 
 def prometheus_rule(cfg: StackConfig, rules_yml: str) -> Obj:
     doc = yaml.safe_load(rules_yml) or {}
     groups = doc.get("groups") if isinstance(doc, dict) else None
     if not isinstance(groups, list) or not groups:
         raise K8sRenderError("rules_yml has no `groups:` list")
-    return {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
-            "metadata": metadata(cfg, RULES, labels(cfg, "prometheus")), "spec": {"groups": groups}}
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": metadata(cfg, RULES, labels(cfg, "prometheus")),
+        "spec": {"groups": groups},
+    }
 
 
-def _service_monitor(cfg: StackConfig, name: str, component: str, port: str, job: str, *, vllm: bool,
-                     model: str | None = None) -> Obj:
+def _service_monitor(
+    cfg: StackConfig, name: str, component: str, port: str, job: str, *, vllm: bool, model: str | None = None
+) -> Obj:
     sel = selector(component, **({"model": model} if model else {}))
-    return {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
-            "metadata": metadata(cfg, name, labels(cfg, component, model=model)),
-            "spec": {"selector": {"matchLabels": sel},
-                     "namespaceSelector": {"matchNames": [cfg.kubernetes.namespace]},
-                     "endpoints": [{"port": port, "path": D.METRICS_PATH,
-                                    "interval": f"{cfg.monitoring.scrape_interval_seconds}s",
-                                    "relabelings": _target_relabelings(job, vllm=vllm)}]}}
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": metadata(cfg, name, labels(cfg, component, model=model)),
+        "spec": {
+            "selector": {"matchLabels": sel},
+            "namespaceSelector": {"matchNames": [cfg.kubernetes.namespace]},
+            "endpoints": [
+                {
+                    "port": port,
+                    "path": D.METRICS_PATH,
+                    "interval": f"{cfg.monitoring.scrape_interval_seconds}s",
+                    "relabelings": _target_relabelings(job, vllm=vllm),
+                }
+            ],
+        },
+    }
 
 
 def service_monitors(cfg: StackConfig) -> list[Obj]:
-    out = [_service_monitor(cfg, m.name, VLLM_COMPONENT, VLLM_PORT_NAME, D.JOB_VLLM, vllm=True, model=m.name)
-           for m in cfg.models]
+    out = [
+        _service_monitor(cfg, m.name, VLLM_COMPONENT, VLLM_PORT_NAME, D.JOB_VLLM, vllm=True, model=m.name)
+        for m in cfg.models
+    ]
     out.append(_service_monitor(cfg, DCGM_EXPORTER, "dcgm-exporter", DCGM_PORT_NAME, D.JOB_DCGM, vllm=False))
     return out
 
 
-def monitoring_objects(cfg: StackConfig, prometheus_yml: str, rules_yml: str, grafana_files: Mapping[str, str], *,
-                       grafana_secret: str) -> list[Obj]:
+def monitoring_objects(
+    cfg: StackConfig, prometheus_yml: str, rules_yml: str, grafana_files: Mapping[str, str], *, grafana_secret: str
+) -> list[Obj]:
     """Prometheus (+ Grafana when enabled), or PrometheusRule + ServiceMonitors under the operator.
 
     `prometheus_yml`: use `render_prometheus_yml_k8s(cfg)` (Kubernetes discovery);
@@ -264,8 +384,9 @@ def monitoring_objects(cfg: StackConfig, prometheus_yml: str, rules_yml: str, gr
         objs = [prometheus_rule(cfg, rules_yml), *service_monitors(cfg)]
         if cfg.monitoring.grafana.enabled:
             dashboards = {posixpath.basename(p): t for p, t in grafana_files.items() if p.endswith(".json")}
-            objs.append(config_map(cfg, GRAFANA_DASHBOARDS, "grafana", dashboards,
-                                   extra_labels={GRAFANA_SIDECAR_LABEL: "1"}))
+            objs.append(
+                config_map(cfg, GRAFANA_DASHBOARDS, "grafana", dashboards, extra_labels={GRAFANA_SIDECAR_LABEL: "1"})
+            )
         return objs
     objs = _prometheus(cfg, prometheus_yml, rules_yml)
     if cfg.monitoring.grafana.enabled:
@@ -273,5 +394,10 @@ def monitoring_objects(cfg: StackConfig, prometheus_yml: str, rules_yml: str, gr
     return objs
 
 
-__all__: Sequence[str] = ("GRAFANA_PASSWORD_KEY", "PROMETHEUS_RULES_PATH", "kubernetes_scrape_configs",
-                          "monitoring_objects", "render_prometheus_yml_k8s")
+__all__: Sequence[str] = (
+    "GRAFANA_PASSWORD_KEY",
+    "PROMETHEUS_RULES_PATH",
+    "kubernetes_scrape_configs",
+    "monitoring_objects",
+    "render_prometheus_yml_k8s",
+)

@@ -17,12 +17,23 @@ The device plugin and the DCGM exporter select GPU nodes with node affinity
 which a plain nodeSelector cannot express) and tolerate BOTH taints: a device plugin that
 skipped spot nodes would leave them with zero allocatable GPUs.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 from .. import defaults as D
-from .k8s_common import (CAPACITY_VALUES, DCGM_EXPORTER, DEVICE_PLUGIN, WEIGHTS_PVC, Obj, container_security,
-                         labels, metadata, pod_security, selector)
+from .k8s_common import (
+    CAPACITY_VALUES,
+    DCGM_EXPORTER,
+    DEVICE_PLUGIN,
+    WEIGHTS_PVC,
+    Obj,
+    container_security,
+    labels,
+    metadata,
+    pod_security,
+    selector,
+)
 
 if TYPE_CHECKING:
     from ..config import StackConfig
@@ -41,8 +52,15 @@ def gpu_tolerations(*, spot: bool) -> list[Obj]:
 
 
 def gpu_node_affinity() -> Obj:
-    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-        {"matchExpressions": [{"key": D.LABEL_CAPACITY, "operator": "In", "values": list(CAPACITY_VALUES)}]}]}}}
+    return {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": D.LABEL_CAPACITY, "operator": "In", "values": list(CAPACITY_VALUES)}]}
+                ]
+            }
+        }
+    }
 
 
 def max_vllm_pods(cfg: StackConfig) -> int:
@@ -68,45 +86,70 @@ def namespace_object(cfg: StackConfig) -> Obj:
     # Pod Security Admission: the device plugin needs a hostPath and the DCGM exporter
     # SYS_ADMIN, which `baseline` forbids; vLLM pods themselves run with dropped capabilities.
     lbls["pod-security.kubernetes.io/enforce"] = "privileged"
-    return {"apiVersion": "v1", "kind": "Namespace",
-            "metadata": metadata(cfg, cfg.kubernetes.namespace, lbls, namespaced=False)}
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": metadata(cfg, cfg.kubernetes.namespace, lbls, namespaced=False),
+    }
 
 
 def weights_pvc(cfg: StackConfig) -> Obj:
-    spec: Obj = {"accessModes": [weights_access_mode(cfg)],
-                 "resources": {"requests": {"storage": cfg.kubernetes.weights_pvc_size}}}
+    spec: Obj = {
+        "accessModes": [weights_access_mode(cfg)],
+        "resources": {"requests": {"storage": cfg.kubernetes.weights_pvc_size}},
+    }
     if cfg.kubernetes.storage_class:
         spec["storageClassName"] = cfg.kubernetes.storage_class
-    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": metadata(cfg, WEIGHTS_PVC, labels(cfg, "weights")), "spec": spec}
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": metadata(cfg, WEIGHTS_PVC, labels(cfg, "weights")),
+        "spec": spec,
+    }
 
 
 def _gpu_daemonset(cfg: StackConfig, name: str, component: str, container: Obj, volume: str, host_path: str) -> Obj:
     """A DaemonSet on every GPU node (both capacity classes) with one hostPath volume."""
     lbls = labels(cfg, component, name=name)
-    return {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": metadata(cfg, name, lbls),
-            "spec": {"selector": {"matchLabels": selector(component)},
-                     "updateStrategy": {"type": "RollingUpdate"},
-                     "template": {"metadata": {"labels": lbls}, "spec": {
-                         "affinity": gpu_node_affinity(),
-                         "tolerations": gpu_tolerations(spot=True),
-                         "automountServiceAccountToken": False,
-                         "securityContext": pod_security(),
-                         "containers": [container],
-                         "volumes": [{"name": volume, "hostPath": {"path": host_path, "type": "Directory"}}],
-                     }}}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": metadata(cfg, name, lbls),
+        "spec": {
+            "selector": {"matchLabels": selector(component)},
+            "updateStrategy": {"type": "RollingUpdate"},
+            "template": {
+                "metadata": {"labels": lbls},
+                "spec": {
+                    "affinity": gpu_node_affinity(),
+                    "tolerations": gpu_tolerations(spot=True),
+                    "automountServiceAccountToken": False,
+                    "securityContext": pod_security(),
+                    "containers": [container],
+                    "volumes": [{"name": volume, "hostPath": {"path": host_path, "type": "Directory"}}],
+                },
+            },
+        },
+    }
 
 
 def device_plugin(cfg: StackConfig) -> Obj:
     """NVIDIA k8s-device-plugin (shape of NVIDIA's static nvidia-device-plugin.yml)."""
-    return _gpu_daemonset(cfg, DEVICE_PLUGIN, "gpu-device-plugin", {
-        "name": "nvidia-device-plugin",
-        "image": D.NVIDIA_DEVICE_PLUGIN_IMAGE,
-        # NVIDIA's manifest: do not crash-loop on a node whose driver is not up yet.
-        "env": [{"name": "FAIL_ON_INIT_ERROR", "value": "false"}],
-        "securityContext": container_security(),
-        "volumeMounts": [{"name": "device-plugin", "mountPath": DEVICE_PLUGIN_DIR}],
-    }, "device-plugin", DEVICE_PLUGIN_DIR)
+    return _gpu_daemonset(
+        cfg,
+        DEVICE_PLUGIN,
+        "gpu-device-plugin",
+        {
+            "name": "nvidia-device-plugin",
+            "image": D.NVIDIA_DEVICE_PLUGIN_IMAGE,
+            # NVIDIA's manifest: do not crash-loop on a node whose driver is not up yet.
+            "env": [{"name": "FAIL_ON_INIT_ERROR", "value": "false"}],
+            "securityContext": container_security(),
+            "volumeMounts": [{"name": "device-plugin", "mountPath": DEVICE_PLUGIN_DIR}],
+        },
+        "device-plugin",
+        DEVICE_PLUGIN_DIR,
+    )
 
 
 def dcgm_exporter(cfg: StackConfig) -> Obj:
@@ -116,26 +159,46 @@ def dcgm_exporter(cfg: StackConfig) -> Obj:
     needs it for profiling fields); every other capability is dropped. It requests no GPU
     (that would take one away from vLLM): the NVIDIA runtime exposes all GPUs to it.
     """
-    return _gpu_daemonset(cfg, DCGM_EXPORTER, "dcgm-exporter", {
-        "name": "dcgm-exporter",
-        "image": D.DCGM_EXPORTER_IMAGE,
-        "env": [{"name": "DCGM_EXPORTER_LISTEN", "value": f":{D.DCGM_EXPORTER_PORT}"},
-                {"name": "DCGM_EXPORTER_KUBERNETES", "value": "true"}],
-        "ports": [{"name": DCGM_PORT_NAME, "containerPort": D.DCGM_EXPORTER_PORT, "protocol": "TCP"}],
-        "readinessProbe": {"httpGet": {"path": D.HEALTH_PATH, "port": DCGM_PORT_NAME},
-                           "periodSeconds": D.PROBE_PERIOD_SEC, "timeoutSeconds": D.K8S_PROBE_TIMEOUT_SEC},
-        "securityContext": {**container_security(add=["SYS_ADMIN"]), "runAsUser": 0},
-        "volumeMounts": [{"name": "pod-resources", "mountPath": POD_RESOURCES_DIR, "readOnly": True}],
-    }, "pod-resources", POD_RESOURCES_DIR)
+    return _gpu_daemonset(
+        cfg,
+        DCGM_EXPORTER,
+        "dcgm-exporter",
+        {
+            "name": "dcgm-exporter",
+            "image": D.DCGM_EXPORTER_IMAGE,
+            "env": [
+                {"name": "DCGM_EXPORTER_LISTEN", "value": f":{D.DCGM_EXPORTER_PORT}"},
+                {"name": "DCGM_EXPORTER_KUBERNETES", "value": "true"},
+            ],
+            "ports": [{"name": DCGM_PORT_NAME, "containerPort": D.DCGM_EXPORTER_PORT, "protocol": "TCP"}],
+            "readinessProbe": {
+                "httpGet": {"path": D.HEALTH_PATH, "port": DCGM_PORT_NAME},
+                "periodSeconds": D.PROBE_PERIOD_SEC,
+                "timeoutSeconds": D.K8S_PROBE_TIMEOUT_SEC,
+            },
+            "securityContext": {**container_security(add=["SYS_ADMIN"]), "runAsUser": 0},
+            "volumeMounts": [{"name": "pod-resources", "mountPath": POD_RESOURCES_DIR, "readOnly": True}],
+        },
+        "pod-resources",
+        POD_RESOURCES_DIR,
+    )
 
 
 def dcgm_service(cfg: StackConfig) -> Obj:
     """Headless: one endpoint per GPU node, so Prometheus scrapes every exporter, not one at random."""
-    return {"apiVersion": "v1", "kind": "Service",
-            "metadata": metadata(cfg, DCGM_EXPORTER, labels(cfg, "dcgm-exporter", name=DCGM_EXPORTER)),
-            "spec": {"type": "ClusterIP", "clusterIP": "None", "selector": selector("dcgm-exporter"),
-                     "ports": [{"name": DCGM_PORT_NAME, "port": D.DCGM_EXPORTER_PORT,
-                                "targetPort": DCGM_PORT_NAME, "protocol": "TCP"}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(cfg, DCGM_EXPORTER, labels(cfg, "dcgm-exporter", name=DCGM_EXPORTER)),
+        "spec": {
+            "type": "ClusterIP",
+            "clusterIP": "None",
+            "selector": selector("dcgm-exporter"),
+            "ports": [
+                {"name": DCGM_PORT_NAME, "port": D.DCGM_EXPORTER_PORT, "targetPort": DCGM_PORT_NAME, "protocol": "TCP"}
+            ],
+        },
+    }
 
 
 def gpu_node_objects(cfg: StackConfig) -> list[Obj]:

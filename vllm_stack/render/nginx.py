@@ -12,6 +12,7 @@ presents one backend key to vLLM (`render_upstream_auth`, `NginxPaths.upstream_a
 several client keys work while each vLLM keeps a single `VLLM_API_KEY`; without it the
 client's Authorization header is passed through unchanged (vLLM checks it a second time).
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -49,26 +50,36 @@ class NginxPaths:
 
     Tests use `NginxPaths.under(tmp)` so pid, logs, temp files and includes stay in a tmp dir.
     """
-    prefix: str = "/etc/nginx"                       # `nginx -p` (directory of nginx.conf)
+
+    prefix: str = "/etc/nginx"  # `nginx -p` (directory of nginx.conf)
     conf: str = "/etc/nginx/nginx.conf"
     pid: str = "/run/nginx.pid"
     error_log: str = "/var/log/nginx/error.log"
     access_log: str = "/var/log/nginx/access.log"
-    temp_dir: str = "/var/lib/nginx"                 # body/proxy/fastcgi/uwsgi/scgi temp dirs inside
+    temp_dir: str = "/var/lib/nginx"  # body/proxy/fastcgi/uwsgi/scgi temp dirs inside
     cert: str = "/etc/nginx/vllm/tls/fullchain.pem"
     key: str = "/etc/nginx/vllm/tls/privkey.pem"
-    api_keys: str = "/etc/nginx/vllm/api-keys.map"   # render_api_keys_map(), 0600
+    api_keys: str = "/etc/nginx/vllm/api-keys.map"  # render_api_keys_map(), 0600
     upstream_dir: str = "/etc/nginx/vllm/upstreams"  # <model>.conf, edited by the drain script
-    upstream_auth: str | None = None                 # render_upstream_auth(), 0600; None: pass the client's key
+    upstream_auth: str | None = None  # render_upstream_auth(), 0600; None: pass the client's key
 
     @classmethod
     def under(cls, root: str | Path, *, upstream_auth: bool = False) -> "NginxPaths":
         """Every path below `root` (absolute): the layout tests and non-root installs use."""
         r = str(Path(root).resolve())
-        return cls(prefix=r, conf=f"{r}/nginx.conf", pid=f"{r}/nginx.pid", error_log=f"{r}/logs/error.log",
-                   access_log=f"{r}/logs/access.log", temp_dir=f"{r}/temp", cert=f"{r}/tls/fullchain.pem",
-                   key=f"{r}/tls/privkey.pem", api_keys=f"{r}/api-keys.map", upstream_dir=f"{r}/upstreams",
-                   upstream_auth=f"{r}/upstream-auth.conf" if upstream_auth else None)
+        return cls(
+            prefix=r,
+            conf=f"{r}/nginx.conf",
+            pid=f"{r}/nginx.pid",
+            error_log=f"{r}/logs/error.log",
+            access_log=f"{r}/logs/access.log",
+            temp_dir=f"{r}/temp",
+            cert=f"{r}/tls/fullchain.pem",
+            key=f"{r}/tls/privkey.pem",
+            api_keys=f"{r}/api-keys.map",
+            upstream_dir=f"{r}/upstreams",
+            upstream_auth=f"{r}/upstream-auth.conf" if upstream_auth else None,
+        )
 
     def upstream_file(self, model: str) -> str:
         return f"{self.upstream_dir}/{model}.conf"
@@ -77,6 +88,7 @@ class NginxPaths:
 @dataclass(frozen=True)
 class FrontListen:
     """Listen sockets: `bind` "" means all addresses; tests use 127.0.0.1 and high ports."""
+
     bind: str = ""
     http_port: int = D.HTTP_PORT
     https_port: int = D.HTTPS_PORT
@@ -87,11 +99,11 @@ class FrontListen:
 
 def _check_name(name: str, what: str) -> str:
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise FrontRenderError(f"{what} {name!r} is not a safe name (lowercase letters, digits, '-'; "
-                               f"1-40 characters)")
+        raise FrontRenderError(f"{what} {name!r} is not a safe name (lowercase letters, digits, '-'; 1-40 characters)")
     if name in RESERVED_NAMES:
-        raise FrontRenderError(f"{what} {name!r} is reserved by the front's own routes "
-                               f"({', '.join(sorted(RESERVED_NAMES))})")
+        raise FrontRenderError(
+            f"{what} {name!r} is reserved by the front's own routes ({', '.join(sorted(RESERVED_NAMES))})"
+        )
     return name
 
 
@@ -126,8 +138,9 @@ def _check_path(path: str, what: str) -> str:
 
 def _check_key(key: str) -> str:
     if not isinstance(key, str) or not _KEY.fullmatch(key):
-        raise FrontRenderError("an API key contains characters outside the bearer-token alphabet "
-                               "(letters, digits, -._~+/ and trailing =)")
+        raise FrontRenderError(
+            "an API key contains characters outside the bearer-token alphabet (letters, digits, -._~+/ and trailing =)"
+        )
     if len(key) < D.API_KEY_MIN_LEN:
         raise FrontRenderError(f"an API key is shorter than {D.API_KEY_MIN_LEN} characters")
     return key
@@ -158,8 +171,14 @@ def _rate(rps: float) -> str:
 
 def _env() -> jinja2.Environment:
     """Templates quote every config-derived argument with the `n` filter (`quoting.nginx`)."""
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)), undefined=jinja2.StrictUndefined,
-                             autoescape=False, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters["n"] = quoting.nginx
     return env
 
@@ -174,8 +193,10 @@ def upstream_name(model: str) -> str:
 
 def server_line(b: Backend) -> str:
     """One upstream `server` line in the canonical form the drain script edits."""
-    line = (f"server {_server_address(b.address)}:{_check_port(b.port, 'backend port')} "
-            f"max_fails={D.UPSTREAM_MAX_FAILS} fail_timeout={D.UPSTREAM_FAIL_TIMEOUT_SEC}s")
+    line = (
+        f"server {_server_address(b.address)}:{_check_port(b.port, 'backend port')} "
+        f"max_fails={D.UPSTREAM_MAX_FAILS} fail_timeout={D.UPSTREAM_FAIL_TIMEOUT_SEC}s"
+    )
     if b.state == "backup":
         line += " backup"
     elif b.state == "down":
@@ -200,8 +221,9 @@ def render_upstream(model: str, backends: Sequence[Backend]) -> str:
         capacity = re.sub(r"[^A-Za-z0-9-]", "", str(b.capacity)) or "unknown"
         servers.append((capacity, line))
     if all(b.state == "backup" for b in backends):
-        raise FrontRenderError(f"model {model!r} has only backup backends: nginx needs a primary server "
-                               f"(mark it `down` to take it out)")
+        raise FrontRenderError(
+            f"model {model!r} has only backup backends: nginx needs a primary server (mark it `down` to take it out)"
+        )
     return _render("nginx_upstream.conf.j2", name=upstream_name(model), model=model, servers=servers)
 
 
@@ -225,8 +247,14 @@ def render_upstream_auth(backend_key: str) -> str:
     return _render("nginx_upstream_auth.conf.j2", key=_check_key(backend_key))
 
 
-def render_front(cfg: StackConfig, backends: Sequence[Backend], *, paths: NginxPaths = NginxPaths(),
-                 listen: FrontListen = FrontListen(), user: str | None = D.NGINX_USER) -> dict[str, str]:
+def render_front(
+    cfg: StackConfig,
+    backends: Sequence[Backend],
+    *,
+    paths: NginxPaths = NginxPaths(),
+    listen: FrontListen = FrontListen(),
+    user: str | None = D.NGINX_USER,
+) -> dict[str, str]:
     """Relative file name → content: `nginx.conf` and `upstreams/<model>.conf` per model.
 
     `paths` says where those files (and pid, logs, temp, cert, key, key map) live on the
@@ -240,13 +268,21 @@ def render_front(cfg: StackConfig, backends: Sequence[Backend], *, paths: NginxP
             _check_path(v, f"paths.{f.name}")
     if user is not None and not is_posix_user(user):
         raise FrontRenderError(f"nginx user {user!r} is not a valid user name")
-    return render_front_for(cfg.front, [m.name for m in cfg.models], cfg.default_model.name, backends, paths=paths,
-                            listen=listen, user=user)
+    return render_front_for(
+        cfg.front, [m.name for m in cfg.models], cfg.default_model.name, backends, paths=paths, listen=listen, user=user
+    )
 
 
-def render_front_for(front: FrontSpec, models: Sequence[str], default_model: str, backends: Sequence[Backend], *,
-                     paths: NginxPaths = NginxPaths(), listen: FrontListen = FrontListen(),
-                     user: str | None = D.NGINX_USER) -> dict[str, str]:
+def render_front_for(
+    front: FrontSpec,
+    models: Sequence[str],
+    default_model: str,
+    backends: Sequence[Backend],
+    *,
+    paths: NginxPaths = NginxPaths(),
+    listen: FrontListen = FrontListen(),
+    user: str | None = D.NGINX_USER,
+) -> dict[str, str]:
     """`render_front` without a stack config: the front's settings, the served model names (routes)
     and the one `/v1` routes to."""
     domain = _check_domain(front.domain)
@@ -259,8 +295,9 @@ def render_front_for(front: FrontSpec, models: Sequence[str], default_model: str
     by_model: dict[str, list[Backend]] = {m: [] for m in models}
     for b in backends:
         if b.model not in by_model:
-            raise FrontRenderError(f"backend {b.hostport} serves {b.model!r}, which is not a configured model "
-                                   f"({', '.join(models)})")
+            raise FrontRenderError(
+                f"backend {b.hostport} serves {b.model!r}, which is not a configured model ({', '.join(models)})"
+            )
         by_model[b.model].append(b)
     files: dict[str, str] = {}
     for m in models:
@@ -268,16 +305,38 @@ def render_front_for(front: FrontSpec, models: Sequence[str], default_model: str
     tls = front.tls != "none"
     redirect_port = "" if listen.https_port == D.HTTPS_PORT else f":{listen.https_port}"
     files["nginx.conf"] = _render(
-        "nginx.conf.j2", paths=paths, user=user, tls=tls, domain=domain,
-        http_listen=_listen(listen.bind, listen.http_port), https_listen=_listen(listen.bind, listen.https_port),
-        redirect_port=redirect_port, models=[(m, upstream_name(m)) for m in models],
+        "nginx.conf.j2",
+        paths=paths,
+        user=user,
+        tls=tls,
+        domain=domain,
+        http_listen=_listen(listen.bind, listen.http_port),
+        https_listen=_listen(listen.bind, listen.https_port),
+        redirect_port=redirect_port,
+        models=[(m, upstream_name(m)) for m in models],
         upstream_files=[paths.upstream_file(m) for m in models],
-        default_upstream=upstream_name(default_model), default_model=default_model,
-        tls_protocols=" ".join(D.TLS_PROTOCOLS), rate=_rate(front.rate_limit_rps),
-        burst=int(front.rate_limit_burst), body_size=front.client_max_body_size,
-        read_timeout=int(front.read_timeout_seconds))
+        default_upstream=upstream_name(default_model),
+        default_model=default_model,
+        tls_protocols=" ".join(D.TLS_PROTOCOLS),
+        rate=_rate(front.rate_limit_rps),
+        burst=int(front.rate_limit_burst),
+        body_size=front.client_max_body_size,
+        read_timeout=int(front.read_timeout_seconds),
+    )
     return dict(sorted(files.items()))
 
 
-__all__ = ["FrontListen", "FrontRenderError", "NginxPaths", "RESERVED_NAMES", "TEMPLATES_DIR", "render_api_keys_map",
-           "render_front", "render_front_for", "render_upstream", "render_upstream_auth", "server_line", "upstream_name"]
+__all__ = [
+    "FrontListen",
+    "FrontRenderError",
+    "NginxPaths",
+    "RESERVED_NAMES",
+    "TEMPLATES_DIR",
+    "render_api_keys_map",
+    "render_front",
+    "render_front_for",
+    "render_upstream",
+    "render_upstream_auth",
+    "server_line",
+    "upstream_name",
+]

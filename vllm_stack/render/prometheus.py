@@ -4,6 +4,7 @@ One scrape job per `ScrapeTarget.job` (vllm, dcgm, optionally nginx), static_con
 by label set (model, capacity, host), the alert rule files and an optional Alertmanager.
 The YAML is produced by `yaml.safe_dump` of a dict: no string pasting, deterministic order.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -65,9 +66,14 @@ def scrape_configs(targets: Sequence[ScrapeTarget]) -> list[dict[str, Any]]:
     return out
 
 
-def prometheus_config(cfg: StackConfig, targets: Sequence[ScrapeTarget], *, rule_files: Sequence[str],
-                      alertmanager: str | None = _FROM_CONFIG,
-                      scrape_interval_override: str | None = None) -> dict[str, Any]:
+def prometheus_config(
+    cfg: StackConfig,
+    targets: Sequence[ScrapeTarget],
+    *,
+    rule_files: Sequence[str],
+    alertmanager: str | None = _FROM_CONFIG,
+    scrape_interval_override: str | None = None,
+) -> dict[str, Any]:
     """The prometheus.yml document as a dict (see `render_prometheus_yml`)."""
     if alertmanager is _FROM_CONFIG:
         alertmanager = cfg.monitoring.alertmanager
@@ -86,15 +92,25 @@ def prometheus_config(cfg: StackConfig, targets: Sequence[ScrapeTarget], *, rule
     return doc
 
 
-def render_prometheus_yml(cfg: StackConfig, targets: Sequence[ScrapeTarget], *, rule_files: Sequence[str],
-                          alertmanager: str | None = _FROM_CONFIG,
-                          scrape_interval_override: str | None = None) -> str:
+def render_prometheus_yml(
+    cfg: StackConfig,
+    targets: Sequence[ScrapeTarget],
+    *,
+    rule_files: Sequence[str],
+    alertmanager: str | None = _FROM_CONFIG,
+    scrape_interval_override: str | None = None,
+) -> str:
     """prometheus.yml text.
 
     `alertmanager` defaults to `cfg.monitoring.alertmanager` (pass None to leave alerting out).
     `scrape_interval_override` (e.g. "1s") is the test profile: it replaces the configured
     scrape and evaluation interval so loopback tests see alerts within seconds.
     """
-    doc = prometheus_config(cfg, targets, rule_files=rule_files, alertmanager=alertmanager,
-                            scrape_interval_override=scrape_interval_override)
+    doc = prometheus_config(
+        cfg,
+        targets,
+        rule_files=rule_files,
+        alertmanager=alertmanager,
+        scrape_interval_override=scrape_interval_override,
+    )
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)

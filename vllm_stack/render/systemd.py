@@ -16,6 +16,7 @@ a python poller would depend on whichever interpreter vLLM's venv brings.
 
 Pure and deterministic: strings in, strings out.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -33,6 +34,7 @@ _CACHE_PREFIX = "/var/cache/"
 
 # --- names and paths ---------------------------------------------------------------------
 
+
 def unit_stem(model: str, replica: Replica) -> str:
     """`vllm-<model>` for replica 0, `vllm-<model>-<n>` for replica n."""
     return f"vllm-{model}" if replica.index == 0 else f"vllm-{model}-{replica.index}"
@@ -43,7 +45,7 @@ def unit_name(spec: ModelSpec, replica: Replica) -> str:
 
 
 def wrapper_name(spec: ModelSpec, replica: Replica) -> str:
-    return "vllm-start-" + unit_stem(spec.name, replica)[len("vllm-"):]
+    return "vllm-start-" + unit_stem(spec.name, replica)[len("vllm-") :]
 
 
 def wrapper_path(spec: ModelSpec, replica: Replica, bin_dir: str = D.HOST_BIN_DIR) -> str:
@@ -78,6 +80,7 @@ def health_url(bind: str, port: int) -> str:
 
 # --- unit file syntax --------------------------------------------------------------------
 
+
 def unit_escape(value: str) -> str:
     """A value for a unit setting (`quoting.unit_value`: one line, `%` doubled)."""
     try:
@@ -104,8 +107,10 @@ def _check_replica(cfg: StackConfig, spec: ModelSpec, replica: Replica) -> None:
     if replica.host is None or not replica.gpu_indices:
         raise RenderError(f"replica {replica.name} has no host/GPU placement (docker platform only)")
     if len(replica.gpu_indices) != spec.tensor_parallel:
-        raise RenderError(f"replica {replica.name} holds {len(replica.gpu_indices)} GPU(s); "
-                          f"models[{spec.name}].tensorParallel is {spec.tensor_parallel}")
+        raise RenderError(
+            f"replica {replica.name} holds {len(replica.gpu_indices)} GPU(s); "
+            f"models[{spec.name}].tensorParallel is {spec.tensor_parallel}"
+        )
 
 
 def unit_environment(spec: ModelSpec, replica: Replica) -> dict[str, str]:
@@ -124,8 +129,12 @@ def unit_environment(spec: ModelSpec, replica: Replica) -> dict[str, str]:
 def unit_markers(cfg: StackConfig, spec: ModelSpec, replica: Replica) -> dict[str, str]:
     """Label-like comments: the policies read model/GPU/capacity of a unit the way they read
     k8s labels (a unit file has no labels)."""
-    return {D.LABEL_MODEL: spec.name, D.LABEL_GPU: spec.gpu, D.LABEL_CAPACITY: K8S_CAPACITY[replica.capacity],
-            D.LABEL_ENVIRONMENT: cfg.environment}
+    return {
+        D.LABEL_MODEL: spec.name,
+        D.LABEL_GPU: spec.gpu,
+        D.LABEL_CAPACITY: K8S_CAPACITY[replica.capacity],
+        D.LABEL_ENVIRONMENT: cfg.environment,
+    }
 
 
 def render_systemd_unit(cfg: StackConfig, spec: ModelSpec, replica: Replica, *, bin_dir: str = D.HOST_BIN_DIR) -> str:
@@ -138,8 +147,10 @@ def render_systemd_unit(cfg: StackConfig, spec: ModelSpec, replica: Replica, *, 
         raise RenderError(f"VLLM_CACHE_DIR must be under {_CACHE_PREFIX} (systemd CacheDirectory=)")
     gpus = ",".join(str(i) for i in replica.gpu_indices)
     unit = [
-        ("Description", unit_escape(f"vLLM {spec.name} ({spec.model}) replica {replica.index}, "
-                                    f"GPU {gpus} on {replica.host}")),
+        (
+            "Description",
+            unit_escape(f"vLLM {spec.name} ({spec.model}) replica {replica.index}, GPU {gpus} on {replica.host}"),
+        ),
         ("Wants", "network-online.target"),
         ("After", "network-online.target"),
     ]
@@ -167,21 +178,29 @@ def render_systemd_unit(cfg: StackConfig, spec: ModelSpec, replica: Replica, *, 
         ("ProtectHome", "yes"),
         ("PrivateTmp", "yes"),
         ("ReadWritePaths", unit_escape(D.VLLM_WEIGHTS_DIR)),
-        ("CacheDirectory", D.VLLM_CACHE_DIR[len(_CACHE_PREFIX):]),
+        ("CacheDirectory", D.VLLM_CACHE_DIR[len(_CACHE_PREFIX) :]),
         ("CacheDirectoryMode", f"{D.VLLM_DIR_MODE:04o}"),
     ]
-    header = ("# Rendered by vllm-stack: do not edit, the next deploy overwrites it.\n"
-              "# Secrets live in the EnvironmentFile (0600 root), never in this world-readable file.\n"
-              + "".join(f"# {k}: {v}\n" for k, v in unit_markers(cfg, spec, replica).items()))
-    return (header + _section("Unit", unit) + "\n"
-            + _section("Service", service) + "".join(line + "\n" for line in env_lines)
-            + "".join(f"{k}={v}\n" for k, v in service_tail) + "\n"
-            + _section("Install", [("WantedBy", "multi-user.target")]))
+    header = (
+        "# Rendered by vllm-stack: do not edit, the next deploy overwrites it.\n"
+        "# Secrets live in the EnvironmentFile (0600 root), never in this world-readable file.\n"
+        + "".join(f"# {k}: {v}\n" for k, v in unit_markers(cfg, spec, replica).items())
+    )
+    return (
+        header
+        + _section("Unit", unit)
+        + "\n"
+        + _section("Service", service)
+        + "".join(line + "\n" for line in env_lines)
+        + "".join(f"{k}={v}\n" for k, v in service_tail)
+        + "\n"
+        + _section("Install", [("WantedBy", "multi-user.target")])
+    )
 
 
 # --- start wrapper -------------------------------------------------------------------------
 
-_WRAPPER_BODY = r'''
+_WRAPPER_BODY = r"""
 vllm_pid=""
 stopping=0
 
@@ -243,7 +262,7 @@ while :; do
 done
 log "vLLM exited with status $status"
 exit "$status"
-'''
+"""
 
 
 def _argv_lines(words: list[str]) -> list[str]:
@@ -260,8 +279,16 @@ def _argv_lines(words: list[str]) -> list[str]:
     return lines
 
 
-def render_start_wrapper(cfg: StackConfig, spec: ModelSpec, replica: Replica, *, vllm_bin: str = D.VLLM_BIN, curl_bin: str = D.CURL_BIN,
-                         bind_host: str | None = None, poll_seconds: float = D.HEALTH_POLL_SECONDS) -> str:
+def render_start_wrapper(
+    cfg: StackConfig,
+    spec: ModelSpec,
+    replica: Replica,
+    *,
+    vllm_bin: str = D.VLLM_BIN,
+    curl_bin: str = D.CURL_BIN,
+    bind_host: str | None = None,
+    poll_seconds: float = D.HEALTH_POLL_SECONDS,
+) -> str:
     """bash wrapper run by the unit's ExecStart (shellcheck-clean; see module docstring).
 
     `vllm_bin` / `curl_bin` default to the production paths; tests point them at stubs (and
@@ -290,12 +317,12 @@ def render_start_wrapper(cfg: StackConfig, spec: ModelSpec, replica: Replica, *,
         "# Arguments after `vllm serve` (vllm_stack.render.vllm_args.serve_argv).\n"
         "readonly -a SERVE_ARGS=(\n"
         f"{args}"
-        ")\n"
-        + _WRAPPER_BODY
+        ")\n" + _WRAPPER_BODY
     )
 
 
 # --- DCGM exporter (systemd runtime) -------------------------------------------------------
+
 
 def render_dcgm_unit(*, image: str = D.DCGM_EXPORTER_IMAGE, publish: str, docker_bin: str = D.DOCKER_BIN) -> str:
     """`dcgm-exporter.service`: the same pinned container the docker runtime runs, supervised by
@@ -315,6 +342,11 @@ def render_dcgm_unit(*, image: str = D.DCGM_EXPORTER_IMAGE, publish: str, docker
         ("Restart", "always"),
         ("RestartSec", str(D.SYSTEMD_RESTART_SEC)),
     ]
-    return ("# Rendered by vllm-stack (bootstrap): do not edit.\n"
-            + _section("Unit", unit) + "\n" + _section("Service", service) + "\n"
-            + _section("Install", [("WantedBy", "multi-user.target")]))
+    return (
+        "# Rendered by vllm-stack (bootstrap): do not edit.\n"
+        + _section("Unit", unit)
+        + "\n"
+        + _section("Service", service)
+        + "\n"
+        + _section("Install", [("WantedBy", "multi-user.target")])
+    )

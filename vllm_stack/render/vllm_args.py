@@ -4,6 +4,7 @@ Every target (container args, systemd ExecStart wrapper, k8s container args) get
 argv from `serve_argv`, so a flag fix lands everywhere at once. Secrets never enter argv:
 vLLM reads VLLM_API_KEY / HF_TOKEN from its environment (vllm-facts.md "Secrets").
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,21 +26,29 @@ class RenderError(ValueError):
     """A model spec the renderer refuses (message names the offending flag)."""
 
 
-def serve_argv(spec: ModelSpec, *, host: str = "127.0.0.1", port: int = D.VLLM_PORT,
-               download_dir: str | None = None) -> list[str]:
+def serve_argv(
+    spec: ModelSpec, *, host: str = "127.0.0.1", port: int = D.VLLM_PORT, download_dir: str | None = None
+) -> list[str]:
     """Arguments after `vllm serve` (the official image's entrypoint is `vllm serve`)."""
     bad = flags.problems(spec.extra_args)
     if bad:
         raise RenderError(f"models[{spec.name}].extraArgs: " + "; ".join(m for _, m in bad))
     argv = [
         spec.model,
-        "--served-model-name", spec.name,
-        "--host", host,
-        "--port", str(port),
-        "--tensor-parallel-size", str(spec.tensor_parallel),
-        "--gpu-memory-utilization", f"{spec.gpu_memory_utilization:g}",
-        "--max-model-len", str(int(spec.max_model_len)),
-        "--max-num-seqs", str(int(spec.max_num_seqs)),
+        "--served-model-name",
+        spec.name,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--tensor-parallel-size",
+        str(spec.tensor_parallel),
+        "--gpu-memory-utilization",
+        f"{spec.gpu_memory_utilization:g}",
+        "--max-model-len",
+        str(int(spec.max_model_len)),
+        "--max-num-seqs",
+        str(int(spec.max_num_seqs)),
     ]
     if spec.quantization != "none":
         argv += ["--quantization", spec.quantization]
@@ -57,6 +66,7 @@ def serve_argv(spec: ModelSpec, *, host: str = "127.0.0.1", port: int = D.VLLM_P
 @dataclass(frozen=True)
 class VllmEnv:
     """Non-secret environment (safe in unit files, container env, ConfigMaps)."""
+
     values: Mapping[str, str]
 
 
