@@ -255,7 +255,9 @@ def _host_server(
     node = nodes[r.host]
     drain = (
         DrainArgs(
-            ssh=_ssh(front_host, s), command=host_commands.drain_hook(x.model, x.backend.hostport, m.pool.drain_seconds)
+            ssh=_ssh(front_host, s),
+            command=host_commands.drain_hook(x.model, x.backend.hostport, m.pool.drain_seconds),
+            seconds=m.pool.drain_seconds,
         )
         if x.capacity == "spot"
         else None
@@ -275,6 +277,8 @@ def _host_server(
         unit_args = SystemdVllmServerArgs(
             model=x.model,
             capacity=x.capacity,
+            argv=systemd_render.wrapper_argv(cfg, m, r),
+            gpu=m.gpu,
             address=x.bind,
             port=r.port,
             ssh=_ssh(cfg.host(r.host), s),
@@ -296,6 +300,7 @@ def _host_server(
         container_name=x.container,
         image=m.image,
         argv=argv,
+        gpu=m.gpu,
         env=public_env(weights_dir=D.VLLM_WEIGHTS_DIR, gated=m.model_info().gated),
         gpus=f"device={','.join(map(str, r.gpu_indices))}",
         secret_env_file=x.secret_env,
@@ -457,7 +462,12 @@ def _kubernetes_platform(cfg: StackConfig, model: Deployment, s: StackSecrets) -
             # A spot Deployment exists only when KEDA may scale it (capacity_classes).
             servers.append(
                 KubernetesVllmServerArgs(
-                    model=m.name, capacity=x.capacity, deployment=_record_k8s(dep), autoscaled=x.capacity == "spot"
+                    model=m.name,
+                    capacity=x.capacity,
+                    argv=k8s_render.vllm_container(dep)["args"],
+                    gpu=m.gpu,
+                    deployment=_record_k8s(dep),
+                    autoscaled=x.capacity == "spot",
                 )
             )
         pools.append(

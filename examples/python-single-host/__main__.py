@@ -52,6 +52,7 @@ server = DockerVllmServer(
         container_name="vllm-qwen-7b-od-0",
         image=model.image,
         argv=serve_argv(model, host="0.0.0.0", port=port, download_dir=weights),
+        gpu=model.gpu,
         env=public_env(weights_dir=weights, gated=False),
         gpus="device=0",
         secret_env_file=f"/etc/vllm/{model.name}.env",

@@ -13,20 +13,21 @@ Messages name the offending value (secrets redacted to a prefix) and what to do 
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional
 
 from vllm_stack import defaults as D
 from vllm_stack import flags
-from vllm_stack.catalog import gpus, lookup_model
+from vllm_stack.catalog import FP8_MIN_COMPUTE_CAPABILITY, gpus, lookup_model
 from vllm_stack.offline.engine import SECRET_PLACEHOLDER, VALUE_PLACEHOLDER
 from vllm_stack.render.vllm_args import ENV_API_KEY, ENV_HF_TOKEN
 from vllm_stack.sizing import KIB, KV_BYTES_PER_ELEMENT, WEIGHT_BYTES_PER_PARAM, fit
 
 from . import shapes as S
-from .context import POLICY_IDS, PolicyContext
+from .context import ADVISORY, MANDATORY, PolicyContext, Rule, Threshold
 
 Report = Callable[..., None]
 
@@ -112,14 +113,14 @@ def _ci() -> bool:
 
 
 _UNJUDGEABLE = (
-    "under CI a vLLM workload the rule cannot judge fails instead of being skipped; render it with "
-    "the stack's components (they set the label) or add the label"
+    "under CI a vLLM workload the rule cannot judge fails instead of being skipped; give the server "
+    "component a catalog GPU (`gpu` input) or label the workload"
 )
 
 
-def _gpu_of(resource_type: str, props: Mapping, argv: S.VllmArgv) -> str | None:
-    gpu = S.markers(argv.text).get(S.LABEL_GPU) if argv.text else None
-    return gpu or S.resource_labels(resource_type, props).get(S.LABEL_GPU)
+def _gpu_of(resource_type: str, props: Mapping) -> str | None:
+    srv = S.server(resource_type, props)
+    return srv.gpu if srv is not None else None
 
 
 def _float(v: Any) -> float | None:
@@ -172,14 +173,14 @@ def model_fits_gpu(resource_type: str, props: Mapping, ctx: PolicyContext, repor
     pid = "model-fits-gpu"
     for argv in S.vllm_argvs(resource_type, props):
         a = argv.args
-        model, gpu_id = S.model_of(a), _gpu_of(resource_type, props, argv)
+        model, gpu_id = S.model_of(a), _gpu_of(resource_type, props)
         info = lookup_model(model) if model else None
         gpu = gpus().get(gpu_id) if gpu_id else None
         if not model or info is None or gpu is None:
             if info is not None and _ci():
                 what = "missing" if gpu_id is None else f"{gpu_id!r}, not a catalog GPU"
                 report(
-                    f"{argv.where}: the `{S.LABEL_GPU}` label/marker of this vLLM workload ({model}) is {what}: "
+                    f"{argv.where}: the `gpu` input of this vLLM server ({model}) is {what}: "
                     f"model-fits-gpu cannot size it; {_UNJUDGEABLE}"
                 )
             continue  # unknown model (inline architecture) or no GPU label: nothing to size against
@@ -222,7 +223,7 @@ def fp8_requires_fp8_gpu(
     pid = "fp8-requires-fp8-gpu"
     min_cc = float(ctx.threshold(pid, "minComputeCapability"))
     for argv in S.vllm_argvs(resource_type, props):
-        gpu_id = _gpu_of(resource_type, props, argv)
+        gpu_id = _gpu_of(resource_type, props)
         gpu = gpus().get(gpu_id) if gpu_id else None
         quant = (S.last_value(argv.args, "--quantization") or "").lower()
         kv = (S.last_value(argv.args, "--kv-cache-dtype") or "").lower()
@@ -230,7 +231,7 @@ def fp8_requires_fp8_gpu(
             what = "missing" if gpu_id is None else f"{gpu_id!r}, not a catalog GPU"
             report(
                 f"{argv.where}: FP8 ({'--kv-cache-dtype ' + kv if kv.startswith('fp8') else '--quantization fp8'}) "
-                f"but the `{S.LABEL_GPU}` label/marker is {what}: fp8-requires-fp8-gpu cannot check the GPU; "
+                f"but the `gpu` input is {what}: fp8-requires-fp8-gpu cannot check the GPU; "
                 f"{_UNJUDGEABLE}",
                 advisory=not kv.startswith("fp8"),
             )
@@ -454,14 +455,11 @@ def vllm_not_exposed(resource_type: str, props: Mapping, ctx: PolicyContext, rep
                     f"ports[{i}] publishes {f'{ext:g}' if ext else '(random)'}->{f'{internal:g}' if internal else '?'} "
                     f"on ip {problem}; {tail}"
                 )
-    elif resource_type in S.COMMAND_TYPES:
-        for argv in S.vllm_argvs(resource_type, props):
-            host = S.last_value(argv.args, "--host")
-            problem = _bind_problem(host)
-            if problem:
-                report(
-                    f"{argv.where}: vLLM --host {problem if host else '(unset: vLLM binds every interface)'}; {tail}"
-                )
+    elif resource_type in S.HOST_SERVER_COMPONENTS:
+        srv = S.server(resource_type, props)
+        problem = _bind_problem(srv.address) if srv is not None else None
+        if problem:
+            report(f"vLLM server address {problem}; {tail}")
     elif resource_type == S.SERVICE:
         sel = S.get(props, "spec", "selector")
         if not isinstance(sel, Mapping) or not (
@@ -552,161 +550,87 @@ def api_key_required(resource_type: str, props: Mapping, ctx: PolicyContext, rep
                 )
 
 
-# --- on-demand-floor (stack) -------------------------------------------------------------------------
+# --- on-demand-floor ---------------------------------------------------------------------------------
 
 
 @dataclass
 class _Workload:
+    """A Kubernetes vLLM container with its workload's labels (gpu-limits-and-probes, preStop drain)."""
+
     res: Res
-    model: str | None
     capacity: str | None
-    replicas: float
-    argv: S.VllmArgv | None = None
-    container: Mapping | None = None
-    pod: Mapping | None = None
-    labels: dict = field(default_factory=dict)
+    argv: S.VllmArgv
+    container: Mapping
+    pod: Mapping | None
 
 
-_UNIT_STEM = re.compile(r"/vllm-(?:start-)?([A-Za-z0-9_.-]+?)(?:\.service)?(?:['\"\s;]|$)")
-
-
-def _workloads(resources: Iterable[Res]) -> list[_Workload]:
-    """vLLM workloads with their model/capacity labels: k8s vLLM containers, docker vLLM containers,
-    and systemd replicas (the unit and its start wrapper are two Commands: counted once, keyed by
-    host and unit stem; labels from either's markers)."""
+def _k8s_workloads(resources: Iterable[Res]) -> list[_Workload]:
     out = []
-    systemd: dict[tuple, _Workload] = {}
     for r in resources:
         if r.type in S.WORKLOAD_TYPES:
+            capacity = S.capacity_class(S.k8s_labels(r.props).get(D.LABEL_CAPACITY))
             for c, argv in S.vllm_containers(r.type, r.props):
-                labels = S.k8s_labels(r.props)
-                replicas = S.number(S.get(r.props, "spec", "replicas"))
-                out.append(
-                    _Workload(
-                        r,
-                        labels.get(D.LABEL_MODEL),
-                        S.capacity_class(labels.get(D.LABEL_CAPACITY)),
-                        1.0 if replicas is None else replicas,
-                        argv,
-                        c,
-                        S.pod_spec(r.type, r.props),
-                        labels,
-                    )
-                )
-        elif r.type == S.CONTAINER:
-            argvs = S.vllm_argvs(r.type, r.props)
-            if argvs:
-                labels = S.docker_labels(r.props)
-                out.append(
-                    _Workload(
-                        r,
-                        labels.get(D.LABEL_MODEL),
-                        S.capacity_class(labels.get(D.LABEL_CAPACITY)),
-                        1.0,
-                        argvs[0],
-                        labels=labels,
-                    )
-                )
-        elif r.type in S.COMMAND_TYPES:
-            argvs = S.vllm_argvs(r.type, r.props)
-            labels = S.resource_labels(r.type, r.props)
-            if not argvs and D.LABEL_MODEL not in labels:
-                continue
-            create = S.get_known(r.props, "create") or ""
-            stem = _UNIT_STEM.search(create)
-            where = r.parent or str(S.get_known(r.props, "connection", "host") or "")
-            key = (where, stem.group(1) if stem else r.urn)
-            w = systemd.get(key)
-            if w is None:
-                w = systemd[key] = _Workload(r, None, None, 1.0)
-                out.append(w)
-            w.labels.update(labels)
-            w.model = w.labels.get(D.LABEL_MODEL)
-            w.capacity = S.capacity_class(w.labels.get(D.LABEL_CAPACITY))
-            w.argv = w.argv or (argvs[0] if argvs else None)
+                out.append(_Workload(r, capacity, argv, c, S.pod_spec(r.type, r.props)))
     return out
 
 
-#: `vllm-drain <model> <host:port> <seconds>` (components/spot_pool.py's delete hook).
-_DRAIN_HOOK = re.compile(r"vllm-drain\s+(?!--)(\S+)\s+(\S+)\s+(\d+)(?=[\s;]|$)")
-
-
 def _sleep_seconds(command: list[str]) -> float | None:
-    text = " ".join(command)
-    m = re.search(r"\bsleep\s+(\d+(?:\.\d+)?)\b", text)
-    return float(m.group(1)) if m else None
+    """`sleep N` of a preStop exec list (`["sleep", "20"]`)."""
+    if len(command) == 2 and posixpath.basename(command[0]) == "sleep":
+        return S.number(command[1])
+    return None
 
 
-def on_demand_floor(resources: list[Res], ctx: PolicyContext, report: Report) -> None:
+def on_demand_floor(resource_type: str, props: Mapping, ctx: PolicyContext, report: Report, secret_keys=None) -> None:
+    """Pools: the on-demand floor (prod). Host spot servers: their drain hook's seconds. Kubernetes
+    vLLM pods: the preStop sleep and the grace period around it."""
     pid = "on-demand-floor"
     lo, hi = int(ctx.threshold(pid, "drainSecondsMin")), int(ctx.threshold(pid, "drainSecondsMax"))
-    floor = int(ctx.threshold(pid, "minOnDemand"))
-    workloads = _workloads(resources)
-    if ctx.prod:
-        by_model: dict[str, list[_Workload]] = {}
-        for w in workloads:
-            if w.model and w.capacity:
-                by_model.setdefault(w.model, []).append(w)
-            elif _ci():
-                missing = [k for k, v in ((D.LABEL_MODEL, w.model), (D.LABEL_CAPACITY, w.capacity)) if not v]
-                report(
-                    f"vLLM workload {w.res.name} has no valid {' / '.join(missing)} label: on-demand-floor "
-                    f"cannot count it; {_UNJUDGEABLE}",
-                    (w.res.urn or None),
-                )
-        for model, ws in sorted(by_model.items()):
-            on_demand = sum(w.replicas for w in ws if w.capacity == "onDemand")
-            if on_demand < floor:
-                spot = sum(w.replicas for w in ws if w.capacity == "spot")
-                report(
-                    f"model {model} has {on_demand:g} on-demand replica(s) and {spot:g} spot: prod keeps >= "
-                    f"{floor} on-demand (seed 000: losing every spot instance must not take the model down); "
-                    f"set models[{model}].pool.onDemand",
-                    (ws[0].res.urn or None),
-                )
-    # drain: k8s preStop sleep, docker drain hooks
-    for w in workloads:
-        if w.container is None:
-            continue
-        pre = S.get(w.container, "lifecycle", "preStop")
-        secs = _sleep_seconds(S.strings(S.get(pre, "exec", "command"))) if isinstance(pre, Mapping) else None
+    if resource_type in S.POOL_COMPONENTS:
+        floor = int(ctx.threshold(pid, "minOnDemand"))
+        on_demand, spot = S.number(S.get(props, "onDemand")) or 0, S.number(S.get(props, "spot")) or 0
+        model = S.get_known(props, "model")
+        if ctx.prod and on_demand < floor:
+            report(
+                f"model {model} has {on_demand:g} on-demand replica(s) and {spot:g} spot: prod keeps >= "
+                f"{floor} on-demand (seed 000: losing every spot instance must not take the model down); "
+                f"set models[{model}].pool.onDemand"
+            )
+        return
+    srv = S.server(resource_type, props)
+    if srv is not None and resource_type in S.HOST_SERVER_COMPONENTS:
+        if srv.capacity != "spot":
+            return
+        secs = S.number(S.get(srv.drain, "seconds")) if srv.drain is not None else None
         if secs is None:
             if ctx.prod:
                 report(
-                    f"vLLM container {w.container.get('name')} has no preStop drain (`sleep N`, {lo}-{hi} s): "
-                    f"in-flight requests are cut when the pod stops",
-                    w.res.urn or None,
+                    f"spot vLLM server for {srv.model} has no drain hook ({lo}-{hi} s): in-flight requests are "
+                    f"cut when the replica is removed"
+                )
+        elif not lo <= secs <= hi:
+            report(f"drain hook for {srv.model} waits {secs:g} s; drain within {lo}-{hi} s (seed 000)")
+        return
+    for w in _k8s_workloads([Res(resource_type, props)]):
+        pre = S.get(w.container, "lifecycle", "preStop")
+        secs = _sleep_seconds(S.strings(S.get(pre, "exec", "command"))) if isinstance(pre, Mapping) else None
+        name = w.container.get("name")
+        if secs is None:
+            if ctx.prod:
+                report(
+                    f"vLLM container {name} has no preStop drain (`sleep N`, {lo}-{hi} s): in-flight requests "
+                    f"are cut when the pod stops"
                 )
             continue
         if not lo <= secs <= hi:
-            report(
-                f"vLLM container {w.container.get('name')}: preStop sleeps {secs:g} s; drain within {lo}-{hi} s "
-                f"(seed 000)",
-                w.res.urn or None,
-            )
+            report(f"vLLM container {name}: preStop sleeps {secs:g} s; drain within {lo}-{hi} s (seed 000)")
         grace = S.number(S.get(w.pod, "terminationGracePeriodSeconds"))
         grace = 30.0 if grace is None else grace  # Kubernetes default
         if grace <= secs:
             report(
                 f"vLLM pod terminationGracePeriodSeconds {grace:g} <= preStop sleep {secs:g} s: the kubelet "
-                f"kills vLLM before the drain ends",
-                w.res.urn or None,
+                f"kills vLLM before the drain ends"
             )
-    for r in resources:
-        if r.type not in S.COMMAND_TYPES:
-            continue
-        for key in ("create", "update", "delete"):
-            text = S.get(r.props, key)
-            if not isinstance(text, str) or "drain" not in text:
-                continue
-            for m in _DRAIN_HOOK.finditer(text):
-                secs = int(m.group(3))
-                if not lo <= secs <= hi:
-                    report(
-                        f"drain hook for {m.group(1)} ({m.group(2)}) waits {secs} s; drain within {lo}-{hi} s "
-                        f"(seed 000)",
-                        r.urn or None,
-                    )
 
 
 # --- gpu-limits-and-probes (stack) --------------------------------------------------------------------
@@ -720,11 +644,9 @@ def gpu_limits_and_probes(resources: list[Res], ctx: PolicyContext, report: Repo
     pid = "gpu-limits-and-probes"
     min_delay = float(ctx.threshold(pid, "readinessDelayMinSeconds"))
     pdbs = [r for r in resources if r.type == S.PDB]
-    for w in _workloads(resources):
-        if w.container is None:
-            continue
+    for w in _k8s_workloads(resources):
         name, urn = w.container.get("name") or "?", w.res.urn or None
-        tp_raw = S.last_value(w.argv.args, "--tensor-parallel-size") if w.argv else None
+        tp_raw = S.last_value(w.argv.args, "--tensor-parallel-size")
         tp = S.number(tp_raw) if tp_raw is not None else 1.0
         limit = S.number(S.get(w.container, "resources", "limits", D.GPU_RESOURCE))
         if limit is None:
@@ -868,133 +790,234 @@ def no_invalid_vllm_flags(
             report(f"{argv.where} argument {i}: {msg}")
 
 
-# --- registry ---------------------------------------------------------------------------------------
+# --- registry: one declaration per rule ---------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class Rule:
-    id: str
-    description: str
-    scope: str  # "resource" | "stack"
-    check: Callable
-    remediation: str = ""
-
+# prod: everything blocks. dev: what only hurts availability or hygiene warns; what leaks a secret,
+# exposes an unauthenticated port or cannot start at all still blocks.
+_BLOCKS = {"dev": MANDATORY, "prod": MANDATORY}
+_WARNS_IN_DEV = {"dev": ADVISORY, "prod": MANDATORY}
 
 RULES: tuple[Rule, ...] = (
     Rule(
         "gpu-memory-utilization-ceiling",
         "vLLM --gpu-memory-utilization stays at or below the production ceiling (0.93, configurable) in prod "
-        "and below the hard ceiling (0.95) everywhere, in every argv (container command, k8s args, systemd "
-        "wrapper/unit, remote commands), any spelling.",
-        "resource",
+        "and below the hard ceiling (0.95) everywhere (the `argv` a vLLM server component runs, any spelling).",
         gpu_memory_utilization_ceiling,
-        "Lower models[].gpuMemoryUtilization.",
+        _BLOCKS,  # dev is judged at the hard ceiling
+        thresholds=(
+            Threshold(
+                "prodCeiling",
+                D.GPU_MEMORY_UTILIZATION_PROD_CEILING,
+                "Highest --gpu-memory-utilization allowed in prod (seed 004).",
+                maximum=1,
+            ),
+            Threshold(
+                "hardCeiling",
+                D.GPU_MEMORY_UTILIZATION_HARD_CEILING,
+                "Highest --gpu-memory-utilization allowed anywhere.",
+                maximum=1,
+            ),
+        ),
+        reads=(
+            "`argv` of the `DockerVllmServer` / `SystemdVllmServer` / `KubernetesVllmServer` components; "
+            "every spelling (`--flag=v`, `--gpu_memory_utilization`), every occurrence (a value smuggled "
+            "through `extraArgs` repeats the flag)"
+        ),
+        remediation="Lower models[].gpuMemoryUtilization.",
     ),
     Rule(
         "model-fits-gpu",
         "Weights plus the KV cache of one sequence at --max-model-len fit in VRAM x utilization x "
-        "tensor-parallel GPUs (model and GPU from the argv and the vllm-stack/gpu label).",
-        "resource",
+        "tensor-parallel GPUs (a vLLM server component's `argv` and `gpu`).",
         model_fits_gpu,
-        "Quantize, raise tensorParallel, lower maxModelLen or use a bigger GPU.",
+        _WARNS_IN_DEV,  # an estimate; dev is where you try
+        thresholds=(
+            Threshold(
+                "overheadGiB", D.RUNTIME_OVERHEAD_GIB, "Activation/CUDA-graph budget per GPU before KV cache, GiB."
+            ),
+            Threshold(
+                "defaultUtilization",
+                D.VLLM_UPSTREAM_GPU_MEMORY_UTILIZATION,
+                "Utilization assumed when an argv omits --gpu-memory-utilization.",
+                maximum=1,
+            ),
+        ),
+        reads=(
+            "server components: `argv` (model positional or `--model`, `--tensor-parallel-size`, "
+            "`--quantization`, `--kv-cache-dtype`, `--max-model-len`, `--gpu-memory-utilization`) and `gpu`;"
+            " unknown models (inline `architecture`) are skipped"
+        ),
+        remediation="Quantize, raise tensorParallel, lower maxModelLen or use a bigger GPU.",
     ),
     Rule(
         "fp8-requires-fp8-gpu",
         "--kv-cache-dtype fp8 needs an FP8 GPU (compute capability >= 8.9); --quantization fp8 on older GPUs "
         "only gets weight-only FP8 (advisory).",
-        "resource",
         fp8_requires_fp8_gpu,
-        "Use an Ada/Hopper GPU or AWQ/GPTQ and kvCacheDtype auto.",
+        _BLOCKS,
+        thresholds=(
+            Threshold(
+                "minComputeCapability", FP8_MIN_COMPUTE_CAPABILITY, "Lowest CUDA compute capability with FP8 compute."
+            ),
+        ),
+        reads=(
+            "server components: `argv` and `gpu`; the weight-only FP8 finding is advisory (vLLM falls back to Marlin)"
+        ),
+        remediation="Use an Ada/Hopper GPU or AWQ/GPTQ and kvCacheDtype auto.",
+        advisory_findings=True,  # weight-only FP8 on an older GPU saves memory: a warning, never a block
     ),
     Rule(
         "no-secrets-in-argv",
         "No --api-key/--hf-token and no token-looking values (sk-..., hf_..., Bearer ...) on command lines, "
         "container entrypoints/envs/labels, remote command strings, or Kubernetes labels/annotations.",
-        "resource",
         no_secrets_in_argv,
-        "Use the apiKey/hfToken secrets (VLLM_API_KEY/HF_TOKEN).",
+        _BLOCKS,
+        reads=(
+            "Container `command`/`entrypoints`/`envs`/`labels`/`healthcheck`, Command `create/update/delete`"
+            " (split into words, not run), k8s `metadata.labels/annotations` (object and pod template), "
+            "container `command`/`args`"
+        ),
+        remediation="Use the apiKey/hfToken secrets (VLLM_API_KEY/HF_TOKEN).",
     ),
     Rule(
         "secrets-only-in-secret-stores",
         "API keys, HF tokens, the Grafana password and TLS private keys live only in Kubernetes Secrets, 0600 "
         "files written from secret stdin, or Pulumi secrets; never in ConfigMaps, plain env values, container "
         "envs or unit files.",
-        "resource",
         secrets_only_in_secret_stores,
-        "Move the value to a secret store.",
+        _BLOCKS,
+        reads=(
+            "ConfigMap `data`/`binaryData`, pod `env`, Container `envs`, Command "
+            "`create/update/delete/stdin` (+ whether `stdin` is secret and the install mode is 600/`umask "
+            "077`/`vllm-write-secrets`), `tls:*` `privateKeyPem`; offline also every non-secret input of "
+            "every resource and component carrying the plan's secret value"
+        ),
+        remediation="Move the value to a secret store.",
     ),
     Rule(
         "vllm-not-exposed",
-        "vLLM binds loopback or a private address (docker port ip, --host) and its Kubernetes Services are "
-        "ClusterIP; only the front is public.",
-        "resource",
+        "vLLM binds loopback or a private address (docker port ip, a host server's address) and its Kubernetes "
+        "Services are ClusterIP; only the front is public.",
         vllm_not_exposed,
-        "Bind 127.0.0.1/private IPs; route clients through the front.",
+        _WARNS_IN_DEV,
+        reads=(
+            "Container `ports`/`networkMode` and `command` `--host`, host server components' `address`, "
+            "Service `spec` (selector with `vllm-stack/model` or component `vllm`), pod spec "
+            "`hostNetwork`/`hostPort`"
+        ),
+        remediation="Bind 127.0.0.1/private IPs; route clients through the front.",
     ),
     Rule(
         "tls-required-in-prod",
         "In prod the front's nginx listens with TLS (`listen ... ssl` and a certificate).",
-        "resource",
         tls_required_in_prod,
-        "Set front.tls to provided (or selfSigned).",
+        _WARNS_IN_DEV,  # only fires in prod
+        reads="the front's nginx.conf in ConfigMap `data` or Command `stdin`",
+        remediation="Set front.tls to provided (or selfSigned).",
     ),
     Rule(
         "tls-min-version",
         "The front's ssl_protocols enable nothing older than TLSv1.2 (configurable).",
-        "resource",
         tls_min_version,
-        "ssl_protocols TLSv1.2 TLSv1.3;",
+        _BLOCKS,
+        thresholds=(
+            Threshold(
+                "minVersion",
+                D.TLS_MIN_VERSION,
+                "Oldest protocol `ssl_protocols` may list.",
+                enum=("TLSv1.2", "TLSv1.3"),
+            ),
+        ),
+        reads="the front's nginx.conf (`ssl_protocols`)",
+        remediation="ssl_protocols TLSv1.2 TLSv1.3;",
     ),
     Rule(
         "api-key-required",
         "The public front rejects requests without a valid API key (map $http_authorization + return 401).",
-        "resource",
         api_key_required,
-        "Render the front with the API-key map include.",
+        _BLOCKS,
+        reads="the front's nginx.conf (`map $http_authorization`, `location` blocks with `proxy_pass`)",
+        remediation="Render the front with the API-key map include.",
     ),
     Rule(
         "on-demand-floor",
-        "Prod keeps >= 1 on-demand replica per model under spot capacity, and drains (preStop sleep / drain "
-        "hook) last 10-30 s.",
-        "stack",
+        "Prod keeps >= 1 on-demand replica per model under spot capacity (a pool component's `onDemand`), and "
+        "drains (a spot server's drain hook `seconds`, a vLLM pod's preStop sleep) last 10-30 s.",
         on_demand_floor,
-        "Set pool.onDemand >= 1 and drainSeconds 10-30.",
+        _WARNS_IN_DEV,  # the floor only in prod; drain everywhere
+        thresholds=(
+            Threshold("minOnDemand", 1, "On-demand replicas every model keeps in prod (seed 000).", integer=True),
+            Threshold(
+                "drainSecondsMin",
+                D.DRAIN_SECONDS_MIN,
+                "Shortest drain (preStop sleep / drain hook), seconds.",
+                integer=True,
+            ),
+            Threshold("drainSecondsMax", D.DRAIN_SECONDS_MAX, "Longest drain, seconds.", integer=True),
+        ),
+        reads=(
+            "pool components' `onDemand`/`spot`, host server components' `capacity` and `drain.seconds`, k8s"
+            " vLLM containers' `lifecycle.preStop.exec.command` and `terminationGracePeriodSeconds`"
+        ),
+        remediation="Set pool.onDemand >= 1 and drainSeconds 10-30.",
     ),
     Rule(
         "gpu-limits-and-probes",
         "Kubernetes vLLM containers request nvidia.com/gpu = --tensor-parallel-size, wait >= 120 s before "
         "readiness, and prod on-demand pods have a PodDisruptionBudget.",
-        "stack",
         gpu_limits_and_probes,
-        "Render pods with vllm_stack.render.k8s_model.",
+        _WARNS_IN_DEV,  # the PDB only in prod
+        scope="stack",
+        thresholds=(
+            Threshold(
+                "readinessDelayMinSeconds",
+                D.READINESS_DELAY_MIN_SEC,
+                "Lowest readinessProbe.initialDelaySeconds of a vLLM container.",
+                integer=True,
+            ),
+        ),
+        reads=(
+            "stack: k8s vLLM Deployments (container `args`, `resources.limits`, `readinessProbe`, labels), "
+            "PodDisruptionBudgets"
+        ),
+        remediation="Render pods with vllm_stack.render.k8s_model.",
     ),
     Rule(
         "pinned-images",
         "Images are pinned (a version tag other than latest, or a digest); untagged or :latest blocks in prod.",
-        "resource",
         pinned_images,
-        "Set models[].image to a versioned tag.",
+        _WARNS_IN_DEV,
+        reads="Container `image`, RemoteImage `name`, pod spec `containers`/`initContainers`",
+        remediation="Set models[].image to a versioned tag.",
     ),
     Rule(
         "grafana-no-default-password",
         "Grafana's admin password is neither admin nor empty, comes from a secret (GF_SECURITY_ADMIN_PASSWORD__FILE "
         "or secretKeyRef), and anonymous access is off.",
-        "resource",
         grafana_no_default_password,
-        "Mount the password file from a secret.",
+        _BLOCKS,
+        reads="Grafana Container `envs`, pod `env`/`envFrom`, ConfigMap `data` (grafana.ini)",
+        remediation="Mount the password file from a secret.",
     ),
     Rule(
         "no-invalid-vllm-flags",
-        "Every vLLM argv passes the stack's flag table: no --dtype fp8, no removed flags, no managed flag "
-        "given twice, no secret flags.",
-        "resource",
+        "Every vLLM server component's `argv` passes the stack's flag table: no --dtype fp8, no removed flags, "
+        "no managed flag given twice, no secret flags.",
         no_invalid_vllm_flags,
-        "Fix models[].extraArgs (see vllm_stack/flags.py).",
+        _BLOCKS,
+        reads=(
+            "server components' `argv`, read as vLLM's parser reads it (`vllm_stack.flags.problems`: unique "
+            "prefixes, `_` spellings, `=` forms, short options and aliases)"
+        ),
+        remediation="Fix models[].extraArgs (see vllm_stack/flags.py).",
     ),
 )
 
-assert tuple(r.id for r in RULES) == POLICY_IDS, "RULES and context.POLICY_IDS disagree"
+#: Derived views (report order = declaration order).
+RULES_BY_ID: dict[str, Rule] = {r.id: r for r in RULES}
+POLICY_IDS: tuple[str, ...] = tuple(RULES_BY_ID)
+assert len(POLICY_IDS) == len(RULES), "duplicate rule id"
 
 
 def rule(policy_id: str) -> Rule:
-    return next(r for r in RULES if r.id == policy_id)
+    return RULES_BY_ID[policy_id]

@@ -32,11 +32,14 @@ def _res(r: Any) -> Res:
 def evaluate(resources: Iterable[Any], *, environment: str, pack_config: Mapping[str, Any] | None = None) -> list[dict]:
     """Violation dicts `{policy, enforcement, message, urn}`, sorted (mandatory first, then policy, urn, message)."""
     pack_config = pack_config or {}
-    res = [_res(r) for r in resources if getattr(r, "custom", True)]
+    everything = [_res(r) for r in resources]
+    # Resource rules see components too (their registered inputs, as CrossGuard does); stack rules
+    # see custom resources only (under the CLI a component's stack-time props are its outputs).
+    custom = [_res(r) for r in resources if getattr(r, "custom", True)]
     out: list[dict] = []
     for rule in RULES:
         env = configured_environment(pack_config, rule.id) or environment
-        level = enforcement_for(rule.id, env, pack_config)
+        level = enforcement_for(rule, env, pack_config)
         if level == DISABLED:
             continue
         ctx = PolicyContext(env, pack_config)
@@ -52,9 +55,9 @@ def evaluate(resources: Iterable[Any], *, environment: str, pack_config: Mapping
             )
 
         if rule.scope == "stack":
-            rule.check(res, ctx, lambda message, urn=None, *, advisory=False: add(message, urn, advisory))
+            rule.check(custom, ctx, lambda message, urn=None, *, advisory=False: add(message, urn, advisory))
         else:
-            for r in res:
+            for r in everything:
                 rule.check(
                     r.type,
                     r.props,

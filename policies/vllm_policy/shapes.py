@@ -10,7 +10,11 @@ Shapes read:
   `networkMode`;
 * `docker:index/remoteImage:RemoteImage`: `name`;
 * `command:remote:Command` / `command:local:Command`: `create`/`update`/`delete` strings and
-  `stdin` (scripts, unit files, wrappers, config files pushed over SSH);
+  `stdin` (scripts, unit files, wrappers, config files pushed over SSH), scanned as text for
+  secret material only: nothing here interprets a shell script;
+* the stack's components (`vllmstack:index:*`, their registered inputs, camelCased at the top
+  level): a vLLM server's `model`, `capacity`, `argv` (after `vllm serve`), `gpu`, `address`,
+  `drain.seconds`; a pool's `model`, `onDemand`, `spot`. The vLLM rules read only these;
 * Kubernetes workloads (`apps/v1` Deployment/StatefulSet/DaemonSet/ReplicaSet, `core/v1` Pod,
   `batch/v1` Job/CronJob): the pod spec's containers (`image`, `command`, `args`, `env`,
   `envFrom`, `resources`, `readinessProbe`, `lifecycle`, `ports`), `metadata.labels` and the
@@ -19,11 +23,9 @@ Shapes read:
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import posixpath
 import re
-import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -47,11 +49,20 @@ WORKLOAD_TYPES = {
     "kubernetes:batch/v1:CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
     "kubernetes:core/v1:Pod": ("spec",),
 }
-#: GPU model (catalog id) of a vLLM workload: docker/k8s label, or a marker in a rendered unit/wrapper.
+#: GPU model (catalog id) of a Kubernetes vLLM workload (label or nodeSelector).
 LABEL_GPU = D.LABEL_GPU
-#: Label-like markers in rendered scripts/units (`# vllm-stack/model: llama-8b`), for workloads
-#: that carry no labels (systemd units pushed by `command:remote:Command`; render/systemd.unit_markers).
-_MARKER = re.compile(r"(?m)(?:^|[\s#;])(vllm-stack/[a-z-]+)\s*[:=]\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+def component_type(cls: str) -> str:
+    """The type token of one of the stack's components (`vllm_stack.components.base.Component`)."""
+    return f"{D.COMPONENT_PREFIX}:{cls}"
+
+
+#: vLLM replicas (one per platform variant) and pools, by type token (checked against the
+#: component classes in tests/policy/test_pack.py).
+SERVER_COMPONENTS = frozenset(map(component_type, ("DockerVllmServer", "SystemdVllmServer", "KubernetesVllmServer")))
+HOST_SERVER_COMPONENTS = frozenset(map(component_type, ("DockerVllmServer", "SystemdVllmServer")))
+POOL_COMPONENTS = frozenset(map(component_type, ("HostSpotOnDemandPool", "KubernetesSpotOnDemandPool")))
 #: Flags that only a vLLM server argv carries (to recognise a vLLM container by its args).
 VLLM_MARKER_FLAGS = (
     "--served-model-name",
@@ -156,11 +167,6 @@ def k8s_labels(props: Mapping) -> dict[str, str]:
     return out
 
 
-def markers(text: str) -> dict[str, str]:
-    """`vllm-stack/<key>: value` markers in a rendered script or unit (last one wins)."""
-    return {m.group(1): m.group(2) for m in _MARKER.finditer(text or "")}
-
-
 def resource_labels(resource_type: str, props: Mapping) -> dict[str, str]:
     if resource_type == CONTAINER:
         return docker_labels(props)
@@ -170,13 +176,6 @@ def resource_labels(resource_type: str, props: Mapping) -> dict[str, str]:
         if isinstance(sel, Mapping) and LABEL_GPU in sel and LABEL_GPU not in labels:
             labels[LABEL_GPU] = str(sel[LABEL_GPU])
         return labels
-    if resource_type in COMMAND_TYPES:
-        out: dict[str, str] = {}
-        for key in ("create", "update", "stdin"):
-            v = get_known(props, key)
-            if isinstance(v, str):
-                out.update(markers(v))
-        return out
     return {}
 
 
@@ -224,164 +223,13 @@ def image_is_vllm(image: Any) -> bool:
     return last.startswith("vllm")
 
 
-# --- shell scripts ------------------------------------------------------------------------------
-
-_PUNCT = "();<>|&"
-_ARRAY_REF = re.compile(r"^\$\{(\w+)\[[@*]\]\}$")
-_VAR_REF = re.compile(r"^\$\{?(\w+)\}?$")
-_ASSIGN = re.compile(r"^([A-Za-z_]\w*)=(.*)$", re.S)
-_DECLARERS = {"readonly", "declare", "local", "export", "typeset"}
-
-
-def _tokens(line: str) -> list[str]:
-    lex = shlex.shlex(line, posix=True, punctuation_chars=_PUNCT)
-    lex.whitespace_split = True
-    lex.commenters = "#"
-    return list(lex)
-
-
-def _split_commands(tokens: list[str]) -> Iterator[list[str]]:
-    cmd: list[str] = []
-    for t in tokens:
-        if t and all(c in ";&|" for c in t):
-            if cmd:
-                yield cmd
-            cmd = []
-        else:
-            cmd.append(t)
-    if cmd:
-        yield cmd
-
-
-def _commands(text: str) -> Iterator[list[str]]:
-    """Simple commands of a shell script or unit file (best effort, never raises)."""
-    pending = ""
-    lines = text.splitlines()
-    for i, raw in enumerate(lines):
-        line = pending + raw
-        if line.endswith("\\"):
-            pending = line[:-1] + " "
-            continue
-        try:
-            toks = _tokens(line)
-        except ValueError:  # an open quote: the command goes on on the next line
-            pending = line + "\n"
-            if pending.count("\n") > 400:  # not shell after all: give up on this chunk
-                pending = ""
-            continue
-        if toks.count("(") > toks.count(")"):  # multi-line array assignment
-            pending = line + "\n"
-            continue
-        pending = ""
-        yield from _split_commands(toks)
-    if pending:
-        for line in pending.splitlines():
-            try:
-                yield from _split_commands(_tokens(line))
-            except ValueError:
-                continue
-
-
-def _program(token: str) -> str:
-    """`ExecStart=-/usr/local/bin/vllm` → `vllm`; `"$VLLM"` stays a variable reference."""
-    m = re.match(r"^[A-Za-z][A-Za-z0-9]*=(.*)$", token)
-    if m and not token.startswith("$"):
-        token = m.group(1)
-    token = token.lstrip("-@+!:")
-    return posixpath.basename(token)
-
-
-#: A script can only start a vLLM server if it names one of these; everything else (host
-#: bootstraps mention the `vllm` user on every line) is skipped without tokenizing.
-_SERVER_HINT = re.compile(r"\bserve\b|vllm\.entrypoints")
-
-
-def script_argvs(text: str) -> list[list[str]]:
-    """vLLM server argvs (after `vllm serve`) written in a shell script / unit file.
-
-    Every check asks for the argvs of every script, so results are cached by script text
-    (copies are returned: callers may mutate them).
-    """
-    if not isinstance(text, str) or "vllm" not in text or not _SERVER_HINT.search(text):
-        return []
-    return [list(a) for a in _script_argvs_cached(text)]
-
-
-@functools.lru_cache(maxsize=4096)
-def _script_argvs_cached(text: str) -> tuple[tuple[str, ...], ...]:
-    return tuple(tuple(a) for a in _script_argvs(text))
-
-
-def _script_argvs(text: str) -> list[list[str]]:
-    """Parse `text` (see script_argvs).
-
-    Recognises `vllm serve ...` (any path, `$VAR` resolved when assigned in the script),
-    `python -m vllm.entrypoints.openai.api_server ...`, systemd `ExecStart=.../vllm serve ...`,
-    and bash arrays expanded in the call (`"${SERVE_ARGS[@]}"`). `"$@"` is dropped (the caller's
-    argv, e.g. a container command, is checked separately).
-    """
-    if not isinstance(text, str) or "vllm" not in text:
-        return []
-    scalars: dict[str, str] = {}
-    arrays: dict[str, list[str]] = {}
-    found: list[list[str]] = []
-
-    def expand(tok: str) -> list[str]:
-        m = _ARRAY_REF.match(tok)
-        if m:
-            return list(arrays.get(m.group(1), [tok]))
-        if tok in ("$@", "$*", "${@}", "${*}"):
-            return []
-        m = _VAR_REF.match(tok)
-        if m and m.group(1) in scalars:
-            return [scalars[m.group(1)]]
-        return [tok]
-
-    for cmd in _commands(text):
-        # assignments: NAME=value, readonly [-a] NAME=( ... )
-        i = 0
-        while i < len(cmd) and (cmd[i] in _DECLARERS or (cmd[i].startswith("-") and i > 0 and cmd[0] in _DECLARERS)):
-            i += 1
-        j = i
-        while j < len(cmd):
-            m = _ASSIGN.match(cmd[j])
-            if not m:
-                break
-            name, value = m.group(1), m.group(2)
-            if value == "" and j + 1 < len(cmd) and cmd[j + 1] == "(":
-                end = cmd.index(")", j + 2) if ")" in cmd[j + 2 :] else len(cmd)
-                arrays[name] = cmd[j + 2 : end]
-                j = end + 1
-            else:
-                scalars[name] = value
-                j += 1
-        for k, tok in enumerate(cmd):
-            prog = _program(expand(tok)[0] if expand(tok) else tok)
-            nxt = cmd[k + 1] if k + 1 < len(cmd) else None
-            if prog == "vllm" and nxt == "serve":
-                rest = cmd[k + 2 :]
-            elif tok == "-m" and nxt == API_SERVER_MODULE:
-                rest = cmd[k + 2 :]
-            else:
-                continue
-            argv: list[str] = []
-            for a in rest:
-                if a in ("(", ")", "<", ">"):
-                    break
-                argv.extend(expand(a))
-            found.append(argv)
-            break
-    return found
-
-
 # --- vLLM argv per shape -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class VllmArgv:
-    where: str  # e.g. "command", "containers[vllm].args", "stdin"
+    where: str  # e.g. "argv", "command", "containers[vllm].args"
     args: tuple[str, ...]  # after `vllm serve`: model positional first when present
-    text: str = ""  # the script it came from (markers), if any
 
 
 def _strip_prefix(argv: list[str]) -> list[str]:
@@ -400,79 +248,31 @@ def _looks_vllm(argv: Sequence[str]) -> bool:
 
 
 def container_argvs(props: Mapping) -> list[VllmArgv]:
-    """A docker container's vLLM argv: its `command` when the entrypoint (or image) is vLLM."""
+    """A docker container's vLLM argv: its `command` list when the container is vLLM (image,
+    label, `vllm serve` prefix or vLLM-only flags). A shell script in `entrypoints` is not read."""
     command = strings(get(props, "command"))
-    entry = strings(get(props, "entrypoints"))
-    out: list[VllmArgv] = []
-    entry_text = " ".join(entry)
-    entry_is_vllm = (
-        bool(re.search(r"\bvllm\s+serve\b", entry_text))
-        or API_SERVER_MODULE in entry_text
-        or (len(entry) >= 2 and posixpath.basename(entry[0]) == "vllm" and entry[1] == "serve")
-    )
     is_vllm = (
-        entry_is_vllm
-        or image_is_vllm(get_known(props, "image"))
+        image_is_vllm(get_known(props, "image"))
         or D.LABEL_MODEL in docker_labels(props)
         or _looks_vllm(command)
         or _strip_prefix(command) != command
     )
-    if command and is_vllm:
-        out.append(VllmArgv("command", tuple(_strip_prefix(command))))
-    for s in entry:
-        for argv in script_argvs(s):
-            if argv:
-                out.append(VllmArgv("entrypoints", tuple(argv), s))
-    return out
+    return [VllmArgv("command", tuple(_strip_prefix(command)))] if command and is_vllm else []
 
 
 def k8s_container_argvs(c: Mapping) -> list[VllmArgv]:
+    """A Kubernetes container's vLLM argv from its `command`/`args` lists (a `sh -c` script is not read)."""
     name = c.get("name") or "?"
     command = strings(c.get("command"))
     args = strings(c.get("args"))
-    out: list[VllmArgv] = []
-    shell = len(command) >= 2 and posixpath.basename(command[0]) in ("sh", "bash", "dash") and "-c" in command
-    if shell:
-        for s in command + args:
-            for argv in script_argvs(s):
-                if argv:
-                    out.append(VllmArgv(f"containers[{name}].command", tuple(argv), s))
-        return out
     full = command + args
     stripped = _strip_prefix(full)
     if stripped != full:
-        out.append(VllmArgv(f"containers[{name}].args", tuple(stripped)))
-    elif args and (image_is_vllm(c.get("image")) or _looks_vllm(args)) and not command:
-        out.append(VllmArgv(f"containers[{name}].args", tuple(args)))
-    elif _looks_vllm(full):
-        out.append(VllmArgv(f"containers[{name}].args", tuple(full)))
-    return out
-
-
-def command_scripts(props: Mapping) -> list[tuple[str, str]]:
-    """(field, text) of a Command's create/update/delete/stdin strings."""
-    return [(k, v) for k in ("create", "update", "delete", "stdin") if isinstance(v := get_known(props, k), str)]
-
-
-def vllm_argvs(resource_type: str, props: Mapping) -> list[VllmArgv]:
-    """Every vLLM server argv a resource carries."""
-    if resource_type == CONTAINER:
-        return container_argvs(props)
-    if resource_type in COMMAND_TYPES:
-        return [VllmArgv(k, tuple(a), text) for k, text in command_scripts(props) for a in script_argvs(text) if a]
-    spec = pod_spec(resource_type, props)
-    if spec is not None:
-        return [a for c in containers(spec) for a in k8s_container_argvs(c)]
-    if resource_type == CONFIG_MAP:
-        data = get(props, "data")
-        if isinstance(data, Mapping):
-            return [
-                VllmArgv(f"data.{k}", tuple(a), v)
-                for k, v in data.items()
-                if isinstance(v, str)
-                for a in script_argvs(v)
-                if a
-            ]
+        return [VllmArgv(f"containers[{name}].args", tuple(stripped))]
+    if args and not command and (image_is_vllm(c.get("image")) or _looks_vllm(args)):
+        return [VllmArgv(f"containers[{name}].args", tuple(args))]
+    if _looks_vllm(full) and not (command and posixpath.basename(command[0]) in ("sh", "bash", "dash")):
+        return [VllmArgv(f"containers[{name}].args", tuple(full))]
     return []
 
 
@@ -485,6 +285,43 @@ def vllm_containers(resource_type: str, props: Mapping) -> list[tuple[Mapping, V
         if argvs:
             out.append((c, argvs[0]))
     return out
+
+
+# --- the stack's components ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Server:
+    """One vLLM replica as its component registered it: the typed facts the vLLM rules judge."""
+
+    model: str | None
+    capacity: str | None
+    argv: VllmArgv
+    gpu: str | None
+    address: Any  # host servers: the bind address; None on Kubernetes
+    drain: Mapping | None  # spot replicas on hosts: {ssh, command, seconds}
+
+
+def server(resource_type: str, props: Mapping) -> Server | None:
+    """The replica a `*VllmServer` component describes, or None for any other resource."""
+    if resource_type not in SERVER_COMPONENTS:
+        return None
+    # Judged fields are read with `get`: an unknown one (preview) raises CrossGuard's UnknownValueError.
+    drain = get(props, "drain")
+    return Server(
+        model=get_known(props, "model"),
+        capacity=capacity_class(get(props, "capacity")),
+        argv=VllmArgv("argv", tuple(strings(get(props, "argv")))),
+        gpu=get(props, "gpu"),
+        address=get(props, "address") if resource_type in HOST_SERVER_COMPONENTS else None,
+        drain=drain if isinstance(drain, Mapping) else None,
+    )
+
+
+def vllm_argvs(resource_type: str, props: Mapping) -> list[VllmArgv]:
+    """The vLLM argv a server component registered (the vLLM rules judge components only)."""
+    srv = server(resource_type, props)
+    return [srv.argv] if srv is not None and srv.argv.args else []
 
 
 def model_of(argv: Sequence[str]) -> str | None:

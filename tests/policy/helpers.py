@@ -43,13 +43,13 @@ VLLM_ARGV = [
 CONTAINER_ENTRYPOINT = ["/bin/sh", "-c", 'set -a; . /run/secrets/vllm.env; set +a; exec vllm serve "$@"', "vllm-serve"]
 
 
-def res(typ: str, name: str, inputs: dict, secret_keys: Iterable[str] = ()) -> RecordedResource:
+def res(typ: str, name: str, inputs: dict, secret_keys: Iterable[str] = (), *, custom: bool = True) -> RecordedResource:
     return RecordedResource(
         urn=f"urn:pulumi:test::vllm-stack::{typ}::{name}",
         type=typ,
         name=name,
         parent=None,
-        custom=True,
+        custom=custom,
         inputs=inputs,
         secret_keys=frozenset(secret_keys),
     )
@@ -85,6 +85,42 @@ def container(
         **extra,
     }
     return res("docker:index/container:Container", name, inputs)
+
+
+def server(
+    name: str = "llama-8b-od-0",
+    *,
+    kind: str = "DockerVllmServer",
+    argv: list[str] | None = None,
+    gpu: str | None = "L40S",
+    capacity: str = "onDemand",
+    address: str = "127.0.0.1",
+    drain_seconds: float | None = None,
+    model: str = "llama-8b",
+) -> RecordedResource:
+    """A vLLM server component as the stack registers it (camelCased top-level inputs)."""
+    inputs: dict[str, Any] = {
+        "model": model,
+        "capacity": capacity,
+        "argv": list(VLLM_ARGV if argv is None else argv),
+        "address": address,
+        "port": 8000.0,
+    }
+    if gpu is not None:
+        inputs["gpu"] = gpu
+    if drain_seconds is not None:
+        inputs["drain"] = {
+            "ssh": {"host": "10.0.0.10", "user": "ubuntu"},
+            "command": f"vllm-drain {model} 10.0.0.11:8000 {drain_seconds:g}",
+            "seconds": drain_seconds,
+        }
+    return res(f"{D.COMPONENT_PREFIX}:{kind}", name, inputs, custom=False)
+
+
+def pool(model: str = "llama-8b", *, on_demand: float = 1.0, spot: float = 0.0, kind: str = "HostSpotOnDemandPool"):
+    """A pool component as the stack registers it."""
+    inputs = {"model": model, "onDemand": on_demand, "spot": spot, "spotMax": spot, "gpus": 1.0, "backends": []}
+    return res(f"{D.COMPONENT_PREFIX}:{kind}", model, inputs, custom=False)
 
 
 def vllm_container_spec(

@@ -22,7 +22,9 @@ from .helpers import (
     ids,
     messages,
     pdb,
+    pool,
     res,
+    server,
     service,
     vllm_container_spec,
 )
@@ -61,13 +63,11 @@ def test_good_docker_container_and_k8s_model_pass_every_rule(env):
 
 
 def test_utilization_at_prod_ceiling_passes():
-    assert (
-        evaluate([container(command=argv(gpu_memory_utilization=f"{D.GPU_MEMORY_UTILIZATION_PROD_CEILING:g}"))]) == []
-    )
+    assert evaluate([server(argv=argv(gpu_memory_utilization=f"{D.GPU_MEMORY_UTILIZATION_PROD_CEILING:g}"))]) == []
 
 
 def test_utilization_above_prod_ceiling_fails_in_prod_only():
-    r = container(command=argv(gpu_memory_utilization="0.94"))
+    r = server(argv=argv(gpu_memory_utilization="0.94"))
     v = evaluate([r], "prod")
     assert ids(v) == {"gpu-memory-utilization-ceiling"}
     assert "0.94" in messages(v, "gpu-memory-utilization-ceiling") and "0.93" in messages(
@@ -77,7 +77,7 @@ def test_utilization_above_prod_ceiling_fails_in_prod_only():
 
 
 def test_utilization_above_hard_ceiling_is_mandatory_in_dev():
-    v = evaluate([container(command=argv(gpu_memory_utilization="0.97"))], "dev")
+    v = evaluate([server(argv=argv(gpu_memory_utilization="0.97"))], "dev")
     assert ids(v, "mandatory") == {"gpu-memory-utilization-ceiling"}
     assert "0.97" in messages(v, "gpu-memory-utilization-ceiling")
 
@@ -87,33 +87,29 @@ def test_utilization_above_hard_ceiling_is_mandatory_in_dev():
     [["--gpu-memory-utilization=0.98"], ["--gpu_memory_utilization", "0.98"], ["--gpu-memory-utilization", "0.98"]],
 )
 def test_utilization_smuggled_through_extra_args_any_spelling(smuggled):
-    v = evaluate([container(command=VLLM_ARGV + smuggled)], "dev")
+    v = evaluate([server(argv=VLLM_ARGV + smuggled)], "dev")
     assert "gpu-memory-utilization-ceiling" in ids(v)
     assert "0.98" in messages(v, "gpu-memory-utilization-ceiling")
 
 
-def test_utilization_in_k8s_args_and_systemd_wrapper_and_create_string():
-    wrapper = (
-        "#!/bin/bash\nreadonly VLLM=/usr/local/bin/vllm\nreadonly -a SERVE_ARGS=(\n"
-        "    meta-llama/Llama-3.1-8B-Instruct\n    --host 127.0.0.1\n    --gpu-memory-utilization 0.96\n)\n"
-        '"$VLLM" serve "${SERVE_ARGS[@]}" &\n'
-    )
+def test_utilization_on_every_server_variant_and_not_in_text():
     resources = [
-        deployment(container_spec=vllm_container_spec(args=argv(gpu_memory_utilization="0.99"))),
-        command("wrapper", create="sudo install -D -m 755 -o root -g root /dev/stdin /usr/local/bin/x", stdin=wrapper),
+        server("k8s", kind="KubernetesVllmServer", argv=argv(gpu_memory_utilization="0.99")),
+        server("unit", kind="SystemdVllmServer", argv=argv(gpu_memory_utilization="0.96")),
+        # A provider resource's text is not interpreted: the components' typed argv is what is judged.
         command("adhoc", create="vllm serve m --host 127.0.0.1 --gpu-memory-utilization=0.951"),
     ]
     v = [x for x in evaluate(resources, "dev") if x["policy"] == "gpu-memory-utilization-ceiling"]
-    assert {x["urn"].rsplit("::", 1)[-1] for x in v} == {"deployment-llama-8b-on-demand", "wrapper", "adhoc"}
+    assert {x["urn"].rsplit("::", 1)[-1] for x in v} == {"k8s", "unit"}
     text = "\n".join(x["message"] for x in v)
-    assert "0.99" in text and "0.96" in text and "0.951" in text
+    assert "0.99" in text and "0.96" in text and "argv" in text
 
 
 def test_utilization_threshold_comes_from_pack_config():
-    r = container(command=argv(gpu_memory_utilization="0.94"))
+    r = server(argv=argv(gpu_memory_utilization="0.94"))
     assert evaluate([r], "prod", {"gpu-memory-utilization-ceiling": {"prodCeiling": 0.95}}) == []
     v = evaluate(
-        [container(command=argv(gpu_memory_utilization="0.91"))],
+        [server(argv=argv(gpu_memory_utilization="0.91"))],
         "prod",
         {"gpu-memory-utilization-ceiling": {"prodCeiling": 0.9}},
     )
@@ -124,7 +120,7 @@ def test_utilization_threshold_comes_from_pack_config():
 
 
 def test_model_fits_gpu_good():
-    r = container(command=argv(), labels={LABEL_GPU: "L40S"})
+    r = server(argv=argv(), gpu="L40S")
     assert evaluate([r]) == []
 
 
@@ -140,7 +136,7 @@ def test_70b_fp16_on_one_h100_does_not_fit_and_the_numbers_are_reported():
         "--max-model-len",
         "8192",
     ]
-    v = evaluate([container(command=a, labels={LABEL_GPU: "H100-SXM5-80GB"})])
+    v = evaluate([server(argv=a, gpu="H100-SXM5-80GB")])
     assert ids(v) == {"model-fits-gpu"}
     msg = messages(v, "model-fits-gpu")
     assert "meta-llama/Llama-3.1-70B-Instruct" in msg and "H100-SXM5-80GB" in msg and "131.4" in msg  # weights GiB
@@ -157,33 +153,28 @@ def test_model_fit_uses_tp_quantization_and_kv_dtype():
         "--max-model-len",
         "16384",
     ]
-    r = deployment(container_spec=vllm_container_spec(args=a, gpus=2.0), extra_labels={LABEL_GPU: "H100-SXM5-80GB"})
-    assert "model-fits-gpu" not in ids(evaluate([r, pdb()]))
+    r = server(kind="KubernetesVllmServer", argv=a, gpu="H100-SXM5-80GB")
+    assert "model-fits-gpu" not in ids(evaluate([r]))
+    assert "model-fits-gpu" in ids(evaluate([server(argv=a[:2] + ["1"] + a[3:], gpu="H100-SXM5-80GB")]))
 
 
 def test_one_sequence_must_fit_the_kv_cache():
     # 8B fp16 on a 24 GB L4 at 0.9: ~15 GiB weights leave ~1.3 GiB KV, less than 128k tokens x 128 KiB.
     a = ["meta-llama/Llama-3.1-8B-Instruct", "--gpu-memory-utilization", "0.9", "--max-model-len", "131072"]
-    v = evaluate([container(command=a, labels={LABEL_GPU: "L4"})], "dev")
+    v = evaluate([server(argv=a, gpu="L4")], "dev")
     assert "model-fits-gpu" in ids(v, "advisory")  # an estimate: advisory in dev
     assert "131072" in messages(v, "model-fits-gpu")
 
 
 def test_model_fit_skips_unknown_models_and_unlabelled_gpus(monkeypatch):
     monkeypatch.delenv("CI", raising=False)  # under CI an unlabelled GPU fails (test_config_keys_read.py)
-    assert (
-        evaluate([container(command=["/models/custom", "--gpu-memory-utilization", "0.9"], labels={LABEL_GPU: "L4"})])
-        == []
-    )
-    assert evaluate([container(command=["meta-llama/Llama-3.1-70B-Instruct"], labels={LABEL_GPU: None})]) == []
+    assert evaluate([server(argv=["/models/custom", "--gpu-memory-utilization", "0.9"], gpu="L4")]) == []
+    assert evaluate([server(argv=["meta-llama/Llama-3.1-70B-Instruct"], gpu=None)]) == []
 
 
-def test_gpu_from_marker_in_systemd_wrapper():
-    wrapper = (
-        "#!/bin/bash\n# vllm-stack/gpu: L4\nreadonly -a SERVE_ARGS=(\n meta-llama/Llama-3.1-70B-Instruct\n"
-        ' --host 127.0.0.1\n)\n/usr/local/bin/vllm serve "${SERVE_ARGS[@]}" &\n'
-    )
-    v = evaluate([command("w", create="sudo install -D -m 755 /dev/stdin /usr/local/bin/w", stdin=wrapper)])
+def test_gpu_comes_from_the_server_components_gpu_input():
+    a = ["meta-llama/Llama-3.1-70B-Instruct", "--host", "127.0.0.1"]
+    v = evaluate([server(kind="SystemdVllmServer", argv=a, gpu="L4")])
     assert "L4" in messages(v, "model-fits-gpu")
 
 
@@ -202,7 +193,7 @@ def test_fp8_on_hopper_passes():
         "--max-model-len",
         "8192",
     ]
-    assert evaluate([container(command=a, labels={LABEL_GPU: "H100-SXM5-80GB"})]) == []
+    assert evaluate([server(argv=a, gpu="H100-SXM5-80GB")]) == []
 
 
 def test_fp8_kv_cache_on_ampere_is_mandatory_fp8_weights_advisory():
@@ -217,7 +208,7 @@ def test_fp8_kv_cache_on_ampere_is_mandatory_fp8_weights_advisory():
         "--max-model-len",
         "8192",
     ]
-    v = evaluate([container(command=a, labels={LABEL_GPU: "A100-SXM4-80GB"})])
+    v = evaluate([server(argv=a, gpu="A100-SXM4-80GB")])
     fp8 = [x for x in v if x["policy"] == "fp8-requires-fp8-gpu"]
     assert {x["enforcement"] for x in fp8} == {"mandatory", "advisory"}
     mandatory = next(x["message"] for x in fp8 if x["enforcement"] == "mandatory")
@@ -237,7 +228,7 @@ def test_fp8_weights_alone_on_ampere_only_warn():
         "--max-model-len",
         "8192",
     ]
-    v = evaluate([container(command=a, labels={LABEL_GPU: "A10G"})])
+    v = evaluate([server(argv=a, gpu="A10G")])
     assert ids(v) == {"fp8-requires-fp8-gpu"} and ids(v, "mandatory") == set()
     assert "A10G" in messages(v, "fp8-requires-fp8-gpu")
 
@@ -254,7 +245,8 @@ def test_api_key_flag_on_container_command():
     assert "no-secrets-in-argv" in ids(v, "mandatory")
     msg = messages(v, "no-secrets-in-argv")
     assert "--api-key" in msg and "sk-a" in msg and "sk-abcdefghijklmnopqrstuvwxyz" not in msg  # redacted
-    assert "no-invalid-vllm-flags" in ids(v)  # the flag table refuses it too
+    srv = evaluate([server(argv=VLLM_ARGV + ["--api-key", "sk-abcdefghijklmnopqrstuvwxyz"])])
+    assert "no-invalid-vllm-flags" in ids(srv)  # the flag table refuses it on a server's argv
 
 
 @pytest.mark.parametrize(
@@ -402,10 +394,11 @@ def test_public_or_unspecified_docker_port(ip, words):
     assert words in msg and "8001" in msg
 
 
-def test_systemd_wrapper_host_must_be_private():
-    wrapper = 'readonly -a SERVE_ARGS=(\n m\n --host 0.0.0.0\n)\n/usr/local/bin/vllm serve "${SERVE_ARGS[@]}"\n'
-    v = evaluate([command("w", create="sudo install -D -m 755 /dev/stdin /usr/local/bin/w", stdin=wrapper)])
-    assert "0.0.0.0" in messages(v, "vllm-not-exposed")
+@pytest.mark.parametrize("kind", ["DockerVllmServer", "SystemdVllmServer"])
+def test_host_server_address_must_be_private(kind):
+    v = evaluate([server(kind=kind, address="0.0.0.0")])
+    assert "0.0.0.0" in messages(v, "vllm-not-exposed") and "every interface" in messages(v, "vllm-not-exposed")
+    assert evaluate([server(kind=kind, address="10.0.1.5")]) == []
 
 
 def test_vllm_service_must_be_cluster_ip():
@@ -511,29 +504,24 @@ def test_location_without_the_gate():
 # --- on-demand-floor ----------------------------------------------------------------------------
 
 
-def test_on_demand_floor_good_with_spot():
-    spot = deployment("llama-8b-spot", capacity="spot", replicas=3.0)
-    assert evaluate([*k8s_stack(), spot]) == []
+@pytest.mark.parametrize("kind", ["HostSpotOnDemandPool", "KubernetesSpotOnDemandPool"])
+def test_on_demand_floor_good_with_spot(kind):
+    assert evaluate([pool(on_demand=1.0, spot=3.0, kind=kind), *k8s_stack()]) == []
 
 
-def test_spot_only_model_in_prod():
-    spot = deployment("llama-8b-spot", capacity="spot", replicas=2.0)
-    v = evaluate([spot], "prod")
+@pytest.mark.parametrize("kind", ["HostSpotOnDemandPool", "KubernetesSpotOnDemandPool"])
+def test_spot_only_model_in_prod(kind):
+    p = pool(on_demand=0.0, spot=2.0, kind=kind)
+    v = evaluate([p], "prod")
     assert ids(v) == {"on-demand-floor"}
     msg = messages(v, "on-demand-floor")
     assert "llama-8b" in msg and "0 on-demand" in msg and "2 spot" in msg
-    assert ids(evaluate([spot], "dev"), "mandatory") == set()
+    assert ids(evaluate([p], "dev"), "mandatory") == set()
 
 
-def test_on_demand_deployment_scaled_to_zero():
-    v = evaluate([deployment(replicas=0.0), pdb(), deployment("llama-8b-spot", capacity="spot")])
-    assert "0 on-demand" in messages(v, "on-demand-floor")
-
-
-def test_docker_containers_count_by_capacity_label():
-    spot = container("llama-8b-spot-0", labels={D.LABEL_CAPACITY: "spot"})
-    assert "on-demand-floor" in ids(evaluate([spot]))
-    assert "on-demand-floor" not in ids(evaluate([spot, container()]))
+def test_floor_is_configurable():
+    v = evaluate([pool(on_demand=1.0, spot=2.0)], "prod", {"on-demand-floor": {"minOnDemand": 2}})
+    assert "1 on-demand" in messages(v, "on-demand-floor") and ">= 2" in messages(v, "on-demand-floor")
 
 
 @pytest.mark.parametrize("secs", ["5", "45"])
@@ -548,19 +536,19 @@ def test_grace_period_shorter_than_drain():
     assert "terminationGracePeriodSeconds 20" in messages(v, "on-demand-floor")
 
 
-def test_docker_drain_hook_seconds():
-    ok = command(
-        "llama-8b-spot-0-drain",
-        create="true",
-        delete="if [ -x /usr/local/sbin/vllm-drain ]; then sudo /usr/local/sbin/vllm-drain llama-8b "
-        "10.0.2.21:8000 20; fi",
-    )
-    bad = command(
-        "llama-8b-spot-1-drain", create="true", delete="sudo /usr/local/sbin/vllm-drain llama-8b 10.0.2.22:8000 120"
-    )
-    assert evaluate([ok]) == []
-    v = evaluate([bad], "dev")
+@pytest.mark.parametrize("kind", ["DockerVllmServer", "SystemdVllmServer"])
+def test_host_spot_server_drain_seconds(kind):
+    assert evaluate([server("spot-0", kind=kind, capacity="spot", drain_seconds=20.0)]) == []
+    v = evaluate([server("spot-1", kind=kind, capacity="spot", drain_seconds=120.0)], "dev")
     assert ids(v, "advisory") == {"on-demand-floor"} and "120 s" in messages(v, "on-demand-floor")
+    missing = evaluate([server("spot-2", kind=kind, capacity="spot")], "prod")
+    assert "no drain hook" in messages(missing, "on-demand-floor")
+    assert evaluate([server("od-0", kind=kind)], "prod") == []  # on-demand replicas need no hook
+
+
+def test_drain_hook_text_is_not_interpreted():
+    hook = command("x-drain", create="true", delete="sudo /usr/local/sbin/vllm-drain llama-8b 10.0.2.22:8000 120")
+    assert evaluate([hook], "dev") == []
 
 
 # --- gpu-limits-and-probes ------------------------------------------------------------------------
@@ -685,7 +673,7 @@ def test_grafana_ini_in_config_map():
 
 
 def test_valid_flags_pass():
-    assert "no-invalid-vllm-flags" not in ids(evaluate([container(command=VLLM_ARGV + ["--enable-prefix-caching"])]))
+    assert "no-invalid-vllm-flags" not in ids(evaluate([server(argv=VLLM_ARGV + ["--enable-prefix-caching"])]))
 
 
 @pytest.mark.parametrize(
@@ -699,16 +687,14 @@ def test_valid_flags_pass():
     ],
 )
 def test_invalid_flags(extra, words):
-    v = evaluate([container(command=VLLM_ARGV + extra)], "dev")
+    v = evaluate([server(argv=VLLM_ARGV + extra)], "dev")
     assert "no-invalid-vllm-flags" in ids(v, "mandatory") and words in messages(v, "no-invalid-vllm-flags")
 
 
-def test_invalid_flags_in_k8s_args_and_systemd_unit():
-    unit = "[Service]\nExecStart=/usr/local/bin/vllm serve m --host 127.0.0.1 --dtype fp8\n"
+def test_invalid_flags_on_every_server_variant():
     resources = [
-        deployment(container_spec=vllm_container_spec(args=VLLM_ARGV + ["--dtype=fp8"])),
-        pdb(),
-        command("unit", create="sudo install -D -m 644 /dev/stdin /etc/systemd/system/v.service", stdin=unit),
+        server("k8s", kind="KubernetesVllmServer", argv=VLLM_ARGV + ["--dtype=fp8"]),
+        server("unit", kind="SystemdVllmServer", argv=VLLM_ARGV + ["--dtype", "fp8"]),
     ]
     v = [x for x in evaluate(resources) if x["policy"] == "no-invalid-vllm-flags"]
     assert len(v) == 2 and all("fp8" in x["message"] for x in v)
@@ -719,7 +705,7 @@ def test_invalid_flags_in_k8s_args_and_systemd_unit():
 
 def test_violations_are_sorted_mandatory_first_and_stable():
     resources = [
-        container(command=argv(gpu_memory_utilization="0.97") + ["--dtype", "fp8"]),
+        server(argv=argv(gpu_memory_utilization="0.97") + ["--dtype", "fp8"]),
         res("docker:index/remoteImage:RemoteImage", "img", {"name": "x:latest"}),
     ]
     v1, v2 = evaluate(resources, "dev"), evaluate(list(reversed(resources)), "dev")
@@ -737,7 +723,6 @@ def test_pack_config_overrides_enforcement_and_environment():
     assert ids(evaluate([r], "prod", {"all": "advisory"}), "mandatory") == set()
 
 
-def test_components_are_skipped():
-    comp = res("vllmstack:index:VllmServer", "x", {"command": ["--api-key", "sk-" + "a" * 30]})
-    comp.custom = False
+def test_generic_rules_skip_components_and_unknown_components_are_ignored():
+    comp = res(f"{D.COMPONENT_PREFIX}:Other", "x", {"command": ["--api-key", "sk-" + "a" * 30]}, custom=False)
     assert evaluate([comp]) == []

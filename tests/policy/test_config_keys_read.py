@@ -34,7 +34,7 @@ from pulumi_policy import (
 
 from vllm_stack import defaults as D
 
-from .helpers import LABEL_GPU, command, container, deployment, evaluate, ids, pdb, vllm_container_spec
+from .helpers import command, deployment, evaluate, ids, pdb, pool, server, vllm_container_spec
 
 from vllm_policy import checks, context, pack  # noqa: E402  (helpers put policies/ on sys.path)
 
@@ -77,13 +77,9 @@ def _argv(model: str = "meta-llama/Llama-3.1-8B-Instruct", **flags_: str) -> lis
     return out
 
 
-def _l40s(env: str = "prod", **flags_: str):
-    """A docker vLLM container on an L40S (46068 MiB, compute capability 8.9) running Llama-3.1-8B."""
-    return container(
-        command=_argv(**flags_),
-        labels={LABEL_GPU: "L40S", D.LABEL_ENVIRONMENT: env},
-        image=f"{D.VLLM_IMAGE}@sha256:{'0' * 64}",
-    )
+def _l40s(**flags_: str):
+    """A docker vLLM server component on an L40S (46068 MiB, compute capability 8.9) running Llama-3.1-8B."""
+    return server(argv=_argv(**flags_), gpu="L40S")
 
 
 NGINX = """
@@ -119,7 +115,7 @@ CASES: dict[tuple[str, str], Case] = {
     ("gpu-memory-utilization-ceiling", "prodCeiling"): Case(lambda: [_l40s(gpu_memory_utilization="0.92")], 0.9),
     # dev judges only the hard ceiling: 0.94 passes 0.95, not 0.935
     ("gpu-memory-utilization-ceiling", "hardCeiling"): Case(
-        lambda: [_l40s("dev", gpu_memory_utilization="0.94")], 0.935, "dev"
+        lambda: [_l40s(gpu_memory_utilization="0.94")], 0.935, "dev"
     ),
     # 8B fp16 (15 GiB) on an L40S at 0.9 (40.5 GiB): fits with 4 GiB overhead, not with 30 GiB
     ("model-fits-gpu", "overheadGiB"): Case(lambda: [_l40s(gpu_memory_utilization="0.9")], 30.0),
@@ -140,7 +136,7 @@ CASES: dict[tuple[str, str], Case] = {
         "TLSv1.3",
     ),
     # one on-demand replica meets the floor of 1, not 2
-    ("on-demand-floor", "minOnDemand"): Case(_k8s, 2),
+    ("on-demand-floor", "minOnDemand"): Case(lambda: [pool(on_demand=1.0, spot=1.0)], 2),
     # preStop sleep 20 s is inside 10-30 s; outside 25-30 s and 10-15 s
     ("on-demand-floor", "drainSecondsMin"): Case(_k8s, 25),
     ("on-demand-floor", "drainSecondsMax"): Case(_k8s, 15),
@@ -195,7 +191,7 @@ def test_the_declarations_are_what_the_cases_cover():
     stale = set(CASES) - set(DECLARED)
     assert not stale, f"cases for keys no policy declares: {sorted(stale)}"
     # every threshold table entry reaches a registered policy's schema
-    assert {(pid, k) for pid, keys in context.THRESHOLDS.items() for k in keys} <= set(DECLARED)
+    assert {(pid, k) for r in checks.RULES for pid, k in ((r.id, t.key) for t in r.thresholds)} <= set(DECLARED)
 
 
 @pytest.mark.parametrize("policy_name, key", DECLARED, ids=[f"{p}.{k}" for p, k in DECLARED])
@@ -228,15 +224,7 @@ ENV_CASES: dict[str, Callable[[], list]] = {
             stdin=NGINX.replace("listen 443 ssl;", "listen 443;"),
         )
     ],
-    "on-demand-floor": lambda: [
-        deployment(
-            "llama-8b-spot",
-            capacity="spot",
-            replicas=2.0,
-            container_spec=vllm_container_spec(prestop=["sleep", "20"]),
-            grace=45.0,
-        )
-    ],
+    "on-demand-floor": lambda: [pool(on_demand=0.0, spot=2.0)],
     "gpu-limits-and-probes": lambda: [
         deployment(container_spec=vllm_container_spec(prestop=["sleep", "20"]), grace=45.0)
     ],
@@ -279,7 +267,9 @@ def _without_labels(r, *keys: str):
 
 
 def _gpu_less(**flags_: str):
-    return _without_labels(_l40s(gpu_memory_utilization="0.9", **flags_), LABEL_GPU)
+    r = copy.deepcopy(_l40s(gpu_memory_utilization="0.9", **flags_))
+    del r.inputs["gpu"]
+    return r
 
 
 def _k8s_without(label: str) -> list:
@@ -289,18 +279,16 @@ def _k8s_without(label: str) -> list:
 
 #: (rule, the label it needs, the labelled input that passes, the same input without the label)
 SKIPS = [
-    ("model-fits-gpu", LABEL_GPU, lambda: [_l40s(gpu_memory_utilization="0.9")], lambda: [_gpu_less()]),
+    ("model-fits-gpu", "`gpu` input", lambda: [_l40s(gpu_memory_utilization="0.9")], lambda: [_gpu_less()]),
     (
         "fp8-requires-fp8-gpu",
-        LABEL_GPU,
+        "`gpu` input",
         lambda: [_l40s(gpu_memory_utilization="0.9", kv_cache_dtype="fp8")],
         lambda: [_gpu_less(kv_cache_dtype="fp8")],
     ),
-    ("on-demand-floor", D.LABEL_MODEL, _k8s, lambda: _k8s_without(D.LABEL_MODEL)),
-    ("on-demand-floor", D.LABEL_CAPACITY, _k8s, lambda: _k8s_without(D.LABEL_CAPACITY)),
     ("gpu-limits-and-probes", D.LABEL_CAPACITY, _k8s, lambda: _k8s_without(D.LABEL_CAPACITY)),
 ]
-SKIP_IDS = [f"{rule}-without-{label.split('/')[-1]}" for rule, label, _, _ in SKIPS]
+SKIP_IDS = [f"{rule}-without-{label.strip('`').split('/')[-1].split('`')[0]}" for rule, label, _, _ in SKIPS]
 
 
 @pytest.mark.parametrize("rule_id, label, labelled, unlabelled", SKIPS, ids=SKIP_IDS)
@@ -310,13 +298,11 @@ def test_the_crafted_inputs_pass_with_labels_and_are_skipped_outside_ci(
     """Controls for the CI test below: the label is the only difference, and outside CI a missing label
     stays a silent skip (unchanged by the fix)."""
     monkeypatch.delenv("CI", raising=False)
-    assert context.ENFORCEMENT[rule_id]["prod"] == context.MANDATORY
+    assert checks.rule(rule_id).levels["prod"] == context.MANDATORY
     assert rule_id not in ids(evaluate(labelled(), "prod"))
     assert rule_id not in ids(evaluate(unlabelled(), "prod"))
     if rule_id == "fp8-requires-fp8-gpu":  # with the label, the same argv on an FP8-less GPU does fail
-        a100 = container(
-            command=_argv(gpu_memory_utilization="0.9", kv_cache_dtype="fp8"), labels={LABEL_GPU: "A100-SXM4-80GB"}
-        )
+        a100 = server(argv=_argv(gpu_memory_utilization="0.9", kv_cache_dtype="fp8"), gpu="A100-SXM4-80GB")
         assert rule_id in ids(evaluate([a100], "prod"), "mandatory")
 
 

@@ -22,9 +22,9 @@ from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown
 
 from vllm_stack import defaults as D
 
-from .helpers import LABEL_GPU, POLICY_DIR, VLLM_ARGV, container, deployment
+from .helpers import POLICY_DIR, VLLM_ARGV, container, deployment, pool, server, vllm_container_spec
 
-from vllm_policy import checks, context, pack  # noqa: E402  (helpers put policies/ on sys.path)
+from vllm_policy import checks, pack  # noqa: E402  (helpers put policies/ on sys.path)
 
 EXPECTED_IDS = {
     "gpu-memory-utilization-ceiling",
@@ -42,7 +42,7 @@ EXPECTED_IDS = {
     "grafana-no-default-password",
     "no-invalid-vllm-flags",
 }
-STACK_RULES = {"on-demand-floor", "gpu-limits-and-probes"}
+STACK_RULES = {"gpu-limits-and-probes"}
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def policies():
 def test_every_policy_id_is_registered_with_description_and_schema(policies):
     assert EXPECTED_IDS <= set(policies)
     assert set(policies) - EXPECTED_IDS == {"fp8-requires-fp8-gpu-advisory"}
-    assert set(context.POLICY_IDS) == EXPECTED_IDS == {r.id for r in checks.RULES}
+    assert set(checks.POLICY_IDS) == EXPECTED_IDS == {r.id for r in checks.RULES}
     for name, p in policies.items():
         assert len(p.description) > 40, name
         assert isinstance(p.config_schema, PolicyConfigSchema), name
@@ -81,9 +81,9 @@ def test_thresholds_are_in_the_schema_with_defaults_from_vllm_stack_defaults(pol
 
 def test_registered_levels_are_the_prod_column_of_the_one_table(policies):
     for pid in EXPECTED_IDS:
-        assert policies[pid].enforcement_level == EnforcementLevel(context.ENFORCEMENT[pid]["prod"])
+        assert policies[pid].enforcement_level == EnforcementLevel(checks.rule(pid).levels["prod"])
     assert policies["fp8-requires-fp8-gpu-advisory"].enforcement_level == EnforcementLevel.ADVISORY
-    assert {context.ENFORCEMENT[p]["prod"] for p in EXPECTED_IDS} == {"mandatory"}
+    assert {checks.rule(p).levels["prod"] for p in EXPECTED_IDS} == {"mandatory"}
 
 
 @pytest.mark.parametrize("env", ["dev", "prod"])
@@ -94,8 +94,50 @@ def test_pack_config_files_are_generated_from_the_table(env):
     )
     for pid, entry in pack.pack_config(env).items():
         assert entry["environment"] == env
-        if pid in context.ENFORCEMENT:
-            assert entry["enforcementLevel"] == context.ENFORCEMENT[pid][env]
+        if pid in checks.RULES_BY_ID:
+            assert entry["enforcementLevel"] == checks.rule(pid).levels[env]
+
+
+def test_docs_rules_table_is_generated_from_the_declarations():
+    text = pack.DOCS.read_text()
+    assert pack.RULES_START + "\n" + pack.render_rules_table() + pack.RULES_END in text, (
+        "docs/policies.md is stale: PYTHONPATH=policies .venv/bin/python -m vllm_policy.pack"
+    )
+    table = pack.render_rules_table()
+    for r in checks.RULES:
+        row = next(line for line in table.splitlines() if line.startswith(f"| `{r.id}` |"))
+        assert r.reads and r.reads.split("`")[0][:20] in row
+        assert row.count("|") - row.count("\\|") == 7, row  # six cells: no unescaped pipe in a cell
+    fp8 = next(line for line in table.splitlines() if line.startswith("| `fp8-requires-fp8-gpu` |"))
+    assert fp8.endswith("| M / A | M / A | `minComputeCapability` (8.9) |")
+    fits = next(line for line in table.splitlines() if line.startswith("| `model-fits-gpu` |"))
+    assert "| A | M |" in fits
+
+
+def test_rule_declarations_are_checked():
+    from vllm_policy.context import Rule
+
+    with pytest.raises(ValueError, match="levels"):
+        Rule("x", "d", lambda *a: None, {"prod": "mandatory"})
+    with pytest.raises(ValueError, match="scope"):
+        Rule("x", "d", lambda *a: None, {"dev": "advisory", "prod": "mandatory"}, scope="fleet")
+
+
+def test_component_type_tokens_are_the_component_classes():
+    from vllm_stack.components import host, kubernetes
+
+    from vllm_policy import shapes
+
+    def token(cls) -> str:
+        return f"{D.COMPONENT_PREFIX}:{cls.__name__}"
+
+    assert shapes.SERVER_COMPONENTS == {
+        token(c) for c in (host.DockerVllmServer, host.SystemdVllmServer, kubernetes.KubernetesVllmServer)
+    }
+    assert shapes.HOST_SERVER_COMPONENTS == {token(c) for c in (host.DockerVllmServer, host.SystemdVllmServer)}
+    assert shapes.POOL_COMPONENTS == {
+        token(c) for c in (host.HostSpotOnDemandPool, kubernetes.KubernetesSpotOnDemandPool)
+    }
 
 
 def test_main_holds_only_the_policy_pack_construction():
@@ -157,11 +199,15 @@ def _run(policy, args) -> list[tuple]:
 
 
 def test_resource_policy_reads_environment_from_config_then_labels(policies):
-    r = container(command=VLLM_ARGV + ["--gpu-memory-utilization", "0.94"], labels={D.LABEL_ENVIRONMENT: "dev"})
-    p = policies["gpu-memory-utilization-ceiling"]
-    assert _run(p, _resource_args(r)) == []  # label says dev: 0.94 < 0.95
+    r = deployment(env="dev", container_spec=vllm_container_spec(lifecycle=None))  # no preStop drain
+    p = policies["on-demand-floor"]
+    assert _run(p, _resource_args(r)) == []  # label says dev: a missing preStop is judged only in prod
     got = _run(p, _resource_args(r, {"environment": "prod"}))  # config wins
-    assert len(got) == 1 and "0.94" in got[0][0]
+    assert len(got) == 1 and "no preStop drain" in got[0][0]
+    p = policies["gpu-memory-utilization-ceiling"]
+    r = server(argv=VLLM_ARGV + ["--gpu-memory-utilization", "0.94"])  # a component: no label, prod by default
+    assert len(_run(p, _resource_args(r))) == 1
+    assert _run(p, _resource_args(r, {"environment": "dev"})) == []  # dev: 0.94 < the hard ceiling 0.95
     assert _run(p, _resource_args(r, {"environment": "prod", "prodCeiling": 0.95})) == []
 
 
@@ -177,7 +223,7 @@ def test_mixed_level_rule_splits_between_policy_and_advisory_companion(policies)
         "--max-model-len",
         "8192",
     ]
-    r = container(command=a, labels={LABEL_GPU: "A100-SXM4-80GB"})
+    r = server(argv=a, gpu="A100-SXM4-80GB")
     main = _run(policies["fp8-requires-fp8-gpu"], _resource_args(r))
     advisory = _run(policies["fp8-requires-fp8-gpu-advisory"], _resource_args(r))
     assert len(main) == 1 and "--kv-cache-dtype fp8" in main[0][0]
@@ -185,16 +231,22 @@ def test_mixed_level_rule_splits_between_policy_and_advisory_companion(policies)
 
 
 def test_stack_policy_reports_with_the_resource_urn(policies):
-    spot = deployment("llama-8b-spot", capacity="spot", replicas=2.0)
-    pr = PolicyResource(spot.type, spot.inputs, spot.urn, spot.name, _opts(), None, None, [], {})
-    got = _run(policies["on-demand-floor"], StackValidationArgs([pr], {}))
-    assert len(got) == 1 and "0 on-demand" in got[0][0] and got[0][1] == spot.urn
+    dep = deployment("llama-8b-on-demand")
+    pr = PolicyResource(dep.type, dep.inputs, dep.urn, dep.name, _opts(), None, None, [], {})
+    got = _run(policies["gpu-limits-and-probes"], StackValidationArgs([pr], {}))
+    assert len(got) == 1 and "PodDisruptionBudget" in got[0][0] and got[0][1] == dep.urn
+
+
+def test_component_inputs_are_judged_like_the_analyzer_sends_them(policies):
+    """Under the CLI a component's registered inputs reach resource policies (docs/policies.md)."""
+    got = _run(policies["on-demand-floor"], _resource_args(pool(on_demand=0.0, spot=2.0)))
+    assert len(got) == 1 and "0 on-demand" in got[0][0]
 
 
 def test_unknown_values_during_preview_surface_as_unknown_value_error(policies):
     """CrossGuard turns UnknownValueError into a "can't run during preview" note, so checks let it through."""
-    r = container()
-    props = unknown_checking_proxy({**r.inputs, "command": UNKNOWN_STRING_VALUE})
+    r = server()
+    props = unknown_checking_proxy({**r.inputs, "argv": UNKNOWN_STRING_VALUE})
     args = ResourceValidationArgs(r.type, props, r.urn, r.name, _opts(), None, None)
     with pytest.raises(UnknownValueError):
         policies["gpu-memory-utilization-ceiling"].validate(args, lambda m, u=None: None)
@@ -202,20 +254,20 @@ def test_unknown_values_during_preview_surface_as_unknown_value_error(policies):
 
 def test_unknown_image_digest_does_not_stop_the_argv_checks(policies):
     """A vLLM Container's image is the RemoteImage digest: unknown in every preview."""
-    r = container(command=VLLM_ARGV + ["--gpu-memory-utilization", "0.99"])
+    r = container(ports=[{"internal": 8000.0, "external": 8000.0, "ip": "0.0.0.0"}])
     props = unknown_checking_proxy({**r.inputs, "image": UNKNOWN_STRING_VALUE})
-    args = ResourceValidationArgs(r.type, props, r.urn, r.name, _opts(), None, {"environment": "dev"})
-    got = _run(policies["gpu-memory-utilization-ceiling"], args)
-    assert len(got) == 1 and "0.99" in got[0][0]
+    args = ResourceValidationArgs(r.type, props, r.urn, r.name, _opts(), None, {"environment": "prod"})
+    got = _run(policies["vllm-not-exposed"], args)
+    assert len(got) == 1 and "0.0.0.0" in got[0][0]
 
 
 def test_docs_list_every_policy_and_config_key():
     text = (POLICY_DIR.parent / "docs" / "policies.md").read_text()
     for pid in EXPECTED_IDS:
         assert f"`{pid}`" in text, pid
-    for pid, keys in context.THRESHOLDS.items():
-        for key in keys:
-            assert f"`{key}`" in text, (pid, key)
+    for r in checks.RULES:
+        for t in r.thresholds:
+            assert f"`{t.key}`" in text, (r.id, t.key)
     for secret in ("PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE"):
         assert secret in text
     assert "--policy-pack-config" in text

@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from .helpers import POLICY_DIR, ROOT, VLLM_ARGV, container
+from .helpers import POLICY_DIR, ROOT, VLLM_ARGV, server
 
 grpc = pytest.importorskip("grpc")
 from google.protobuf import empty_pb2, json_format, struct_pb2  # noqa: E402
@@ -55,12 +55,12 @@ def _struct(d: dict) -> struct_pb2.Struct:
 
 
 def test_analyzer_info_lists_every_policy(analyzer):
-    from vllm_policy import context
+    from vllm_policy import checks
 
     info = analyzer.GetAnalyzerInfo(empty_pb2.Empty())
     names = {p.name for p in info.policies}
     assert info.name == "vllm-stack-policies"
-    assert set(context.POLICY_IDS) <= names
+    assert set(checks.POLICY_IDS) <= names
     schema = next(p for p in info.policies if p.name == "gpu-memory-utilization-ceiling").configSchema
     assert "prodCeiling" in json_format.MessageToDict(schema.properties)
 
@@ -74,7 +74,7 @@ def test_analyze_reports_a_violation_with_its_level(analyzer):
     analyzer.Configure(analyzer_pb2.ConfigureAnalyzerRequest(policyConfig=cfg))
     argv = list(VLLM_ARGV)
     argv[argv.index("--gpu-memory-utilization") + 1] = "0.94"
-    r = container(command=argv)
+    r = server(argv=argv)
     resp = analyzer.Analyze(
         analyzer_pb2.AnalyzeRequest(type=r.type, properties=_struct(r.inputs), urn=r.urn, name=r.name)
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from vllm_policy import context, shapes
+from vllm_policy import checks, shapes
 
 from .helpers import LABEL_GPU, all_dumps, case_files, expected_policy, good_stack_files
 
@@ -52,7 +52,7 @@ def test_there_are_good_stacks_and_a_corpus():
 @pytest.mark.parametrize("path", case_files(), ids=lambda p: p.stem)
 def test_bad_case_fires_exactly_its_policy(plan_of, path):
     expected = expected_policy(path)
-    assert expected in context.POLICY_IDS, f"{path.name}: unknown policy id {expected!r}"
+    assert expected in checks.POLICY_IDS, f"{path.name}: unknown policy id {expected!r}"
     doc = plan_of(path)
     if expected in NEEDS_GPU_LABEL:  # the components label every vLLM workload with its GPU
         assert _has_gpu_label(doc), (

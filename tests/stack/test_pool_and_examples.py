@@ -85,3 +85,51 @@ def test_every_stack_file_runs_under_mocks(path: Path):
     comps = [r for r in d["resources"] if r["type"].startswith("vllmstack:index:")]
     assert len(comps) >= 5
     assert d["outputs"]["monthlyCostUsd"] > 0
+
+
+# --- what the policy pack judges is what runs ------------------------------------------------------
+
+
+def _wrapper_serve_args(wrapper: str) -> list[str]:
+    """The SERVE_ARGS array of a rendered wrapper, as bash itself expands it (only that array is run)."""
+    import re
+    import subprocess
+
+    block = re.search(r"(?ms)^readonly -a SERVE_ARGS=\(\n.*?^\)\n", wrapper)
+    assert block, "wrapper has no SERVE_ARGS array"
+    out = subprocess.run(
+        ["bash", "-c", block.group(0) + 'printf "%s\\0" "${SERVE_ARGS[@]}"'],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=10,
+    ).stdout
+    return out.split("\0")[:-1]
+
+
+def test_systemd_servers_register_the_argv_their_wrapper_runs(docker_prod):
+    """The vLLM rules read a server's `argv` input; on systemd hosts vLLM runs the wrapper's array."""
+    servers = by_type(docker_prod, "vllmstack:index:SystemdVllmServer")
+    assert len(servers) == 4
+    for srv in servers:
+        wrapper = unwrap(srv["inputs"]["wrapper"])["content"]
+        assert _wrapper_serve_args(wrapper) == srv["inputs"]["argv"], srv["name"]
+        assert srv["inputs"]["gpu"] == "L40S"  # examples/Pulumi.docker-prod.yaml
+        if srv["inputs"]["capacity"] == "spot":
+            assert srv["inputs"]["drain"]["seconds"] == 20
+            assert " 20; fi" in srv["inputs"]["drain"]["command"]
+
+
+def test_docker_and_kubernetes_servers_register_the_argv_they_run():
+    dev = dump(str(ROOT / "Pulumi.dev.yaml"))
+    for srv in by_type(dev, "vllmstack:index:DockerVllmServer"):
+        container = one(dev, "docker:index/container:Container", srv["name"])
+        assert container["inputs"]["command"] == srv["inputs"]["argv"]
+    prod = dump(str(ROOT / "Pulumi.prod.yaml"))
+    servers = by_type(prod, "vllmstack:index:KubernetesVllmServer")
+    assert servers
+    for srv in servers:
+        dep = unwrap(srv["inputs"]["deployment"])
+        (vllm,) = [c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "vllm"]
+        assert vllm["args"] == srv["inputs"]["argv"]
+        assert srv["inputs"]["gpu"] == dep["metadata"]["labels"]["vllm-stack/gpu"]

@@ -69,6 +69,9 @@ class DrainArgs(TypedDict):
 
     ssh: SshArgs
     command: str
+    """The hook (`host_commands.drain_hook`): takes the replica out of the front, waits, then returns."""
+    seconds: int
+    """How long the hook waits for in-flight requests (the policy pack judges this number)."""
 
 
 def connection(ssh: SshArgs) -> remote.ConnectionArgs:

@@ -135,6 +135,10 @@ class _ServerArgs(TypedDict):
     """Served model name (the front's route)."""
     capacity: str
     """onDemand | spot"""
+    argv: list[str]
+    """`vllm serve` arguments (`serve_argv`) this replica runs; the policy pack's vLLM rules judge them."""
+    gpu: str
+    """GPU catalog id (`l40s`, `h100-80gb`, ...) of the GPUs it runs on (the fit and FP8 rules read it)."""
     address: str
     """Where the front and Prometheus reach this replica (its bind address)."""
     port: int
@@ -172,8 +176,6 @@ class _Server(Component):
 class DockerVllmServerArgs(_ServerArgs):
     container_name: str
     image: str
-    argv: list[str]
-    """`vllm serve` arguments (`serve_argv`)."""
     env: dict[str, str]
     """Public environment (secrets come from the mounted 0600 env file)."""
     gpus: str
@@ -241,7 +243,7 @@ class SystemdVllmServerArgs(_ServerArgs):
     unit: FileArgs
     """The unit file (`render_systemd_unit`)."""
     wrapper: FileArgs
-    """The readiness wrapper its ExecStart runs (`render_start_wrapper`)."""
+    """The readiness wrapper its ExecStart runs (`render_start_wrapper`, which embeds `argv`)."""
 
 
 class SystemdVllmServer(_Server):

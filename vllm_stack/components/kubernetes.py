@@ -68,6 +68,10 @@ class KubernetesVllmServerArgs(TypedDict):
     model: str
     capacity: str
     """onDemand | spot"""
+    argv: list[str]
+    """`vllm serve` arguments of the Deployment's vLLM container; the policy pack's vLLM rules judge them."""
+    gpu: str
+    """GPU catalog id the pods are scheduled on (the fit and FP8 rules read it)."""
     deployment: dict[str, Any]
     autoscaled: bool
     """KEDA owns `spec.replicas` once deployed: `pulumi up` must not reset it."""

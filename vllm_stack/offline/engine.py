@@ -23,12 +23,13 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from .. import defaults as D
-from .. import deployment
 
 SECRET_PLACEHOLDER = "[secret]"  # how a secret is displayed
 #: What a secret *value* is replaced with offline: token-safe, so renderers that validate
-#: keys (nginx's API-key map) accept it like a real key.
-VALUE_PLACEHOLDER = deployment.SECRET_PLACEHOLDER
+#: keys (nginx's API-key map) accept it like a real key. Spelled unlike the templates'
+#: `deployment.SECRET_PLACEHOLDER` (what a Secret's stringData holds until the component puts the
+#: secret input in), so a template in a component input is not mistaken for a leaked secret.
+VALUE_PLACEHOLDER = "plan-secret-value"
 
 
 @dataclass

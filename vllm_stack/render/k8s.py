@@ -47,7 +47,7 @@ from .k8s_front import (
     front_paths,
     render_front_files,
 )
-from .k8s_model import model_objects, queue_query  # noqa: F401
+from .k8s_model import model_objects, queue_query, vllm_container  # noqa: F401
 from .k8s_monitoring import (
     GRAFANA_PASSWORD_KEY,
     PROMETHEUS_RULES_PATH,
@@ -78,6 +78,7 @@ __all__ = [
     "render_front_files",
     "render_prometheus_yml_k8s",
     "secret_object",
+    "vllm_container",
     "tls_secret_object",
     "weights_access_mode",
 ]

@@ -118,6 +118,11 @@ def _container(spec: ModelSpec, *, secret_name: str) -> Obj:
     }
 
 
+def vllm_container(deployment: Obj) -> Obj:
+    """The vLLM container of a rendered model Deployment (its `args` are what the server registers)."""
+    return next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == COMPONENT)
+
+
 def deployment(cfg: StackConfig, spec: ModelSpec, capacity: str, replicas: int, *, secret_name: str) -> Obj:
     name = deployment_name(spec, capacity)
     sel = selector(COMPONENT, model=spec.name, capacity=capacity)

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from .. import defaults as D
 from .. import quoting
-from ..placement import K8S_CAPACITY, Replica
+from ..placement import Replica
 from .vllm_args import SECRET_ENV, RenderError, public_env, serve_argv
 
 if TYPE_CHECKING:
@@ -126,17 +126,6 @@ def unit_environment(spec: ModelSpec, replica: Replica) -> dict[str, str]:
     return env
 
 
-def unit_markers(cfg: StackConfig, spec: ModelSpec, replica: Replica) -> dict[str, str]:
-    """Label-like comments: the policies read model/GPU/capacity of a unit the way they read
-    k8s labels (a unit file has no labels)."""
-    return {
-        D.LABEL_MODEL: spec.name,
-        D.LABEL_GPU: spec.gpu,
-        D.LABEL_CAPACITY: K8S_CAPACITY[replica.capacity],
-        D.LABEL_ENVIRONMENT: cfg.environment,
-    }
-
-
 def render_systemd_unit(cfg: StackConfig, spec: ModelSpec, replica: Replica, *, bin_dir: str = D.HOST_BIN_DIR) -> str:
     """`vllm-<model>[-<n>].service` for one replica (Type=notify; ExecStart is the wrapper).
 
@@ -184,7 +173,6 @@ def render_systemd_unit(cfg: StackConfig, spec: ModelSpec, replica: Replica, *, 
     header = (
         "# Rendered by vllm-stack: do not edit, the next deploy overwrites it.\n"
         "# Secrets live in the EnvironmentFile (0600 root), never in this world-readable file.\n"
-        + "".join(f"# {k}: {v}\n" for k, v in unit_markers(cfg, spec, replica).items())
     )
     return (
         header
@@ -279,6 +267,11 @@ def _argv_lines(words: list[str]) -> list[str]:
     return lines
 
 
+def wrapper_argv(cfg: StackConfig, spec: ModelSpec, replica: Replica, *, bind_host: str | None = None) -> list[str]:
+    """The `vllm serve` arguments the wrapper runs (the SystemdVllmServer registers the same list)."""
+    return serve_argv(spec, host=bind_host or vllm_bind_host(cfg, replica), port=replica.port)
+
+
 def render_start_wrapper(
     cfg: StackConfig,
     spec: ModelSpec,
@@ -298,7 +291,7 @@ def render_start_wrapper(
         raise RenderError(f"poll_seconds must be > 0, got {poll_seconds}")
     _check_replica(cfg, spec, replica)
     bind = bind_host or vllm_bind_host(cfg, replica)
-    argv = serve_argv(spec, host=bind, port=replica.port)
+    argv = wrapper_argv(cfg, spec, replica, bind_host=bind)
     q = quoting.sh
     args = "".join(f"    {line}\n" for line in _argv_lines([q(a) for a in argv]))
     return (
@@ -307,7 +300,6 @@ def render_start_wrapper(
         f"{unit_name(spec, replica)} (Type=notify).\n"
         "# Starts `vllm serve`, notifies systemd only once /health answers 200, forwards SIGTERM.\n"
         "# No secret here: vLLM reads VLLM_API_KEY/HF_TOKEN from the unit's EnvironmentFile.\n"
-        + "".join(f"# {k}: {v}\n" for k, v in unit_markers(cfg, spec, replica).items())
         + "set -euo pipefail\n\n"
         f"readonly NAME={q(wrapper_name(spec, replica))}\n"
         f"readonly VLLM={q(vllm_bin)}\n"
