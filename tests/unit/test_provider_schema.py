@@ -97,3 +97,21 @@ def test_yaml_check_sees_an_unknown_input(doc):
     program["resources"]["front"]["properties"]["bogus"] = 1
     res = doc["resources"]["vllmstack:index:HostNginxFront"]
     assert not set(program["resources"]["front"]["properties"]) <= set(res["inputProperties"])
+
+
+def test_whole_floats_from_the_provider_host_become_ints_where_the_args_say_int():
+    """Protobuf numbers are doubles: a YAML program's `port: 8000` reaches the component as 8000.0."""
+    from vllm_stack.components.base import coerce_integers
+    from vllm_stack.components.host import DockerVllmServerArgs
+    from vllm_stack.components.args import PoolArgs
+
+    args = {"port": 8000.0, "stop_timeout": 35.0, "drain": {"seconds": 20.0, "command": "x"}, "model": "m"}
+    coerce_integers(args, DockerVllmServerArgs)
+    assert args == {"port": 8000, "stop_timeout": 35, "drain": {"seconds": 20, "command": "x"}, "model": "m"}
+    assert all(type(v) is int for v in (args["port"], args["stop_timeout"], args["drain"]["seconds"]))
+    pool = {"on_demand": 1.0, "backends": [{"model": "m", "address": "10.0.0.1", "port": 8001.0, "capacity": "spot"}]}
+    coerce_integers(pool, PoolArgs)
+    assert type(pool["on_demand"]) is int and type(pool["backends"][0]["port"]) is int
+    odd = {"port": 8000.5}
+    coerce_integers(odd, DockerVllmServerArgs)
+    assert odd == {"port": 8000.5}  # not a whole number: left for the component to refuse
