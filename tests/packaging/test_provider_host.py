@@ -186,19 +186,22 @@ DOCKER_SERVER_INPUTS = {
 }
 
 
-def test_construct_builds_a_docker_server_from_schema_inputs(hosted):
-    stub, address, monitor, eng = hosted
-    resp = stub.Construct(
-        provider_pb2.ConstructRequest(
-            project="vllm-stack",
-            stack="provider-test",
-            monitorEndpoint=address,
-            type="vllmstack:index:DockerVllmServer",
-            name="qwen-7b-spot-0",
-            inputs=_struct(DOCKER_SERVER_INPUTS),
-        ),
-        timeout=120,
+def _construct(hosted, name: str, inputs: dict):
+    stub, address, _, _ = hosted
+    request = provider_pb2.ConstructRequest(
+        project="vllm-stack",
+        stack="provider-test",
+        monitorEndpoint=address,
+        type="vllmstack:index:DockerVllmServer",
+        name=name,
+        inputs=_struct(inputs),
     )
+    return stub.Construct(request, timeout=120)
+
+
+def test_construct_builds_a_docker_server_from_schema_inputs(hosted):
+    _, _, monitor, eng = hosted
+    resp = _construct(hosted, "qwen-7b-spot-0", DOCKER_SERVER_INPUTS)
     assert resp.urn.endswith("vllmstack:index:DockerVllmServer::qwen-7b-spot-0"), (resp.urn, eng.logs)
     outputs = json_format.MessageToDict(resp.state)
     assert outputs["endpoint"] == "10.0.2.21:8000" and outputs["capacity"] == "spot"
@@ -213,20 +216,9 @@ def test_construct_builds_a_docker_server_from_schema_inputs(hosted):
 
 
 def test_construct_refuses_inputs_the_schema_does_not_allow(hosted):
-    stub, address, _, _ = hosted
     bad = {k: v for k, v in DOCKER_SERVER_INPUTS.items() if k != "argv"}
     with pytest.raises(grpc.RpcError) as err:
-        stub.Construct(
-            provider_pb2.ConstructRequest(
-                project="vllm-stack",
-                stack="provider-test",
-                monitorEndpoint=address,
-                type="vllmstack:index:DockerVllmServer",
-                name="missing-argv",
-                inputs=_struct(bad),
-            ),
-            timeout=60,
-        )
+        _construct(hosted, "missing-argv", bad)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     # The property errors travel in the rich status (google.rpc.Status details), as the engine reads them.
     details = b"".join(v for k, v in err.value.trailing_metadata() or () if k == "grpc-status-details-bin")
