@@ -106,3 +106,80 @@ class RouterProc:
 
 def router_ports() -> tuple[int, int]:
     return free_port(), free_port()
+
+
+# --- nginx -> router -> backends, on loopback ------------------------------------------------
+
+
+class RoutedFront:
+    """The rendered front whose `routed` model goes through a real vllm-router to `backends`
+    (any OpenAI-compatible servers on 127.0.0.1), plus `direct` models straight to their servers.
+    `stop()` stops nginx (and the fakes it holds), then the router, by pid."""
+
+    def __init__(self, front, router: RouterProc, workers: list[str]) -> None:
+        self.front = front
+        self.router = router
+        self.workers = workers
+
+    def stop(self) -> None:
+        try:
+            self.front.stop()
+        finally:
+            self.router.stop()
+
+
+def start_routed_front(
+    pki,
+    *,
+    routed: str,
+    workers: Sequence[str],
+    policy: str,
+    keys: Sequence[str],
+    backend_key: str | None,
+    direct: dict[str, list] | None = None,
+    fakes: dict | None = None,
+    root: Path | None = None,
+    front: dict | None = None,
+) -> RoutedFront:
+    """Render the router's argv for `workers` (`render.router.router_argv`), start it, then the front
+    with the router as `routed`'s only upstream server (`Deployment.front_backends` on SSH hosts)."""
+    from tests.support.front import front_root, launch_front
+    from vllm_stack import defaults as D
+    from vllm_stack.deployment import ROUTER_PREFIX, Router
+    from vllm_stack.endpoints import Backend
+    from vllm_stack.loader import parse_config
+    from vllm_stack.render.router import router_argv
+
+    models = [routed, *(direct or {})]
+    specs = [{"name": m, "model": "mistralai/Mistral-7B-v0.3", "gpu": "L40S", "default": m == routed} for m in models]
+    cfg = parse_config({"environment": "dev", "platform": "kubernetes", "models": specs, "front": front or {}})
+    port, metrics = router_ports()
+    r = Router(
+        name=f"{ROUTER_PREFIX}{routed}",
+        model=routed,
+        policy=D.ROUTER_POLICIES[policy],
+        bind=D.LOOPBACK,
+        address=D.LOOPBACK,
+        port=port,
+        metrics_port=metrics,
+        url=f"http://{D.LOOPBACK}:{port}",
+        admin_url=f"http://{D.LOOPBACK}:{port}",
+        workers=tuple(workers),
+        selector=(),
+    )
+    root = front_root(root)
+    router = RouterProc(router_argv(cfg, r), root / "logs")
+    try:
+        backends = [r.backend] + [b for bs in (direct or {}).values() for b in bs if isinstance(b, Backend)]
+        front = launch_front(pki, cfg, backends, keys=keys, backend_key=backend_key, root=root, fakes=fakes)
+    except BaseException:
+        router.stop()
+        raise
+    return RoutedFront(front, router, list(workers))
+
+
+def remove_worker(router: RouterProc, worker: str) -> int:
+    """What the rendered drain hook does (`host_commands.router_drain_hook`), minus the sleep."""
+    req = urllib.request.Request(f"{router.url}/remove_worker?url={worker}", method="POST")
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return int(resp.status)

@@ -60,6 +60,8 @@ def router_argv(cfg: StackConfig, r: Router) -> list[str]:
         str(D.ROUTER_HEALTH_FAILURES),
         "--retry-max-retries",
         str(D.ROUTER_RETRIES),
+        "--cb-failure-threshold",
+        str(D.ROUTER_CB_FAILURES),
         "--request-timeout-secs",
         str(cfg.front.read_timeout_seconds),
         "--request-id-headers",
