@@ -179,8 +179,12 @@ class Deployment:
         return tuple(s.backend for s in self.servers if s.replica is not None)
 
     def scrape_targets(self) -> tuple[ScrapeTarget, ...]:
-        return tuple(s.scrape_target for s in self.servers if s.replica is not None) + tuple(
-            h.dcgm_target for h in self.hosts
+        """SSH hosts: every replica, every host's DCGM exporter, and every router (on the front host's
+        loopback: reachable when Prometheus runs on the front host, the default `monitoring.host`)."""
+        return (
+            tuple(s.scrape_target for s in self.servers if s.replica is not None)
+            + tuple(h.dcgm_target for h in self.hosts)
+            + tuple(r.scrape_target for r in self.routers if r.workers)
         )
 
 

@@ -77,6 +77,7 @@ from .render import k8s as k8s_render
 from .render import nginx as nginx_render
 from .render import prometheus as prom_render
 from .render import router as router_render
+from .render import routing_monitoring
 from .render import systemd as systemd_render
 from .render.k8s_common import WEIGHTS_PVC
 from .render.prometheus import LOCAL_LISTEN
@@ -169,7 +170,7 @@ def _record_front_secrets() -> None:
 
 def _monitoring_files(cfg: StackConfig, model: Deployment, prom: str) -> tuple[str, dict[str, str]]:
     """The alert rules and Grafana's provisioning (the same on both platforms), recorded with `prom`."""
-    rules = alerts_render.render_alert_rules(cfg)
+    rules = routing_monitoring.with_routing_rules(cfg, alerts_render.render_alert_rules(cfg))
     grafana_files = (
         grafana_render.render_grafana(cfg, prometheus_url=model.prometheus_url)
         if cfg.monitoring.grafana.enabled

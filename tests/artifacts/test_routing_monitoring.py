@@ -94,3 +94,17 @@ def test_routed_dashboard_type_checks(tmp_path: Path):
     path.write_text(json.dumps(dash, indent=2))
     res = tools.grafana_check(path)
     assert res.ok, str(res)
+
+
+def test_routed_prometheus_config_and_rules_pass_promtool(tmp_path: Path):
+    from vllm_stack.render.alerts import render_alert_rules
+    from vllm_stack.render.prometheus import render_prometheus_yml
+
+    tools.require("promtool")
+    cfg = host_cfg()
+    (tmp_path / RULES).write_text(RM.with_routing_rules(cfg, render_alert_rules(cfg)))
+    prom = tmp_path / "prometheus.yml"
+    prom.write_text(render_prometheus_yml(cfg, list(build(cfg).scrape_targets()), rule_files=[RULES]))
+    res = tools.promtool_check_config(prom)
+    assert res.ok and "SUCCESS: 10 rules found" in res.output, str(res)
+    assert "vllm-router" in prom.read_text()

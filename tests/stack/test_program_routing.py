@@ -99,3 +99,19 @@ def test_k8s_router_objects_and_front_upstream(cluster):
     up = cluster["artifacts"]["front/upstreams/llama.conf"]["content"]
     assert "server vllm-router-llama.vllm.svc:30000 " in up
     _assert_secret_containment(cluster)
+
+
+def test_host_monitoring_scrapes_the_router_and_has_the_routing_group(hosts):
+    prom = yaml.safe_load(hosts["artifacts"]["monitoring/prometheus.yml"]["content"])
+    job = next(j for j in prom["scrape_configs"] if j["job_name"] == "vllm-router")
+    assert job["static_configs"][0]["targets"] == ["127.0.0.1:29000"]
+    rules = yaml.safe_load(hosts["artifacts"][f"monitoring/{D.RULES_FILE}"]["content"])
+    assert [g["name"] for g in rules["groups"]] == [D.ALERT_GROUP, D.ROUTING_ALERT_GROUP]
+    assert rules["groups"][1]["rules"][0]["alert"] == "VllmPrefixCacheHitRateCollapse"
+
+
+def test_k8s_prometheus_discovers_the_router_metrics_port(cluster):
+    prom = yaml.safe_load(cluster["artifacts"]["monitoring/prometheus.yml"]["content"])
+    job = next(j for j in prom["scrape_configs"] if j["job_name"] == "vllm-router")
+    keeps = [r for r in job["relabel_configs"] if r.get("action") == "keep"]
+    assert keeps[0]["regex"] == "vllm-stack;router" and keeps[1]["regex"] == "metrics"

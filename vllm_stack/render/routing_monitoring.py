@@ -92,6 +92,15 @@ def render_routing_alert_rules(cfg: StackConfig, *, for_override: str | None = N
     return _dump(routing_alert_rules_doc(cfg, for_override=for_override))
 
 
+def with_routing_rules(cfg: StackConfig, rules_text: str) -> str:
+    """The stack's rules file plus the `vllm-routing` group when a model is routed (one file, own group)."""
+    if not any(m.routing.enabled for m in cfg.models):
+        return rules_text
+    doc = yaml.safe_load(rules_text)
+    doc["groups"] = list(doc["groups"]) + routing_alert_rules_doc(cfg)["groups"]
+    return _dump(doc)
+
+
 def render_routing_promtool_tests(cfg: StackConfig, rules_file: str, model: str = "chat") -> str:
     """Three cases over 60 minutes at 1m steps: steady traffic, hit rate 0.9 then 0.05 from minute 35
     (fires); the same collapse while traffic drops to a tenth (quiet); steady traffic at 0.9 (quiet)."""
@@ -179,4 +188,5 @@ __all__ = [
     "router_scrape_targets",
     "routing_alert_rules",
     "routing_panel_queries",
+    "with_routing_rules",
 ]
