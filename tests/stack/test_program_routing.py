@@ -115,3 +115,43 @@ def test_k8s_prometheus_discovers_the_router_metrics_port(cluster):
     job = next(j for j in prom["scrape_configs"] if j["job_name"] == "vllm-router")
     keeps = [r for r in job["relabel_configs"] if r.get("action") == "keep"]
     assert keeps[0]["regex"] == "vllm-stack;router" and keeps[1]["regex"] == "metrics"
+
+
+def _findings(d: dict, env: str) -> list[str]:
+    from policies.vllm_policy import routing_rules as RR
+    from policies.vllm_policy.checks import Res
+    from policies.vllm_policy.context import PolicyContext
+
+    ctx, out = PolicyContext(env), []
+    for r in d["resources"]:
+        for rule in (RR.router_pinned, RR.router_not_exposed):
+            rule(r["type"], r["inputs"], ctx, lambda m, **kw: out.append(f"{r['name']}: {m}"))
+    res = [Res(r["type"], r["inputs"], urn=r["urn"], name=r["name"]) for r in d["resources"]]
+    RR.router_network_policy(res, ctx, lambda m, urn=None: out.append(m))
+    return out
+
+
+def test_routing_policies_pass_on_what_the_program_registers(hosts, cluster):
+    assert _findings(hosts, "dev") == []
+    assert _findings(cluster, "prod") == []
+
+
+def test_routing_policies_see_the_program_shapes(hosts, cluster):
+    """The same rules do fire on the recorded inputs once a value is wrong (they read the real shapes)."""
+    import copy
+
+    bad = copy.deepcopy(cluster)
+    for r in bad["resources"]:
+        if r["type"] == "kubernetes:apps/v1:Deployment" and r["name"] == "deployment-vllm-router-llama":
+            r["inputs"]["spec"]["template"]["spec"]["containers"][0]["image"] = "registry.example/vllm-router:0.1.17"
+        if r["type"] == "kubernetes:core/v1:Service" and r["name"] == "service-vllm-router-llama":
+            r["inputs"]["spec"]["type"] = "NodePort"
+    assert len(_findings(bad, "prod")) == 2
+    bad = copy.deepcopy(hosts)
+    n = 0
+    for r in bad["resources"]:
+        stdin = r["inputs"].get("stdin")
+        if isinstance(stdin, str) and "ExecStart=/opt/vllm-router" in stdin:
+            r["inputs"]["stdin"] = stdin.replace("--host 127.0.0.1", "--host 0.0.0.0")
+            n += 1
+    assert n == 1 and len(_findings(bad, "dev")) == 1

@@ -161,6 +161,7 @@ def test_host_argv_static_workers_and_health():
     assert _opt(argv, "--health-check-endpoint") == "/health"
     assert _opt(argv, "--health-failure-threshold") == str(D.UPSTREAM_MAX_FAILS)
     assert _opt(argv, "--retry-max-retries") == str(D.PROXY_NEXT_UPSTREAM_TRIES)
+    assert _opt(argv, "--cb-failure-threshold") == "1" == str(D.ROUTER_CB_FAILURES)
     i = argv.index("--worker-urls")
     assert argv[i + 1 : i + 4] == list(r.workers)
     assert "--service-discovery" not in argv and "--api-key" not in argv
