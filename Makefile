@@ -25,6 +25,7 @@ lock:
 
 tools: venv
 	@bash scripts/bootstrap.sh tools
+	@bash scripts/vllm_router_venv.sh >/dev/null
 
 vllm-venv:
 	@bash scripts/vllm_cpu_venv.sh >/dev/null

@@ -154,6 +154,21 @@ class LoadSpec(_Model):
     )
 
 
+class RoutingSpec(_Model):
+    """The routing tier of one model: vllm-router between the front and the replicas."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Put a vllm-router between nginx and this model's replicas (nginx stays the edge: TLS, keys, "
+        "rate limits, routes).",
+    )
+    policy: Literal["prefix", "session", "least_conn"] = Field(
+        default=D.ROUTER_POLICY_DEFAULT,
+        description="`prefix`: the replica most likely to hold the prompt's prefix (least loaded under imbalance); "
+        f"`session`: hash of the `{D.ROUTER_SESSION_HEADER}` header; `least_conn`: the less loaded replica.",
+    )
+
+
 class ModelSpec(_Model):
     """One served model: what vLLM loads, on which GPU, with which limits."""
 
@@ -198,6 +213,7 @@ class ModelSpec(_Model):
     image: OciImage = Field(default=D.VLLM_IMAGE, description="vLLM container image (pin a tag in prod).")
     architecture: ArchitectureSpec | None = Field(default=None, description="Required for models not in the catalog.")
     default: bool = Field(default=False, description="Route plain `/v1/` to this model (default: the first model).")
+    routing: RoutingSpec = Field(default_factory=RoutingSpec, description="Routing tier (see routing.*).")
 
     @field_validator("name")
     @classmethod
@@ -341,6 +357,19 @@ class PriceSpec(_Model):
     spot_per_hour: float | None = Field(default=None, gt=0, le=1000, description="USD per GPU-hour, spot.")
 
 
+class RouterSpec(_Model):
+    """How the router is installed (shared by every model with `routing.enabled`)."""
+
+    version: Literal["0.1.17"] = Field(
+        default=D.ROUTER_VERSION, description="PyPI `vllm-router` version (systemd runtime installs it in a venv)."
+    )
+    image: OciImage | None = Field(
+        default=None,
+        description="Router container image (docker runtime, kubernetes): the project publishes none; build "
+        "one from the pinned wheel and push it, then give `repo@sha256:<digest>` (prod requires a digest).",
+    )
+
+
 class StackConfig(_Model):
     """Everything under the `vllm-stack:` namespace except secrets."""
 
@@ -361,6 +390,9 @@ class StackConfig(_Model):
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec, description="Monitoring (see monitoring.*).")
     prices: dict[GpuId, PriceSpec] = Field(default_factory=dict, description="Per-GPU price overrides (USD/hour).")
     kubernetes: KubernetesSpec = Field(default_factory=KubernetesSpec, description="kubernetes platform settings.")
+    router: RouterSpec = Field(
+        default_factory=RouterSpec, validate_default=True, description="Router install (see router.*)."
+    )
     #: Secret keys that are set (as `secure:` values); never their values.
     secrets: frozenset[str] = Field(default=frozenset(), exclude=True)
 
@@ -372,6 +404,22 @@ class StackConfig(_Model):
         if dupes:
             raise ValueError(f"model names must be unique; repeated: {', '.join(dupes)}")
         return v
+
+    @field_validator("router")
+    @classmethod
+    def _router_image_when_needed(cls, v: RouterSpec, info: ValidationInfo) -> RouterSpec:
+        models = info.data.get("models") or ()
+        if v.image is None and any(m.routing.enabled for m in models):
+            platform, runtime = info.data.get("platform"), info.data.get("host_runtime")
+            if platform == "kubernetes" or runtime == "docker":
+                raise ValueError(
+                    "image is required when a model has routing.enabled on this platform "
+                    "(kubernetes, docker runtime): give a pinned image, e.g. registry/vllm-router@sha256:<digest>"
+                )
+        return v
+
+    def routed(self, model: str) -> bool:
+        return any(m.name == model and m.routing.enabled for m in self.models)
 
     @property
     def default_model(self) -> ModelSpec:

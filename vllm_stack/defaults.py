@@ -8,6 +8,8 @@ the comment says which (seeds live in ../shared/seeds, corrections in
 
 from __future__ import annotations
 
+from typing import Final
+
 PROJECT = "vllm-stack"
 LOOPBACK = "127.0.0.1"  # where a service binds when only its own host talks to it
 PROVIDER_NAME = "vllmstack"  # package name of the component provider (provider/)
@@ -224,3 +226,37 @@ TLS_SESSION_CACHE = "shared:SSL:10m"
 TLS_SESSION_TIMEOUT = "1d"
 REQUEST_ID_MAX_LEN = 128  # longer/odd client X-Request-IDs are replaced by nginx's $request_id
 API_KEY_MIN_LEN = 16
+
+# --- routing tier (vllm-router, the vLLM project's Rust router; ../shared/notes/routing.md) ---------
+ROUTER_VERSION: Final = "0.1.17"  # PyPI vllm-router, pinned (scripts/vllm_router_venv.sh installs the same)
+ROUTER_PACKAGE = "vllm-router"
+ROUTER_PORT_BASE = 30000  # vllm-router's default --port; model i listens on base + i
+ROUTER_METRICS_PORT_BASE = 29000  # its default --prometheus-port; two routers on one port: the second panics
+#: The stack's policy names -> vllm-router `--policy` (read from `vllm-router --help`, 0.1.17):
+#: cache_aware = per-worker prefix tree of the prompt text, least-loaded fallback under imbalance;
+#: consistent_hash = hash of the session header (x-session-id, read from the router's hash_key code);
+#: power_of_two = the less loaded of two workers (exactly least-loaded with two replicas).
+ROUTER_POLICIES = {"prefix": "cache_aware", "session": "consistent_hash", "least_conn": "power_of_two"}
+ROUTER_POLICY_DEFAULT: Final = "prefix"  # the probe in routing.md: later-turn TTFT 0.26x round robin
+ROUTER_SESSION_HEADER = "x-session-id"  # one of the headers consistent_hash keys on
+ROUTER_HEALTH_INTERVAL_SEC = HEALTH_POLL_SECONDS
+ROUTER_HEALTH_FAILURES = UPSTREAM_MAX_FAILS  # failed /health checks before a worker leaves the set
+#: Failures that open a worker's circuit (no request is sent to it until the breaker half-opens).
+#: 1, because the router retries on the worker it picked: with 2, a SIGKILLed idle backend failed
+#: 1 request of 12 in 1 run of 3 (tests/e2e/test_routing_e2e.py); with 1, 0 failures in 8 runs.
+ROUTER_CB_FAILURES = 1
+ROUTER_RETRIES = PROXY_NEXT_UPSTREAM_TRIES  # retries on connect failure / 5xx
+ROUTER_INSTALL_DIR = "/opt/vllm-router"  # venv on the front host (systemd runtime)
+ROUTER_REPLICAS = 1
+ROUTER_CPU_REQUEST = "250m"
+ROUTER_MEMORY_REQUEST = "256Mi"
+ROUTER_UID = 65532  # distroless nonroot
+ALERT_PREFIX_HIT_RATE = 0.2  # hit rate below this (with steady traffic) for ALERT_PREFIX_HIT_FOR fires
+ALERT_PREFIX_HIT_FOR = "10m"
+ALERT_PREFIX_MIN_QUERY_TOKENS_PER_S = 1.0  # "traffic": prompt tokens/s looked up in the prefix cache, at least
+ALERT_PREFIX_STEADY_SHARE = 0.5  # "steady": the lookup rate is at least this share of what it was
+ALERT_PREFIX_STEADY_OFFSET = "30m"  # ... this long ago (a traffic drop is not a cache collapse)
+ROUTING_ALERT_GROUP = "vllm-routing"  # its own rule group (kept apart from the `vllm` group)
+METRIC_PREFIX_HITS = "vllm:prefix_cache_hits_total"  # tokens served from the prefix cache (vLLM V1)
+METRIC_PREFIX_QUERIES = "vllm:prefix_cache_queries_total"
+JOB_ROUTER = "vllm-router"

@@ -87,6 +87,50 @@ class Server:
         )
 
 
+#: Routing tier names (one definition each).
+ROUTER_PREFIX = "vllm-router-"  # unit / container / Kubernetes object name: vllm-router-<model>
+ROUTER_COMPONENT = "router"  # app.kubernetes.io/component of the router's objects
+ROUTER_PORT_NAME = "http"
+ROUTER_METRICS_PORT_NAME = "metrics"
+
+
+@dataclass(frozen=True)
+class Router:
+    """The routing tier of one model (`models[].routing.enabled`)."""
+
+    name: str  # unit (`<name>.service`), container, Kubernetes Deployment/Service/ServiceAccount/Role
+    model: str
+    policy: str  # vllm-router --policy
+    bind: str  # where it listens (front host loopback; 0.0.0.0 in its pod)
+    address: str  # where nginx reaches it (front host loopback; its Service's DNS name)
+    port: int
+    metrics_port: int
+    url: str  # what nginx's upstream for the model points at (host:port in `backend`)
+    admin_url: str  # worker set: POST /remove_worker?url=..., GET /list_workers (front host / in cluster)
+    workers: tuple[str, ...]  # static worker URLs (SSH hosts); () on Kubernetes (pod discovery)
+    selector: tuple[tuple[str, str], ...]  # Kubernetes: pod labels discovered (model's vLLM pods)
+    unit: str | None = None  # systemd runtime
+    container: str | None = None  # docker runtime
+    host: str | None = None  # SSH hosts: the front host's name
+
+    @property
+    def backend(self) -> Backend:
+        """The nginx upstream server of a routed model: the router, never the replicas."""
+        return Backend(self.model, self.address, self.port)
+
+    def worker_url(self, hostport: str) -> str:
+        return f"http://{hostport}"
+
+    @property
+    def scrape_target(self) -> ScrapeTarget:
+        return ScrapeTarget(
+            D.JOB_ROUTER,
+            self.address,
+            self.metrics_port,
+            ((D.SCRAPE_LABEL_MODEL, self.model),),
+        )
+
+
 @dataclass(frozen=True)
 class Host:
     name: str
@@ -110,6 +154,23 @@ class Deployment:
     prometheus_url: str  # where Grafana (and KEDA) query Prometheus
     grafana_url: str | None
     secrets: tuple[SecretRef, ...]
+    routers: tuple[Router, ...] = ()
+
+    def router_of(self, model: str) -> Router | None:
+        return next((r for r in self.routers if r.model == model), None)
+
+    def front_backends(self) -> tuple[Backend, ...]:
+        """What nginx's upstreams hold on SSH hosts: the replicas, or the router of a routed model."""
+        out: list[Backend] = []
+        for s in self.servers:
+            if s.replica is None:
+                continue
+            r = self.router_of(s.model)
+            if r is None:
+                out.append(s.backend)
+            elif r.backend not in out:
+                out.append(r.backend)
+        return tuple(out)
 
     def servers_of(self, model: str) -> tuple[Server, ...]:
         return tuple(s for s in self.servers if s.model == model)
@@ -118,8 +179,12 @@ class Deployment:
         return tuple(s.backend for s in self.servers if s.replica is not None)
 
     def scrape_targets(self) -> tuple[ScrapeTarget, ...]:
-        return tuple(s.scrape_target for s in self.servers if s.replica is not None) + tuple(
-            h.dcgm_target for h in self.hosts
+        """SSH hosts: every replica, every host's DCGM exporter, and every router (on the front host's
+        loopback: reachable when Prometheus runs on the front host, the default `monitoring.host`)."""
+        return (
+            tuple(s.scrape_target for s in self.servers if s.replica is not None)
+            + tuple(h.dcgm_target for h in self.hosts)
+            + tuple(r.scrape_target for r in self.routers if r.workers)
         )
 
 
@@ -181,6 +246,55 @@ def _k8s_servers(cfg: StackConfig) -> list[Server]:
     return out
 
 
+def _routers(cfg: StackConfig, servers: list[Server]) -> tuple[Router, ...]:
+    k8s = cfg.platform == "kubernetes"
+    out = []
+    for i, m in enumerate(cfg.models):
+        if not m.routing.enabled:
+            continue
+        name = f"{ROUTER_PREFIX}{m.name}"
+        port, metrics = D.ROUTER_PORT_BASE + i, D.ROUTER_METRICS_PORT_BASE + i
+        if k8s:
+            host_dns = f"{name}.{cfg.kubernetes.namespace}.svc"
+            out.append(
+                Router(
+                    name=name,
+                    model=m.name,
+                    policy=D.ROUTER_POLICIES[m.routing.policy],
+                    bind="0.0.0.0",
+                    address=host_dns,
+                    port=port,
+                    metrics_port=metrics,
+                    url=http_url(host_dns, port),
+                    admin_url=http_url(host_dns, port),
+                    workers=(),
+                    selector=((D.LABEL_MODEL, m.name), (KC.LABEL_COMPONENT, k8s_model.COMPONENT)),
+                )
+            )
+            continue
+        workers = tuple(f"http://{s.backend.hostport}" for s in servers if s.model == m.name and s.replica is not None)
+        front = cfg.front_host
+        out.append(
+            Router(
+                name=name,
+                model=m.name,
+                policy=D.ROUTER_POLICIES[m.routing.policy],
+                bind=D.LOOPBACK,
+                address=D.LOOPBACK,
+                port=port,
+                metrics_port=metrics,
+                url=http_url(D.LOOPBACK, port),
+                admin_url=http_url(D.LOOPBACK, port),
+                workers=workers,
+                selector=(),
+                unit=f"{name}.service" if cfg.host_runtime == "systemd" else None,
+                container=name if cfg.host_runtime == "docker" else None,
+                host=front.name if front else None,
+            )
+        )
+    return tuple(out)
+
+
 def _secret_refs(cfg: StackConfig) -> tuple[SecretRef, ...]:
     k8s = cfg.platform == "kubernetes"
     refs = [
@@ -222,6 +336,7 @@ def build(cfg: StackConfig) -> Deployment:
                 else None
             ),
             secrets=_secret_refs(cfg),
+            routers=_routers(cfg, []),
         )
     hosts = []
     for h in cfg.hosts:
@@ -239,6 +354,7 @@ def build(cfg: StackConfig) -> Deployment:
                 ),
             )
         )
+    servers = _host_servers(cfg)
     front_host, mon_host = cfg.front_host, cfg.monitoring_host
     assert front_host is not None and mon_host is not None  # SSH platform: the config requires hosts
     return Deployment(
@@ -247,7 +363,7 @@ def build(cfg: StackConfig) -> Deployment:
         runtime=cfg.host_runtime,
         namespace=None,
         hosts=tuple(hosts),
-        servers=tuple(_host_servers(cfg)),
+        servers=tuple(servers),
         front_url=front_url,
         routes=routes,
         front_host=front_host.name,
@@ -256,4 +372,5 @@ def build(cfg: StackConfig) -> Deployment:
         prometheus_url=PROMETHEUS_LOCAL_URL,
         grafana_url=http_url(mon_host.address, D.GRAFANA_PORT) if grafana else None,
         secrets=_secret_refs(cfg),
+        routers=_routers(cfg, servers),
     )

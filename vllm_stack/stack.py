@@ -21,6 +21,10 @@ from .capacity import stack_projection
 from .components import artifacts
 from .components.args import BackendArgs, DrainArgs, FileArgs, HostContainerArgs, PoolArgs, SshArgs, VolumeArgs
 from .components.host import (
+    DockerVllmRouter,
+    DockerVllmRouterArgs,
+    SystemdVllmRouter,
+    SystemdVllmRouterArgs,
     DockerVllmServer,
     DockerVllmServerArgs,
     HostMonitoringStack,
@@ -35,6 +39,8 @@ from .components.host import (
     SystemdVllmServerArgs,
 )
 from .components.kubernetes import (
+    KubernetesVllmRouter,
+    KubernetesVllmRouterArgs,
     KubernetesGpuNode,
     KubernetesGpuNodeArgs,
     KubernetesMonitoringStack,
@@ -70,6 +76,8 @@ from .render import host_commands, host_scripts
 from .render import k8s as k8s_render
 from .render import nginx as nginx_render
 from .render import prometheus as prom_render
+from .render import router as router_render
+from .render import routing_monitoring
 from .render import systemd as systemd_render
 from .render.k8s_common import WEIGHTS_PVC
 from .render.prometheus import LOCAL_LISTEN
@@ -162,7 +170,7 @@ def _record_front_secrets() -> None:
 
 def _monitoring_files(cfg: StackConfig, model: Deployment, prom: str) -> tuple[str, dict[str, str]]:
     """The alert rules and Grafana's provisioning (the same on both platforms), recorded with `prom`."""
-    rules = alerts_render.render_alert_rules(cfg)
+    rules = routing_monitoring.with_routing_rules(cfg, alerts_render.render_alert_rules(cfg))
     grafana_files = (
         grafana_render.render_grafana(cfg, prometheus_url=model.prometheus_url)
         if cfg.monitoring.grafana.enabled
@@ -236,13 +244,15 @@ def _host_platform(cfg: StackConfig, model: Deployment, s: StackSecrets) -> tupl
         servers = model.servers_of(m.name)
         pool = HostSpotOnDemandPool(m.name, HostSpotOnDemandPoolArgs(**_pool(m, [x.backend for x in servers])))
         for x in servers:
-            workloads.append(_host_server(cfg, specs[x.model], x, nodes, front_host, pool, s).workload)
-    _host_front(cfg, model, s, front_host, workloads)
+            workloads.append(_host_server(cfg, model, specs[x.model], x, nodes, front_host, pool, s).workload)
+    routers = _host_routers(cfg, model, s, front_host, nodes[front_host.name], workloads)
+    _host_front(cfg, model, s, front_host, workloads + routers)
     return _host_monitoring(cfg, model, s, mon_host, nodes[mon_host.name], workloads)
 
 
 def _host_server(
     cfg: StackConfig,
+    model: Deployment,
     m: ModelSpec,
     x: Server,
     nodes: dict[str, SshGpuNode],
@@ -253,14 +263,16 @@ def _host_server(
     r = x.replica
     assert r is not None and r.host is not None  # SSH hosts: every replica is placed
     node = nodes[r.host]
-    drain = (
-        DrainArgs(
-            ssh=_ssh(front_host, s),
-            command=host_commands.drain_hook(x.model, x.backend.hostport, m.pool.drain_seconds),
-            seconds=m.pool.drain_seconds,
+    router = model.router_of(x.model)
+    hook = (
+        host_commands.drain_hook(x.model, x.backend.hostport, m.pool.drain_seconds)
+        if router is None
+        else host_commands.router_drain_hook(
+            router.admin_url, router.worker_url(x.backend.hostport), m.pool.drain_seconds
         )
-        if x.capacity == "spot"
-        else None
+    )
+    drain = (
+        DrainArgs(ssh=_ssh(front_host, s), command=hook, seconds=m.pool.drain_seconds) if x.capacity == "spot" else None
     )
     opts = pulumi.ResourceOptions(parent=pool, depends_on=[node])
     if x.unit is not None and x.wrapper is not None:
@@ -317,11 +329,59 @@ def _host_server(
     )
 
 
+def _host_routers(
+    cfg: StackConfig,
+    model: Deployment,
+    s: StackSecrets,
+    host: HostSpec,
+    node: SshGpuNode,
+    workloads: list[pulumi.Resource],
+) -> list[pulumi.Resource]:
+    """One router per routed model on the front host (after the replicas, before nginx)."""
+    out: list[pulumi.Resource] = []
+    for r in model.routers:
+        opts = pulumi.ResourceOptions(depends_on=workloads)
+        if r.unit is not None:
+            unit = _record_file(
+                f"hosts/{host.name}/systemd/{r.unit}",
+                FileArgs(
+                    id="unit", path=f"{D.SYSTEMD_UNIT_DIR}/{r.unit}", content=router_render.render_router_unit(cfg, r)
+                ),
+            )
+            install = host_commands.install_router(D.ROUTER_INSTALL_DIR, cfg.router.version)
+            out.append(
+                SystemdVllmRouter(
+                    r.name,
+                    SystemdVllmRouterArgs(
+                        model=r.model, ssh=_ssh(host, s), url=r.url, install=install, unit_name=r.unit, unit=unit
+                    ),
+                    opts,
+                )
+            )
+            continue
+        assert r.container is not None and cfg.router.image is not None  # the config requires an image here
+        argv = router_render.router_argv(cfg, r)
+        artifacts.record(f"hosts/{host.name}/containers/{r.name}.argv", shell_join(argv) + "\n")
+        out.append(
+            DockerVllmRouter(
+                r.name,
+                DockerVllmRouterArgs(
+                    model=r.model,
+                    ssh=_ssh(host, s),
+                    url=r.url,
+                    container=HostContainerArgs(name=r.container, image=cfg.router.image, command=argv),
+                ),
+                pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(providers=[node.docker_provider])),
+            )
+        )
+    return out
+
+
 def _host_front(
     cfg: StackConfig, model: Deployment, s: StackSecrets, host: HostSpec, workloads: list[pulumi.Resource]
 ) -> None:
     paths = nginx_render.NginxPaths(upstream_auth=UPSTREAM_AUTH_PATH)
-    rendered = nginx_render.render_front(cfg, list(model.backends()), paths=paths)
+    rendered = nginx_render.render_front(cfg, list(model.front_backends()), paths=paths)
     files = [
         _record_file(
             f"front/{rel}",
@@ -482,6 +542,19 @@ def _kubernetes_platform(cfg: StackConfig, model: Deployment, s: StackSecrets) -
             )
         )
     workloads: list[pulumi.Resource] = [w.workload for p in pools for w in p.servers]
+    for r in model.routers:
+        assert cfg.router.image is not None  # the config requires an image on kubernetes
+        workloads.append(
+            KubernetesVllmRouter(
+                r.name,
+                KubernetesVllmRouterArgs(
+                    model=r.model,
+                    objects=[_record_k8s(o) for o in router_render.router_objects(cfg, r, cfg.router.image)],
+                    url=r.url,
+                ),
+                pulumi.ResourceOptions(depends_on=[cluster]),
+            )
+        )
     files = k8s_render.render_front_files(cfg, upstream_auth=True)
     for rel, text in files.items():
         artifacts.record(f"front/{rel}", text)

@@ -26,6 +26,7 @@ from vllm_stack.offline.engine import SECRET_PLACEHOLDER, VALUE_PLACEHOLDER
 from vllm_stack.render.vllm_args import ENV_API_KEY, ENV_HF_TOKEN
 from vllm_stack.sizing import KIB, KV_BYTES_PER_ELEMENT, WEIGHT_BYTES_PER_PARAM, fit
 
+from . import routing_rules
 from . import shapes as S
 from .context import ADVISORY, MANDATORY, PolicyContext, Rule, Threshold
 
@@ -1010,6 +1011,37 @@ RULES: tuple[Rule, ...] = (
             "prefixes, `_` spellings, `=` forms, short options and aliases)"
         ),
         remediation="Fix models[].extraArgs (see vllm_stack/flags.py).",
+    ),
+    Rule(
+        "router-pinned",
+        "The routing tier's vllm-router is pinned: its image by digest (it has no official image, so a tag can "
+        "be pushed again), its pip install by version.",
+        routing_rules.router_pinned,
+        _WARNS_IN_DEV,
+        thresholds=(
+            Threshold("requireDigest", True, "Require router images as repo@sha256:<digest> (else a tag suffices)."),
+        ),
+        reads="router Container `image`, router pod spec images, the router install Command's `create`",
+        remediation="Set router.image to repo@sha256:<digest>; router.version pins the pip install.",
+    ),
+    Rule(
+        "router-not-exposed",
+        "vllm-router's unauthenticated admin and metrics endpoints are reachable only from the front: "
+        "loopback on hosts, a ClusterIP Service without externalIPs, hostNetwork or hostPort on Kubernetes.",
+        routing_rules.router_not_exposed,
+        _BLOCKS,
+        reads="router Container `command` `--host`/`ports`, the router unit's ExecStart, router Service `spec`, pod spec",
+        remediation="Render the router with vllm_stack.render.router.",
+    ),
+    Rule(
+        "router-network-policy",
+        "Every router Deployment has a NetworkPolicy selecting its pods that admits only named peers "
+        "(the front, Prometheus) on the routing port.",
+        routing_rules.router_network_policy,
+        _BLOCKS,
+        scope="stack",
+        reads="stack: router Deployments (pod template labels), NetworkPolicies",
+        remediation="Render the router with vllm_stack.render.router (router_objects).",
     ),
 )
 

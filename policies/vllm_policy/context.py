@@ -35,6 +35,8 @@ class Threshold:
     enum: tuple[str, ...] = ()
 
     def schema(self) -> dict[str, Any]:
+        if isinstance(self.default, bool):
+            return {"type": "boolean", "default": self.default, "description": self.description}
         if self.enum:
             return {"type": "string", "enum": list(self.enum), "default": self.default, "description": self.description}
         prop: dict[str, Any] = {

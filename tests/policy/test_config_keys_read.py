@@ -34,7 +34,7 @@ from pulumi_policy import (
 
 from vllm_stack import defaults as D
 
-from .helpers import command, deployment, evaluate, ids, pdb, pool, server, vllm_container_spec
+from .helpers import command, deployment, evaluate, ids, pdb, pool, res, server, vllm_container_spec
 
 from vllm_policy import checks, context, pack  # noqa: E402  (helpers put policies/ on sys.path)
 
@@ -106,8 +106,9 @@ def _k8s(prestop: str = "20", readiness: float = 120.0) -> list:
 @dataclass(frozen=True)
 class Case:
     resources: Callable[[], list]
-    value: Any  # set for the key: turns the verdict from pass to fail
+    value: Any  # set for the key: turns the verdict from pass to fail (from fail to pass if `loosens`)
     env: str = "prod"  # environment label of the resources / offline environment
+    loosens: bool = False  # the key relaxes the rule (router-pinned.requireDigest: false)
 
 
 CASES: dict[tuple[str, str], Case] = {
@@ -142,6 +143,18 @@ CASES: dict[tuple[str, str], Case] = {
     ("on-demand-floor", "drainSecondsMax"): Case(_k8s, 15),
     # readiness after 120 s meets the default minimum, not 150 s
     ("gpu-limits-and-probes", "readinessDelayMinSeconds"): Case(_k8s, 150),
+    # a router image pinned by tag only fails the default (digest required) and passes once relaxed
+    ("router-pinned", "requireDigest"): Case(
+        lambda: [
+            res(
+                "docker:index/container:Container",
+                "vllm-router-llama-8b",
+                {"name": "vllm-router-llama-8b", "image": "registry.example/vllm-router:0.1.17", "command": []},
+            )
+        ],
+        False,
+        loosens=True,
+    ),
 }
 
 
@@ -204,14 +217,18 @@ def test_config_key_changes_the_verdict(policy_name, key):
     assert case.value != prop["default"]
     resources = case.resources()
     base = {"environment": case.env}
-    # at the default (implicit or explicit) the crafted input passes ...
-    assert crossguard(policy_name, resources, base) == []
-    assert crossguard(policy_name, resources, {**base, key: prop["default"]}) == []
-    assert offline(policy_name, resources, case.env, {}) == []
-    assert offline(policy_name, resources, case.env, {key: prop["default"]}) == []
-    # ... and the configured value fails it, through both entry points
-    assert crossguard(policy_name, resources, {**base, key: case.value}) != []
-    assert offline(policy_name, resources, case.env, {key: case.value}) != []
+
+    def fails(found: list) -> bool:
+        return (found != []) != case.loosens
+
+    # at the default (implicit or explicit) the crafted input passes (fails, for a loosening key) ...
+    assert not fails(crossguard(policy_name, resources, base))
+    assert not fails(crossguard(policy_name, resources, {**base, key: prop["default"]}))
+    assert not fails(offline(policy_name, resources, case.env, {}))
+    assert not fails(offline(policy_name, resources, case.env, {key: prop["default"]}))
+    # ... and the configured value flips the verdict, through both entry points
+    assert fails(crossguard(policy_name, resources, {**base, key: case.value}))
+    assert fails(offline(policy_name, resources, case.env, {key: case.value}))
 
 
 ENV_CASES: dict[str, Callable[[], list]] = {

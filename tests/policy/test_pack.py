@@ -41,8 +41,11 @@ EXPECTED_IDS = {
     "pinned-images",
     "grafana-no-default-password",
     "no-invalid-vllm-flags",
+    "router-pinned",
+    "router-not-exposed",
+    "router-network-policy",
 }
-STACK_RULES = {"gpu-limits-and-probes"}
+STACK_RULES = {"gpu-limits-and-probes", "router-network-policy"}
 
 
 @pytest.fixture(scope="module")

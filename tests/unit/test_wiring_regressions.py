@@ -199,6 +199,7 @@ BASELINE: dict[str, Any] = {
             },
             "load": {"peakRps": 2.0, "singleInstanceRps": 1.0, "bufferPct": 20.0, "tokensPerSecond": 100.0},
             "image": "vllm/vllm-openai:v0.33.0",
+            "routing": {"enabled": True, "policy": "prefix"},
             "architecture": {
                 "params": 7.2e9,
                 "layers": 32,
@@ -247,6 +248,7 @@ BASELINE: dict[str, Any] = {
     },
     "prices": {"L40S": {"onDemandPerHour": 0.72, "spotPerHour": 0.3}},
     "kubernetes": {"namespace": "vllm", "storageClass": "fast-ssd", "weightsPvcSize": "500Gi"},
+    "router": {"version": "0.1.17", "image": "registry.example/vllm-router@sha256:" + "a" * 64},
 }
 
 
@@ -316,7 +318,7 @@ FIELDS = list(config_fields())
 
 def test_the_baseline_loads_and_sets_every_field():
     parse_config(copy.deepcopy(BASELINE))
-    assert len(FIELDS) == 90, [p for p, _ in FIELDS]  # a field added to the model changes this on purpose
+    assert len(FIELDS) == 96, [p for p, _ in FIELDS]  # a field added to the model changes this on purpose
     for pattern, _ in FIELDS:
         _set(copy.deepcopy(BASELINE), pattern, None)  # asserts the baseline reaches the key
 

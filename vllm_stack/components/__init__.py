@@ -1,19 +1,22 @@
 """Pulumi components for self-hosted vLLM, one class per platform variant.
 
 SSH hosts (`host`): SshGpuNode, DockerVllmServer, SystemdVllmServer, HostSpotOnDemandPool,
-HostNginxFront, HostMonitoringStack. Kubernetes (`kubernetes`): KubernetesGpuNode,
-KubernetesVllmServer, KubernetesSpotOnDemandPool, KubernetesNginxFront, KubernetesMonitoringStack.
+HostNginxFront, HostMonitoringStack, SystemdVllmRouter, DockerVllmRouter. Kubernetes (`kubernetes`): KubernetesGpuNode,
+KubernetesVllmServer, KubernetesSpotOnDemandPool, KubernetesNginxFront, KubernetesMonitoringStack,
+KubernetesVllmRouter.
 They share the pure renderers of `vllm_stack.render` and take no stack config: `vllm_stack.stack`
 is the stack's own composition, `examples/` shows another. `provider/` hosts the same classes for
 programs in other languages (`pulumi package add`).
 """
 
 from .host import (
+    DockerVllmRouter,
     DockerVllmServer,
     HostMonitoringStack,
     HostNginxFront,
     HostSpotOnDemandPool,
     SshGpuNode,
+    SystemdVllmRouter,
     SystemdVllmServer,
 )
 from .kubernetes import (
@@ -21,6 +24,7 @@ from .kubernetes import (
     KubernetesMonitoringStack,
     KubernetesNginxFront,
     KubernetesSpotOnDemandPool,
+    KubernetesVllmRouter,
     KubernetesVllmServer,
 )
 
@@ -37,10 +41,14 @@ COMPONENTS = [
     KubernetesSpotOnDemandPool,
     KubernetesNginxFront,
     KubernetesMonitoringStack,
+    SystemdVllmRouter,
+    DockerVllmRouter,
+    KubernetesVllmRouter,
 ]
 
 __all__ = [
     "COMPONENTS",
+    "DockerVllmRouter",
     "DockerVllmServer",
     "HostMonitoringStack",
     "HostNginxFront",
@@ -49,7 +57,9 @@ __all__ = [
     "KubernetesMonitoringStack",
     "KubernetesNginxFront",
     "KubernetesSpotOnDemandPool",
+    "KubernetesVllmRouter",
     "KubernetesVllmServer",
     "SshGpuNode",
+    "SystemdVllmRouter",
     "SystemdVllmServer",
 ]

@@ -426,3 +426,80 @@ class HostMonitoringStack(Monitoring):
             restart="always",
             opts=self.child(depends_on=list(files)),
         )
+
+
+# --- routing tier --------------------------------------------------------------------------
+
+
+class _RouterArgs(TypedDict):
+    model: str
+    ssh: SshArgs
+    """The front host (the router listens on its loopback; nginx is its only client)."""
+    url: str
+    """Where nginx reaches the router (`http://127.0.0.1:<port>`)."""
+
+
+class SystemdVllmRouterArgs(_RouterArgs):
+    install: str
+    """The pinned install command (`host_commands.install_router`)."""
+    unit_name: str
+    unit: FileArgs
+    """`render_router_unit(...)`."""
+
+
+class SystemdVllmRouter(Component):
+    """vllm-router for one model on the front host: a pinned pip venv and a sandboxed systemd unit."""
+
+    url: pulumi.Output[str]
+    unit_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: SystemdVllmRouterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(name, args, opts)
+        conn = connection(args["ssh"])
+        install = remote.Command(
+            f"{name}-install",
+            connection=conn,
+            create=args["install"],
+            update=args["install"],
+            triggers=[content_hash(args["install"])],
+            opts=self.child(),
+        )
+        unit = _push(self, name, conn, args["unit"], [install])
+        start = host_commands.start_unit(args["unit_name"])
+        remote.Command(
+            f"{name}-service",
+            connection=conn,
+            create=start,
+            update=start,
+            delete=host_commands.stop_unit(args["unit_name"]),
+            triggers=[content_hash(args["unit"]["content"])],
+            opts=self.child(depends_on=[unit]),
+        )
+        self.publish(url=args["url"], unit_name=args["unit_name"])
+
+
+class DockerVllmRouterArgs(_RouterArgs):
+    container: HostContainerArgs
+    """Name, pinned image (`router.image`) and the `router_argv(...)` command; host network."""
+
+
+class DockerVllmRouter(Component):
+    """vllm-router for one model as a container on the front host's docker engine (host network,
+    bound to loopback by its own `--host`). Pass the front host's docker provider in `opts.providers`."""
+
+    url: pulumi.Output[str]
+    container_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: DockerVllmRouterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(name, args, opts)
+        spec = args["container"]
+        docker.Container(
+            f"{name}-container",
+            name=spec["name"],
+            image=spec["image"],
+            command=spec.get("command"),
+            network_mode="host",
+            restart="always",
+            opts=self.child(),
+        )
+        self.publish(url=args["url"], container_name=spec["name"])

@@ -176,3 +176,23 @@ class KubernetesMonitoringStack(Monitoring):
             deps.append(k8s_objects.create(secret, self, overrides={"stringData": {GRAFANA_PASSWORD_KEY: password}}))
         _create_all(self, args["objects"], deps)
         self.publish_urls(args)
+
+
+class KubernetesVllmRouterArgs(TypedDict):
+    model: str
+    objects: list[dict[str, Any]]
+    """`render.router.router_objects(...)`: ServiceAccount, Role, RoleBinding, Deployment, Service, NetworkPolicy."""
+    url: str
+    """The router Service's URL (what the front's upstream for the model points at)."""
+
+
+class KubernetesVllmRouter(Component):
+    """vllm-router for one model: pod discovery with get/list/watch on pods of its namespace, reachable
+    only from the front (NetworkPolicy)."""
+
+    url: pulumi.Output[str]
+
+    def __init__(self, name: str, args: KubernetesVllmRouterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(name, args, opts)
+        _create_all(self, args["objects"], [])
+        self.publish(url=args["url"])

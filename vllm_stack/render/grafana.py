@@ -148,6 +148,43 @@ def _panel(
     }
 
 
+def routing_panels(L: _Layout) -> list[dict[str, Any]]:
+    """The routing tier's row (`routing_monitoring.routing_panel_queries`): per-replica load, running
+    requests per replica, prefix-cache hit rate."""
+    from .routing_monitoring import routing_panel_queries
+
+    (load, legend_l), (running, legend_r), (hit, legend_h) = routing_panel_queries()
+    return [
+        L.row("Routing"),
+        _panel(
+            L,
+            "Requests per replica (router)",
+            "Requests/s the router sent to each worker.",
+            [(load, legend_l)],
+            unit="reqps",
+            minimum=0,
+        ),
+        _panel(
+            L,
+            "Running requests per replica",
+            f"{D.METRIC_REQUESTS_RUNNING} per vLLM instance.",
+            [(running, legend_r)],
+            unit="short",
+            minimum=0,
+        ),
+        _panel(
+            L,
+            "Prefix-cache hit rate",
+            f"{D.METRIC_PREFIX_HITS} / {D.METRIC_PREFIX_QUERIES} per model.",
+            [(hit, legend_h)],
+            unit="percentunit",
+            threshold=D.ALERT_PREFIX_HIT_RATE,
+            minimum=0,
+            maximum=1,
+        ),
+    ]
+
+
 def dashboard(cfg: StackConfig) -> dict[str, Any]:
     """The vLLM dashboard (classic JSON model) as a dict."""
     a = cfg.monitoring.alerts
@@ -324,6 +361,8 @@ def dashboard(cfg: StackConfig) -> dict[str, Any]:
             maximum=1,
         )
     )
+    if any(m.routing.enabled for m in cfg.models):
+        panels += routing_panels(L)
     variable = {
         "type": "query",
         "name": VAR_MODEL,

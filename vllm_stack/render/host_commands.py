@@ -55,3 +55,29 @@ def drain_hook(model: str, hostport: str, drain_seconds: int) -> str:
         f"if [ -x {sh_join([DRAIN_SCRIPT_PATH])} ]; then "
         f"{sh_join(['sudo', DRAIN_SCRIPT_PATH, model, hostport, str(drain_seconds)])}; fi"
     )
+
+
+def install_router(install_dir: str, version: str) -> str:
+    """The pinned vllm-router in its own venv on the front host (idempotent: pip keeps an installed pin)."""
+    return _and(
+        ["sudo", "python3", "-m", "venv", install_dir],
+        [
+            "sudo",
+            f"{install_dir}/bin/python",
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--no-input",
+            f"{D.ROUTER_PACKAGE}=={version}",
+        ],
+    )
+
+
+def router_drain_hook(admin_url: str, worker_url: str, drain_seconds: int) -> str:
+    """Run on the front host before a spot replica is deleted: the replica leaves the router's worker
+    set first (no new request reaches it), then its in-flight requests get `drain_seconds`."""
+    return _and(
+        [D.CURL_BIN, "-fsS", "-X", "POST", f"{admin_url}/remove_worker?url={worker_url}"],
+        ["sleep", str(drain_seconds)],
+    )

@@ -85,10 +85,19 @@ def front_listen(cfg: StackConfig) -> FrontListen:
 
 
 def front_backends(cfg: StackConfig) -> list[Backend]:
-    """One backend per model: its ClusterIP Service (kube-proxy spreads over ready pods;
-    endpoint removal on preStop is what drains a replica)."""
+    """One backend per model: its router's Service (`routing.enabled`: the router reaches the pods
+    themselves by pod discovery), else its ClusterIP Service (kube-proxy spreads connections over
+    ready pods; endpoint removal on preStop is what drains a replica)."""
+    from ..deployment import build  # the router's Service name and port (deployment imports no front code)
+
+    routers = {r.model: r for r in build(cfg).routers}
     ns = cfg.kubernetes.namespace
-    return [Backend(model=m.name, address=f"{m.name}.{ns}.svc", port=D.VLLM_PORT) for m in cfg.models]
+    return [
+        routers[m.name].backend
+        if m.name in routers
+        else Backend(model=m.name, address=f"{m.name}.{ns}.svc", port=D.VLLM_PORT)
+        for m in cfg.models
+    ]
 
 
 def render_front_files(cfg: StackConfig, *, upstream_auth: bool = False) -> dict[str, str]:

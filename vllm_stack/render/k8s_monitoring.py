@@ -106,7 +106,14 @@ def kubernetes_scrape_configs(cfg: StackConfig) -> list[dict[str, Any]]:
     `scrape_configs` replaced by this list (see `render_prometheus_yml_k8s`).
     """
     ns = cfg.kubernetes.namespace
-    jobs = ((D.JOB_VLLM, VLLM_COMPONENT, VLLM_PORT_NAME, True), (D.JOB_DCGM, "dcgm-exporter", DCGM_PORT_NAME, False))
+    jobs: tuple[tuple[str, str, str, bool], ...] = (
+        (D.JOB_VLLM, VLLM_COMPONENT, VLLM_PORT_NAME, True),
+        (D.JOB_DCGM, "dcgm-exporter", DCGM_PORT_NAME, False),
+    )
+    if any(m.routing.enabled for m in cfg.models):  # the routers' Services (render/router.py), port `metrics`
+        from ..deployment import ROUTER_COMPONENT, ROUTER_METRICS_PORT_NAME
+
+        jobs += ((D.JOB_ROUTER, ROUTER_COMPONENT, ROUTER_METRICS_PORT_NAME, False),)
     out = []
     for job, component, port_name, vllm in jobs:
         keep = [
