@@ -52,9 +52,8 @@ def _quantization_problems(p: str, model_id: str, quantization: str) -> list[tup
                 if i.architecture.checkpoint is not None and i.architecture.checkpoint.method == quantization
             }
         )
-        why = (
-            f"{model_id} is a 16-bit checkpoint, not {quantization.upper()} (vLLM fails at start); "
-            + (f"use a pre-quantized checkpoint such as {', '.join(quantized)}, or " if quantized else "")
+        why = f"{model_id} is a 16-bit checkpoint, not {quantization.upper()} (vLLM fails at start); " + (
+            f"use a pre-quantized checkpoint such as {', '.join(quantized)}, or " if quantized else ""
         )
     else:
         why = f"{model_id} is a pre-quantized {ck.method.upper()} checkpoint (vLLM loads it as such); "

@@ -53,14 +53,19 @@ def resource_tree(doc: dict[str, Any]) -> Tree:
 
 
 def sizing_table(doc: dict[str, Any]) -> Table:
-    t = Table(title="Sizing per model (one replica)")
+    t = Table(
+        title="Sizing per model (one replica; per GPU = each of its TP GPUs, as vLLM logs it; total = the replica)"
+    )
     for col in (
         "model",
         "gpu",
         "TP",
         "util",
-        "weights GiB",
-        "KV GiB",
+        "budget GiB per GPU",
+        "weights GiB per GPU",
+        "overhead GiB per GPU",
+        "KV GiB per GPU",
+        "KV GiB total",
         "KV tokens",
         "seqs @ maxModelLen",
         "fits",
@@ -76,8 +81,11 @@ def sizing_table(doc: dict[str, Any]) -> Table:
             _e(m["gpu"]),
             str(f["tensor_parallel"]),
             f"{f['gpu_memory_utilization']:g}",
-            f"{f['weights_gib']:.1f}",
-            f"{f['kv_gib']:.1f}",
+            f"{f['budget_gib_per_gpu']:.2f} of {f['cuda_total_gib_per_gpu']:.2f}",
+            f"{f['weights_gib_per_gpu']:.2f} [{_e(f['weight_format'])}]",
+            f"{f['overhead_gib_per_gpu']:.2f}",
+            f"{f['kv_gib_per_gpu']:.2f}",
+            f"{f['kv_gib']:.2f}",
             str(f["kv_tokens"]),
             f"{f['max_concurrency_full_context']} x {f['max_model_len']}",
             "[green]yes[/]" if f["fits"] else f"[red]NO[/] {_e(f['reason'])}",
