@@ -27,6 +27,10 @@ class Gpu:
     price_source: str
     cuda_total_gib: float = 0.0  # torch.cuda.mem_get_info() total: what vLLM's utilization multiplies
     cuda_total_source: str = ""
+    mem_bandwidth_gbs: float = 0.0  # peak HBM GB/s (roofline: decode)
+    bf16_tflops: float = 0.0  # dense BF16 tensor TFLOPS (roofline: prefill)
+    fp8_tflops: float | None = None  # dense FP8 tensor TFLOPS (None: no FP8 tensor cores)
+    perf_source: str = ""
 
     @property
     def vram_bytes(self) -> int:
@@ -136,6 +140,10 @@ def gpus() -> dict[str, Gpu]:
             price_source=str(v["priceSource"]),
             cuda_total_gib=float(v.get("cudaTotalGiB") or 0.0),
             cuda_total_source=str(v.get("cudaTotalSource") or ""),
+            mem_bandwidth_gbs=float(v.get("memBandwidthGBs") or 0.0),
+            bf16_tflops=float(v.get("bf16TFLOPS") or 0.0),
+            fp8_tflops=None if v.get("fp8TFLOPS") is None else float(v["fp8TFLOPS"]),
+            perf_source=str(v.get("perfSource") or ""),
         )
         for gid, v in raw.items()
     }

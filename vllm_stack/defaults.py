@@ -64,6 +64,21 @@ CUDAGRAPH_BASE_GIB = 0.15
 CUDAGRAPH_MAX_CAPTURE_SIZE = 512
 CUDAGRAPH_CAPTURE_PER_SEQ = 2
 
+# --- recommend: roofline throughput/latency model (vllm_stack/recommend.py) ------------------------
+# GPU peak bandwidth and FLOPS are in the GPU catalog (data/gpus.yaml, datasheet sources). The
+# efficiencies below are estimates; tests/unit/test_recommend.py checks the model against seed 000's
+# measured figures (7B on L40S 2,500-4,000 tok/s; 70B FP8 on H100 400-700 tok/s at 50 users).
+ROOFLINE_MBU = 0.75  # share of peak HBM bandwidth a decode step achieves (estimate)
+ROOFLINE_MFU = 0.5  # share of peak dense tensor FLOPS a prefill achieves (estimate)
+TP_EFFICIENCY = 0.85  # per-GPU efficiency at tensor parallel > 1 (all-reduce per layer; estimate)
+DECODE_STEP_OVERHEAD_MS = 2.0  # scheduler, sampling, detokenization per engine step (estimate)
+ITL_P95_FACTOR = 1.25  # p95 over mean ITL: prefill chunks share steps with decodes (estimate)
+TTFT_P95_FACTOR = 2.0  # p95 over mean TTFT: queueing behind other prefills near capacity (estimate)
+RECOMMEND_TP_SIZES = (1, 2, 4, 8)
+RECOMMEND_ON_DEMAND_FLOOR = 1  # seed 000: keep >= 1 on-demand replica; the rest spot where the GPU has spot
+RECOMMEND_TOP = 10
+RECOMMEND_MAX_REPLICAS = 64
+
 # --- health and lifecycle ------------------------------------------------------------
 HEALTH_PATH = "/health"
 METRICS_PATH = "/metrics"
