@@ -16,18 +16,21 @@ Prints one JSON line per case: {"id", "planner": {"kvGiBPerGpu", "fits"}, "wizar
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 GIB = 1024**3
 
 
 def planner_case(c: dict) -> dict:
-    from planner import capacity_planner as cp
-    from transformers import AutoConfig
+    # imported by name: the peers exist only in their own venv (mypy checks bench/ without them)
+    cp: Any = importlib.import_module("planner.capacity_planner")
+    AutoConfig = importlib.import_module("transformers").AutoConfig
 
     cp.get_safetensors_metadata_from_hf = lambda name, token=None: SimpleNamespace(parameter_count=c["paramsByDtype"])
     cfg = dict(c["config"])
@@ -40,14 +43,12 @@ def planner_case(c: dict) -> dict:
 
 
 def wizard_case(c: dict) -> dict:
-    from vllm_wizard.models.metadata import load_model_metadata
-    from vllm_wizard.planning.memory import (
-        compute_feasibility,
-        compute_kv_cache_memory,
-        compute_overhead,
-        compute_weights_memory,
-    )
-    from vllm_wizard.schemas.inputs import DType, KVCacheDType, Quantization
+    load_model_metadata = importlib.import_module("vllm_wizard.models.metadata").load_model_metadata
+    mem = importlib.import_module("vllm_wizard.planning.memory")
+    inputs = importlib.import_module("vllm_wizard.schemas.inputs")
+    DType, KVCacheDType, Quantization = inputs.DType, inputs.KVCacheDType, inputs.Quantization
+    compute_feasibility, compute_kv_cache_memory = mem.compute_feasibility, mem.compute_kv_cache_memory
+    compute_overhead, compute_weights_memory = mem.compute_overhead, mem.compute_weights_memory
 
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "config.json").write_text(json.dumps(c["config"]))

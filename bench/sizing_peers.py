@@ -109,7 +109,9 @@ def peers(cases: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def run() -> BenchResult:
     probe_cases, rows = [], []
     for cid, model, gid, tp, quant, mml, util in CASES:
-        a, g = lookup_model(model).architecture, gpus()[gid]
+        info = lookup_model(model)
+        assert info is not None, model
+        a, g = info.architecture, gpus()[gid]
         params = sizing.weights(a, "none", 1).params_total
         probe_cases.append({"id": cid, "model": model, "config": hf_config(a), "paramsByDtype": {"BF16": int(params)},
                             "boardGiB": round(g.vram_bytes / GIB, 2), "util": util, "tp": tp, "maxModelLen": mml,
