@@ -79,6 +79,17 @@ RECOMMEND_ON_DEMAND_FLOOR = 1  # seed 000: keep >= 1 on-demand replica; the rest
 RECOMMEND_TOP = 10
 RECOMMEND_MAX_REPLICAS = 64
 
+# --- live cost (vllm_stack/render/cost_rules.py) --------------------------------------------------
+COST_RULE_GROUP = "vllm-cost"  # its own rule group, beside the `vllm` alert group
+ALERT_COST_ABOVE_PLAN_FACTOR = 1.5  # live $/1M tokens above plan x this ...
+ALERT_COST_ABOVE_PLAN_FOR = "1h"  # ... for an hour (issue 16)
+REC_REPLICAS = "vllm_stack:replicas_running"  # {model, capacity}: vLLM targets up
+REC_COST_PER_HOUR = "vllm_stack:cost_dollars_per_hour"  # {model}: running replicas x GPUs x price
+REC_TOKENS_PER_SECOND = "vllm_stack:generation_tokens_per_second"  # {model}: measured rate
+REC_COST_PER_MTOK = "vllm_stack:cost_dollars_per_million_tokens"  # {model}: live
+REC_PLAN_COST_PER_HOUR = "vllm_stack:plan_cost_dollars_per_hour"  # {model}: the plan's blend
+REC_PLAN_COST_PER_MTOK = "vllm_stack:plan_cost_dollars_per_million_tokens"  # {model}: the plan's figure
+
 # --- health and lifecycle ------------------------------------------------------------
 HEALTH_PATH = "/health"
 METRICS_PATH = "/metrics"
