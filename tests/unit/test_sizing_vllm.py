@@ -235,3 +235,15 @@ def test_int4_group_size_comes_from_the_checkpoint():
 
     a = dataclasses.replace(arch("Qwen/Qwen2.5-7B"), checkpoint=Checkpoint(method="gptq", bits=4, group_size=32))
     assert linear_bytes_per_param(a, "gptq") == pytest.approx(0.5 + 2 / 32 + 0.5 / 32)
+
+
+def test_inline_architecture_with_shapes_is_sized_by_module_class():
+    shape = {
+        "params": 8.03e9, "layers": 32, "attentionHeads": 32, "kvHeads": 8, "headDim": 128, "maxPositions": 131072,
+        "hiddenSize": 4096, "intermediateSize": 14336, "vocabSize": 128256,
+    }  # fmt: skip
+    with_shapes = spec(model="/models/llama-8b", gpu="L40S", architecture=shape)
+    assert fit_for(with_shapes).weights_gib_per_gpu == 14.99  # as the catalog's Llama-3.1-8B
+    bare = {k: v for k, v in shape.items() if k not in ("hiddenSize", "intermediateSize", "vocabSize")}
+    fp8 = spec(model="/models/llama-8b", gpu="L40S", quantization="fp8", architecture=bare)
+    assert fit_for(fp8).weights_breakdown_gib_per_gpu["embedding"] == 0.0  # no shapes: all parameters Linear
