@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench import BenchResult, machine, write_result
 
-BENCHES = ("front_overhead", "balancing", "drain", "plan_scaling")
+BENCHES = ("front_overhead", "balancing", "drain", "plan_scaling", "sizing_peers")
 README = Path(__file__).resolve().parent / "README.md"
 BEGIN, END = "<!-- bench-results:begin -->", "<!-- bench-results:end -->"
 

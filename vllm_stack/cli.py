@@ -1,4 +1,4 @@
-"""`python -m vllm_stack plan <stack|path.yaml> [--out DIR] [--json] [--diff OTHER]` and `docs`."""
+"""`python -m vllm_stack plan <stack|path.yaml> [--out DIR] [--json] [--diff OTHER]`, `docs` and `recommend`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from . import defaults as D
 from .loader import ConfigError, display_text, resolve_stack_path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +23,8 @@ EXIT_OK, EXIT_POLICY, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 EPILOG = """\
 exit codes:
   0  clean: the plan ran, no mandatory policy failed (docs: up to date / written)
-  1  a mandatory policy failed (docs --check: the generated docs are out of date);
+  1  a mandatory policy failed (docs --check: the generated docs are out of date;
+     recommend: no configuration fits and meets the SLA);
      the plan is still printed, but nothing is written to --out
   2  bad input or usage: one line on stderr naming the key or argument
      (`error: models[0].gpu: ...`, `error: --out: ...`); nothing is written
@@ -74,6 +76,30 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     docs.add_argument("--check", action="store_true", help="exit 1 if the generated docs are out of date")
+    rec = sub.add_parser(
+        "recommend",
+        help="cheapest GPU x quantization x TP x replicas that fits and meets a latency SLA at a peak load",
+        description="Rank GPU x quantization x tensor parallel x replicas (on-demand floor + spot) by $/month "
+        "among the configurations that fit (vLLM-like memory accounting) and meet the SLA (roofline model "
+        "from catalog bandwidth/FLOPS), and print the stack snippet of the winner.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    rec.add_argument("--model", required=True, help="catalog model id (its pre-quantized checkpoints are candidates)")
+    load = rec.add_mutually_exclusive_group(required=True)
+    load.add_argument("--rps", help="peak requests/second")
+    load.add_argument("--tokens-per-second", help="peak generated tokens/second (rps = this / --output-tokens)")
+    rec.add_argument("--prompt-tokens", default="512", help="mean prompt length (default 512)")
+    rec.add_argument("--output-tokens", default="256", help="mean output length (default 256)")
+    rec.add_argument("--ttft-p95-ms", required=True, help="SLA: time to first token, p95, milliseconds")
+    rec.add_argument("--itl-p95-ms", required=True, help="SLA: inter-token latency, p95, milliseconds")
+    rec.add_argument("--max-model-len", default=None, help="maxModelLen to size for (default prompt + output)")
+    rec.add_argument("--gpus", default=None, help="comma-separated catalog GPU ids to consider (default all)")
+    rec.add_argument("--on-demand-floor", default=str(D.RECOMMEND_ON_DEMAND_FLOOR), help="on-demand replicas kept")
+    rec.add_argument("--headroom-pct", default=str(D.LOAD_BUFFER_PCT_DEFAULT), help="capacity head-room, percent")
+    rec.add_argument("--top", default=str(D.RECOMMEND_TOP), help="rows of the ranking to print")
+    rec.add_argument("--name", default=None, help="served model name of the snippet (default from --model)")
+    rec.add_argument("--json", action="store_true", help="print the ranking and the winner as JSON")
     return p
 
 
@@ -254,6 +280,87 @@ def cmd_docs(args: argparse.Namespace) -> int:
 _text = display_text
 
 
+def _number(option: str, raw: str | None, *, integer: bool, low: float, high: float) -> float:
+    """A command-line number in [low, high] (exclusive low for floats), or exit 2 naming the option."""
+    try:
+        value = float(int(raw or "")) if integer else float(raw or "")
+    except (TypeError, ValueError):
+        kind = "an integer" if integer else "a number"
+        raise ConfigError(option, f"{raw!r} is not {kind}") from None
+    ok = (low <= value <= high) if integer else (low < value <= high and value == value)
+    if not ok:
+        bound = f"{low:g}..{high:g}" if integer else f"above {low:g}, at most {high:g}"
+        raise ConfigError(option, f"{raw} is not allowed; allowed: {bound}")
+    return value
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from . import recommend as R
+    from .catalog import gpu_ids, lookup_model, models
+
+    info = lookup_model(args.model)
+    if info is None:
+        known = ", ".join(sorted({m.id for m in models().values()}))
+        raise ConfigError("--model", f"{args.model!r} is not in the model catalog; allowed: {known}")
+    prompt = int(_number("--prompt-tokens", args.prompt_tokens, integer=True, low=1, high=D.MAX_MODEL_LEN_LIMIT))
+    output = int(_number("--output-tokens", args.output_tokens, integer=True, low=1, high=D.MAX_MODEL_LEN_LIMIT))
+    if args.rps is not None:
+        rps = _number("--rps", args.rps, integer=False, low=0, high=1e6)
+    else:
+        rps = _number("--tokens-per-second", args.tokens_per_second, integer=False, low=0, high=1e9) / output
+    mml_default = str(prompt + output)
+    mml = int(_number("--max-model-len", args.max_model_len or mml_default, integer=True, low=1, high=1e7))
+    if mml > info.architecture.max_positions or mml < prompt + output:
+        raise ConfigError(
+            "--max-model-len",
+            f"{mml} is not allowed; allowed: {prompt + output}..{info.architecture.max_positions} "
+            f"(prompt + output up to the positions of {info.id})",
+        )
+    chosen = tuple(g.strip() for g in (args.gpus or ",".join(gpu_ids())).split(","))
+    unknown = [g for g in chosen if g not in gpu_ids()]
+    if unknown or not chosen:
+        raise ConfigError("--gpus", f"{', '.join(unknown) or '(none)'} not allowed; allowed: {', '.join(gpu_ids())}")
+    req = R.Request(
+        model=info.id,
+        peak_rps=rps,
+        prompt_tokens=prompt,
+        output_tokens=output,
+        ttft_p95_ms=_number("--ttft-p95-ms", args.ttft_p95_ms, integer=False, low=0, high=3.6e6),
+        itl_p95_ms=_number("--itl-p95-ms", args.itl_p95_ms, integer=False, low=0, high=3.6e6),
+        max_model_len=mml,
+        gpus=chosen,
+        on_demand_floor=int(_number("--on-demand-floor", args.on_demand_floor, integer=True, low=0, high=1000)),
+        headroom_pct=_number("--headroom-pct", args.headroom_pct, integer=True, low=0, high=200),
+    )
+    top = int(_number("--top", args.top, integer=True, low=1, high=1000))
+    ranked = R.rank(req)
+    winner = ranked[0] if ranked and ranked[0].meets_sla else None
+    name = args.name or info.id.rsplit("/", 1)[-1].lower().replace(".", "-")[:40].strip("-_")
+    snippet = R.snippet(req, winner, name) if winner else None
+    if args.json:
+        print(
+            json.dumps(
+                {"request": R.request_dict(req), "ranking": [c.as_dict() for c in ranked[:top]], "snippet": snippet},
+                indent=2,
+                default=str,
+            )
+        )
+    else:
+        from rich.console import Console
+
+        from .offline.report import recommend_table
+
+        Console(width=200).print(recommend_table(ranked[:top]))
+        if snippet:
+            print(f"# winner: {winner.gpu if winner else ''}; paste into Pulumi.<stack>.yaml")
+            print(snippet, end="")
+    if winner is None:
+        why = ranked[0].why_not if ranked else "no candidate"
+        print(f"error: --model: no configuration of {info.id} fits and meets the SLA (best: {why})", file=sys.stderr)
+        return EXIT_POLICY
+    return EXIT_OK
+
+
 def _first_line(text: str) -> str:
     return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
 
@@ -307,7 +414,7 @@ def _debug() -> bool:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return cmd_plan(args) if args.cmd == "plan" else cmd_docs(args)
+        return {"plan": cmd_plan, "docs": cmd_docs, "recommend": cmd_recommend}[args.cmd](args)
     except KeyboardInterrupt:
         print("error: interrupted; nothing written", file=sys.stderr)
         return 130

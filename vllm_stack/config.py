@@ -76,6 +76,13 @@ class ArchitectureSpec(_Model):
     max_positions: int = Field(
         gt=0, le=D.MAX_MODEL_LEN_LIMIT, description="max_position_embeddings (upper bound for maxModelLen)."
     )
+    hidden_size: int | None = Field(
+        default=None, gt=0, le=1_000_000, description="hidden_size (with intermediateSize and vocabSize: weights "
+        "by module class; without them every parameter is sized as a Linear one)."
+    )  # fmt: skip
+    intermediate_size: int | None = Field(default=None, gt=0, le=10_000_000, description="intermediate_size.")
+    vocab_size: int | None = Field(default=None, gt=0, le=10_000_000, description="vocab_size.")
+    tie_word_embeddings: bool = Field(default=False, description="tie_word_embeddings (lm_head shares the embedding).")
 
     def to_architecture(self) -> Architecture:
         return Architecture(
@@ -85,6 +92,10 @@ class ArchitectureSpec(_Model):
             kv_heads=self.kv_heads,
             head_dim=self.head_dim,
             max_positions=self.max_positions,
+            hidden_size=self.hidden_size,
+            intermediate_size=self.intermediate_size,
+            vocab_size=self.vocab_size,
+            tied_embeddings=self.tie_word_embeddings,
         )
 
 

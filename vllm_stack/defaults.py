@@ -25,10 +25,72 @@ GPU_MEMORY_UTILIZATION_HARD_CEILING = 0.95  # seed 000: "0.92-0.95 if you need m
 VLLM_MAX_MODEL_LEN = 8192
 VLLM_MAX_NUM_SEQS = 256
 MAX_MODEL_LEN_LIMIT = 10_000_000  # largest context any released model claims (Llama 4 Scout: 10M)
-#: Activation/CUDA-graph/runtime budget reserved per GPU before KV cache (vllm-facts: "a few GiB").
-RUNTIME_OVERHEAD_GIB = 4.0
-#: Quantized 4-bit weights carry scales/zeros: ~5 % on top of 0.5 byte/param (vllm-facts).
-INT4_SCALE_OVERHEAD = 0.05
+#: Extra reserve per GPU ON TOP of the vLLM-like overhead estimate below (activation peak, non-torch,
+#: CUDA graphs): 0 = plan exactly what vLLM would leave for the KV cache. The model-fits-gpu policy's
+#: `overheadGiB` threshold is this number (raise it for head-room; it used to be a fixed 4 GiB that
+#: stood in for the whole overhead, ~3 GiB too high for 7-8B on an L40S: shared/notes/sizing.md).
+RUNTIME_OVERHEAD_GIB = 0.0
+
+# --- sizing like vLLM's memory accounting (shared/notes/sizing.md) ----------------------------------
+#: Weight/activation dtype of 16-bit checkpoints (bf16/fp16).
+BYTES_16BIT = 2
+#: Vocabulary rows are padded to a multiple of this (vllm/model_executor/layers/vocab_parallel_embedding.py
+#: DEFAULT_VOCAB_PADDING_SIZE).
+VOCAB_PADDING = 64
+#: FP8 per-channel weight scales are float32 (compressed-tensors FP8 checkpoints).
+SCALE_BYTES_FP32 = 4
+#: AWQ/GPTQ group scales are fp16 (awq/gptq `scales` tensors).
+SCALE_BYTES_FP16 = 2
+#: Default max_num_batched_tokens of `vllm serve` by device class (vllm/engine/arg_utils.py
+#: get_batch_defaults, OPENAI_API_SERVER): >= 160 GiB -> 16384; >= 70 GiB and not an A100 -> 8192;
+#: otherwise 2048. The activation peak vLLM profiles scales with it.
+BATCHED_TOKENS_LARGE_GIB, BATCHED_TOKENS_LARGE = 160, 16384
+BATCHED_TOKENS_H100_GIB, BATCHED_TOKENS_H100 = 70, 8192
+BATCHED_TOKENS_SMALL = 2048
+#: Dummy sampler pass of the profile run: logits [max_num_seqs, vocab] in float32 and the copies the
+#: sampler makes (softmax, logprobs, sort): calibrated so 8B at 256 seqs gives ~0.6 GiB (issue 16: the
+#: whole overhead of 8B on an L40S is ~1 GiB).
+SAMPLER_LOGITS_BYTES = 4
+SAMPLER_LOGITS_COPIES = 5
+#: Memory outside torch's allocator that grows during profiling (CUDA context is before the
+#: snapshot): vLLM logs "non_torch_memory takes 0.16GiB" (vllm PR #12126, H100, TP 1).
+NON_TORCH_GIB = 0.16
+#: Extra non-torch memory per GPU at tensor parallel > 1 (NCCL + custom all-reduce buffers): vllm PR
+#: #10511 logs non_torch_memory 1.79 GiB at TP 1 and 3.58 GiB at TP 2 for the same model and build.
+NCCL_GIB = 1.79
+#: CUDA-graph memory vLLM profiles and subtracts (default since v0.21: gpu_worker.py
+#: profile_cudagraph_memory): a fixed pool plus the captured activations of every layer at the
+#: largest capture size, min(2 x max_num_seqs, 512) tokens (vllm/config/vllm.py). Base from vllm PR
+#: #11349 ("Graph capturing finished ..., took 0.21 GiB" for Llama-3.2-1B).
+CUDAGRAPH_BASE_GIB = 0.15
+CUDAGRAPH_MAX_CAPTURE_SIZE = 512
+CUDAGRAPH_CAPTURE_PER_SEQ = 2
+
+# --- recommend: roofline throughput/latency model (vllm_stack/recommend.py) ------------------------
+# GPU peak bandwidth and FLOPS are in the GPU catalog (data/gpus.yaml, datasheet sources). The
+# efficiencies below are estimates; tests/unit/test_recommend.py checks the model against seed 000's
+# measured figures (7B on L40S 2,500-4,000 tok/s; 70B FP8 on H100 400-700 tok/s at 50 users).
+ROOFLINE_MBU = 0.75  # share of peak HBM bandwidth a decode step achieves (estimate)
+ROOFLINE_MFU = 0.5  # share of peak dense tensor FLOPS a prefill achieves (estimate)
+TP_EFFICIENCY = 0.85  # per-GPU efficiency at tensor parallel > 1 (all-reduce per layer; estimate)
+DECODE_STEP_OVERHEAD_MS = 2.0  # scheduler, sampling, detokenization per engine step (estimate)
+ITL_P95_FACTOR = 1.25  # p95 over mean ITL: prefill chunks share steps with decodes (estimate)
+TTFT_P95_FACTOR = 2.0  # p95 over mean TTFT: queueing behind other prefills near capacity (estimate)
+RECOMMEND_TP_SIZES = (1, 2, 4, 8)
+RECOMMEND_ON_DEMAND_FLOOR = 1  # seed 000: keep >= 1 on-demand replica; the rest spot where the GPU has spot
+RECOMMEND_TOP = 10
+RECOMMEND_MAX_REPLICAS = 64
+
+# --- live cost (vllm_stack/render/cost_rules.py) --------------------------------------------------
+COST_RULE_GROUP = "vllm-cost"  # its own rule group, beside the `vllm` alert group
+ALERT_COST_ABOVE_PLAN_FACTOR = 1.5  # live $/1M tokens above plan x this ...
+ALERT_COST_ABOVE_PLAN_FOR = "1h"  # ... for an hour (issue 16)
+REC_REPLICAS = "vllm_stack:replicas_running"  # {model, capacity}: vLLM targets up
+REC_COST_PER_HOUR = "vllm_stack:cost_dollars_per_hour"  # {model}: running replicas x GPUs x price
+REC_TOKENS_PER_SECOND = "vllm_stack:generation_tokens_per_second"  # {model}: measured rate
+REC_COST_PER_MTOK = "vllm_stack:cost_dollars_per_million_tokens"  # {model}: live
+REC_PLAN_COST_PER_HOUR = "vllm_stack:plan_cost_dollars_per_hour"  # {model}: the plan's blend
+REC_PLAN_COST_PER_MTOK = "vllm_stack:plan_cost_dollars_per_million_tokens"  # {model}: the plan's figure
 
 # --- health and lifecycle ------------------------------------------------------------
 HEALTH_PATH = "/health"

@@ -27,6 +27,39 @@ def _address_key(address: str) -> str:
     return ip.compressed
 
 
+def allowed_quantizations(model_id: str) -> tuple[str, ...]:
+    """`quantization` values vLLM can load for a catalog checkpoint (vllm/config/model.py
+    `_verify_quantization`): a pre-quantized checkpoint loads with its own method only (any other
+    `--quantization` is a start-up error: "does not match the quantization method specified"); a
+    16-bit checkpoint loads as is or quantized online to FP8; AWQ/GPTQ need a checkpoint that carries
+    them ("Cannot find the config file for awq")."""
+    info = lookup_model(model_id)
+    ck = info.architecture.checkpoint if info is not None else None
+    return (ck.method,) if ck is not None else ("none", "fp8")
+
+
+def _quantization_problems(p: str, model_id: str, quantization: str) -> list[tuple[str, str]]:
+    allowed = allowed_quantizations(model_id)
+    if quantization in allowed:
+        return []
+    info = lookup_model(model_id)
+    ck = info.architecture.checkpoint if info is not None else None
+    if ck is None:
+        quantized = sorted(
+            {
+                i.id
+                for i in catalog_models().values()
+                if i.architecture.checkpoint is not None and i.architecture.checkpoint.method == quantization
+            }
+        )
+        why = f"{model_id} is a 16-bit checkpoint, not {quantization.upper()} (vLLM fails at start); " + (
+            f"use a pre-quantized checkpoint such as {', '.join(quantized)}, or " if quantized else ""
+        )
+    else:
+        why = f"{model_id} is a pre-quantized {ck.method.upper()} checkpoint (vLLM loads it as such); "
+    return [(f"{p}.quantization", f"{quantization} is not allowed; {why}allowed: {', '.join(allowed)}")]
+
+
 def validate_semantics(cfg: StackConfig) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     for i, m in enumerate(cfg.models):
@@ -43,6 +76,8 @@ def validate_semantics(cfg: StackConfig) -> list[tuple[str, str]]:
             )
             continue
         arch = m.model_info().architecture
+        if m.architecture is None:
+            problems += _quantization_problems(p, m.model, m.quantization)
         if m.max_model_len > arch.max_positions:
             problems.append(
                 (

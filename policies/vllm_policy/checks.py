@@ -26,7 +26,7 @@ from vllm_stack.offline.engine import SECRET_PLACEHOLDER, VALUE_PLACEHOLDER
 from vllm_stack.render.vllm_args import ENV_API_KEY, ENV_HF_TOKEN
 from vllm_stack.sizing import KIB, KV_BYTES_PER_ELEMENT, WEIGHT_BYTES_PER_PARAM, fit
 
-from . import routing_rules
+from . import quantization_rules, routing_rules
 from . import shapes as S
 from .context import ADVISORY, MANDATORY, PolicyContext, Rule, Threshold
 
@@ -828,13 +828,17 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "model-fits-gpu",
-        "Weights plus the KV cache of one sequence at --max-model-len fit in VRAM x utilization x "
-        "tensor-parallel GPUs (a vLLM server component's `argv` and `gpu`).",
+        "Per GPU, as vLLM accounts for it: weights by module class (Linear layers at the quantization's bytes, "
+        "a pre-quantized checkpoint at its own format; embedding, lm_head, norms 16-bit), activation peak, "
+        "non-torch/NCCL and CUDA-graph estimates, `overheadGiB` extra reserve and the KV cache of one sequence "
+        "at --max-model-len fit in the CUDA-visible total x utilization (`vllm_stack.sizing.fit`).",
         model_fits_gpu,
         _WARNS_IN_DEV,  # an estimate; dev is where you try
         thresholds=(
             Threshold(
-                "overheadGiB", D.RUNTIME_OVERHEAD_GIB, "Activation/CUDA-graph budget per GPU before KV cache, GiB."
+                "overheadGiB",
+                D.RUNTIME_OVERHEAD_GIB,
+                "Extra reserve per GPU on top of the vLLM-like estimate, GiB (default 0).",
             ),
             Threshold(
                 "defaultUtilization",
@@ -1011,6 +1015,16 @@ RULES: tuple[Rule, ...] = (
             "prefixes, `_` spellings, `=` forms, short options and aliases)"
         ),
         remediation="Fix models[].extraArgs (see vllm_stack/flags.py).",
+    ),
+    Rule(
+        "quantization-matches-checkpoint",
+        "A vLLM server's --quantization is one its checkpoint can load (else vLLM refuses to start); an explicit "
+        "AWQ/GPTQ flag on a checkpoint that carries it is redundant (advisory: vLLM picks the Marlin kernel).",
+        quantization_rules.quantization_matches_checkpoint,
+        _BLOCKS,
+        advisory_findings=True,
+        reads="server components' `argv` (`--quantization`, the model) against the model catalog's checkpoints",
+        remediation="Leave models[].quantization to the checkpoint (see `python -m vllm_stack recommend`).",
     ),
     Rule(
         "router-pinned",

@@ -41,6 +41,7 @@ EXPECTED_IDS = {
     "pinned-images",
     "grafana-no-default-password",
     "no-invalid-vllm-flags",
+    "quantization-matches-checkpoint",
     "router-pinned",
     "router-not-exposed",
     "router-network-policy",
@@ -55,7 +56,7 @@ def policies():
 
 def test_every_policy_id_is_registered_with_description_and_schema(policies):
     assert EXPECTED_IDS <= set(policies)
-    assert set(policies) - EXPECTED_IDS == {"fp8-requires-fp8-gpu-advisory"}
+    assert set(policies) - EXPECTED_IDS == {"fp8-requires-fp8-gpu-advisory", "quantization-matches-checkpoint-advisory"}
     assert set(checks.POLICY_IDS) == EXPECTED_IDS == {r.id for r in checks.RULES}
     for name, p in policies.items():
         assert len(p.description) > 40, name

@@ -79,6 +79,7 @@ HERE = Path(__file__).resolve().parent
 # --------------------------------------------------------------------------- marker and order
 
 MODULE_ORDER = (
+    "test_weights_real",  # no server: one short in-process engine per model shape
     "test_parser_all_stacks",
     "test_flag_table",
     "test_harness",

@@ -55,6 +55,7 @@ def _result(latencies, ttfts=None, failures=0, wall=1.0) -> LoadResult:
         "bench.balancing",
         "bench.drain",
         "bench.plan_scaling",
+        "bench.sizing_peers",
         "bench.run_all",
     ],
 )

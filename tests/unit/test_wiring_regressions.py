@@ -1,6 +1,6 @@
 """Wiring regressions no other unit test pinned (each was broken in a copy and the fast tier still passed):
 
-* KV sizing at tensor parallel > 1 (weights split over N GPUs, the per-GPU KV budget times N);
+* KV sizing at tensor parallel > 1 (weights split over N GPUs, per-GPU figures and replica totals);
 * every `monitoring.alerts.*For` reaching exactly its own rule's `for:`;
 * the key path named by a type error in every field of the config model.
 
@@ -49,44 +49,65 @@ def test_tp2_example_is_the_case_computed_by_hand():
         "none",
         "auto",
     )
-    assert (spec.gpu_memory_utilization, spec.max_model_len) == (0.92, 16384)
+    assert (spec.gpu_memory_utilization, spec.max_model_len, spec.max_num_seqs) == (0.92, 16384, 64)
     # The catalog numbers the hand computation below uses.
     arch = lookup_model(spec.model).architecture
-    assert (arch.params, arch.layers, arch.kv_heads, arch.head_dim) == (70.55e9, 80, 8, 128)
-    assert gpus()["H100-SXM5-80GB"].vram_mib == 81559
-    assert D.RUNTIME_OVERHEAD_GIB == 4.0
+    assert (arch.layers, arch.kv_heads, arch.head_dim, arch.hidden_size, arch.intermediate_size) == (
+        80,
+        8,
+        128,
+        8192,
+        28672,
+    )
+    assert (arch.vocab_size, arch.tied_embeddings, arch.max_positions) == (128256, False, 131072)
+    assert gpus()["H100-SXM5-80GB"].cuda_total_gib == 79.18
+    assert D.RUNTIME_OVERHEAD_GIB == 0.0
 
 
 def test_kv_sizing_at_tensor_parallel_2_by_hand():
-    """Per GPU: 81559 MiB x 0.92 budget, half of the fp16 weights (70.55e9 x 2 B / 2), 4 GiB overhead;
-    the replica's KV cache is that per-GPU remainder times 2."""
+    """Per GPU, as vLLM accounts for it: 79.18 GiB (CUDA-visible) x 0.92, half of every Linear layer and of
+    the embedding and lm_head (16-bit), all the norms and the rotary cache, the activation peak at 8192
+    batched tokens (H100 class), NCCL at TP 2, the CUDA-graph estimate; the replica's KV tokens are the
+    per-GPU remainder over the per-GPU bytes per token (each GPU holds 4 of the 8 KV heads)."""
     f = fit_for(_tp2_example())
     tp = 2
-    vram_gpu = 81559 * MIB  # 79.65 GiB
-    budget_gpu = vram_gpu * 0.92  # 73.28 GiB
-    weights_gpu = 70.55e9 * 2 / tp  # 65.71 GiB: the weights are split across the GPUs
-    overhead_gpu = 4.0 * GIB
+    budget_gpu = 79.18 * GIB * 0.92  # 72.85 GiB
+    linear = 80 * (8192 * (8192 + 2 * 1024) + 8192 * 8192 + 3 * 8192 * 28672)  # 68.45e9 params
+    embed = lm_head = 128256 * 8192  # 1.05e9 params each
+    norms = 80 * 2 * 8192 + 8192
+    rotary = 131072 * 128 * 2
+    weights_gpu = (linear + embed + lm_head) / tp * 2 + norms * 2 + rotary  # 65.74 GiB
+    activation = max(8192 * (2 * 8192 + 3 * 28672 / tp) * 2, 64 * 128256 * 4 * 5)  # MLP at 8192 tokens
+    non_torch = (0.16 + 1.79) * GIB  # + NCCL at TP > 1
+    cudagraph = 0.15 * GIB + 80 * 8192 * min(2 * 64, 512) * 2
+    overhead_gpu = activation + non_torch + cudagraph
     kv_gpu = budget_gpu - weights_gpu - overhead_gpu
-    kv_total = kv_gpu * tp
-    per_token = 2 * 80 * 8 * 128 * 2  # K and V x layers x kv heads x head dim x fp16 = 320 KiB
+    per_token_gpu = 2 * 80 * (8 // tp) * 128 * 2  # 160 KiB per GPU
+    per_token = 2 * 80 * 8 * 128 * 2  # 320 KiB for the replica
 
-    assert round(kv_gpu / GIB, 2) == 3.57  # per GPU
-    assert round(kv_total / GIB, 2) == 7.14  # the replica
+    assert linear == 68_451_041_280
+    assert round(weights_gpu / GIB, 2) == 65.74
+    assert round(activation / GIB, 2) == 0.91
+    assert round(overhead_gpu / GIB, 2) == 3.16
+    assert round(kv_gpu / GIB, 2) == 3.94
     assert per_token == 327_680
-    assert int(kv_total // per_token) == 23_401
 
     assert f.tensor_parallel == 2
-    assert f.vram_gib_total == round(vram_gpu * tp / GIB, 2) == 159.29
-    assert f.budget_gib == round(budget_gpu * tp / GIB, 2) == 146.55
-    assert f.weights_gib == round(weights_gpu * tp / GIB, 2) == 131.41
-    assert f.overhead_gib == round(overhead_gpu * tp / GIB, 2) == 8.0
-    assert f.kv_gib == 7.14
-    assert f.kv_gib / tp == pytest.approx(kv_gpu / GIB, abs=0.01)  # per-GPU share
+    # per GPU, labelled
+    assert f.cuda_total_gib_per_gpu == 79.18 and f.budget_gib_per_gpu == round(budget_gpu / GIB, 2) == 72.85
+    assert f.weights_gib_per_gpu == 65.74 and f.overhead_gib_per_gpu == 3.16 and f.kv_gib_per_gpu == 3.94
+    assert f.max_num_batched_tokens == 8192 and f.non_torch_gib_per_gpu == 1.95
+    # replica totals
+    assert f.vram_gib_total == round(79.18 * GIB * tp / GIB, 2) == 158.36
+    assert f.budget_gib == round(budget_gpu * tp / GIB, 2) == 145.69
+    assert f.weights_gib == round(weights_gpu * tp / GIB, 2) == 131.48
+    assert f.overhead_gib == round(overhead_gpu * tp / GIB, 2) == 6.33
+    assert f.kv_gib == round(kv_gpu * tp / GIB, 2) == 7.88
     assert f.kv_bytes_per_token == per_token
-    assert f.kv_tokens == 23_401
-    assert f.max_concurrency_full_context == 23_401 // 16384 == 1
+    assert f.kv_tokens == int(kv_gpu // per_token_gpu) == 25_836
+    assert f.max_concurrency_full_context == 25_836 // 16384 == 1
     assert f.fits is True
-    assert f.reason == "7.1 GiB KV = 23401 tokens = 1 sequences of 16384"
+    assert f.reason == "7.9 GiB KV = 25836 tokens = 1 sequences of 16384"
 
 
 def test_the_same_model_on_one_gpu_does_not_fit():
@@ -105,7 +126,8 @@ def test_the_same_model_on_one_gpu_does_not_fit():
         gpu_memory_utilization=0.92,
     )
     assert one.fits is False and one.kv_tokens == 0
-    assert one.kv_gib == round((81559 * MIB * 0.92 - 70.55e9 * 2 - 4 * GIB) / GIB, 2) == -62.13
+    assert one.weights_gib == 131.45  # norms and rotary cache counted once, not per GPU
+    assert one.kv_gib == round(72.85 - 131.45 - one.overhead_gib, 2)
 
 
 # --- every alert's `for` ------------------------------------------------------------------------
@@ -207,6 +229,10 @@ BASELINE: dict[str, Any] = {
                 "headDim": 128,
                 "attentionHeads": 32,
                 "maxPositions": 32768,
+                "hiddenSize": 4096,
+                "intermediateSize": 14336,
+                "vocabSize": 32768,
+                "tieWordEmbeddings": False,
             },
             "default": True,
         }
@@ -318,7 +344,7 @@ FIELDS = list(config_fields())
 
 def test_the_baseline_loads_and_sets_every_field():
     parse_config(copy.deepcopy(BASELINE))
-    assert len(FIELDS) == 96, [p for p, _ in FIELDS]  # a field added to the model changes this on purpose
+    assert len(FIELDS) == 100, [p for p, _ in FIELDS]  # a field added to the model changes this on purpose
     for pattern, _ in FIELDS:
         _set(copy.deepcopy(BASELINE), pattern, None)  # asserts the baseline reaches the key
 

@@ -53,14 +53,19 @@ def resource_tree(doc: dict[str, Any]) -> Tree:
 
 
 def sizing_table(doc: dict[str, Any]) -> Table:
-    t = Table(title="Sizing per model (one replica)")
+    t = Table(
+        title="Sizing per model (one replica; per GPU = each of its TP GPUs, as vLLM logs it; total = the replica)"
+    )
     for col in (
         "model",
         "gpu",
         "TP",
         "util",
-        "weights GiB",
-        "KV GiB",
+        "budget GiB per GPU",
+        "weights GiB per GPU",
+        "overhead GiB per GPU",
+        "KV GiB per GPU",
+        "KV GiB total",
         "KV tokens",
         "seqs @ maxModelLen",
         "fits",
@@ -76,8 +81,11 @@ def sizing_table(doc: dict[str, Any]) -> Table:
             _e(m["gpu"]),
             str(f["tensor_parallel"]),
             f"{f['gpu_memory_utilization']:g}",
-            f"{f['weights_gib']:.1f}",
-            f"{f['kv_gib']:.1f}",
+            f"{f['budget_gib_per_gpu']:.2f} of {f['cuda_total_gib_per_gpu']:.2f}",
+            f"{f['weights_gib_per_gpu']:.2f} [{_e(f['weight_format'])}]",
+            f"{f['overhead_gib_per_gpu']:.2f}",
+            f"{f['kv_gib_per_gpu']:.2f}",
+            f"{f['kv_gib']:.2f}",
             str(f["kv_tokens"]),
             f"{f['max_concurrency_full_context']} x {f['max_model_len']}",
             "[green]yes[/]" if f["fits"] else f"[red]NO[/] {_e(f['reason'])}",
@@ -217,3 +225,44 @@ def print_diff(diff: dict[str, Any], console: Console | None = None) -> None:
             c.print(f"  [{color}]{'+' if label == 'added' else '-' if label == 'removed' else '~'}[/] {_e(k)}")
     mc = diff["monthlyCost"]
     c.print(f"monthly cost: ${mc['from']:,.2f} → ${mc['to']:,.2f} (delta ${mc['delta']:+,.2f})")
+
+
+def recommend_table(ranked: list[Any]) -> Table:
+    """`recommend` ranking: the cheapest configuration that fits and meets the SLA first."""
+    t = Table(title="recommend: configurations by $/month (fit + SLA first; per replica figures)")
+    for col in (
+        "#",
+        "checkpoint",
+        "quant",
+        "gpu",
+        "TP",
+        "replicas od/spot",
+        "$/month",
+        "$/1M tok",
+        "batch",
+        "tok/s per replica",
+        "ITL p95 ms",
+        "TTFT p95 ms",
+        "KV GiB per GPU",
+        "verdict",
+    ):
+        t.add_column(col)
+    for i, c in enumerate(ranked, 1):
+        p = c.perf
+        t.add_row(
+            str(i),
+            _e(c.checkpoint),
+            _e(c.quantization),
+            _e(c.gpu),
+            str(c.tensor_parallel),
+            f"{c.on_demand}/{c.spot}" if c.meets_sla else "-",
+            f"{c.monthly:.2f}" if c.meets_sla else "-",
+            "-" if c.per_million_tokens is None else f"{c.per_million_tokens:.4f}",
+            str(p.batch) if p else "-",
+            f"{p.tokens_per_second:.0f}" if p else "-",
+            f"{p.itl_p95_ms:g}" if p else "-",
+            f"{p.ttft_p95_ms:g}" if p else "-",
+            f"{c.kv_gib_per_gpu:.2f}",
+            "[green]ok[/]" if c.meets_sla else f"[red]no[/] {_e(c.why_not)}",
+        )
+    return t

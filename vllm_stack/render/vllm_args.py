@@ -50,8 +50,9 @@ def serve_argv(
         "--max-num-seqs",
         str(int(spec.max_num_seqs)),
     ]
-    if spec.quantization != "none":
-        argv += ["--quantization", spec.quantization]
+    flag = quantization_flag(spec)
+    if flag is not None:
+        argv += ["--quantization", flag]
     if spec.kv_cache_dtype != "auto":
         argv += ["--kv-cache-dtype", spec.kv_cache_dtype]
     if download_dir:
@@ -61,6 +62,23 @@ def serve_argv(
     if final:  # defence in depth: the assembled argv itself must be clean
         raise RenderError("; ".join(m for _, m in final))
     return argv
+
+
+def quantization_flag(spec: ModelSpec) -> str | None:
+    """The `--quantization` value to render, or None to leave it to vLLM's detection.
+
+    A pre-quantized checkpoint carries its `quantization_config`; vLLM picks the kernel itself (0.32:
+    AWQ/GPTQ resolve to auto_awq/auto_gptq, which choose Marlin where the GPU supports it; older
+    releases resolve `awq` checkpoints to awq_marlin only when the flag is absent or awq_marlin, and an
+    explicit `--quantization awq` forces the slow kernel). Leaving the flag out is the choice vLLM
+    makes in every release (AWQ/GPTQ exist only as checkpoints, so they are never rendered). A 16-bit
+    checkpoint quantized online needs the flag (`fp8`); a pre-quantized FP8 catalog checkpoint does not
+    (compressed-tensors FP8 even refuses `--quantization fp8`)."""
+    if spec.quantization in ("none", "awq", "gptq"):
+        return None
+    if spec.architecture is None and spec.model_info().architecture.checkpoint is not None:
+        return None
+    return spec.quantization
 
 
 @dataclass(frozen=True)
