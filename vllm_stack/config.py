@@ -154,6 +154,13 @@ class LoadSpec(_Model):
     )
 
 
+def unhealthy_restart_floor(drain_seconds: int) -> int:
+    """Smallest `unhealthyRestartSeconds` for a drain: a stopping replica is killed after
+    drain + TERMINATION_GRACE_EXTRA_SEC, so with one more probe period it can never be seen
+    failing that long (the healers never act on a replica that is being drained)."""
+    return drain_seconds + D.TERMINATION_GRACE_EXTRA_SEC + D.PROBE_PERIOD_SEC
+
+
 class ModelSpec(_Model):
     """One served model: what vLLM loads, on which GPU, with which limits."""
 
@@ -198,6 +205,15 @@ class ModelSpec(_Model):
     image: OciImage = Field(default=D.VLLM_IMAGE, description="vLLM container image (pin a tag in prod).")
     architecture: ArchitectureSpec | None = Field(default=None, description="Required for models not in the catalog.")
     default: bool = Field(default=False, description="Route plain `/v1/` to this model (default: the first model).")
+    unhealthy_restart_seconds: int = Field(
+        default=D.UNHEALTHY_RESTART_SEC,
+        ge=1,
+        le=D.UNHEALTHY_RESTART_SEC_MAX,
+        description="Seconds a replica's /health may fail before the host restarts it (systemd: "
+        "WatchdogSec=, fed only while /health answers 200; docker: the vllm-heal timer). At least "
+        f"pool.drainSeconds + {D.TERMINATION_GRACE_EXTRA_SEC} + {D.PROBE_PERIOD_SEC}, so a stopping "
+        "replica is never restarted by the healer.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -205,6 +221,18 @@ class ModelSpec(_Model):
         if v in D.FRONT_RESERVED_ROUTES:
             raise ValueError(
                 f"is a route the front serves itself; not allowed: {', '.join(sorted(D.FRONT_RESERVED_ROUTES))}"
+            )
+        return v
+
+    @field_validator("unhealthy_restart_seconds")
+    @classmethod
+    def _heal_after_drain(cls, v: int, info: ValidationInfo) -> int:
+        pool = info.data.get("pool")
+        if isinstance(pool, PoolSpec) and v < unhealthy_restart_floor(pool.drain_seconds):
+            raise ValueError(
+                f"must be >= {unhealthy_restart_floor(pool.drain_seconds)} (pool.drainSeconds "
+                f"{pool.drain_seconds} + {D.TERMINATION_GRACE_EXTRA_SEC} s stop margin + {D.PROBE_PERIOD_SEC} s "
+                f"probe period: a draining replica must never look hung) and <= {D.UNHEALTHY_RESTART_SEC_MAX}"
             )
         return v
 

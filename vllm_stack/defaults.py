@@ -45,6 +45,19 @@ DRAIN_SECONDS_MIN = 10  # seed 000: "short connection drain timeout (10-30 secon
 DRAIN_SECONDS_MAX = 30
 DRAIN_SECONDS_DEFAULT = 20
 TERMINATION_GRACE_EXTRA_SEC = 15  # terminationGracePeriodSeconds = drain + this
+#: Hosts heal (issue 15): a replica whose /health has failed this long is restarted (systemd
+#: WatchdogSec= fed by the start wrapper only while /health answers 200; docker: the host's
+#: vllm-heal timer restarts a container unhealthy this long). Default = the Kubernetes liveness
+#: budget (LIVENESS_FAILURE_THRESHOLD x PROBE_PERIOD_SEC = 60 s), so all three runtimes give a
+#: hung replica the same time. Floor: a stopping replica (drain + TERMINATION_GRACE_EXTRA_SEC
+#: until SIGKILL) plus one probe period can never reach it, so healing never fights a drain.
+UNHEALTHY_RESTART_SEC = 60
+UNHEALTHY_RESTART_SEC_MAX = 3600
+#: The docker healer's period (vllm-heal.timer OnUnitActiveSec=): one docker probe period.
+HEALER_PERIOD_SEC = 10
+HEALER_NAME = "vllm-heal"
+#: An operator's hold: a file named after a container here keeps vllm-heal away from it.
+HEALER_HOLD_DIR = "/run/vllm-stack/no-heal"
 
 # --- front (nginx) -------------------------------------------------------------------
 HTTP_PORT = 80
