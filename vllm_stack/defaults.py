@@ -56,6 +56,7 @@ UNHEALTHY_RESTART_SEC_MAX = 3600
 #: The docker healer's period (vllm-heal.timer OnUnitActiveSec=): one docker probe period.
 HEALER_PERIOD_SEC = 10
 HEALER_NAME = "vllm-heal"
+DOCKER_DEFAULT_HEALTH_INTERVAL_SEC = 30  # docker run --health-interval default (Docker docs)
 #: An operator's hold: a file named after a container here keeps vllm-heal away from it.
 HEALER_HOLD_DIR = "/run/vllm-stack/no-heal"
 

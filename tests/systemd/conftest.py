@@ -151,7 +151,9 @@ def _install(box: Container, flavor: str) -> Deployed:
         env = dict(harness.VLLM_BASE_ENV)
         box.run(["mkdir", "-p", f"{VENV_IN}/bin"])
         box.run(["ln", "-sf", "/usr/bin/python3.11", f"{VENV_IN}/bin/python"])
-        box.put(f"{VENV_IN}/pyvenv.cfg", "home = /usr/bin\ninclude-system-site-packages = false\nversion = 3.11\n", 0o644)
+        box.put(
+            f"{VENV_IN}/pyvenv.cfg", "home = /usr/bin\ninclude-system-site-packages = false\nversion = 3.11\n", 0o644
+        )
         box.put(D.VLLM_BIN, real_vllm_stub(env), 0o755)
     else:
         box.put(D.VLLM_BIN, FAKE_VLLM_STUB, 0o755)

@@ -69,9 +69,7 @@ class Container:
     def boot(cls, work: Path, binds_ro: Sequence[tuple[str, str]] = (), name: str = "vllmstack") -> "Container":
         work.mkdir(parents=True, exist_ok=True)
         ovl = work / "ovl"
-        r = subprocess.run(
-            ["bash", str(ROOTFS_SCRIPT), "mount", str(ovl)], capture_output=True, text=True, timeout=900
-        )
+        r = subprocess.run(["bash", str(ROOTFS_SCRIPT), "mount", str(ovl)], capture_output=True, text=True, timeout=900)
         if r.returncode != 0:
             raise RuntimeError(f"systemd_rootfs.sh mount failed:\n{r.stderr}")
         root = Path(r.stdout.strip().splitlines()[-1])
@@ -143,7 +141,17 @@ class Container:
 
     def http_code(self, url: str, timeout: float = 2) -> str:
         r = self.run(
-            ["curl", "--silent", "--output", "/dev/null", "--write-out", "%{http_code}", "--max-time", str(timeout), url],
+            [
+                "curl",
+                "--silent",
+                "--output",
+                "/dev/null",
+                "--write-out",
+                "%{http_code}",
+                "--max-time",
+                str(timeout),
+                url,
+            ],
             check=False,
             timeout=timeout + 10,
         )

@@ -32,7 +32,9 @@ def _wait(pred, timeout: float, what: str, dep: Deployed) -> float:
 
 
 def _active_and_healthy(dep: Deployed) -> bool:
-    return dep.box.show(dep.unit, "ActiveState")["ActiveState"] == "active" and dep.box.http_code(dep.health_url) == "200"
+    return (
+        dep.box.show(dep.unit, "ActiveState")["ActiveState"] == "active" and dep.box.http_code(dep.health_url) == "200"
+    )
 
 
 def test_start_returns_only_after_ready(deployed: Deployed):
@@ -53,9 +55,7 @@ def test_start_returns_only_after_ready(deployed: Deployed):
 
 def test_serves_hardened(deployed: Deployed):
     dep = deployed
-    r = dep.box.run(
-        ["curl", "--silent", "--max-time", "10", "-H", f"@{KEY_HEADER}", dep.models_url], check=False
-    )
+    r = dep.box.run(["curl", "--silent", "--max-time", "10", "-H", f"@{KEY_HEADER}", dep.models_url], check=False)
     assert r.returncode == 0 and '"llama-8b"' in r.stdout, r.stdout + r.stderr + dep.box.journal(dep.unit)
     r = dep.box.run(["curl", "--silent", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}", dep.models_url])
     assert r.stdout == "401"  # the key from the EnvironmentFile guards /v1
@@ -124,7 +124,9 @@ def test_stop_drains_within_timeout_stop_sec(deployed: Deployed):
     assert "data: [DONE]" in out, out[-500:]
     log = dep.box.journal(dep.unit, 40)
     assert "received SIGTERM; forwarding it to vLLM" in log
-    print(f"\n[systemd/{dep.flavor}] systemctl stop drained the in-flight stream in {took:.1f}s (< {dep.timeout_stop_sec}s)")
+    print(
+        f"\n[systemd/{dep.flavor}] systemctl stop drained the in-flight stream in {took:.1f}s (< {dep.timeout_stop_sec}s)"
+    )
 
 
 pytestmark = pytest.mark.timeout(900) if hasattr(pytest.mark, "timeout") else []
