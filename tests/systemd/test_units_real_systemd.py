@@ -7,11 +7,8 @@ hung /health -> stop.
 from __future__ import annotations
 
 import re
-import subprocess
 import threading
 import time
-
-import pytest
 
 from tests.systemd.conftest import FAKE_LOAD_SECONDS, KEY_HEADER, MAX_EXPOSURE, WATCHDOG_SEC, Deployed
 from vllm_stack import defaults as D
@@ -122,12 +119,8 @@ def test_stop_drains_within_timeout_stop_sec(deployed: Deployed):
     assert took < dep.timeout_stop_sec
     out = result["r"].stdout
     assert "data: [DONE]" in out, out[-500:]
-    log = dep.box.journal(dep.unit, 40)
+    log = dep.box.journal(dep.unit, 2000)
     assert "received SIGTERM; forwarding it to vLLM" in log
     print(
         f"\n[systemd/{dep.flavor}] systemctl stop drained the in-flight stream in {took:.1f}s (< {dep.timeout_stop_sec}s)"
     )
-
-
-pytestmark = pytest.mark.timeout(900) if hasattr(pytest.mark, "timeout") else []
-_ = subprocess

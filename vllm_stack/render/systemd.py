@@ -235,6 +235,7 @@ def render_systemd_unit(
         # that stays unhealthy this long is killed (SIGABRT, then the KillMode above) and
         # restarted. systemd arms the watchdog at READY and disarms it on stop: never in a drain.
         ("WatchdogSec", str(watchdog)),
+        ("LimitNOFILE", str(D.VLLM_LIMIT_NOFILE)),
         ("Restart", "always"),
         ("RestartSec", str(D.SYSTEMD_RESTART_SEC)),
         ("SyslogIdentifier", unit_stem(spec.name, replica)),
