@@ -208,6 +208,7 @@ BASELINE: dict[str, Any] = {
                 "maxPositions": 32768,
             },
             "default": True,
+            "unhealthyRestartSeconds": 60,
         }
     ],
     "front": {
@@ -316,7 +317,7 @@ FIELDS = list(config_fields())
 
 def test_the_baseline_loads_and_sets_every_field():
     parse_config(copy.deepcopy(BASELINE))
-    assert len(FIELDS) == 90, [p for p, _ in FIELDS]  # a field added to the model changes this on purpose
+    assert len(FIELDS) == 91, [p for p, _ in FIELDS]  # a field added to the model changes this on purpose
     for pattern, _ in FIELDS:
         _set(copy.deepcopy(BASELINE), pattern, None)  # asserts the baseline reaches the key
 
