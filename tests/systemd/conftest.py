@@ -190,7 +190,7 @@ def _replace_serve_args(text: str, argv: list[str]) -> str:
     return _SERVE_ARGS_RE.sub(lambda _: "readonly -a SERVE_ARGS=(\n" + body + ")\n", text)
 
 
-@pytest.fixture(scope="module", params=["fake", "real"])
+@pytest.fixture(scope="module", params=["fake", pytest.param("real", marks=pytest.mark.real_vllm)])
 def deployed(request, tmp_path_factory):
     require_prerequisites()
     flavor = request.param

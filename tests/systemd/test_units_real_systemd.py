@@ -96,8 +96,10 @@ def test_hung_health_leads_to_watchdog_restart(deployed: Deployed):
 def test_stop_drains_within_timeout_stop_sec(deployed: Deployed):
     dep = deployed
     assert f"TimeoutStopSec={dep.timeout_stop_sec}\n" in dep.installed_unit
-    # one in-flight streaming request (fake: 300 tokens x 10 ms = ~3 s) when the stop begins
-    body = '{"model":"llama-8b","prompt":"hi","max_tokens":%d,"stream":true}' % (300 if dep.flavor == "fake" else 64)
+    # one in-flight streaming request when the stop begins (fake: 300 tokens x 10 ms = ~3 s; real:
+    # 450 tokens of the tiny model on CPU, EOS ignored so it cannot end early)
+    tokens = 300 if dep.flavor == "fake" else 450
+    body = '{"model":"llama-8b","prompt":"hi","max_tokens":%d,"ignore_eos":true,"stream":true}' % tokens
     result: dict = {}
 
     def request() -> None:
@@ -110,6 +112,7 @@ def test_stop_drains_within_timeout_stop_sec(deployed: Deployed):
     t = threading.Thread(target=request)
     t.start()
     time.sleep(1.0)
+    in_flight = t.is_alive()
     t0 = time.monotonic()
     dep.box.run(["systemctl", "stop", dep.unit], timeout=dep.timeout_stop_sec + 30)
     took = time.monotonic() - t0
@@ -118,7 +121,9 @@ def test_stop_drains_within_timeout_stop_sec(deployed: Deployed):
     assert state == {"ActiveState": "inactive", "Result": "success"}, (state, dep.box.journal(dep.unit))
     assert took < dep.timeout_stop_sec
     out = result["r"].stdout
+    assert in_flight, "the request ended before the stop: nothing was drained"
     assert "data: [DONE]" in out, out[-500:]
+    assert out.count('"text"') >= tokens, out[-500:]  # every token arrived, none cut off
     log = dep.box.journal(dep.unit, 2000)
     assert "received SIGTERM; forwarding it to vLLM" in log
     print(
