@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Install what the project needs on a fresh Debian machine. Idempotent; fast when warm.
 #   scripts/bootstrap.sh venv    -> .venv from requirements-dev.lock (plan + tests; hashed pins, `make lock`)
-#   scripts/bootstrap.sh tools   -> Debian tools (nginx, prometheus/promtool, shellcheck, debootstrap) + npm tools
+#   scripts/bootstrap.sh tools   -> Debian tools (nginx, prometheus/promtool, shellcheck, debootstrap,
+#                                   systemd-nspawn) + npm tools + the cached nspawn root of tests/systemd
 # Under CI=true anything missing afterwards is an error, never a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-APT_PACKAGES=(nginx prometheus shellcheck debootstrap systemd openssl curl)
-APT_BINARIES=(nginx promtool prometheus shellcheck debootstrap systemd-analyze openssl curl)
+APT_PACKAGES=(nginx prometheus shellcheck debootstrap systemd systemd-container openssl curl)
+APT_BINARIES=(nginx promtool prometheus shellcheck debootstrap systemd-analyze systemd-nspawn openssl curl)
 
 venv() {
   local stamp=.venv/.requirements.sha256
@@ -53,6 +54,14 @@ tools() {
   missing=$(missing_binaries)
   if [[ -n $missing && ${CI:-} == "true" ]]; then
     echo "error: missing tools under CI: $missing" >&2
+    exit 1
+  fi
+  # The bootable Debian root tests/systemd runs the rendered units in (built once, cached
+  # outside the repo; a second call only checks its stamp). Needs root, like debootstrap.
+  if [[ $(id -u) -eq 0 ]]; then
+    bash scripts/systemd_rootfs.sh ensure >/dev/null
+  elif [[ ${CI:-} == "true" ]]; then
+    echo "error: tests/systemd needs root (systemd-nspawn) under CI" >&2
     exit 1
   fi
   local lock_sum

@@ -21,10 +21,21 @@ set -euo pipefail
 
 SUITE=bookworm
 CACHE_ROOT="${VLLM_STACK_CACHE:-$HOME/.cache/vllm-stack}"
-CACHE_DIR="$CACHE_ROOT/chroot-$SUITE"
 STAMP=".vllm-stack-chroot-complete"
 # passwd (useradd/groupadd) is in minbase today; asking for it keeps the root honest if that changes.
 INCLUDE="passwd"
+# VLLM_STACK_CHROOT_FLAVOR=systemd (scripts/systemd_rootfs.sh): a root that boots under
+# systemd-nspawn (systemd as PID 1, dbus, curl for the wrapper, python3 for the fake vLLM).
+case "${VLLM_STACK_CHROOT_FLAVOR:-plain}" in
+    plain) CACHE_DIR="$CACHE_ROOT/chroot-$SUITE" ;;
+    systemd)
+        # -r2: the package list below changed (bump it with every change: a new cache dir).
+        # libnuma1: the vLLM CPU build's _C extension links it (vllm-cpu.md's host prerequisites).
+        CACHE_DIR="$CACHE_ROOT/chroot-$SUITE-systemd-r2"
+        INCLUDE="$INCLUDE,systemd,systemd-sysv,dbus,curl,ca-certificates,python3,libnuma1"
+        ;;
+    *) echo "test_chroot.sh: VLLM_STACK_CHROOT_FLAVOR must be plain or systemd" >&2; exit 2 ;;
+esac
 
 die() { echo "test_chroot.sh: $*" >&2; exit 1; }
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from . import defaults as D
@@ -180,6 +180,13 @@ class RoutingSpec(_Model):
     )
 
 
+def unhealthy_restart_floor(drain_seconds: int) -> int:
+    """Smallest `unhealthyRestartSeconds` for a drain: a stopping replica is killed after
+    drain + TERMINATION_GRACE_EXTRA_SEC, so with one more probe period it can never be seen
+    failing that long (the healers never act on a replica that is being drained)."""
+    return drain_seconds + D.TERMINATION_GRACE_EXTRA_SEC + D.PROBE_PERIOD_SEC
+
+
 class ModelSpec(_Model):
     """One served model: what vLLM loads, on which GPU, with which limits."""
 
@@ -225,6 +232,31 @@ class ModelSpec(_Model):
     architecture: ArchitectureSpec | None = Field(default=None, description="Required for models not in the catalog.")
     default: bool = Field(default=False, description="Route plain `/v1/` to this model (default: the first model).")
     routing: RoutingSpec = Field(default_factory=RoutingSpec, description="Routing tier (see routing.*).")
+    unhealthy_restart_seconds: int = Field(
+        default=D.UNHEALTHY_RESTART_SEC,
+        ge=1,
+        le=D.UNHEALTHY_RESTART_SEC_MAX,
+        description="Seconds a replica's /health may fail before the host restarts it (systemd: "
+        "WatchdogSec=, fed only while /health answers 200; docker: the vllm-heal timer). At least "
+        f"pool.drainSeconds + {D.TERMINATION_GRACE_EXTRA_SEC} + {D.PROBE_PERIOD_SEC}, so a stopping "
+        "replica is never restarted by the healer; unset, that floor when it is above the default.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _heal_default_above_the_drain(cls, data: Any) -> Any:
+        """Unset, `unhealthyRestartSeconds` is the default or the drain's floor, whichever is higher
+        (a 45 s drain needs 70 s): only a value the user wrote can be refused for it."""
+        if not isinstance(data, dict) or "unhealthyRestartSeconds" in data or "unhealthy_restart_seconds" in data:
+            return data
+        pool = data.get("pool")
+        if isinstance(pool, PoolSpec):
+            drain: Any = pool.drain_seconds
+        else:
+            drain = pool.get("drainSeconds", pool.get("drain_seconds")) if isinstance(pool, dict) else None
+        if not isinstance(drain, int) or isinstance(drain, bool):
+            return data  # absent (the default drain fits the default) or invalid (its own error)
+        return {**data, "unhealthyRestartSeconds": max(D.UNHEALTHY_RESTART_SEC, unhealthy_restart_floor(drain))}
 
     @field_validator("name")
     @classmethod
@@ -232,6 +264,18 @@ class ModelSpec(_Model):
         if v in D.FRONT_RESERVED_ROUTES:
             raise ValueError(
                 f"is a route the front serves itself; not allowed: {', '.join(sorted(D.FRONT_RESERVED_ROUTES))}"
+            )
+        return v
+
+    @field_validator("unhealthy_restart_seconds")
+    @classmethod
+    def _heal_after_drain(cls, v: int, info: ValidationInfo) -> int:
+        pool = info.data.get("pool")
+        if isinstance(pool, PoolSpec) and v < unhealthy_restart_floor(pool.drain_seconds):
+            raise ValueError(
+                f"must be >= {unhealthy_restart_floor(pool.drain_seconds)} (pool.drainSeconds "
+                f"{pool.drain_seconds} + {D.TERMINATION_GRACE_EXTRA_SEC} s stop margin + {D.PROBE_PERIOD_SEC} s "
+                f"probe period: a draining replica must never look hung) and <= {D.UNHEALTHY_RESTART_SEC_MAX}"
             )
         return v
 

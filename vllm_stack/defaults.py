@@ -97,6 +97,10 @@ HEALTH_PATH = "/health"
 METRICS_PATH = "/metrics"
 SYSTEMD_TIMEOUT_START_SEC = 900  # seed 001: 70B loads take 5-15 min
 SYSTEMD_RESTART_SEC = 10
+#: LimitNOFILE= of the vLLM unit: vLLM raises its soft limit to 65535 itself and warns when the hard
+#: limit is lower (vllm/utils/system_utils.py set_ulimit(target_soft_limit=65535), vLLM 0.32; seen
+#: under systemd's default hard limit in tests/systemd).
+VLLM_LIMIT_NOFILE = 65535
 HEALTH_POLL_SECONDS = 5
 DOCKER_HEALTH_START_PERIOD_SEC = 180  # >= 120 s (seed 003 compose start_period)
 READINESS_DELAY_MIN_SEC = 120  # seed 003: initialDelaySeconds 120-300
@@ -109,6 +113,20 @@ DRAIN_SECONDS_MIN = 10  # seed 000: "short connection drain timeout (10-30 secon
 DRAIN_SECONDS_MAX = 30
 DRAIN_SECONDS_DEFAULT = 20
 TERMINATION_GRACE_EXTRA_SEC = 15  # terminationGracePeriodSeconds = drain + this
+#: Hosts heal (issue 15): a replica whose /health has failed this long is restarted (systemd
+#: WatchdogSec= fed by the start wrapper only while /health answers 200; docker: the host's
+#: vllm-heal timer restarts a container unhealthy this long). Default = the Kubernetes liveness
+#: budget (LIVENESS_FAILURE_THRESHOLD x PROBE_PERIOD_SEC = 60 s), so all three runtimes give a
+#: hung replica the same time. Floor: a stopping replica (drain + TERMINATION_GRACE_EXTRA_SEC
+#: until SIGKILL) plus one probe period can never reach it, so healing never fights a drain.
+UNHEALTHY_RESTART_SEC = 60
+UNHEALTHY_RESTART_SEC_MAX = 3600
+#: The docker healer's period (vllm-heal.timer OnUnitActiveSec=): one docker probe period.
+HEALER_PERIOD_SEC = 10
+HEALER_NAME = "vllm-heal"
+DOCKER_DEFAULT_HEALTH_INTERVAL_SEC = 30  # docker run --health-interval default (Docker docs)
+#: An operator's hold: a file named after a container here keeps vllm-heal away from it.
+HEALER_HOLD_DIR = "/run/vllm-stack/no-heal"
 
 # --- front (nginx) -------------------------------------------------------------------
 HTTP_PORT = 80

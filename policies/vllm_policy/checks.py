@@ -26,7 +26,7 @@ from vllm_stack.offline.engine import SECRET_PLACEHOLDER, VALUE_PLACEHOLDER
 from vllm_stack.render.vllm_args import ENV_API_KEY, ENV_HF_TOKEN
 from vllm_stack.sizing import KIB, KV_BYTES_PER_ELEMENT, WEIGHT_BYTES_PER_PARAM, fit
 
-from . import quantization_rules, routing_rules
+from . import healing_rules, quantization_rules, routing_rules
 from . import shapes as S
 from .context import ADVISORY, MANDATORY, PolicyContext, Rule, Threshold
 
@@ -1025,6 +1025,19 @@ RULES: tuple[Rule, ...] = (
         advisory_findings=True,
         reads="server components' `argv` (`--quantization`, the model) against the model catalog's checkpoints",
         remediation="Leave models[].quantization to the checkpoint (see `python -m vllm_stack recommend`).",
+    ),
+    Rule(
+        "vllm-replica-heals",
+        "A hung vLLM replica on an SSH host is restarted and its unit sandboxed: the SystemdVllmServer's unit has "
+        "WatchdogSec >= TimeoutStopSec + marginSec and the sandbox settings (systemd-analyze security <= 3.5); a "
+        "vLLM container has a healthcheck (what the host's vllm-heal timer acts on).",
+        healing_rules.vllm_replica_heals,
+        _WARNS_IN_DEV,
+        thresholds=(
+            Threshold("marginSec", D.PROBE_PERIOD_SEC, "WatchdogSec must be at least TimeoutStopSec + this, seconds."),
+        ),
+        reads="SystemdVllmServer `unit.content` ([Service] settings), vLLM Container `healthcheck`",
+        remediation="Render units with vllm_stack.render.systemd; set models[].unhealthyRestartSeconds.",
     ),
     Rule(
         "router-pinned",

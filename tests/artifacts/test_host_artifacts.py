@@ -242,7 +242,9 @@ def test_wrapper_ready_only_after_health_then_forwards_sigterm(wrapper_env: Wrap
     proc = wrapper_env.start(STUB_LOAD="1.0")
     wait_for(lambda: (out / "notify.log").exists(), 15, "systemd-notify", proc)
     notify = (out / "notify.log").read_text().splitlines()
-    assert len(notify) == 1 and notify[0].startswith("--ready") and notify[0].endswith("health=200"), notify
+    assert notify[0].startswith("--ready") and notify[0].endswith("health=200"), notify
+    # after READY only watchdog pings, each sent while /health answered 200
+    assert all(n == "WATCHDOG=1 health=200" for n in notify[1:]), notify
     assert (out / "listening").exists()
     started = json.loads((out / "argv.json").read_text())
     assert started["argv"] == ["serve", *serve_argv(wrapper_env.spec, host="127.0.0.1", port=wrapper_env.replica.port)]

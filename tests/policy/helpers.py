@@ -82,6 +82,7 @@ def container(
         "envs": ["HF_HOME=/var/lib/vllm/models"] if envs is None else envs,
         "ports": [{"internal": 8000.0, "external": 8000.0, "ip": "127.0.0.1"}] if ports is None else ports,
         "labels": [{"label": k, "value": v} for k, v in sorted(lbl.items())],
+        "healthcheck": {"tests": ["CMD", "curl", "-fsS", "http://127.0.0.1:8000/health"]},
         **extra,
     }
     return res("docker:index/container:Container", name, inputs)

@@ -103,6 +103,22 @@ def _k8s(prestop: str = "20", readiness: float = 120.0) -> list:
     return [deployment(container_spec=spec, grace=45.0), pdb()]
 
 
+def _systemd_server(watchdog_sec: int):
+    """A SystemdVllmServer of the shipped systemd example, its unit rendered with `watchdog_sec`."""
+    from vllm_stack.loader import load_stack_file
+    from vllm_stack.placement import place
+    from vllm_stack.render import systemd as Sd
+
+    from .helpers import ROOT
+
+    cfg = load_stack_file(ROOT / "examples" / "Pulumi.docker-prod.yaml")
+    spec = cfg.models[0]
+    unit = Sd.render_systemd_unit(cfg, spec, place(cfg)[spec.name][0], watchdog_sec=watchdog_sec)
+    srv = server(kind="SystemdVllmServer")
+    srv.inputs["unit"] = {"id": "unit", "path": "/etc/systemd/system/vllm-llama-8b.service", "content": unit}
+    return srv
+
+
 @dataclass(frozen=True)
 class Case:
     resources: Callable[[], list]
@@ -143,6 +159,8 @@ CASES: dict[tuple[str, str], Case] = {
     ("on-demand-floor", "drainSecondsMax"): Case(_k8s, 15),
     # readiness after 120 s meets the default minimum, not 150 s
     ("gpu-limits-and-probes", "readinessDelayMinSeconds"): Case(_k8s, 150),
+    # WatchdogSec 45 = TimeoutStopSec 35 + the default 10 s margin; a 20 s margin refuses it
+    ("vllm-replica-heals", "marginSec"): Case(lambda: [_systemd_server(watchdog_sec=45)], 20),
     # a router image pinned by tag only fails the default (digest required) and passes once relaxed
     ("router-pinned", "requireDigest"): Case(
         lambda: [

@@ -42,6 +42,7 @@ EXPECTED_IDS = {
     "grafana-no-default-password",
     "no-invalid-vllm-flags",
     "quantization-matches-checkpoint",
+    "vllm-replica-heals",
     "router-pinned",
     "router-not-exposed",
     "router-network-policy",

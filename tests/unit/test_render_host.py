@@ -220,11 +220,17 @@ def test_wrapper_notifies_only_after_the_health_loop():
     text = S.render_start_wrapper(cfg, cfg.models[0], replica_of(cfg, "llama", 0))
     lines = text.splitlines()
     notify = [i for i, line in enumerate(lines) if re.match(r"\s*(if !? *)?systemd-notify\b", line)]
-    assert len(notify) == 1 and "--ready" in lines[notify[0]]
+    # READY once, then WATCHDOG=1 pings (hosts heal) only in the serving loop, after READY
+    assert len(notify) == 2 and "--ready" in lines[notify[0]]
+    assert lines[notify[1]].strip() == "systemd-notify WATCHDOG=1 || true"
     loop_start = lines.index("while ! healthy; do")
     loop_end = next(i for i in range(loop_start, len(lines)) if lines[i] == "done")
     start = next(i for i, line in enumerate(lines) if line.startswith('"$VLLM" serve'))
-    assert start < loop_start < loop_end < notify[0]
+    assert start < loop_start < loop_end < notify[0] < notify[1]
+    # the watchdog is fed only when healthy() (/health 200) said so, and never once stopping
+    assert lines[notify[1] - 1].strip() == "if healthy; then"
+    serve_loop = next(i for i in range(notify[0], len(lines)) if lines[i].startswith("while (( ! stopping ))"))
+    assert serve_loop < notify[1]
     # healthy() is the /health check with curl, 200 only
     assert '[[ "$code" == 200 ]]' in text and '"$CURL"' in text
     # the loop bails out with exit 1 when vLLM died while loading

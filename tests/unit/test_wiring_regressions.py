@@ -235,6 +235,7 @@ BASELINE: dict[str, Any] = {
                 "tieWordEmbeddings": False,
             },
             "default": True,
+            "unhealthyRestartSeconds": 60,
         }
     ],
     "front": {
@@ -344,7 +345,7 @@ FIELDS = list(config_fields())
 
 def test_the_baseline_loads_and_sets_every_field():
     parse_config(copy.deepcopy(BASELINE))
-    assert len(FIELDS) == 100, [p for p, _ in FIELDS]  # a field added to the model changes this on purpose
+    assert len(FIELDS) == 101, [p for p, _ in FIELDS]  # a field added to the model changes this on purpose
     for pattern, _ in FIELDS:
         _set(copy.deepcopy(BASELINE), pattern, None)  # asserts the baseline reaches the key
 

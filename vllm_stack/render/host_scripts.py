@@ -28,6 +28,7 @@ from .. import defaults as D
 from .. import quoting
 from ..config import NAME_RE, HostSpec, StackConfig
 from ..placement import Replica
+from . import healer as H
 from . import systemd as S
 from .host_commands import SECRET_WRITER_PATH
 from .vllm_args import SECRET_ENV, RenderError
@@ -318,6 +319,26 @@ ensure_dcgm_unit() {
     fi
 }
 
+ensure_healer() {  # docker runtime: restart containers that stay unhealthy (render/healer.py)
+    local reload=0
+    put_file "$HEALER" 755 root root healer_content; (( put_changed )) && reload=1
+    put_file "$HEALER_SERVICE" 644 root root healer_service_content; (( put_changed )) && reload=1
+    put_file "$HEALER_TIMER" 644 root root healer_timer_content; (( put_changed )) && reload=1
+    if ! have systemctl || [[ ! -d /run/systemd/system ]]; then
+        warn "systemd is not running here: $(basename "$HEALER_TIMER") is installed but not started;" \
+            "unhealthy vLLM containers on host $HOST_NAME are not restarted until it runs"
+        return
+    fi
+    if (( reload )); then
+        systemctl daemon-reload
+    fi
+    if ! systemctl is-enabled --quiet "$(basename "$HEALER_TIMER")" \
+            || ! systemctl is-active --quiet "$(basename "$HEALER_TIMER")"; then
+        systemctl enable --now "$(basename "$HEALER_TIMER")" >/dev/null 2>&1
+        changed "enabled and started $(basename "$HEALER_TIMER")"
+    fi
+}
+
 # --- main ----------------------------------------------------------------------------------
 main() {
     [[ "$(id -u)" -eq 0 ]] || die "run as root (sudo)"
@@ -340,6 +361,7 @@ main() {
     put_file "$SECRET_WRITER" 755 root root secret_writer_content
     if [[ "$RUNTIME" == docker ]]; then
         ensure_dcgm_container
+        ensure_healer
     else
         ensure_dcgm_unit
     fi
@@ -375,14 +397,22 @@ def render_bootstrap_script(
         dcgm_bind_address=dcgm_bind_address or dcgm_bind(cfg, host),
         gpu_key=f"hosts[{index}].gpuCount",
         docker_bin=docker_bin,
+        heal_after={m.name: m.unhealthy_restart_seconds for m in cfg.models},
     )
 
 
 def render_host_bootstrap(
-    host: HostSpec, *, runtime: str, dcgm_bind_address: str, gpu_key: str = "gpuCount", docker_bin: str = D.DOCKER_BIN
+    host: HostSpec,
+    *,
+    runtime: str,
+    dcgm_bind_address: str,
+    gpu_key: str = "gpuCount",
+    docker_bin: str = D.DOCKER_BIN,
+    heal_after: Mapping[str, int] | None = None,
 ) -> str:
     """The bootstrap of one host without a stack config: `runtime` docker | systemd, DCGM's bind
-    address, and `gpu_key`, the setting the GPU-count check names when the host has fewer GPUs."""
+    address, and `gpu_key`, the setting the GPU-count check names when the host has fewer GPUs.
+    `heal_after` (docker runtime): model -> unhealthyRestartSeconds for the `vllm-heal` timer."""
     publish = _publish(dcgm_bind_address)
     fingerprint = hashlib.sha256(
         "\0".join([D.DCGM_EXPORTER_IMAGE, publish, "--gpus all", "--restart always"]).encode()
@@ -412,9 +442,16 @@ def render_host_bootstrap(
         f"readonly DCGM_PUBLISH={_q(publish)}",
         f"readonly DCGM_FINGERPRINT={_q(fingerprint)}",
         f"readonly DCGM_UNIT={_q(DCGM_UNIT_PATH)}",
+        f"readonly HEALER={_q(H.HEALER_PATH)}",
+        f"readonly HEALER_SERVICE={_q(H.HEALER_SERVICE_PATH)}",
+        f"readonly HEALER_TIMER={_q(H.HEALER_TIMER_PATH)}",
         "",
     ]
     files = _heredoc_function("secret_writer_content", render_secret_writer_script())
+    if runtime == "docker":
+        files += _heredoc_function("healer_content", H.render_healer_script(heal_after or {}, docker_bin=docker_bin))
+        files += _heredoc_function("healer_service_content", H.render_healer_service())
+        files += _heredoc_function("healer_timer_content", H.render_healer_timer())
     if runtime == "systemd":
         files += _heredoc_function("dcgm_unit_content", S.render_dcgm_unit(publish=publish, docker_bin=docker_bin))
     return "\n".join(header) + "\n" + files + _BOOTSTRAP_BODY

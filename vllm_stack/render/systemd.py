@@ -5,7 +5,9 @@ holds one capacity class, so the name is unique on its host). The unit runs a re
 `/usr/local/bin/vllm-start-<model>[-<n>]`, because vLLM does not speak sd_notify (seed 001): the
 wrapper starts `vllm serve` in the background, polls /health with curl every
 HEALTH_POLL_SECONDS, calls `systemd-notify --ready` only once /health answers 200, exits 1 if
-vLLM dies while loading, and forwards SIGTERM/SIGINT to vLLM and waits for it.
+vLLM dies while loading, then keeps polling and sends WATCHDOG=1 only while /health answers 200
+(the unit's WatchdogSec= is models[].unhealthyRestartSeconds: a hung replica is restarted), and
+forwards SIGTERM/SIGINT to vLLM and waits for it.
 
 Secrets: the unit loads VLLM_ETC_DIR/<model>.env (0600 root, written by `vllm-write-secrets`)
 with EnvironmentFile=; vLLM reads VLLM_API_KEY / HF_TOKEN from its environment. Neither the
@@ -126,12 +128,71 @@ def unit_environment(spec: ModelSpec, replica: Replica) -> dict[str, str]:
     return env
 
 
-def render_systemd_unit(cfg: StackConfig, spec: ModelSpec, replica: Replica, *, bin_dir: str = D.HOST_BIN_DIR) -> str:
+def gpu_device_allow(cfg: StackConfig, replica: Replica) -> list[str]:
+    """`DeviceAllow=` values under `DevicePolicy=closed`: the NVIDIA control and UVM nodes and
+    every GPU of the host (NVML, which vLLM uses to map CUDA_VISIBLE_DEVICES to physical GPUs,
+    enumerates all of them; CUDA_VISIBLE_DEVICES still picks the replica's own). `char-nvidia-uvm`
+    covers a UVM node created after the unit started (nvidia-modprobe creates it on first use)."""
+    host = cfg.host(replica.host) if replica.host is not None else None
+    count = host.gpu_count if host is not None else max(replica.gpu_indices) + 1
+    nodes = ["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"]
+    nodes += [f"/dev/nvidia{i}" for i in range(count)]
+    return [f"{n} rw" for n in nodes] + ["char-nvidia-uvm rw"]
+
+
+#: Sandboxing of the vLLM unit (issue 15: `systemd-analyze security` <= 3.5, measured under a
+#: real systemd in tests/systemd/ with the fake and the real vLLM serving). What vLLM needs and
+#: keeps: the network (AF_INET/AF_INET6; AF_UNIX for its ZMQ IPC and sd_notify; AF_NETLINK for
+#: interface lookup), /dev/shm (ProtectSystem leaves /dev writable; no PrivateDevices, which
+#: would hide the GPUs), the GPUs (DeviceAllow), its caches (CacheDirectory) and weights
+#: (ReadWritePaths), /proc/cpuinfo and /proc/meminfo (so no ProcSubset=pid), JIT code (so no
+#: MemoryDenyWriteExecute: torch/triton compile kernels at run time). No RemoveIPC: replicas on
+#: one host share the vllm user, and one replica's stop would delete the others' shared memory.
+HARDENING: tuple[tuple[str, str], ...] = (
+    ("NoNewPrivileges", "yes"),
+    ("CapabilityBoundingSet", ""),
+    ("AmbientCapabilities", ""),
+    ("ProtectSystem", "strict"),
+    ("ProtectHome", "yes"),
+    ("PrivateTmp", "yes"),
+    ("ProtectKernelTunables", "yes"),
+    ("ProtectKernelModules", "yes"),
+    ("ProtectKernelLogs", "yes"),
+    ("ProtectControlGroups", "yes"),
+    ("ProtectClock", "yes"),
+    ("ProtectHostname", "yes"),
+    ("ProtectProc", "invisible"),
+    ("RestrictNamespaces", "yes"),
+    ("RestrictRealtime", "yes"),
+    ("RestrictSUIDSGID", "yes"),
+    ("LockPersonality", "yes"),
+    ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6 AF_NETLINK"),
+    ("SystemCallArchitectures", "native"),
+    ("SystemCallFilter", "@system-service"),
+    ("SystemCallFilter", "~@privileged"),
+    ("SystemCallErrorNumber", "EPERM"),
+    ("UMask", "0027"),
+    ("DevicePolicy", "closed"),
+)
+
+
+def render_systemd_unit(
+    cfg: StackConfig,
+    spec: ModelSpec,
+    replica: Replica,
+    *,
+    bin_dir: str = D.HOST_BIN_DIR,
+    watchdog_sec: int | None = None,
+) -> str:
     """`vllm-<model>[-<n>].service` for one replica (Type=notify; ExecStart is the wrapper).
 
-    `bin_dir` is where the wrapper lives (tests point it at a temp dir for systemd-analyze).
+    `bin_dir` is where the wrapper lives (tests point it at a temp dir for systemd-analyze);
+    `watchdog_sec` defaults to `models[].unhealthyRestartSeconds` (tests shorten it).
     """
     _check_replica(cfg, spec, replica)
+    watchdog = spec.unhealthy_restart_seconds if watchdog_sec is None else watchdog_sec
+    if isinstance(watchdog, bool) or not isinstance(watchdog, int) or watchdog < 1:
+        raise RenderError(f"watchdog_sec must be a whole number >= 1, got {watchdog!r}")
     if not D.VLLM_CACHE_DIR.startswith(_CACHE_PREFIX):
         raise RenderError(f"VLLM_CACHE_DIR must be under {_CACHE_PREFIX} (systemd CacheDirectory=)")
     gpus = ",".join(str(i) for i in replica.gpu_indices)
@@ -159,13 +220,16 @@ def render_systemd_unit(cfg: StackConfig, spec: ModelSpec, replica: Replica, *, 
         ("KillSignal", "SIGTERM"),
         ("KillMode", "mixed"),
         ("TimeoutStopSec", str(spec.pool.drain_seconds + D.TERMINATION_GRACE_EXTRA_SEC)),
+        # Hosts heal: the wrapper sends WATCHDOG=1 only while /health answers 200, so a replica
+        # that stays unhealthy this long is killed (SIGABRT, then the KillMode above) and
+        # restarted. systemd arms the watchdog at READY and disarms it on stop: never in a drain.
+        ("WatchdogSec", str(watchdog)),
+        ("LimitNOFILE", str(D.VLLM_LIMIT_NOFILE)),
         ("Restart", "always"),
         ("RestartSec", str(D.SYSTEMD_RESTART_SEC)),
         ("SyslogIdentifier", unit_stem(spec.name, replica)),
-        ("NoNewPrivileges", "yes"),
-        ("ProtectSystem", "strict"),
-        ("ProtectHome", "yes"),
-        ("PrivateTmp", "yes"),
+        *HARDENING,
+        *(("DeviceAllow", v) for v in gpu_device_allow(cfg, replica)),
         ("ReadWritePaths", unit_escape(D.VLLM_WEIGHTS_DIR)),
         ("CacheDirectory", D.VLLM_CACHE_DIR[len(_CACHE_PREFIX) :]),
         ("CacheDirectoryMode", f"{D.VLLM_DIR_MODE:04o}"),
@@ -242,7 +306,19 @@ if (( ! stopping )); then
     fi
 fi
 
-# Serve until vLLM exits; `wait` returns early when a trapped signal arrives.
+# Serving: feed the unit's watchdog (WatchdogSec=) only while /health answers 200, so a hung
+# or unhealthy vLLM is restarted by systemd; stop feeding at once when asked to stop.
+while (( ! stopping )) && kill -0 "$vllm_pid" 2>/dev/null; do
+    if healthy; then
+        systemd-notify WATCHDOG=1 || true
+    else
+        log "$HEALTH_URL is not answering 200; the watchdog is not fed"
+    fi
+    sleep "$POLL_SECONDS" &
+    wait "$!" || true   # a trapped signal interrupts the wait at once
+done
+
+# Until vLLM exits; `wait` returns early when a trapped signal arrives.
 status=0
 while :; do
     if wait "$vllm_pid"; then status=0; else status=$?; fi
