@@ -6,8 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-APT_PACKAGES=(nginx prometheus shellcheck debootstrap systemd openssl curl)
-APT_BINARIES=(nginx promtool prometheus shellcheck debootstrap systemd-analyze openssl curl)
+APT_PACKAGES=(nginx prometheus prometheus-alertmanager shellcheck debootstrap systemd openssl curl)
+APT_BINARIES=(nginx promtool prometheus amtool prometheus-alertmanager shellcheck debootstrap systemd-analyze openssl curl)
 
 venv() {
   local stamp=.venv/.requirements.sha256

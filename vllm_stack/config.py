@@ -44,7 +44,20 @@ SECRET_KEYS: dict[str, str] = {
     "sshPrivateKey": "private key for the `hosts` (docker platform)",
     "tlsCertificate": "PEM certificate chain when front.tls is `provided`",
     "tlsPrivateKey": "PEM private key when front.tls is `provided`",
+    "alertWebhookUrl": "URL a `webhook` alert receiver posts to (monitoring.alertmanager.receivers)",
+    "alertSlackUrl": "Slack incoming-webhook URL of a `slack` alert receiver",
+    "alertPagerdutyKey": "PagerDuty Events API v2 routing key of a `pagerduty` alert receiver",
+    "alertEmailPassword": "SMTP password of an `email` alert receiver that sets `username`",
 }
+
+#: The secret key each alert receiver type reads its URL or key from.
+RECEIVER_SECRET: dict[str, str] = {
+    "webhook": "alertWebhookUrl",
+    "slack": "alertSlackUrl",
+    "pagerduty": "alertPagerdutyKey",
+    "email": "alertEmailPassword",
+}
+MAX_RECEIVERS = 16
 
 if TYPE_CHECKING:
     GpuId = str  # a Literal built from the catalog at import time is beyond mypy
@@ -265,6 +278,89 @@ class GrafanaSpec(_Model):
     enabled: bool = Field(default=True, description="Deploy Grafana with the vLLM dashboard.")
 
 
+_EMAIL = r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$"
+
+
+class ReceiverSpec(_Model):
+    """One Alertmanager receiver; its URL or key is the secret `RECEIVER_SECRET[type]`."""
+
+    name: Name = Field(description="Receiver name (unique).")
+    type: Literal["webhook", "slack", "pagerduty", "email"] = Field(
+        description="`webhook` (secret alertWebhookUrl), `slack` (alertSlackUrl), `pagerduty` "
+        "(alertPagerdutyKey), `email` (alertEmailPassword when `username` is set)."
+    )
+    severities: tuple[Literal["critical", "warning"], ...] = Field(
+        default=D.ALERTMANAGER_SEVERITIES,
+        min_length=1,
+        max_length=2,
+        strict=False,
+        description="Alert severities routed to this receiver.",
+    )
+    send_resolved: bool = Field(default=True, description="Also notify when the alert resolves.")
+    to: str | None = Field(default=None, pattern=_EMAIL, description="email: recipient address.")
+    from_: str | None = Field(default=None, alias="from", pattern=_EMAIL, description="email: sender address.")
+    smarthost: HostPort | None = Field(default=None, description="email: SMTP server `host:port`.")
+    username: PosixUser | None = Field(
+        default=None, description="email: SMTP user (the password is the alertEmailPassword secret)."
+    )
+
+    @field_validator("username", "smarthost", "to", "from_")
+    @classmethod
+    def _email_only(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None and info.data.get("type") != "email":
+            raise ValueError(f"only an `email` receiver takes this key (type is {info.data.get('type')})")
+        return v
+
+    @property
+    def secret_key(self) -> str | None:
+        """The secret config key this receiver reads (None: an email receiver without SMTP auth)."""
+        if self.type == "email" and self.username is None:
+            return None
+        return RECEIVER_SECRET[self.type]
+
+
+class AlertmanagerSpec(_Model):
+    """Alertmanager: deployed by the stack (default) or an existing one (`external`)."""
+
+    enabled: bool = Field(default=True, description="Deploy Alertmanager beside Prometheus.")
+    external: HostPort | None = Field(
+        default=None, description="Notify this existing Alertmanager `host:port` instead of deploying one."
+    )
+    receivers: tuple[ReceiverSpec, ...] = Field(
+        default=(),
+        max_length=MAX_RECEIVERS,
+        strict=False,
+        description="Receivers (see monitoring.alertmanager.receivers[].*); none: alerts are only shown in "
+        "Alertmanager's UI.",
+    )
+    group_wait: Duration = Field(default=D.ALERTMANAGER_GROUP_WAIT, description="Route group_wait.")
+    group_interval: Duration = Field(default=D.ALERTMANAGER_GROUP_INTERVAL, description="Route group_interval.")
+    repeat_interval: Duration = Field(
+        default=D.ALERTMANAGER_REPEAT_INTERVAL, description="Route repeat_interval (warnings)."
+    )
+    critical_repeat_interval: Duration = Field(
+        default=D.ALERTMANAGER_CRITICAL_REPEAT_INTERVAL, description="repeat_interval of critical alerts."
+    )
+
+    @field_validator("receivers")
+    @classmethod
+    def _unique(cls, v: tuple[ReceiverSpec, ...]) -> tuple[ReceiverSpec, ...]:
+        names = [r.name for r in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"receiver names must be unique; repeated: {', '.join(dupes)}")
+        if D.ALERTMANAGER_NULL_RECEIVER in names:
+            raise ValueError(f"receiver name {D.ALERTMANAGER_NULL_RECEIVER!r} is reserved")
+        for r in v:
+            if r.type == "email" and (r.to is None or r.from_ is None or r.smarthost is None):
+                raise ValueError(f"email receiver {r.name!r} needs `to`, `from` and `smarthost`")
+        return v
+
+    @property
+    def deployed(self) -> bool:
+        return self.enabled and self.external is None
+
+
 class MonitoringSpec(_Model):
     """Prometheus + Grafana + alert rules."""
 
@@ -273,7 +369,12 @@ class MonitoringSpec(_Model):
     )
     grafana: GrafanaSpec = Field(default_factory=GrafanaSpec, description="Grafana settings.")
     alerts: AlertSpec = Field(default_factory=AlertSpec, description="Alert thresholds (see monitoring.alerts.*).")
-    alertmanager: HostPort | None = Field(default=None, description="Alertmanager `host:port` to notify (optional).")
+    alertmanager: AlertmanagerSpec = Field(
+        default_factory=AlertmanagerSpec, description="Alert delivery (see monitoring.alertmanager.*)."
+    )
+    runbook_base_url: HttpUrl = Field(
+        default=D.RUNBOOK_BASE_URL, description="Absolute URL of docs/runbooks.md; alert runbook_url = <this>#<alert>."
+    )
     prometheus_operator: bool = Field(
         default=False, description="kubernetes: emit PrometheusRule/ServiceMonitor instead of a Prometheus Deployment."
     )
@@ -286,6 +387,12 @@ class MonitoringSpec(_Model):
     host: Name | None = Field(
         default=None, description="docker: host name that runs Prometheus/Grafana (default: the front host)."
     )
+
+    @field_validator("alertmanager", mode="before")
+    @classmethod
+    def _external_shorthand(cls, v: Any) -> Any:
+        """`alertmanager: host:port` (the earlier form) means an existing Alertmanager."""
+        return {"external": v} if isinstance(v, str) else v
 
 
 class FrontSpec(_Model):

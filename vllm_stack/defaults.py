@@ -156,6 +156,24 @@ SEVERITY_CRITICAL = "critical"
 ALERT_GROUP = "vllm"
 RULES_FILE = "vllm-alerts.yml"  # the alert rules file (SSH hosts) / ConfigMap key (kubernetes)
 RUNBOOKS_DOC = "docs/runbooks.md"  # alert runbook_url = <base>#<alert name, lower case>
+#: monitoring.runbookBaseUrl default: an absolute link (Alertmanager notifications leave the repo);
+#: a deployment sets it to where its copy of docs/runbooks.md is served.
+RUNBOOK_BASE_URL = f"https://vllm-stack.example/{RUNBOOKS_DOC}"
+# Alertmanager (deployed by the stack; upstream defaults from alertmanager's config/config.go).
+ALERTMANAGER_PORT = 9093  # alertmanager --web.listen-address default
+#: Pinned image: v0.27 reads every receiver secret from its config; amtool 0.25 (Debian bookworm)
+#: checks the rendered file, which only uses fields both versions know.
+ALERTMANAGER_IMAGE = "prom/alertmanager:v0.27.0"
+ALERTMANAGER_CONFIG_FILE = "alertmanager.yml"  # file (SSH hosts) / Secret key (kubernetes)
+ALERTMANAGER_GROUP_BY = ("alertname", "model")  # one notification per alert and model
+ALERTMANAGER_GROUP_WAIT = "30s"  # upstream default route group_wait
+ALERTMANAGER_GROUP_INTERVAL = "5m"  # upstream default
+ALERTMANAGER_REPEAT_INTERVAL = "4h"  # upstream default
+ALERTMANAGER_CRITICAL_REPEAT_INTERVAL = "1h"  # page again hourly while a critical alert stays firing
+ALERTMANAGER_NULL_RECEIVER = "blackhole"  # the root route's receiver when no receiver takes an alert
+#: resolve_timeout: Prometheus sends endsAt with every alert, so this only matters for other senders.
+ALERTMANAGER_RESOLVE_TIMEOUT = "5m"
+ALERTMANAGER_SEVERITIES = (SEVERITY_CRITICAL, SEVERITY_WARNING)
 # Grafana provisioning.
 GRAFANA_PROVISIONING_DIR = "/etc/grafana/provisioning"
 GRAFANA_DATASOURCE_NAME = "Prometheus"

@@ -287,19 +287,22 @@ def alert_rules(cfg: StackConfig, *, for_override: str | None = None) -> list[Al
 
 
 def alert_rules_doc(
-    cfg: StackConfig, *, for_override: str | None = None, runbook_base: str = D.RUNBOOKS_DOC
+    cfg: StackConfig, *, for_override: str | None = None, runbook_base: str | None = None
 ) -> dict[str, Any]:
     return {
         "groups": [
             {
                 "name": D.ALERT_GROUP,
-                "rules": [r.as_rule(runbook_base) for r in alert_rules(cfg, for_override=for_override)],
+                "rules": [
+                    r.as_rule(runbook_base or cfg.monitoring.runbook_base_url)
+                    for r in alert_rules(cfg, for_override=for_override)
+                ],
             }
         ]
     }
 
 
-def render_alert_rules(cfg: StackConfig, *, for_override: str | None = None, runbook_base: str = D.RUNBOOKS_DOC) -> str:
+def render_alert_rules(cfg: StackConfig, *, for_override: str | None = None, runbook_base: str | None = None) -> str:
     """Prometheus rules YAML (group `vllm`).
 
     `for_override` (e.g. "5s") replaces every `for`: the test profile for loopback e2e runs.
@@ -629,7 +632,7 @@ def _cases(cfg: StackConfig, rules: dict[str, AlertRule], step: int, n: int) -> 
 
 
 def promtool_tests_doc(
-    cfg: StackConfig, rules_file: str, *, for_override: str | None = None, runbook_base: str = D.RUNBOOKS_DOC
+    cfg: StackConfig, rules_file: str, *, for_override: str | None = None, runbook_base: str | None = None
 ) -> dict[str, Any]:
     rules = {r.name: r for r in alert_rules(cfg, for_override=for_override)}
     fors = {name: duration_seconds(r.for_) for name, r in rules.items()}
@@ -659,7 +662,7 @@ def promtool_tests_doc(
                         "exp_annotations": {
                             "summary": expand_template(r.summary, labels, value),
                             "description": expand_template(r.description, labels, value),
-                            "runbook_url": r.runbook_url(runbook_base),
+                            "runbook_url": r.runbook_url(runbook_base or cfg.monitoring.runbook_base_url),
                         },
                     }
                 )
@@ -690,7 +693,7 @@ def promtool_tests_doc(
 
 
 def render_promtool_tests(
-    cfg: StackConfig, rules_file: str, *, for_override: str | None = None, runbook_base: str = D.RUNBOOKS_DOC
+    cfg: StackConfig, rules_file: str, *, for_override: str | None = None, runbook_base: str | None = None
 ) -> str:
     """A `promtool test rules` file for the rules `render_alert_rules(cfg, ...)` writes to `rules_file`.
 
