@@ -21,6 +21,7 @@ from .grammar import (
     DnsSubdomain,
     Domain,
     Duration,
+    Email,
     ExtraArg,
     HostAddress,
     HostPort,
@@ -278,7 +279,7 @@ class GrafanaSpec(_Model):
     enabled: bool = Field(default=True, description="Deploy Grafana with the vLLM dashboard.")
 
 
-_EMAIL = r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$"
+Severity = Literal["critical", "warning"]  # D.ALERTMANAGER_SEVERITIES (the alert rules' labels)
 
 
 class ReceiverSpec(_Model):
@@ -289,16 +290,16 @@ class ReceiverSpec(_Model):
         description="`webhook` (secret alertWebhookUrl), `slack` (alertSlackUrl), `pagerduty` "
         "(alertPagerdutyKey), `email` (alertEmailPassword when `username` is set)."
     )
-    severities: tuple[Literal["critical", "warning"], ...] = Field(
-        default=D.ALERTMANAGER_SEVERITIES,
+    severities: tuple[Severity, ...] = Field(
+        default=("critical", "warning"),
         min_length=1,
         max_length=2,
         strict=False,
         description="Alert severities routed to this receiver.",
     )
     send_resolved: bool = Field(default=True, description="Also notify when the alert resolves.")
-    to: str | None = Field(default=None, pattern=_EMAIL, description="email: recipient address.")
-    from_: str | None = Field(default=None, alias="from", pattern=_EMAIL, description="email: sender address.")
+    to: Email | None = Field(default=None, description="email: recipient address.")
+    from_: Email | None = Field(default=None, alias="from", description="email: sender address.")
     smarthost: HostPort | None = Field(default=None, description="email: SMTP server `host:port`.")
     username: PosixUser | None = Field(
         default=None, description="email: SMTP user (the password is the alertEmailPassword secret)."
@@ -387,12 +388,6 @@ class MonitoringSpec(_Model):
     host: Name | None = Field(
         default=None, description="docker: host name that runs Prometheus/Grafana (default: the front host)."
     )
-
-    @field_validator("alertmanager", mode="before")
-    @classmethod
-    def _external_shorthand(cls, v: Any) -> Any:
-        """`alertmanager: host:port` (the earlier form) means an existing Alertmanager."""
-        return {"external": v} if isinstance(v, str) else v
 
 
 class FrontSpec(_Model):

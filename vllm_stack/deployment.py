@@ -15,6 +15,7 @@ from .config import StackConfig
 from .endpoints import Backend, ScrapeTarget
 from .placement import K8S_CAPACITY, Replica, place
 from .quoting import http_url, ssh_url
+from .render import alertmanager as AM
 from .render import k8s_common as KC
 from .render import k8s_model
 from .render.prometheus import LOCAL_URL as PROMETHEUS_LOCAL_URL
@@ -33,10 +34,12 @@ GRAFANA_SECRET = "vllm-grafana-admin"
 #: Containers on SSH hosts (docker runtime of the monitoring host, and vLLM replicas).
 PROMETHEUS_CONTAINER = "vllm-prometheus"
 GRAFANA_CONTAINER = "vllm-grafana"
+ALERTMANAGER_CONTAINER = "vllm-alertmanager"
 VLLM_CONTAINER_PREFIX = "vllm-"
 #: Files on SSH hosts.
 MONITORING_DIR = "/etc/vllm-monitoring"
 RULES_FILE = D.RULES_FILE
+ALERTMANAGER_DIR = f"{MONITORING_DIR}/alertmanager"  # 0600 alertmanager.yml, owned by the image's user
 UPSTREAM_AUTH_PATH = "/etc/nginx/vllm/upstream-auth.conf"
 CONTAINER_SECRET_ENV = "/run/secrets/vllm.env"  # the model's 0600 env file inside its container
 CERT_VALIDITY_HOURS = 24 * 90
@@ -110,6 +113,8 @@ class Deployment:
     prometheus_url: str  # where Grafana (and KEDA) query Prometheus
     grafana_url: str | None
     secrets: tuple[SecretRef, ...]
+    alertmanager_target: str | None = None  # host:port Prometheus notifies (None: alerting off)
+    alertmanager_url: str | None = None  # the stack's own Alertmanager (UI, API), where Prometheus reaches it
 
     def servers_of(self, model: str) -> tuple[Server, ...]:
         return tuple(s for s in self.servers if s.model == model)
@@ -193,7 +198,17 @@ def _secret_refs(cfg: StackConfig) -> tuple[SecretRef, ...]:
     for key in ("sshPrivateKey", "tlsCertificate", "tlsPrivateKey"):
         if key in cfg.secrets:
             refs.append(SecretRef(key, None, FRONT_TLS_SECRET if k8s and key.startswith("tls") else None))
+    for key in AM.needed_secrets(cfg):  # rendered into alertmanager.yml, itself a secret
+        refs.append(SecretRef(key, None, KC.ALERTMANAGER_CONFIG if k8s else None))
     return tuple(refs)
+
+
+def _alertmanager_url(cfg: StackConfig) -> str | None:
+    if not AM.deployed(cfg):
+        return None
+    if cfg.platform == "kubernetes":
+        return http_url(AM.service_host(cfg), D.ALERTMANAGER_PORT)
+    return http_url(D.LOOPBACK, D.ALERTMANAGER_PORT)
 
 
 def build(cfg: StackConfig) -> Deployment:
@@ -222,6 +237,8 @@ def build(cfg: StackConfig) -> Deployment:
                 else None
             ),
             secrets=_secret_refs(cfg),
+            alertmanager_target=AM.target(cfg),
+            alertmanager_url=_alertmanager_url(cfg),
         )
     hosts = []
     for h in cfg.hosts:
@@ -256,4 +273,7 @@ def build(cfg: StackConfig) -> Deployment:
         prometheus_url=PROMETHEUS_LOCAL_URL,
         grafana_url=http_url(mon_host.address, D.GRAFANA_PORT) if grafana else None,
         secrets=_secret_refs(cfg),
+        # Alertmanager listens on the monitoring host's loopback beside Prometheus.
+        alertmanager_target=AM.target(cfg),
+        alertmanager_url=_alertmanager_url(cfg),
     )

@@ -63,7 +63,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
                 "pool": {"onDemand": 2},
             },
         ],
-        "monitoring": {"scrapeIntervalSeconds": 15, "alertmanager": "alertmanager.monitoring.svc:9093"},
+        "monitoring": {"scrapeIntervalSeconds": 15, "alertmanager": {"external": "alertmanager.monitoring.svc:9093"}},
     },
     # awkward numbers: thresholds with 3 decimals, sub-minute `for`, zero preemptions allowed
     "odd": {

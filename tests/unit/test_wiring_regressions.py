@@ -240,7 +240,27 @@ BASELINE: dict[str, Any] = {
             "errorRate": 0.05,
             "errorRateFor": "5m",
         },
-        "alertmanager": "alertmanager.example.com:9093",
+        "alertmanager": {
+            "enabled": True,
+            "external": "alertmanager.example.com:9093",
+            "receivers": [
+                {
+                    "name": "mail",
+                    "type": "email",
+                    "severities": ["critical", "warning"],
+                    "sendResolved": True,
+                    "to": "oncall@example.com",
+                    "from": "alerts@example.com",
+                    "smarthost": "smtp.example.com:587",
+                    "username": "alerts",
+                }
+            ],
+            "groupWait": "30s",
+            "groupInterval": "5m",
+            "repeatInterval": "4h",
+            "criticalRepeatInterval": "1h",
+        },
+        "runbookBaseUrl": "https://runbooks.example.com/docs/runbooks.md",
         "prometheusOperator": False,
         "prometheusUrl": "http://prometheus.example.com:9090",
         "host": "gpu-1",
@@ -316,7 +336,7 @@ FIELDS = list(config_fields())
 
 def test_the_baseline_loads_and_sets_every_field():
     parse_config(copy.deepcopy(BASELINE))
-    assert len(FIELDS) == 90, [p for p, _ in FIELDS]  # a field added to the model changes this on purpose
+    assert len(FIELDS) == 108, [p for p, _ in FIELDS]  # a field added to the model changes this on purpose
     for pattern, _ in FIELDS:
         _set(copy.deepcopy(BASELINE), pattern, None)  # asserts the baseline reaches the key
 

@@ -380,6 +380,11 @@ class HostMonitoringStackArgs(MonitoringArgs):
     grafana: NotRequired[HostContainerArgs]
     grafana_password_path: NotRequired[str]
     """Where Grafana's container reads its admin password (0600, uid 472)."""
+    alertmanager: NotRequired[HostContainerArgs]
+    alertmanager_config_path: NotRequired[str]
+    """Where Alertmanager's container reads alertmanager.yml (0600, the image's user)."""
+    alertmanager_config: NotRequired[pulumi.Input[str]]
+    """alertmanager.yml rendered with the receivers' URLs and keys (secret)."""
 
 
 class HostMonitoringStack(Monitoring):
@@ -390,6 +395,20 @@ class HostMonitoringStack(Monitoring):
         conn = connection(args["ssh"])
         files: list[pulumi.Resource] = [_push(self, name, conn, f) for f in args["files"]]
         self._container(name, args["prometheus"], "prometheus", files)
+        alertmanager, am_config = args.get("alertmanager"), args.get("alertmanager_config")
+        if alertmanager is not None and am_config is not None and "alertmanager_config_path" in args:
+            am_file = remote_file(
+                f"{name}-alertmanager-config",
+                conn,
+                args["alertmanager_config_path"],
+                am_config,
+                mode=D.SECRET_FILE_MODE,
+                owner=str(D.ALERTMANAGER_UID),
+                group="root",
+                secret=True,
+                parent=self,
+            )
+            self._container(name, alertmanager, "alertmanager", [am_file])
         files += [_push(self, name, conn, f) for f in args.get("grafana_files", [])]
         grafana = args.get("grafana")
         password = args.get("grafana_admin_password")

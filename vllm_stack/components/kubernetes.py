@@ -9,6 +9,7 @@ from typing import Any, NotRequired, Sequence, TypedDict
 
 import pulumi
 
+from vllm_stack import defaults as D
 from vllm_stack.placement import K8S_CAPACITY
 from vllm_stack.render.k8s import API_KEYS_FILE, GRAFANA_PASSWORD_KEY, UPSTREAM_AUTH_FILE
 from vllm_stack.render.k8s_common import TLS_CERT_KEY, TLS_KEY_KEY
@@ -157,6 +158,10 @@ class KubernetesMonitoringStackArgs(MonitoringArgs):
     objects: list[dict[str, Any]]
     """Own Prometheus/Grafana, or PrometheusRule/ServiceMonitors with the prometheus-operator."""
     grafana_secret: NotRequired[dict[str, Any]]
+    alertmanager_secret: NotRequired[dict[str, Any]]
+    """The Secret holding alertmanager.yml; its stringData becomes `alertmanager_config`."""
+    alertmanager_config: NotRequired[pulumi.Input[str]]
+    """alertmanager.yml rendered with the receivers' URLs and keys (secret)."""
 
 
 class KubernetesMonitoringStack(Monitoring):
@@ -170,5 +175,14 @@ class KubernetesMonitoringStack(Monitoring):
         secret, password = args.get("grafana_secret"), args.get("grafana_admin_password")
         if secret is not None and password is not None:
             deps.append(k8s_objects.create(secret, self, overrides={"stringData": {GRAFANA_PASSWORD_KEY: password}}))
+        am_secret, am_config = args.get("alertmanager_secret"), args.get("alertmanager_config")
+        if am_secret is not None and am_config is not None:
+            deps.append(
+                k8s_objects.create(
+                    am_secret,
+                    self,
+                    overrides={"stringData": {D.ALERTMANAGER_CONFIG_FILE: pulumi.Output.secret(am_config)}},
+                )
+            )
         _create_all(self, args["objects"], deps)
         self.publish_urls(args)
