@@ -41,6 +41,18 @@ READINESS_DELAY_PER_B_PARAMS = 2.5  # seconds of delay per billion params, clamp
 LIVENESS_FAILURE_THRESHOLD = 6
 STARTUP_PROBE_BUDGET_SEC = SYSTEMD_TIMEOUT_START_SEC
 PROBE_PERIOD_SEC = 10
+#: Startup budget of a first start (vllm_stack/startup.py): the weights are downloaded, loaded,
+#: the engine compiled; pulumi-kubernetes fails a Deployment not Ready after 10 min unless told
+#: otherwise (notes/pulumi-engine.md), so the rollout timeout is computed from these.
+WEIGHT_DOWNLOAD_MIB_S = 100  # HF Hub to one replica without hf_transfer: a conservative 100 MiB/s
+#: safetensors from local disk / the weights PVC into GPU memory; sizing.md's 8B log line
+#: ("Model loading took 14.9888 GiB") takes ~30 s on NVMe, i.e. ~500 MiB/s.
+WEIGHT_LOAD_MIB_S = 500
+ENGINE_INIT_SEC = 180  # vLLM profiling + torch.compile + CUDA graph capture (V1: 1-3 min)
+IMAGE_PULL_SEC = 300  # vllm/vllm-openai (~10 GB compressed) on a fresh node
+STARTUP_MARGIN_PCT = 50  # on top of download + load + init: slow mirrors, cold disks
+#: Policy rollout-timeout-covers-startup: rollout timeout / startup budget must be at least this.
+ROLLOUT_MIN_OVER_STARTUP = 1.0
 DRAIN_SECONDS_MIN = 10  # seed 000: "short connection drain timeout (10-30 seconds)"
 DRAIN_SECONDS_MAX = 30
 DRAIN_SECONDS_DEFAULT = 20

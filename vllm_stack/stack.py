@@ -65,6 +65,7 @@ from .deployment import (
 )
 from .endpoints import Backend
 from .loader import parse_config, split_namespaced
+from .startup import budget as startup_budget
 from .render import alertmanager as am_render
 from .render import alerts as alerts_render
 from .render import drain as drain_render
@@ -326,6 +327,8 @@ def _host_server(
         weights_dir=D.VLLM_WEIGHTS_DIR,
         labels=dict(x.labels),
         stop_timeout=m.pool.drain_seconds + D.TERMINATION_GRACE_EXTRA_SEC,
+        startup_budget_seconds=startup_budget(m).startup_seconds,
+        health_wait_seconds=startup_budget(m).rollout_seconds,
     )
     if drain is not None:
         container_args["drain"] = drain
@@ -494,7 +497,12 @@ def _kubernetes_platform(cfg: StackConfig, model: Deployment, s: StackSecrets) -
             # A spot Deployment exists only when KEDA may scale it (capacity_classes).
             servers.append(
                 KubernetesVllmServerArgs(
-                    model=m.name, capacity=x.capacity, deployment=_record_k8s(dep), autoscaled=x.capacity == "spot"
+                    model=m.name,
+                    capacity=x.capacity,
+                    deployment=_record_k8s(dep),
+                    autoscaled=x.capacity == "spot",
+                    rollout_timeout=startup_budget(m).rollout_timeout,
+                    startup_budget_seconds=startup_budget(m).startup_seconds,
                 )
             )
         pools.append(

@@ -170,3 +170,11 @@ def test_alertmanager_container_beside_prometheus_with_its_config_as_a_0600_secr
     # only the file is mounted: its 0700 parent directory (umask 077) stays out of the container's path
     (vol,) = am["inputs"]["volumes"]
     assert vol["hostPath"] == vol["containerPath"] == f"{ALERTMANAGER_DIR}/alertmanager.yml" and vol["readOnly"]
+
+
+def test_container_waits_for_health_as_long_as_the_startup_budget(dev):
+    c = one(dev, "docker:index/container:Container", "llama-8b-od-0")
+    assert c["inputs"]["wait"] is True and c["inputs"]["waitTimeout"] == 1200  # image pull 300 + startup 900
+    assert c["inputs"]["healthcheck"]["startPeriod"] == "900s"  # a loading replica is not `unhealthy`
+    server = one(dev, "vllmstack:index:DockerVllmServer", "llama-8b-od-0")
+    assert server["inputs"]["startupBudgetSeconds"] == 900 and server["inputs"]["healthWaitSeconds"] == 1200

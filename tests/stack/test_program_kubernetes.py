@@ -111,3 +111,15 @@ def test_alertmanager_deployment_service_and_secret_with_the_receivers(prod):
         ("team-slack", ['severity="critical"']),
         ("team-slack", ['severity="warning"']),
     ]
+
+
+def test_deployments_get_custom_timeouts_from_the_startup_budget(prod):
+    """pulumi-kubernetes gives up on a Deployment after 10 minutes; the 70B's first start needs 30."""
+    got = {r["name"]: r["customTimeouts"] for r in by_type(prod, DEP) if "vllm-stack" not in r["name"]}
+    assert got == {
+        "deployment-llama-70b-on-demand": ["30m", "30m", ""],
+        "deployment-llama-70b-spot": ["30m", "30m", ""],
+        "deployment-mistral-7b-on-demand": ["20m", "20m", ""],
+    }
+    server = one(prod, "vllmstack:index:KubernetesVllmServer", "llama-70b-on-demand")
+    assert server["inputs"]["rolloutTimeout"] == "30m" and server["inputs"]["startupBudgetSeconds"] == 1482

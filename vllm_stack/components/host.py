@@ -184,6 +184,10 @@ class DockerVllmServerArgs(_ServerArgs):
     labels: dict[str, str]
     stop_timeout: int
     """Seconds docker waits after SIGTERM (drain + margin)."""
+    startup_budget_seconds: int
+    """The model's startup budget: the health check's start period (a loading replica is not unhealthy)."""
+    health_wait_seconds: int
+    """How long `pulumi up` waits for the container to be healthy (startup budget + image pull)."""
 
 
 class DockerVllmServer(_Server):
@@ -224,8 +228,10 @@ class DockerVllmServer(_Server):
                 interval=f"{D.PROBE_PERIOD_SEC}s",
                 timeout="5s",
                 retries=3,
-                start_period=f"{D.DOCKER_HEALTH_START_PERIOD_SEC}s",
+                start_period=f"{max(D.DOCKER_HEALTH_START_PERIOD_SEC, args['startup_budget_seconds'])}s",
             ),
+            wait=True,
+            wait_timeout=args["health_wait_seconds"],
             restart="always",
             stop_signal="SIGTERM",
             stop_timeout=args["stop_timeout"],

@@ -72,6 +72,11 @@ class KubernetesVllmServerArgs(TypedDict):
     deployment: dict[str, Any]
     autoscaled: bool
     """KEDA owns `spec.replicas` once deployed: `pulumi up` must not reset it."""
+    rollout_timeout: str
+    """How long `pulumi up` waits for the Deployment to be Ready (Pulumi duration, e.g. `30m`): the
+    model's startup budget plus the image pull (`vllm_stack.startup`), never below the probes' budget."""
+    startup_budget_seconds: int
+    """The model's startup budget (what the startup probe allows); the policy compares the two."""
 
 
 class KubernetesVllmServer(Component):
@@ -84,8 +89,12 @@ class KubernetesVllmServer(Component):
 
     def __init__(self, name: str, args: KubernetesVllmServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(name, args, opts)
+        timeout = args["rollout_timeout"]
         self.workload = k8s_objects.create(
-            args["deployment"], self, ignore_changes=["spec.replicas"] if args["autoscaled"] else None
+            args["deployment"],
+            self,
+            ignore_changes=["spec.replicas"] if args["autoscaled"] else None,
+            custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout),
         )
         self.publish(
             deployment_name=args["deployment"]["metadata"]["name"], model=args["model"], capacity=args["capacity"]
