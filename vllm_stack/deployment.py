@@ -114,6 +114,7 @@ class Deployment:
     grafana_url: str | None
     secrets: tuple[SecretRef, ...]
     alertmanager_target: str | None = None  # host:port Prometheus notifies (None: alerting off)
+    own_prometheus: bool = True  # False: the prometheus-operator's Prometheus (kubernetes)
     alertmanager_url: str | None = None  # the stack's own Alertmanager (UI, API), where Prometheus reaches it
 
     def servers_of(self, model: str) -> tuple[Server, ...]:
@@ -239,6 +240,7 @@ def build(cfg: StackConfig) -> Deployment:
             secrets=_secret_refs(cfg),
             alertmanager_target=AM.target(cfg),
             alertmanager_url=_alertmanager_url(cfg),
+            own_prometheus=not cfg.monitoring.prometheus_operator,
         )
     hosts = []
     for h in cfg.hosts:

@@ -74,6 +74,7 @@ from .render import host_commands, host_scripts
 from .render import k8s as k8s_render
 from .render import nginx as nginx_render
 from .render import prometheus as prom_render
+from .render import runbooks as runbooks_render
 from .render import systemd as systemd_render
 from .render.k8s_common import WEIGHTS_PVC
 from .render.prometheus import LOCAL_LISTEN
@@ -577,6 +578,11 @@ def main() -> None:
     cfg = load_config()
     secrets = load_secrets(cfg)
     model = build(cfg)
+    # the runbooks' commands with this stack's unit, container and Deployment names
+    artifacts.record(
+        "monitoring/runbook-commands.md",
+        runbooks_render.render_runbook_commands(model, cfg.monitoring.runbook_base_url),
+    )
     if cfg.platform == "kubernetes":
         prometheus_url, grafana_url = _kubernetes_platform(cfg, model, secrets)
     else:

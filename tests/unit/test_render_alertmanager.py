@@ -195,3 +195,20 @@ def test_bad_receivers_are_refused_naming_the_key(receivers, key, words):
         cfg_with(receivers=receivers)
     assert exc.value.path.startswith("monitoring.alertmanager") and key in exc.value.path
     assert words in str(exc.value)
+
+
+def test_runbook_commands_follow_the_model_under_the_operator():
+    from vllm_stack.render.runbooks import render_runbook_commands
+
+    cfg = parse_config(
+        {
+            "environment": "dev",
+            "platform": "kubernetes",
+            "models": [MODEL],
+            "monitoring": {"prometheusOperator": True, "grafana": {"enabled": False}},
+        }
+    )
+    text = render_runbook_commands(build(cfg), cfg.monitoring.runbook_base_url)
+    assert "deploy/llama-8b-on-demand" in text and "deploy/vllm-stack-front" in text
+    # the operator runs Prometheus and its Alertmanager: the stack created neither Deployment
+    assert "deploy/vllm-stack-prometheus" not in text and "vllm-stack-alertmanager" not in text
