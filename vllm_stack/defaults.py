@@ -82,6 +82,7 @@ PROMETHEUS_IMAGE = "prom/prometheus:v2.55.1"
 GRAFANA_PORT = 3000
 GRAFANA_IMAGE = "grafana/grafana:11.4.0"
 DCGM_EXPORTER_PORT = 9400
+DCGM_LIVENESS_DELAY_SEC = 45  # NVIDIA dcgm-exporter Helm chart: livenessProbe initialDelaySeconds 45
 DCGM_EXPORTER_IMAGE = "nvcr.io/nvidia/k8s/dcgm-exporter:3.3.9-3.6.1-ubuntu22.04"
 NVIDIA_DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.0"
 SCRAPE_INTERVAL_SEC = 10  # seed 000
@@ -240,6 +241,12 @@ DCGM_EXPORTER_CONTAINER = "dcgm-exporter"
 # --- front (added)
 NGINX_USER = "www-data"  # Debian nginx package user (official nginx image: "nginx")
 NGINX_WORKER_CONNECTIONS = 4096
+#: A proxied request holds two descriptors (client + upstream): each worker may need twice
+#: worker_connections, above the 1024 soft limit most hosts start nginx with.
+NGINX_WORKER_RLIMIT_NOFILE = 2 * NGINX_WORKER_CONNECTIONS
+#: Strict-Transport-Security in prod (Mozilla server-side TLS guidelines: two years). Without
+#: includeSubDomains: the front's domain may share its parent with services that are not HTTPS.
+HSTS_HEADER = "max-age=63072000"
 #: Idle keep-alive to a backend must end before vLLM's own (uvicorn, VLLM_HTTP_TIMEOUT_KEEP_ALIVE,
 #: default 5 s): otherwise nginx can reuse a connection vLLM is closing and the request fails.
 UPSTREAM_KEEPALIVE_TIMEOUT_SEC = 4

@@ -273,7 +273,8 @@ def build(cfg: StackConfig) -> Deployment:
         monitoring_host=mon_host.name,
         # Prometheus listens on the monitoring host's loopback; Grafana shares that host's network.
         prometheus_url=PROMETHEUS_LOCAL_URL,
-        grafana_url=http_url(mon_host.address, D.GRAFANA_PORT) if grafana else None,
+        # Grafana listens on the monitoring host's loopback only (plain HTTP): an SSH tunnel reaches it.
+        grafana_url=http_url(D.LOOPBACK, D.GRAFANA_PORT) if grafana else None,
         secrets=_secret_refs(cfg),
         # Alertmanager listens on the monitoring host's loopback beside Prometheus.
         alertmanager_target=AM.target(cfg),

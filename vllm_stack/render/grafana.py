@@ -416,8 +416,12 @@ def render_grafana(
 
 
 def grafana_ini_overrides(cfg: StackConfig, *, provisioning_dir: str = D.GRAFANA_PROVISIONING_DIR) -> dict[str, str]:
-    """Grafana environment (GF_*): no anonymous access, admin password read from a secret file."""
-    return {
+    """Grafana environment (GF_*): no anonymous access, admin password read from a secret file.
+
+    SSH hosts: Grafana shares the monitoring host's network and listens on its loopback only
+    (the dashboards are plain HTTP; reach them with `ssh -L 3000:127.0.0.1:3000 <host>`).
+    Kubernetes: the pod address, behind a ClusterIP Service."""
+    env = {
         "GF_AUTH_ANONYMOUS_ENABLED": "false",
         "GF_AUTH_BASIC_ENABLED": "true",
         "GF_AUTH_DISABLE_LOGIN_FORM": "false",
@@ -430,6 +434,9 @@ def grafana_ini_overrides(cfg: StackConfig, *, provisioning_dir: str = D.GRAFANA
         "GF_SERVER_HTTP_PORT": str(D.GRAFANA_PORT),
         "GF_PATHS_PROVISIONING": provisioning_dir,
     }
+    if cfg.platform == "docker":
+        env["GF_SERVER_HTTP_ADDR"] = D.LOOPBACK
+    return env
 
 
 # --------------------------------------------------------------------------- query inventory
