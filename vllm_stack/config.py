@@ -273,6 +273,25 @@ class AlertSpec(_Model):
         default=D.ALERT_ERROR_RATE, gt=0, le=1, description="Share of failed requests above this ..."
     )
     error_rate_for: Duration = Field(default=D.ALERT_ERROR_RATE_FOR, description="... for this long.")
+    itl_p95_seconds: float = Field(
+        default=D.ALERT_ITL_P95_SEC, gt=0, le=60, description="p95 inter-token latency above this ..."
+    )
+    itl_for: Duration = Field(default=D.ALERT_ITL_FOR, description="... for this long.")
+    e2e_p95_seconds: float = Field(
+        default=D.ALERT_E2E_P95_SEC,
+        gt=0,
+        le=86400,
+        alias="e2eP95Seconds",
+        description="p95 end-to-end request latency above this ...",
+    )
+    e2e_for: Duration = Field(default=D.ALERT_E2E_FOR, alias="e2eFor", description="... for this long.")
+    queue_time_p95_seconds: float = Field(
+        default=D.ALERT_QUEUE_TIME_P95_SEC,
+        gt=0,
+        le=3600,
+        description="p95 time requests wait in vLLM's queue above this ...",
+    )
+    queue_time_for: Duration = Field(default=D.ALERT_QUEUE_TIME_FOR, description="... for this long.")
 
 
 class GrafanaSpec(_Model):

@@ -103,6 +103,15 @@ ALERT_VRAM_USAGE = 0.97
 ALERT_VRAM_FOR = "5m"
 ALERT_ERROR_RATE = 0.05  # share of non-stop/length finishes or 5xx
 ALERT_ERROR_RATE_FOR = "5m"
+#: Latency beyond TTFT (vllm-facts: vLLM 0.33 histograms). ITL p95 200 ms = 5 tokens/s per stream,
+#: far below what an interactive client tolerates; queue time p95 at the TTFT SLA means queueing
+#: alone uses it up; end-to-end p95 60 s for chat-sized answers.
+ALERT_ITL_P95_SEC = 0.2
+ALERT_ITL_FOR = "5m"
+ALERT_E2E_P95_SEC = 60.0
+ALERT_E2E_FOR = "5m"
+ALERT_QUEUE_TIME_P95_SEC = 2.0
+ALERT_QUEUE_TIME_FOR = "5m"
 
 # --- cost ----------------------------------------------------------------------------
 HOURS_PER_MONTH = 720  # seed 000
