@@ -7,8 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-APT_PACKAGES=(nginx prometheus shellcheck debootstrap systemd systemd-container openssl curl)
-APT_BINARIES=(nginx promtool prometheus shellcheck debootstrap systemd-analyze systemd-nspawn openssl curl)
+APT_PACKAGES=(nginx prometheus prometheus-alertmanager shellcheck debootstrap systemd systemd-container openssl curl)
+APT_BINARIES=(nginx promtool prometheus amtool prometheus-alertmanager shellcheck debootstrap systemd-analyze systemd-nspawn openssl curl)
 
 venv() {
   local stamp=.venv/.requirements.sha256

@@ -21,6 +21,7 @@ from .grammar import (
     DnsSubdomain,
     Domain,
     Duration,
+    Email,
     ExtraArg,
     HostAddress,
     HostPort,
@@ -44,7 +45,20 @@ SECRET_KEYS: dict[str, str] = {
     "sshPrivateKey": "private key for the `hosts` (docker platform)",
     "tlsCertificate": "PEM certificate chain when front.tls is `provided`",
     "tlsPrivateKey": "PEM private key when front.tls is `provided`",
+    "alertWebhookUrl": "URL a `webhook` alert receiver posts to (monitoring.alertmanager.receivers)",
+    "alertSlackUrl": "Slack incoming-webhook URL of a `slack` alert receiver",
+    "alertPagerdutyKey": "PagerDuty Events API v2 routing key of a `pagerduty` alert receiver",
+    "alertEmailPassword": "SMTP password of an `email` alert receiver that sets `username`",
 }
+
+#: The secret key each alert receiver type reads its URL or key from.
+RECEIVER_SECRET: dict[str, str] = {
+    "webhook": "alertWebhookUrl",
+    "slack": "alertSlackUrl",
+    "pagerduty": "alertPagerdutyKey",
+    "email": "alertEmailPassword",
+}
+MAX_RECEIVERS = 16
 
 if TYPE_CHECKING:
     GpuId = str  # a Literal built from the catalog at import time is beyond mypy
@@ -330,10 +344,119 @@ class AlertSpec(_Model):
         default=D.ALERT_ERROR_RATE, gt=0, le=1, description="Share of failed requests above this ..."
     )
     error_rate_for: Duration = Field(default=D.ALERT_ERROR_RATE_FOR, description="... for this long.")
+    itl_p95_seconds: float = Field(
+        default=D.ALERT_ITL_P95_SEC, gt=0, le=60, description="p95 inter-token latency above this ..."
+    )
+    itl_for: Duration = Field(default=D.ALERT_ITL_FOR, description="... for this long.")
+    e2e_p95_seconds: float = Field(
+        default=D.ALERT_E2E_P95_SEC,
+        gt=0,
+        le=86400,
+        alias="e2eP95Seconds",
+        description="p95 end-to-end request latency above this ...",
+    )
+    e2e_for: Duration = Field(default=D.ALERT_E2E_FOR, alias="e2eFor", description="... for this long.")
+    cost_above_plan_factor: float = Field(
+        default=D.ALERT_COST_ABOVE_PLAN_FACTOR,
+        gt=1,
+        le=100,
+        description="Live $/1M generated tokens above the plan's x this ...",
+    )
+    cost_above_plan_for: Duration = Field(default=D.ALERT_COST_ABOVE_PLAN_FOR, description="... for this long.")
+    queue_time_p95_seconds: float = Field(
+        default=D.ALERT_QUEUE_TIME_P95_SEC,
+        gt=0,
+        le=3600,
+        description="p95 time requests wait in vLLM's queue above this ...",
+    )
+    queue_time_for: Duration = Field(default=D.ALERT_QUEUE_TIME_FOR, description="... for this long.")
 
 
 class GrafanaSpec(_Model):
     enabled: bool = Field(default=True, description="Deploy Grafana with the vLLM dashboard.")
+
+
+Severity = Literal["critical", "warning"]  # D.ALERTMANAGER_SEVERITIES (the alert rules' labels)
+
+
+class ReceiverSpec(_Model):
+    """One Alertmanager receiver; its URL or key is the secret `RECEIVER_SECRET[type]`."""
+
+    name: Name = Field(description="Receiver name (unique).")
+    type: Literal["webhook", "slack", "pagerduty", "email"] = Field(
+        description="`webhook` (secret alertWebhookUrl), `slack` (alertSlackUrl), `pagerduty` "
+        "(alertPagerdutyKey), `email` (alertEmailPassword when `username` is set)."
+    )
+    severities: tuple[Severity, ...] = Field(
+        default=("critical", "warning"),
+        min_length=1,
+        max_length=2,
+        strict=False,
+        description="Alert severities routed to this receiver.",
+    )
+    send_resolved: bool = Field(default=True, description="Also notify when the alert resolves.")
+    to: Email | None = Field(default=None, description="email: recipient address.")
+    from_: Email | None = Field(default=None, alias="from", description="email: sender address.")
+    smarthost: HostPort | None = Field(default=None, description="email: SMTP server `host:port`.")
+    username: PosixUser | None = Field(
+        default=None, description="email: SMTP user (the password is the alertEmailPassword secret)."
+    )
+
+    @field_validator("username", "smarthost", "to", "from_")
+    @classmethod
+    def _email_only(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None and info.data.get("type") != "email":
+            raise ValueError(f"only an `email` receiver takes this key (type is {info.data.get('type')})")
+        return v
+
+    @property
+    def secret_key(self) -> str | None:
+        """The secret config key this receiver reads (None: an email receiver without SMTP auth)."""
+        if self.type == "email" and self.username is None:
+            return None
+        return RECEIVER_SECRET[self.type]
+
+
+class AlertmanagerSpec(_Model):
+    """Alertmanager: deployed by the stack (default) or an existing one (`external`)."""
+
+    enabled: bool = Field(default=True, description="Deploy Alertmanager beside Prometheus.")
+    external: HostPort | None = Field(
+        default=None, description="Notify this existing Alertmanager `host:port` instead of deploying one."
+    )
+    receivers: tuple[ReceiverSpec, ...] = Field(
+        default=(),
+        max_length=MAX_RECEIVERS,
+        strict=False,
+        description="Receivers (see monitoring.alertmanager.receivers[].*); none: alerts are only shown in "
+        "Alertmanager's UI.",
+    )
+    group_wait: Duration = Field(default=D.ALERTMANAGER_GROUP_WAIT, description="Route group_wait.")
+    group_interval: Duration = Field(default=D.ALERTMANAGER_GROUP_INTERVAL, description="Route group_interval.")
+    repeat_interval: Duration = Field(
+        default=D.ALERTMANAGER_REPEAT_INTERVAL, description="Route repeat_interval (warnings)."
+    )
+    critical_repeat_interval: Duration = Field(
+        default=D.ALERTMANAGER_CRITICAL_REPEAT_INTERVAL, description="repeat_interval of critical alerts."
+    )
+
+    @field_validator("receivers")
+    @classmethod
+    def _unique(cls, v: tuple[ReceiverSpec, ...]) -> tuple[ReceiverSpec, ...]:
+        names = [r.name for r in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"receiver names must be unique; repeated: {', '.join(dupes)}")
+        if D.ALERTMANAGER_NULL_RECEIVER in names:
+            raise ValueError(f"receiver name {D.ALERTMANAGER_NULL_RECEIVER!r} is reserved")
+        for r in v:
+            if r.type == "email" and (r.to is None or r.from_ is None or r.smarthost is None):
+                raise ValueError(f"email receiver {r.name!r} needs `to`, `from` and `smarthost`")
+        return v
+
+    @property
+    def deployed(self) -> bool:
+        return self.enabled and self.external is None
 
 
 class MonitoringSpec(_Model):
@@ -344,7 +467,12 @@ class MonitoringSpec(_Model):
     )
     grafana: GrafanaSpec = Field(default_factory=GrafanaSpec, description="Grafana settings.")
     alerts: AlertSpec = Field(default_factory=AlertSpec, description="Alert thresholds (see monitoring.alerts.*).")
-    alertmanager: HostPort | None = Field(default=None, description="Alertmanager `host:port` to notify (optional).")
+    alertmanager: AlertmanagerSpec = Field(
+        default_factory=AlertmanagerSpec, description="Alert delivery (see monitoring.alertmanager.*)."
+    )
+    runbook_base_url: HttpUrl = Field(
+        default=D.RUNBOOK_BASE_URL, description="Absolute URL of docs/runbooks.md; alert runbook_url = <this>#<alert>."
+    )
     prometheus_operator: bool = Field(
         default=False, description="kubernetes: emit PrometheusRule/ServiceMonitor instead of a Prometheus Deployment."
     )

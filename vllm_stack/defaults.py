@@ -109,6 +109,18 @@ READINESS_DELAY_PER_B_PARAMS = 2.5  # seconds of delay per billion params, clamp
 LIVENESS_FAILURE_THRESHOLD = 6
 STARTUP_PROBE_BUDGET_SEC = SYSTEMD_TIMEOUT_START_SEC
 PROBE_PERIOD_SEC = 10
+#: Startup budget of a first start (vllm_stack/startup.py): the weights are downloaded, loaded,
+#: the engine compiled; pulumi-kubernetes fails a Deployment not Ready after 10 min unless told
+#: otherwise (notes/pulumi-engine.md), so the rollout timeout is computed from these.
+WEIGHT_DOWNLOAD_MIB_S = 100  # HF Hub to one replica without hf_transfer: a conservative 100 MiB/s
+#: safetensors from local disk / the weights PVC into GPU memory; sizing.md's 8B log line
+#: ("Model loading took 14.9888 GiB") takes ~30 s on NVMe, i.e. ~500 MiB/s.
+WEIGHT_LOAD_MIB_S = 500
+ENGINE_INIT_SEC = 180  # vLLM profiling + torch.compile + CUDA graph capture (V1: 1-3 min)
+IMAGE_PULL_SEC = 300  # vllm/vllm-openai (~10 GB compressed) on a fresh node
+STARTUP_MARGIN_PCT = 50  # on top of download + load + init: slow mirrors, cold disks
+#: Policy rollout-timeout-covers-startup: rollout timeout / startup budget must be at least this.
+ROLLOUT_MIN_OVER_STARTUP = 1.0
 DRAIN_SECONDS_MIN = 10  # seed 000: "short connection drain timeout (10-30 seconds)"
 DRAIN_SECONDS_MAX = 30
 DRAIN_SECONDS_DEFAULT = 20
@@ -152,6 +164,7 @@ PROMETHEUS_IMAGE = "prom/prometheus:v2.55.1"
 GRAFANA_PORT = 3000
 GRAFANA_IMAGE = "grafana/grafana:11.4.0"
 DCGM_EXPORTER_PORT = 9400
+DCGM_LIVENESS_DELAY_SEC = 45  # NVIDIA dcgm-exporter Helm chart: livenessProbe initialDelaySeconds 45
 DCGM_EXPORTER_IMAGE = "nvcr.io/nvidia/k8s/dcgm-exporter:3.3.9-3.6.1-ubuntu22.04"
 NVIDIA_DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.0"
 SCRAPE_INTERVAL_SEC = 10  # seed 000
@@ -172,6 +185,15 @@ ALERT_VRAM_USAGE = 0.97
 ALERT_VRAM_FOR = "5m"
 ALERT_ERROR_RATE = 0.05  # share of non-stop/length finishes or 5xx
 ALERT_ERROR_RATE_FOR = "5m"
+#: Latency beyond TTFT (vllm-facts: vLLM 0.33 histograms). ITL p95 200 ms = 5 tokens/s per stream,
+#: far below what an interactive client tolerates; queue time p95 at the TTFT SLA means queueing
+#: alone uses it up; end-to-end p95 60 s for chat-sized answers.
+ALERT_ITL_P95_SEC = 0.2
+ALERT_ITL_FOR = "5m"
+ALERT_E2E_P95_SEC = 60.0
+ALERT_E2E_FOR = "5m"
+ALERT_QUEUE_TIME_P95_SEC = 2.0
+ALERT_QUEUE_TIME_FOR = "5m"
 
 # --- cost ----------------------------------------------------------------------------
 HOURS_PER_MONTH = 720  # seed 000
@@ -238,6 +260,24 @@ SEVERITY_CRITICAL = "critical"
 ALERT_GROUP = "vllm"
 RULES_FILE = "vllm-alerts.yml"  # the alert rules file (SSH hosts) / ConfigMap key (kubernetes)
 RUNBOOKS_DOC = "docs/runbooks.md"  # alert runbook_url = <base>#<alert name, lower case>
+#: monitoring.runbookBaseUrl default: an absolute link (Alertmanager notifications leave the repo);
+#: a deployment sets it to where its copy of docs/runbooks.md is served.
+RUNBOOK_BASE_URL = f"https://vllm-stack.example/{RUNBOOKS_DOC}"
+# Alertmanager (deployed by the stack; upstream defaults from alertmanager's config/config.go).
+ALERTMANAGER_PORT = 9093  # alertmanager --web.listen-address default
+#: Pinned image: v0.27 reads every receiver secret from its config; amtool 0.25 (Debian bookworm)
+#: checks the rendered file, which only uses fields both versions know.
+ALERTMANAGER_IMAGE = "prom/alertmanager:v0.27.0"
+ALERTMANAGER_CONFIG_FILE = "alertmanager.yml"  # file (SSH hosts) / Secret key (kubernetes)
+ALERTMANAGER_GROUP_BY = ("alertname", "model")  # one notification per alert and model
+ALERTMANAGER_GROUP_WAIT = "30s"  # upstream default route group_wait
+ALERTMANAGER_GROUP_INTERVAL = "5m"  # upstream default
+ALERTMANAGER_REPEAT_INTERVAL = "4h"  # upstream default
+ALERTMANAGER_CRITICAL_REPEAT_INTERVAL = "1h"  # page again hourly while a critical alert stays firing
+ALERTMANAGER_NULL_RECEIVER = "blackhole"  # the root route's receiver when no receiver takes an alert
+#: resolve_timeout: Prometheus sends endsAt with every alert, so this only matters for other senders.
+ALERTMANAGER_RESOLVE_TIMEOUT = "5m"
+ALERTMANAGER_SEVERITIES = (SEVERITY_CRITICAL, SEVERITY_WARNING)
 # Grafana provisioning.
 GRAFANA_PROVISIONING_DIR = "/etc/grafana/provisioning"
 GRAFANA_DATASOURCE_NAME = "Prometheus"
@@ -266,6 +306,8 @@ FRONT_REPLICAS_DEV = 1
 SECRET_VOLUME_MODE = 0o400  # TLS key / API-key map / Grafana password mounts
 PROMETHEUS_UID = 65534  # prom/prometheus image user (nobody)
 GRAFANA_UID = 472  # grafana/grafana image user
+ALERTMANAGER_UID = 65534  # prom/alertmanager image user (nobody)
+ALERTMANAGER_DATA_DIR = "/alertmanager"  # prom/alertmanager image: WORKDIR and --storage.path default
 PROMETHEUS_RETENTION = "15d"
 PROMETHEUS_STORAGE_SIZE = "20Gi"  # emptyDir sizeLimit of the TSDB
 NGINX_IMAGE_USER = "nginx"  # worker user of the official nginx image (NGINX_IMAGE)
@@ -290,6 +332,12 @@ DCGM_EXPORTER_CONTAINER = "dcgm-exporter"
 # --- front (added)
 NGINX_USER = "www-data"  # Debian nginx package user (official nginx image: "nginx")
 NGINX_WORKER_CONNECTIONS = 4096
+#: A proxied request holds two descriptors (client + upstream): each worker may need twice
+#: worker_connections, above the 1024 soft limit most hosts start nginx with.
+NGINX_WORKER_RLIMIT_NOFILE = 2 * NGINX_WORKER_CONNECTIONS
+#: Strict-Transport-Security in prod (Mozilla server-side TLS guidelines: two years). Without
+#: includeSubDomains: the front's domain may share its parent with services that are not HTTPS.
+HSTS_HEADER = "max-age=63072000"
 #: Idle keep-alive to a backend must end before vLLM's own (uvicorn, VLLM_HTTP_TIMEOUT_KEEP_ALIVE,
 #: default 5 s): otherwise nginx can reuse a connection vLLM is closing and the request fails.
 UPSTREAM_KEEPALIVE_TIMEOUT_SEC = 4

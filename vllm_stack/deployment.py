@@ -15,6 +15,7 @@ from .config import StackConfig
 from .endpoints import Backend, ScrapeTarget
 from .placement import K8S_CAPACITY, Replica, place
 from .quoting import http_url, ssh_url
+from .render import alertmanager as AM
 from .render import k8s_common as KC
 from .render import k8s_model
 from .render.prometheus import LOCAL_URL as PROMETHEUS_LOCAL_URL
@@ -33,10 +34,12 @@ GRAFANA_SECRET = "vllm-grafana-admin"
 #: Containers on SSH hosts (docker runtime of the monitoring host, and vLLM replicas).
 PROMETHEUS_CONTAINER = "vllm-prometheus"
 GRAFANA_CONTAINER = "vllm-grafana"
+ALERTMANAGER_CONTAINER = "vllm-alertmanager"
 VLLM_CONTAINER_PREFIX = "vllm-"
 #: Files on SSH hosts.
 MONITORING_DIR = "/etc/vllm-monitoring"
 RULES_FILE = D.RULES_FILE
+ALERTMANAGER_DIR = f"{MONITORING_DIR}/alertmanager"  # 0600 alertmanager.yml, owned by the image's user
 UPSTREAM_AUTH_PATH = "/etc/nginx/vllm/upstream-auth.conf"
 CONTAINER_SECRET_ENV = "/run/secrets/vllm.env"  # the model's 0600 env file inside its container
 CERT_VALIDITY_HOURS = 24 * 90
@@ -155,6 +158,9 @@ class Deployment:
     grafana_url: str | None
     secrets: tuple[SecretRef, ...]
     routers: tuple[Router, ...] = ()
+    alertmanager_target: str | None = None  # host:port Prometheus notifies (None: alerting off)
+    own_prometheus: bool = True  # False: the prometheus-operator's Prometheus (kubernetes)
+    alertmanager_url: str | None = None  # the stack's own Alertmanager (UI, API), where Prometheus reaches it
 
     def router_of(self, model: str) -> Router | None:
         return next((r for r in self.routers if r.model == model), None)
@@ -307,7 +313,17 @@ def _secret_refs(cfg: StackConfig) -> tuple[SecretRef, ...]:
     for key in ("sshPrivateKey", "tlsCertificate", "tlsPrivateKey"):
         if key in cfg.secrets:
             refs.append(SecretRef(key, None, FRONT_TLS_SECRET if k8s and key.startswith("tls") else None))
+    for key in AM.needed_secrets(cfg):  # rendered into alertmanager.yml, itself a secret
+        refs.append(SecretRef(key, None, KC.ALERTMANAGER_CONFIG if k8s else None))
     return tuple(refs)
+
+
+def _alertmanager_url(cfg: StackConfig) -> str | None:
+    if not AM.deployed(cfg):
+        return None
+    if cfg.platform == "kubernetes":
+        return http_url(AM.service_host(cfg), D.ALERTMANAGER_PORT)
+    return http_url(D.LOOPBACK, D.ALERTMANAGER_PORT)
 
 
 def build(cfg: StackConfig) -> Deployment:
@@ -337,6 +353,9 @@ def build(cfg: StackConfig) -> Deployment:
             ),
             secrets=_secret_refs(cfg),
             routers=_routers(cfg, []),
+            alertmanager_target=AM.target(cfg),
+            alertmanager_url=_alertmanager_url(cfg),
+            own_prometheus=not cfg.monitoring.prometheus_operator,
         )
     hosts = []
     for h in cfg.hosts:
@@ -370,7 +389,11 @@ def build(cfg: StackConfig) -> Deployment:
         monitoring_host=mon_host.name,
         # Prometheus listens on the monitoring host's loopback; Grafana shares that host's network.
         prometheus_url=PROMETHEUS_LOCAL_URL,
-        grafana_url=http_url(mon_host.address, D.GRAFANA_PORT) if grafana else None,
+        # Grafana listens on the monitoring host's loopback only (plain HTTP): an SSH tunnel reaches it.
+        grafana_url=http_url(D.LOOPBACK, D.GRAFANA_PORT) if grafana else None,
         secrets=_secret_refs(cfg),
         routers=_routers(cfg, servers),
+        # Alertmanager listens on the monitoring host's loopback beside Prometheus.
+        alertmanager_target=AM.target(cfg),
+        alertmanager_url=_alertmanager_url(cfg),
     )

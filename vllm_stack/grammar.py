@@ -304,6 +304,18 @@ def check_name(value: str) -> str:
     return value
 
 
+_EMAIL_LOCAL = re.compile(r"[A-Za-z0-9._%+-]{1,64}")
+
+
+def check_email(value: str) -> str:
+    """An email address `local@domain` (alert receivers): dot-atom local part, a DNS domain."""
+    local, sep, domain = value.partition("@")
+    if not sep or not _EMAIL_LOCAL.fullmatch(local) or "." not in domain:
+        raise ValueError("must be an email address `local@domain` (local part: A-Z a-z 0-9 . _ % + -)")
+    check_domain(domain)
+    return value
+
+
 @dataclass(frozen=True)
 class Grammar:
     """One named grammar: the check, its length bound and the sentence the README prints."""
@@ -343,6 +355,7 @@ GRAMMARS = {
         Grammar("storage quantity", check_storage_quantity, "positive Kubernetes quantity (`500Gi`)", 32),
         Grammar("DNS subdomain", check_dns_subdomain, "lowercase RFC 1123 subdomain", 253),
         Grammar("nginx size", check_nginx_size, "nginx size `<n>[k|m|g]`, at most 1 TiB", 16),
+        Grammar("email", check_email, "email address `local@domain`", 254),
         Grammar("duration", check_duration, "Prometheus duration `<n>s`, `<n>m` or `<n>h`", 7),
         Grammar("vLLM argument", check_extra_arg, "printable text, no control characters, 1-8192 characters", 8192),
     )
@@ -363,4 +376,5 @@ StorageQuantity = Annotated[str, _G["storage quantity"].validator, _G["storage q
 DnsSubdomain = Annotated[str, _G["DNS subdomain"].validator, _G["DNS subdomain"].schema]
 NginxSize = Annotated[str, _G["nginx size"].validator, _G["nginx size"].schema]
 Duration = Annotated[str, _G["duration"].validator, _G["duration"].schema]
+Email = Annotated[str, _G["email"].validator, _G["email"].schema]
 ExtraArg = Annotated[str, _G["vLLM argument"].validator, _G["vLLM argument"].schema]

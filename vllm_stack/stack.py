@@ -53,6 +53,8 @@ from .components.kubernetes import (
 )
 from .config import HostSpec, ModelSpec, StackConfig
 from .deployment import (
+    ALERTMANAGER_CONTAINER,
+    ALERTMANAGER_DIR,
     FRONT_KEYS_SECRET,
     FRONT_TLS_SECRET,
     GRAFANA_CONTAINER,
@@ -69,7 +71,8 @@ from .deployment import (
 )
 from .endpoints import Backend
 from .loader import parse_config, split_namespaced
-from .render import alerts as alerts_render
+from .startup import budget as startup_budget
+from .render import alertmanager as am_render
 from .render import drain as drain_render
 from .render import grafana as grafana_render
 from .render import host_commands, host_scripts
@@ -78,6 +81,7 @@ from .render import nginx as nginx_render
 from .render import prometheus as prom_render
 from .render import router as router_render
 from .render import routing_monitoring
+from .render import runbooks as runbooks_render
 from .render import systemd as systemd_render
 from .render.k8s_common import WEIGHTS_PVC
 from .render.prometheus import LOCAL_LISTEN
@@ -170,7 +174,7 @@ def _record_front_secrets() -> None:
 
 def _monitoring_files(cfg: StackConfig, model: Deployment, prom: str) -> tuple[str, dict[str, str]]:
     """The alert rules and Grafana's provisioning (the same on both platforms), recorded with `prom`."""
-    rules = routing_monitoring.with_routing_rules(cfg, alerts_render.render_alert_rules(cfg))
+    rules = routing_monitoring.render_rules_file(cfg)
     grafana_files = (
         grafana_render.render_grafana(cfg, prometheus_url=model.prometheus_url)
         if cfg.monitoring.grafana.enabled
@@ -181,6 +185,27 @@ def _monitoring_files(cfg: StackConfig, model: Deployment, prom: str) -> tuple[s
     for rel, text in grafana_files.items():
         artifacts.record(f"monitoring/grafana/{rel}", text)
     return rules, grafana_files
+
+
+def _alertmanager_config(cfg: StackConfig) -> tuple[str, pulumi.Input[str]]:
+    """alertmanager.yml twice: rendered with placeholders (recorded; checksum), and from the
+    receivers' Pulumi secrets (deployed). An unset secret keeps its `.invalid` placeholder, so
+    delivery fails visibly in Alertmanager's log; the plan warns about it (needed_secrets)."""
+    placeholders = am_render.placeholder_secrets(cfg, SECRET_PLACEHOLDER)
+    recorded = am_render.render_alertmanager_yml(cfg, placeholders)
+    artifacts.record(f"monitoring/{D.ALERTMANAGER_CONFIG_FILE}", recorded, D.SECRET_FILE_MODE, secret=True)
+    c = pulumi.Config(D.PROJECT)
+    values: dict[str, pulumi.Input[str]] = {}
+    for key, placeholder in placeholders.items():
+        if key in cfg.secrets:
+            values[key] = c.require_secret(key)
+        else:
+            pulumi.log.warn(f"secret `{key}` is not set: its alert receiver gets a placeholder and delivers nothing")
+            values[key] = placeholder
+    if not values:
+        return recorded, recorded
+    deployed = pulumi.Output.all(**values).apply(lambda v: am_render.render_alertmanager_yml(cfg, dict(v)))
+    return recorded, pulumi.Output.secret(deployed)
 
 
 def _pool(m: ModelSpec, backends: list[Backend]) -> PoolArgs:
@@ -319,6 +344,8 @@ def _host_server(
         weights_dir=D.VLLM_WEIGHTS_DIR,
         labels=dict(x.labels),
         stop_timeout=m.pool.drain_seconds + D.TERMINATION_GRACE_EXTRA_SEC,
+        startup_budget_seconds=startup_budget(m).startup_seconds,
+        health_wait_seconds=startup_budget(m).rollout_seconds,
     )
     if drain is not None:
         container_args["drain"] = drain
@@ -485,6 +512,19 @@ def _host_monitoring(
         args["grafana_admin_password"] = s.grafana_admin_password
         if model.grafana_url is not None:
             args["grafana_url"] = model.grafana_url
+    if am_render.deployed(cfg):
+        _, am_config = _alertmanager_config(cfg)
+        am_path = f"{ALERTMANAGER_DIR}/{D.ALERTMANAGER_CONFIG_FILE}"
+        args["alertmanager"] = HostContainerArgs(
+            name=ALERTMANAGER_CONTAINER,
+            image=D.ALERTMANAGER_IMAGE,
+            command=am_render.command(am_path, D.ALERTMANAGER_DATA_DIR, am_render.LOCAL_LISTEN),
+            # the file, not its directory: `install -D` under umask 077 leaves the directory 0700 root,
+            # which the image's user could not traverse
+            volumes=[VolumeArgs(host_path=am_path, container_path=am_path, read_only=True)],
+        )
+        args["alertmanager_config_path"] = am_path
+        args["alertmanager_config"] = am_config
     HostMonitoringStack(
         "monitoring", args, pulumi.ResourceOptions(depends_on=[node, *workloads], providers=[node.docker_provider])
     )
@@ -528,6 +568,8 @@ def _kubernetes_platform(cfg: StackConfig, model: Deployment, s: StackSecrets) -
                     gpu=m.gpu,
                     deployment=_record_k8s(dep),
                     autoscaled=x.capacity == "spot",
+                    rollout_timeout=startup_budget(m).rollout_timeout,
+                    startup_budget_seconds=startup_budget(m).startup_seconds,
                 )
             )
         pools.append(
@@ -596,9 +638,16 @@ def _kubernetes_platform(cfg: StackConfig, model: Deployment, s: StackSecrets) -
         mon["grafana_admin_password"] = s.grafana_admin_password
     if model.grafana_url is not None:
         mon["grafana_url"] = model.grafana_url
+    am_recorded: str | None = None
+    if am_render.deployed(cfg):
+        am_recorded, am_config = _alertmanager_config(cfg)
+        mon["alertmanager_secret"] = _record_k8s(k8s_render.alertmanager_secret(cfg, am_recorded))
+        mon["alertmanager_config"] = am_config
     mon["objects"] = [
         _record_k8s(o)
-        for o in k8s_render.monitoring_objects(cfg, prom, rules, grafana_files, grafana_secret=GRAFANA_SECRET)
+        for o in k8s_render.monitoring_objects(
+            cfg, prom, rules, grafana_files, grafana_secret=GRAFANA_SECRET, alertmanager_yml=am_recorded
+        )
     ]
     KubernetesMonitoringStack("monitoring", mon, pulumi.ResourceOptions(depends_on=workloads))
     return model.prometheus_url, model.grafana_url
@@ -608,6 +657,11 @@ def main() -> None:
     cfg = load_config()
     secrets = load_secrets(cfg)
     model = build(cfg)
+    # the runbooks' commands with this stack's unit, container and Deployment names
+    artifacts.record(
+        "monitoring/runbook-commands.md",
+        runbooks_render.render_runbook_commands(model, cfg.monitoring.runbook_base_url),
+    )
     if cfg.platform == "kubernetes":
         prometheus_url, grafana_url = _kubernetes_platform(cfg, model, secrets)
     else:

@@ -17,6 +17,7 @@ from vllm_stack.endpoints import Backend
 from vllm_stack.render.host_scripts import render_host_bootstrap
 from vllm_stack.render.nginx import NginxPaths, render_front_for
 from vllm_stack.render.vllm_args import public_env, serve_argv
+from vllm_stack.startup import budget
 
 config = pulumi.Config()
 address = config.get("hostAddress") or "10.0.0.5"
@@ -27,6 +28,7 @@ model = ModelSpec.model_validate({"name": "qwen-7b", "model": "Qwen/Qwen2.5-7B-I
 front = FrontSpec.model_validate({"domain": "llm.example.com", "tls": "selfSigned"})
 weights = "/var/lib/vllm/models"
 port = 8000
+startup = budget(model)  # how long a first start may take: `pulumi up` waits for health this long
 
 host = HostSpec.model_validate({"name": "gpu-a", "address": address, "gpu": "L40S"})
 node = SshGpuNode(
@@ -59,6 +61,8 @@ server = DockerVllmServer(
         weights_dir=weights,
         labels={"vllm-stack/model": model.name, "vllm-stack/gpu": model.gpu},
         stop_timeout=35,
+        startup_budget_seconds=startup.startup_seconds,
+        health_wait_seconds=startup.rollout_seconds,
     ),
     pulumi.ResourceOptions(depends_on=[node], providers=[node.docker_provider]),
 )

@@ -26,7 +26,7 @@ from vllm_stack.offline.engine import SECRET_PLACEHOLDER, VALUE_PLACEHOLDER
 from vllm_stack.render.vllm_args import ENV_API_KEY, ENV_HF_TOKEN
 from vllm_stack.sizing import KIB, KV_BYTES_PER_ELEMENT, WEIGHT_BYTES_PER_PARAM, fit
 
-from . import healing_rules, quantization_rules, routing_rules
+from . import healing_rules, quantization_rules, rollout_rules, routing_rules
 from . import shapes as S
 from .context import ADVISORY, MANDATORY, PolicyContext, Rule, Threshold
 
@@ -1038,6 +1038,25 @@ RULES: tuple[Rule, ...] = (
         ),
         reads="SystemdVllmServer `unit.content` ([Service] settings), vLLM Container `healthcheck`",
         remediation="Render units with vllm_stack.render.systemd; set models[].unhealthyRestartSeconds.",
+    ),
+    Rule(
+        "rollout-timeout-covers-startup",
+        "A vLLM server's rollout timeout (how long `pulumi up` waits for Ready / healthy) covers its startup "
+        "budget: download + load + engine init from the weight size, and the startup probe's own budget; "
+        "Kubernetes: progressDeadlineSeconds is not shorter.",
+        rollout_rules.rollout_timeout_covers_startup,
+        _WARNS_IN_DEV,  # a slow first start only costs a retry in dev
+        thresholds=(
+            Threshold(
+                "minRolloutOverStartup",
+                D.ROLLOUT_MIN_OVER_STARTUP,
+                "Rollout timeout / startup budget must be at least this.",
+                minimum=1,
+            ),
+        ),
+        reads="KubernetesVllmServer `rolloutTimeout`, `startupBudgetSeconds`, `deployment`; DockerVllmServer "
+        "`healthWaitSeconds`, `startupBudgetSeconds`, `argv`",
+        remediation="Leave the timeouts to vllm_stack.startup (the stack computes them per model).",
     ),
     Rule(
         "router-pinned",

@@ -17,7 +17,9 @@ from tests.support import tools
 from vllm_stack import defaults as D
 from vllm_stack.cost import model_cost
 from vllm_stack.loader import load_stack_file
-from vllm_stack.render.cost_rules import COST_ALERT, cost_panels, cost_rules_doc, render_cost_rules
+from vllm_stack.render.cost_rules import COST_ALERT, cost_rules_doc, render_cost_rules
+from vllm_stack.render.grafana import dashboard
+from vllm_stack.render.routing_monitoring import render_rules_file
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = "vllm-cost.yml"
@@ -104,7 +106,7 @@ def tests_doc(cfg) -> dict:
                                     "description": f"{MODEL} costs ${live_slow:.3f} per 1M generated tokens, more "
                                     "than 1.5 x the plan's $/1M tokens for 1h: fewer tokens per replica than planned "
                                     "(load below plan, or slower replicas) or more replicas running than planned",
-                                    "runbook_url": f"{D.RUNBOOKS_DOC}#{COST_ALERT.lower()}",
+                                    "runbook_url": f"{cfg.monitoring.runbook_base_url}#{COST_ALERT.lower()}",
                                 },
                             }
                         ],
@@ -157,8 +159,34 @@ def test_the_cases_catch_a_wrong_spot_price(cfg, tmp_path):
     assert not res.ok and D.REC_COST_PER_HOUR in res.output, res.output
 
 
+def test_the_stack_loads_the_cost_group_with_an_absolute_runbook_and_its_configured_factor(cfg):
+    doc = yaml.safe_load(render_rules_file(cfg))
+    (group,) = [g for g in doc["groups"] if g["name"] == D.COST_RULE_GROUP]
+    (alert,) = [r for r in group["rules"] if r.get("alert") == COST_ALERT]
+    assert alert["annotations"]["runbook_url"] == f"{cfg.monitoring.runbook_base_url}#{COST_ALERT.lower()}"
+    assert alert["annotations"]["runbook_url"].startswith("https://")
+    tuned = cfg.model_copy(
+        update={
+            "monitoring": cfg.monitoring.model_copy(
+                update={
+                    "alerts": cfg.monitoring.alerts.model_copy(
+                        update={"cost_above_plan_factor": 3.0, "cost_above_plan_for": "2h"}
+                    )
+                }
+            )
+        }
+    )
+    (alert,) = [
+        r
+        for g in yaml.safe_load(render_rules_file(tuned))["groups"]
+        for r in g["rules"]
+        if r.get("alert") == COST_ALERT
+    ]
+    assert alert["for"] == "2h" and alert["expr"].endswith(f"(3 * {D.REC_PLAN_COST_PER_MTOK})")
+
+
 def test_dashboard_panels_put_live_beside_plan(cfg):
-    panels = cost_panels(cfg)
+    panels = [p for p in dashboard(cfg)["panels"] if p.get("title", "").startswith("Cost $/")]
     assert [p["title"] for p in panels] == ["Cost $/hour: live vs plan", "Cost $/1M tokens: live vs plan"]
     exprs = [t["expr"] for p in panels for t in p["targets"]]
     assert exprs == [

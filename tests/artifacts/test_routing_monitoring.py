@@ -49,12 +49,15 @@ def test_routing_promtool_cases_bite(tmp_path: Path):
 
 
 def test_group_is_its_own_and_the_alert_has_a_runbook():
-    doc = yaml.safe_load(RM.render_routing_alert_rules(host_cfg()))
+    cfg = host_cfg()
+    doc = yaml.safe_load(RM.render_routing_alert_rules(cfg))
     (group,) = doc["groups"]
     assert group["name"] == "vllm-routing" != D.ALERT_GROUP
     (rule,) = group["rules"]
     assert rule["for"] == D.ALERT_PREFIX_HIT_FOR
-    assert rule["annotations"]["runbook_url"] == "docs/runbooks.md#vllmprefixcachehitratecollapse"
+    # absolute: monitoring.runbookBaseUrl + the section's anchor
+    assert rule["annotations"]["runbook_url"] == f"{cfg.monitoring.runbook_base_url}#vllmprefixcachehitratecollapse"
+    assert rule["annotations"]["runbook_url"].startswith("https://")
     assert "## VllmPrefixCacheHitRateCollapse" in (Path(__file__).resolve().parents[2] / D.RUNBOOKS_DOC).read_text()
 
 
@@ -82,13 +85,14 @@ def test_routed_dashboard_type_checks(tmp_path: Path):
     files = render_grafana(host_cfg())
     dash = json.loads(files["dashboards/vllm.json"])
     titles = [p["title"] for p in dash["panels"]]
-    assert titles[-4:] == [
+    start = titles.index("Routing")
+    assert titles[start : start + 4] == [
         "Routing",
         "Requests per replica (router)",
         "Running requests per replica",
         "Prefix-cache hit rate",
     ]
-    hit = dash["panels"][-1]
+    hit = dash["panels"][start + 3]
     assert hit["targets"][0]["expr"] == RM.hit_rate_expr() and hit["fieldConfig"]["defaults"]["max"] == 1
     path = tmp_path / "vllm.json"
     path.write_text(json.dumps(dash, indent=2))
@@ -97,14 +101,18 @@ def test_routed_dashboard_type_checks(tmp_path: Path):
 
 
 def test_routed_prometheus_config_and_rules_pass_promtool(tmp_path: Path):
-    from vllm_stack.render.alerts import render_alert_rules
+    import yaml
+
     from vllm_stack.render.prometheus import render_prometheus_yml
 
     tools.require("promtool")
     cfg = host_cfg()
-    (tmp_path / RULES).write_text(RM.with_routing_rules(cfg, render_alert_rules(cfg)))
+    text = RM.render_rules_file(cfg)
+    doc = yaml.safe_load(text)
+    assert [g["name"] for g in doc["groups"]] == [D.ALERT_GROUP, D.ROUTING_ALERT_GROUP, D.COST_RULE_GROUP]
+    (tmp_path / RULES).write_text(text)
     prom = tmp_path / "prometheus.yml"
     prom.write_text(render_prometheus_yml(cfg, list(build(cfg).scrape_targets()), rule_files=[RULES]))
     res = tools.promtool_check_config(prom)
-    assert res.ok and "SUCCESS: 10 rules found" in res.output, str(res)
+    assert res.ok and f"SUCCESS: {sum(len(g['rules']) for g in doc['groups'])} rules found" in res.output, str(res)
     assert "vllm-router" in prom.read_text()

@@ -178,6 +178,8 @@ DOCKER_SERVER_INPUTS = {
     "weightsDir": "/var/lib/vllm/models",
     "labels": {"vllm-stack/model": "qwen-7b"},
     "stopTimeout": 35,
+    "startupBudgetSeconds": 900,
+    "healthWaitSeconds": 1200,
     "drain": {
         "ssh": {"host": "10.0.1.11", "user": "ubuntu"},
         "command": "sudo /usr/local/sbin/vllm-drain qwen-7b 10.0.2.21:8000 20",
@@ -210,6 +212,7 @@ def test_construct_builds_a_docker_server_from_schema_inputs(hosted):
     assert container.type == "docker:index/container:Container"
     assert container.inputs["command"] == DOCKER_SERVER_INPUTS["argv"]
     assert container.inputs["ports"][0]["ip"] == "10.0.2.21"
+    assert container.inputs["waitTimeout"] == 1200  # an int from a protobuf double: coerced by the component
     hook = children["qwen-7b-spot-0-drain"]
     assert hook.type == "command:remote:Command" and "vllm-drain qwen-7b" in hook.inputs["delete"]
     assert container.urn in hook.dependencies  # deleted after the hook ran

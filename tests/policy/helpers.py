@@ -88,6 +88,17 @@ def container(
     return res("docker:index/container:Container", name, inputs)
 
 
+def _startup_budget(argv: list[str]):
+    from vllm_stack.catalog import lookup_model
+    from vllm_stack.startup import budget_for
+
+    quant = argv[argv.index("--quantization") + 1] if "--quantization" in argv else "none"
+    info = lookup_model(argv[0]) if argv and not argv[0].startswith("-") else None
+    info = info or lookup_model("meta-llama/Llama-3.1-8B-Instruct")
+    assert info is not None
+    return budget_for(info.architecture, quant if quant in ("none", "fp8", "awq", "gptq") else "none")
+
+
 def server(
     name: str = "llama-8b-od-0",
     *,
@@ -109,6 +120,13 @@ def server(
     }
     if gpu is not None:
         inputs["gpu"] = gpu
+    # what the stack gives every server for its first start (vllm_stack.startup, from the argv's model)
+    budget = _startup_budget(inputs["argv"])
+    inputs["startupBudgetSeconds"] = float(budget.startup_seconds)
+    if kind == "DockerVllmServer":
+        inputs["healthWaitSeconds"] = float(budget.rollout_seconds)
+    elif kind == "KubernetesVllmServer":
+        inputs["rolloutTimeout"] = budget.rollout_timeout
     if drain_seconds is not None:
         inputs["drain"] = {
             "ssh": {"host": "10.0.0.10", "user": "ubuntu"},

@@ -43,6 +43,7 @@ EXPECTED_IDS = {
     "no-invalid-vllm-flags",
     "quantization-matches-checkpoint",
     "vllm-replica-heals",
+    "rollout-timeout-covers-startup",
     "router-pinned",
     "router-not-exposed",
     "router-network-policy",

@@ -16,6 +16,9 @@ SCAN_SECRETS = {
     "sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\nSCANSSHKEY0123456789\n-----END OPENSSH PRIVATE KEY-----\n",
     "tlsCertificate": "-----BEGIN CERTIFICATE-----\nSCANCERT\n-----END CERTIFICATE-----\n",
     "tlsPrivateKey": "-----BEGIN PRIVATE KEY-----\nSCANTLSKEY5566\n-----END PRIVATE KEY-----\n",
+    "alertWebhookUrl": "https://hooks.example.com/SCANHOOK-5e7a1c",
+    "alertSlackUrl": "https://hooks.slack.com/services/SCANSLACK-9b2d",
+    "alertPagerdutyKey": "SCANPAGERDUTY0c4f8e2a",
 }
 
 

@@ -40,6 +40,7 @@ def main() -> None:
                         "inputs": _scrub_keep_secrets(r.inputs),
                         "secretKeys": sorted(r.secret_keys),
                         "dependencies": list(r.dependencies),
+                        "customTimeouts": list(r.custom_timeouts) if r.custom_timeouts else None,
                     }
                     for r in run.resources
                 ],

@@ -159,7 +159,7 @@ config:
     domain: "*.llm.example.com"
     clientMaxBodySize: 512K
   vllm-stack:monitoring:
-    alertmanager: "[2001:db8::99]:9093"
+    alertmanager: {external: "[2001:db8::99]:9093"}
 """ % ("0123456789abcdef" * 4)
 
 

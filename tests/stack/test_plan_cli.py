@@ -57,7 +57,7 @@ def test_json_document_shape(prod_json):
     assert doc["outputs"]["apiKey"] == "[secret]"
     assert doc["capacity"]["total"]["blendMonthly"] == round((2.50 + 1.03 + 2 * 0.72) * 720, 2)
     names = [w.split("`")[1] for w in doc["warnings"] if w.startswith("secret `")]
-    assert names == ["hfToken", "tlsCertificate", "tlsPrivateKey"]
+    assert names == ["hfToken", "tlsCertificate", "tlsPrivateKey", "alertPagerdutyKey", "alertSlackUrl"]
     for r in doc["resources"]:
         for key in r["secretInputs"]:
             assert r["inputs"][key] == "[secret]"

@@ -136,3 +136,45 @@ def test_commands_are_quoted_words(dev):
     cmds = {r["name"]: r["inputs"] for r in by_type(dev, "command:remote:Command")}
     assert cmds["gpu-dev-1-llama-8b-env"]["create"] == "sudo /usr/local/sbin/vllm-write-secrets llama-8b"
     assert cmds["gpu-dev-1-llama-8b-env"]["delete"] == "sudo rm -f /etc/vllm/llama-8b.env"
+
+
+def test_alertmanager_container_beside_prometheus_with_its_config_as_a_0600_secret(dev):
+    """Alerts reach someone: the monitoring host runs Alertmanager on loopback, Prometheus notifies
+    it, and alertmanager.yml (the receiver URL inside) travels only as secret stdin into a 0600 file."""
+    import yaml
+
+    from vllm_stack import defaults as D
+    from vllm_stack.deployment import ALERTMANAGER_CONTAINER, ALERTMANAGER_DIR
+
+    am = one(dev, "docker:index/container:Container", "monitoring-alertmanager")
+    assert am["inputs"]["name"] == ALERTMANAGER_CONTAINER and am["inputs"]["networkMode"] == "host"
+    assert am["inputs"]["command"] == [
+        f"--config.file={ALERTMANAGER_DIR}/alertmanager.yml",
+        "--storage.path=/alertmanager",
+        "--web.listen-address=127.0.0.1:9093",
+        "--cluster.listen-address=",
+    ]
+    assert am["inputs"]["restart"] == "always"
+    prom = yaml.safe_load(dev["artifacts"]["monitoring/prometheus.yml"]["content"])
+    assert prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["127.0.0.1:9093"]
+    cfg_file = one(dev, "command:remote:Command", "monitoring-alertmanager-config")
+    assert "stdin" in cfg_file["secretKeys"] and cfg_file["inputs"]["logging"] == "none"
+    create = cfg_file["inputs"]["create"]
+    assert "-m 600" in create and f"-o {D.ALERTMANAGER_UID}" in create
+    deployed = yaml.safe_load(unwrap(cfg_file["inputs"]["stdin"]))
+    (hook,) = [r for r in deployed["receivers"] if r["name"] == "team-webhook"]
+    assert hook["webhook_configs"][0]["url"] == SCAN_SECRETS["alertWebhookUrl"]
+    recorded = dev["artifacts"]["monitoring/alertmanager.yml"]
+    assert recorded["secret"] and recorded["mode"] == 0o600
+    assert "https://secret-placeholder.invalid/" in recorded["content"]
+    # only the file is mounted: its 0700 parent directory (umask 077) stays out of the container's path
+    (vol,) = am["inputs"]["volumes"]
+    assert vol["hostPath"] == vol["containerPath"] == f"{ALERTMANAGER_DIR}/alertmanager.yml" and vol["readOnly"]
+
+
+def test_container_waits_for_health_as_long_as_the_startup_budget(dev):
+    c = one(dev, "docker:index/container:Container", "llama-8b-od-0")
+    assert c["inputs"]["wait"] is True and c["inputs"]["waitTimeout"] == 1200  # image pull 300 + startup 900
+    assert c["inputs"]["healthcheck"]["startPeriod"] == "900s"  # a loading replica is not `unhealthy`
+    server = one(dev, "vllmstack:index:DockerVllmServer", "llama-8b-od-0")
+    assert server["inputs"]["startupBudgetSeconds"] == 900 and server["inputs"]["healthWaitSeconds"] == 1200

@@ -76,3 +76,50 @@ def test_grafana_url_names_the_rendered_service(prod):
     url = prod["outputs"]["grafanaUrl"]
     host = url.split("//", 1)[1].split(".", 1)[0]
     assert host in services, (url, sorted(services))
+
+
+def test_alertmanager_deployment_service_and_secret_with_the_receivers(prod):
+    """Prometheus notifies the Alertmanager Service the stack creates; its config (PagerDuty key,
+    Slack URL) lives only in a Secret whose stringData is the secret input."""
+    import yaml
+
+    from vllm_stack.render import k8s_common as KC
+
+    (dep,) = [d for d in by_type(prod, DEP) if d["inputs"]["metadata"]["name"] == KC.ALERTMANAGER]
+    c = _container(dep)
+    assert c["image"] == D.ALERTMANAGER_IMAGE and "--cluster.listen-address=" in c["args"]
+    services = {s["inputs"]["metadata"]["name"]: s for s in by_type(prod, "kubernetes:core/v1:Service")}
+    assert services[KC.ALERTMANAGER]["inputs"]["spec"]["ports"][0]["port"] == D.ALERTMANAGER_PORT
+    prom = yaml.safe_load(prod["artifacts"]["k8s/configmap-vllm-stack-prometheus-config.yaml"]["content"])
+    prom_yml = yaml.safe_load(prom["data"]["prometheus.yml"])
+    assert prom_yml["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
+        f"{KC.ALERTMANAGER}.vllm.svc:{D.ALERTMANAGER_PORT}"
+    ]
+    (secret,) = [
+        s
+        for s in by_type(prod, "kubernetes:core/v1:Secret")
+        if s["inputs"]["metadata"]["name"] == KC.ALERTMANAGER_CONFIG
+    ]
+    assert "stringData" in secret["secretKeys"]
+    am = yaml.safe_load(unwrap(unwrap(secret["inputs"]["stringData"])["alertmanager.yml"]))
+    rx = {r["name"]: r for r in am["receivers"]}
+    assert rx["oncall"]["pagerduty_configs"][0]["routing_key"] == SCAN_SECRETS["alertPagerdutyKey"]
+    assert rx["team-slack"]["slack_configs"][0]["api_url"] == SCAN_SECRETS["alertSlackUrl"]
+    routes = [(r["receiver"], r["matchers"]) for r in am["route"]["routes"]]
+    assert routes == [
+        ("oncall", ['severity="critical"']),
+        ("team-slack", ['severity="critical"']),
+        ("team-slack", ['severity="warning"']),
+    ]
+
+
+def test_deployments_get_custom_timeouts_from_the_startup_budget(prod):
+    """pulumi-kubernetes gives up on a Deployment after 10 minutes; the 70B's first start needs 30."""
+    got = {r["name"]: r["customTimeouts"] for r in by_type(prod, DEP) if "vllm-stack" not in r["name"]}
+    assert got == {
+        "deployment-llama-70b-on-demand": ["31m", "31m", ""],
+        "deployment-llama-70b-spot": ["31m", "31m", ""],
+        "deployment-mistral-7b-on-demand": ["20m", "20m", ""],
+    }
+    server = one(prod, "vllmstack:index:KubernetesVllmServer", "llama-70b-on-demand")
+    assert server["inputs"]["rolloutTimeout"] == "31m" and server["inputs"]["startupBudgetSeconds"] == 1520

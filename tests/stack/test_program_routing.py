@@ -106,7 +106,7 @@ def test_host_monitoring_scrapes_the_router_and_has_the_routing_group(hosts):
     job = next(j for j in prom["scrape_configs"] if j["job_name"] == "vllm-router")
     assert job["static_configs"][0]["targets"] == ["127.0.0.1:29000"]
     rules = yaml.safe_load(hosts["artifacts"][f"monitoring/{D.RULES_FILE}"]["content"])
-    assert [g["name"] for g in rules["groups"]] == [D.ALERT_GROUP, D.ROUTING_ALERT_GROUP]
+    assert [g["name"] for g in rules["groups"]] == [D.ALERT_GROUP, D.ROUTING_ALERT_GROUP, D.COST_RULE_GROUP]
     assert rules["groups"][1]["rules"][0]["alert"] == "VllmPrefixCacheHitRateCollapse"
 
 

@@ -4,7 +4,8 @@ Every function returns a `ToolResult` and never raises because the tool rejected
 input, is missing, or timed out: a missing tool gives rc 127, a timeout rc 124. Tests
 call `require(name)` first so that a missing tool skips locally and fails in CI.
 
-Native tools: nginx, promtool, prometheus (the server, for loopback tests), systemd-analyze,
+Native tools: nginx, promtool, prometheus (the server, for loopback tests), amtool and
+alertmanager (Debian prometheus-alertmanager), systemd-analyze,
 shellcheck (Debian packages), kubernetes-validate and yamllint (the project venv).
 Node-based checks run the scripts in tools/ with the packages pinned in
 tools/package-lock.json (`make tools`, which runs `npm ci --prefix tools`).
@@ -78,6 +79,8 @@ def _native(name: str) -> str | None:
         return _first_executable(["/usr/sbin/nginx", shutil.which("nginx")])
     if name in ("kubernetes-validate", "yamllint"):
         return _venv_tool(name)
+    if name == "alertmanager":  # Debian installs it as prometheus-alertmanager
+        return _first_executable([shutil.which("prometheus-alertmanager"), "/usr/bin/prometheus-alertmanager"])
     return _first_executable([shutil.which(name), f"/usr/bin/{name}", f"/usr/sbin/{name}"])
 
 
@@ -102,7 +105,17 @@ def missing_reason(tool_name: str) -> str | None:
         if absent:
             return f"{name}: tools/node_modules lacks {', '.join(absent)}: run `make tools` (npm ci --prefix tools)"
         return None
-    if name in ("nginx", "promtool", "prometheus", "systemd-analyze", "shellcheck", "kubernetes-validate", "yamllint"):
+    if name in (
+        "nginx",
+        "promtool",
+        "prometheus",
+        "amtool",
+        "alertmanager",
+        "systemd-analyze",
+        "shellcheck",
+        "kubernetes-validate",
+        "yamllint",
+    ):
         if _native(name) is None:
             where = (
                 "the project venv (pip install -r requirements-dev.txt)"
@@ -206,6 +219,15 @@ def promtool_check_config(path: str | os.PathLike, timeout: float = 60) -> ToolR
 def promtool_check_rules(*paths: str | os.PathLike, timeout: float = 60) -> ToolResult:
     """`promtool check rules FILE...`: YAML shape and PromQL of recording / alerting rules."""
     return _simple([_native("promtool") or "promtool", "check", "rules", *map(_abs, paths)], timeout=timeout)
+
+
+def alertmanager_binary() -> str | None:
+    return _native("alertmanager")
+
+
+def amtool_check_config(*paths: str | os.PathLike, timeout: float = 60) -> ToolResult:
+    """`amtool check-config FILE...` (Debian prometheus-alertmanager): routes, receivers, inhibit rules."""
+    return _simple([_native("amtool") or "amtool", "check-config", *map(_abs, paths)], timeout=timeout)
 
 
 def promtool_test_rules(path: str | os.PathLike, timeout: float = 120) -> ToolResult:
@@ -325,6 +347,7 @@ __all__ = [
     "promtool_check_config",
     "promtool_check_rules",
     "promtool_test_rules",
+    "amtool_check_config",
     "require",
     "shellcheck",
     "systemd_verify",

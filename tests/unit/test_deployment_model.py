@@ -24,6 +24,8 @@ FIXED = {
         "GRAFANA_SECRET",
         "PROMETHEUS_CONTAINER",
         "GRAFANA_CONTAINER",
+        "ALERTMANAGER_CONTAINER",
+        "ALERTMANAGER_DIR",
         "MONITORING_DIR",
         "RULES_FILE",
         "UPSTREAM_AUTH_PATH",
@@ -38,6 +40,7 @@ def _model_values() -> set[str]:
         d = M.build(load_stack_file(path))
         values |= {d.prometheus_url, d.front_url} | {u for _, u in d.routes}
         values |= {d.grafana_url} if d.grafana_url else set()
+        values |= {d.alertmanager_url} if d.alertmanager_url else set()
         for s in d.servers:
             values |= {v for v in (s.container, s.unit, s.wrapper, s.deployment, s.secret_env) if v}
     return values

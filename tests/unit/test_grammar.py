@@ -129,6 +129,10 @@ CASES = {
     ),
     g.check_dns_subdomain: (["gp3", "fast-ssd.storage.k8s.io"], ["GP3", "a_b", "-a", "a;b", ""]),
     g.check_nginx_size: (["50m", "1g", "1024", "512K"], ["50mb", "-1", "1025g", "9" * 14, "1 m", "50m;"]),
+    g.check_email: (
+        ["oncall@example.com", "a.b+c_d%e-f@mail.example.org"],
+        ["oncall", "a@b", "@example.com", "a b@example.com", "a@exa mple.com", "a@example.com\n", "é@example.com"],
+    ),
     g.check_duration: (["5m", "90s", "1h", "0s"], ["5", "5d", "1h30m", "9999999s", "-1m", "5m\n"]),
     g.check_extra_arg: (
         ["--enable-chunked-prefill", "--chat-template={{ x }};$(id)`'\"%", "\u00e9"],

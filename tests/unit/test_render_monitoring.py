@@ -208,18 +208,29 @@ def test_every_alert_has_severity_summary_and_runbook_anchor():
         assert ann["summary"].strip() and ann["description"].strip(), name
         assert "{{ $labels." in ann["description"], name
         doc, _, frag = ann["runbook_url"].partition("#")
-        assert doc == D.RUNBOOKS_DOC and (ROOT / doc).is_file()
+        # absolute (notifications leave the repository): the configured base, which ends in the doc's path
+        assert doc == D.RUNBOOK_BASE_URL and doc.startswith("https://") and doc.endswith("/" + D.RUNBOOKS_DOC)
+        assert (ROOT / D.RUNBOOKS_DOC).is_file()
         assert frag in anchors, f'{name}: no <a id="{frag}"> in {D.RUNBOOKS_DOC}'
         assert frag in slugs, f"{name}: no heading with slug {frag}"
     for name in ("VllmQueueDepth", "VllmKvCachePressure", "VllmHighTtftP95", "VllmErrorRate"):
         assert "$value" in rules[name]["annotations"]["description"]
 
 
+def test_runbook_base_url_is_configurable():
+    rules = rules_by_name(render_alert_rules(make_cfg(runbookBaseUrl="https://ops.example.org/rb.md")))
+    assert rules["VllmQueueDepth"]["annotations"]["runbook_url"] == "https://ops.example.org/rb.md#vllmqueuedepth"
+
+
 def test_runbook_sections_have_checks_fixes_and_paging():
     text = RUNBOOKS.read_text()
     parts = re.split(r'<a id="([^"]+)"></a>', text)
     sections = dict(zip(parts[1::2], parts[2::2]))
-    assert set(sections) == {A.anchor(n) for n in ALERT_NAMES}
+    from vllm_stack.render.cost_rules import COST_ALERT
+    from vllm_stack.render.routing_monitoring import PREFIX_HIT_RATE_COLLAPSE as PREFIX_HIT_ALERT
+
+    # every alert the stack can deploy: the vllm group, the routing group, the cost group
+    assert set(sections) == {A.anchor(n) for n in (*ALERT_NAMES, PREFIX_HIT_ALERT, COST_ALERT)}
     for anchor, body in sections.items():
         assert "**Meaning.**" in body and "**First checks.**" in body, anchor
         assert "**Page" in body, anchor
@@ -306,7 +317,7 @@ def test_expand_template_matches_prometheus_forms():
 
 
 def test_prometheus_yml_interval_jobs_and_grouping():
-    cfg = make_cfg(scrapeIntervalSeconds=15, alertmanager="am.internal:9093")
+    cfg = make_cfg(scrapeIntervalSeconds=15, alertmanager={"external": "am.internal:9093"})
     doc = yaml.safe_load(render_prometheus_yml(cfg, TARGETS, rule_files=["/etc/vllm-monitoring/vllm-alerts.yml"]))
     assert doc["global"]["scrape_interval"] == doc["global"]["evaluation_interval"] == "15s"
     assert doc["rule_files"] == ["/etc/vllm-monitoring/vllm-alerts.yml"]
@@ -325,9 +336,13 @@ def test_prometheus_yml_interval_jobs_and_grouping():
 
 
 def test_prometheus_yml_alertmanager_optional_and_test_profile():
-    cfg = make_cfg(alertmanager="am.internal:9093")
+    cfg = make_cfg(alertmanager={"external": "am.internal:9093"})
     assert "alerting" not in yaml.safe_load(render_prometheus_yml(cfg, TARGETS, rule_files=[], alertmanager=None))
-    assert "alerting" not in yaml.safe_load(render_prometheus_yml(make_cfg(), TARGETS, rule_files=[]))
+    off = make_cfg(alertmanager={"enabled": False})
+    assert "alerting" not in yaml.safe_load(render_prometheus_yml(off, TARGETS, rule_files=[]))
+    # by default the stack deploys its own, on the monitoring host's loopback beside Prometheus
+    own = yaml.safe_load(render_prometheus_yml(make_cfg(), TARGETS, rule_files=[]))
+    assert own["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["127.0.0.1:9093"]
     fast = yaml.safe_load(render_prometheus_yml(cfg, TARGETS, rule_files=[], scrape_interval_override="1s"))
     assert fast["global"]["scrape_interval"] == fast["global"]["evaluation_interval"] == "1s"
 
@@ -407,7 +422,17 @@ def test_dashboard_threshold_lines_follow_config():
 
 
 def test_queries_only_use_real_metric_names():
-    used = metric_names_used(make_cfg())
+    from vllm_stack.render.routing_monitoring import render_rules_file
+
+    cfg = make_cfg()
+    # the stack's own recording rules (vllm_stack:*) count only if the rules file it deploys records them
+    recorded = {
+        r["record"] for g in yaml.safe_load(render_rules_file(cfg))["groups"] for r in g["rules"] if "record" in r
+    }
+    recorded.add(
+        D.REC_PLAN_COST_PER_MTOK
+    )  # recorded when load.tokensPerSecond is set (tests/artifacts/test_cost_rules)
+    used = metric_names_used(cfg) - recorded
     assert used <= ALLOWED_METRICS, used - ALLOWED_METRICS
     # and the vLLM ones are what a vLLM-0.33-shaped /metrics really serves
     served = fake_metric_names()

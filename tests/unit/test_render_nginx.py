@@ -151,7 +151,11 @@ def test_proxied_locations_stream_time_out_retry_and_tag_requests(prod):
         assert headers["X-Real-IP"] == "$remote_addr"
         assert headers["Host"] == "$host"
         assert "Authorization" not in headers  # the client's key passes through unless upstream_auth is set
-        assert directive(body, "add_header") == ["X-Request-ID $vllm_request_id always"]
+        # prod: HSTS repeated here (a location's own add_header drops the server's)
+        assert directive(body, "add_header") == [
+            "X-Request-ID $vllm_request_id always",
+            f'Strict-Transport-Security "{D.HSTS_HEADER}" always',
+        ]
 
 
 def test_key_gate_and_rate_limit_in_every_proxied_location(prod):

@@ -25,6 +25,8 @@ from vllm_stack.config import AlertSpec, StackConfig
 from tests.support.config_paths import set_path
 from vllm_stack.loader import ConfigError, load_stack_file, parse_config
 from vllm_stack.render import alerts as A
+from vllm_stack.render.cost_rules import FOR_FIELD as COST_FOR_FIELD
+from vllm_stack.render.routing_monitoring import render_rules_file
 from vllm_stack.sizing import fit, fit_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,14 +152,20 @@ def _rules(alerts: dict) -> dict[str, dict]:
             "monitoring": {"alerts": alerts},
         }
     )
-    doc = yaml.safe_load(A.render_alert_rules(cfg))
-    return {r["alert"]: r for r in doc["groups"][0]["rules"]}
+    # the rules file the stack deploys: every group's alerts (recording rules have no `for`)
+    doc = yaml.safe_load(render_rules_file(cfg))
+    return {r["alert"]: r for g in doc["groups"] for r in g["rules"] if "alert" in r}
+
+
+#: Every configurable alert and the field holding its `for`: the `vllm` group's and the cost alert.
+ALL_FOR_FIELD = {**A.FOR_FIELD, **COST_FOR_FIELD}
 
 
 def test_every_for_field_is_mapped_to_alerts_and_every_alert_has_one():
-    assert len(FOR_FIELDS) == 8, FOR_FIELDS
+    assert len(FOR_FIELDS) == 12, FOR_FIELDS
     assert set(A.FOR_FIELD) == set(A.ALERT_NAMES)
-    assert set(A.FOR_FIELD.values()) == {name for name, _ in FOR_FIELDS}
+    assert set(ALL_FOR_FIELD.values()) == {name for name, _ in FOR_FIELDS}
+    assert set(_rules({})) == set(ALL_FOR_FIELD)
     defaults = {name: AlertSpec.model_fields[name].default for name, _ in FOR_FIELDS}
     assert DISTINCT not in defaults.values(), defaults
 
@@ -166,21 +174,21 @@ def test_every_for_field_is_mapped_to_alerts_and_every_alert_has_one():
 def test_alert_for_reaches_only_its_rule(field, key):
     default = _rules({})
     changed = _rules({key: DISTINCT})
-    owners = {alert for alert, f in A.FOR_FIELD.items() if f == field}
+    owners = {alert for alert, f in ALL_FOR_FIELD.items() if f == field}
     assert owners, field
     for alert, rule in changed.items():
         if alert in owners:
             assert rule["for"] == DISTINCT, (key, alert, rule["for"])
         else:
             assert rule["for"] == default[alert]["for"] != DISTINCT, (key, alert, rule["for"])
-            assert rule["for"] == getattr(AlertSpec(), A.FOR_FIELD[alert]), alert
+            assert rule["for"] == getattr(AlertSpec(), ALL_FOR_FIELD[alert]), alert
 
 
 def test_all_for_fields_at_once_land_on_their_own_rules():
     values = {key: f"{i + 11}m" for i, (_, key) in enumerate(FOR_FIELDS)}
     by_field = {name: values[key] for name, key in FOR_FIELDS}
     rules = _rules(values)
-    assert {alert: r["for"] for alert, r in rules.items()} == {a: by_field[f] for a, f in A.FOR_FIELD.items()}
+    assert {alert: r["for"] for alert, r in rules.items()} == {a: by_field[f] for a, f in ALL_FOR_FIELD.items()}
 
 
 # --- the key path of every config error --------------------------------------------------------
@@ -267,8 +275,34 @@ BASELINE: dict[str, Any] = {
             "vramFor": "5m",
             "errorRate": 0.05,
             "errorRateFor": "5m",
+            "itlP95Seconds": 0.2,
+            "itlFor": "5m",
+            "e2eP95Seconds": 60.0,
+            "e2eFor": "5m",
+            "queueTimeP95Seconds": 2.0,
+            "queueTimeFor": "5m",
         },
-        "alertmanager": "alertmanager.example.com:9093",
+        "alertmanager": {
+            "enabled": True,
+            "external": "alertmanager.example.com:9093",
+            "receivers": [
+                {
+                    "name": "mail",
+                    "type": "email",
+                    "severities": ["critical", "warning"],
+                    "sendResolved": True,
+                    "to": "oncall@example.com",
+                    "from": "alerts@example.com",
+                    "smarthost": "smtp.example.com:587",
+                    "username": "alerts",
+                }
+            ],
+            "groupWait": "30s",
+            "groupInterval": "5m",
+            "repeatInterval": "4h",
+            "criticalRepeatInterval": "1h",
+        },
+        "runbookBaseUrl": "https://runbooks.example.com/docs/runbooks.md",
         "prometheusOperator": False,
         "prometheusUrl": "http://prometheus.example.com:9090",
         "host": "gpu-1",
@@ -345,7 +379,7 @@ FIELDS = list(config_fields())
 
 def test_the_baseline_loads_and_sets_every_field():
     parse_config(copy.deepcopy(BASELINE))
-    assert len(FIELDS) == 101, [p for p, _ in FIELDS]  # a field added to the model changes this on purpose
+    assert len(FIELDS) == 127, [p for p, _ in FIELDS]  # a field added to the model changes this on purpose
     for pattern, _ in FIELDS:
         _set(copy.deepcopy(BASELINE), pattern, None)  # asserts the baseline reaches the key
 

@@ -186,6 +186,10 @@ class DockerVllmServerArgs(_ServerArgs):
     labels: dict[str, str]
     stop_timeout: int
     """Seconds docker waits after SIGTERM (drain + margin)."""
+    startup_budget_seconds: int
+    """The model's startup budget: the health check's start period (a loading replica is not unhealthy)."""
+    health_wait_seconds: int
+    """How long `pulumi up` waits for the container to be healthy (startup budget + image pull)."""
 
 
 class DockerVllmServer(_Server):
@@ -226,8 +230,10 @@ class DockerVllmServer(_Server):
                 interval=f"{D.PROBE_PERIOD_SEC}s",
                 timeout="5s",
                 retries=3,
-                start_period=f"{D.DOCKER_HEALTH_START_PERIOD_SEC}s",
+                start_period=f"{max(D.DOCKER_HEALTH_START_PERIOD_SEC, args['startup_budget_seconds'])}s",
             ),
+            wait=True,
+            wait_timeout=args["health_wait_seconds"],
             restart="always",
             stop_signal="SIGTERM",
             stop_timeout=args["stop_timeout"],
@@ -382,6 +388,11 @@ class HostMonitoringStackArgs(MonitoringArgs):
     grafana: NotRequired[HostContainerArgs]
     grafana_password_path: NotRequired[str]
     """Where Grafana's container reads its admin password (0600, uid 472)."""
+    alertmanager: NotRequired[HostContainerArgs]
+    alertmanager_config_path: NotRequired[str]
+    """Where Alertmanager's container reads alertmanager.yml (0600, the image's user)."""
+    alertmanager_config: NotRequired[pulumi.Input[str]]
+    """alertmanager.yml rendered with the receivers' URLs and keys (secret)."""
 
 
 class HostMonitoringStack(Monitoring):
@@ -392,6 +403,20 @@ class HostMonitoringStack(Monitoring):
         conn = connection(args["ssh"])
         files: list[pulumi.Resource] = [_push(self, name, conn, f) for f in args["files"]]
         self._container(name, args["prometheus"], "prometheus", files)
+        alertmanager, am_config = args.get("alertmanager"), args.get("alertmanager_config")
+        if alertmanager is not None and am_config is not None and "alertmanager_config_path" in args:
+            am_file = remote_file(
+                f"{name}-alertmanager-config",
+                conn,
+                args["alertmanager_config_path"],
+                am_config,
+                mode=D.SECRET_FILE_MODE,
+                owner=str(D.ALERTMANAGER_UID),
+                group="root",
+                secret=True,
+                parent=self,
+            )
+            self._container(name, alertmanager, "alertmanager", [am_file])
         files += [_push(self, name, conn, f) for f in args.get("grafana_files", [])]
         grafana = args.get("grafana")
         password = args.get("grafana_admin_password")

@@ -52,10 +52,11 @@ def create(
     overrides: Mapping[str, Any] | None = None,
     depends_on: Sequence[pulumi.Resource] | None = None,
     ignore_changes: list[str] | None = None,
+    custom_timeouts: pulumi.CustomTimeouts | None = None,
 ) -> pulumi.CustomResource:
     """One SDK resource for one rendered object; `overrides` swaps in secret Outputs."""
     fields = {**obj, **(overrides or {})}
-    opts = parent.child(depends_on=depends_on, ignore_changes=ignore_changes)
+    opts = parent.child(depends_on=depends_on, ignore_changes=ignore_changes, custom_timeouts=custom_timeouts)
     rname = name or resource_name(obj)
     cls = _CLASSES.get((obj["apiVersion"], obj["kind"]))
     if cls is None:  # CRDs: KEDA ScaledObject, PrometheusRule, ServiceMonitor

@@ -9,6 +9,7 @@ from typing import Any, NotRequired, Sequence, TypedDict
 
 import pulumi
 
+from vllm_stack import defaults as D
 from vllm_stack.placement import K8S_CAPACITY
 from vllm_stack.render.k8s import API_KEYS_FILE, GRAFANA_PASSWORD_KEY, UPSTREAM_AUTH_FILE
 from vllm_stack.render.k8s_common import TLS_CERT_KEY, TLS_KEY_KEY
@@ -75,6 +76,11 @@ class KubernetesVllmServerArgs(TypedDict):
     deployment: dict[str, Any]
     autoscaled: bool
     """KEDA owns `spec.replicas` once deployed: `pulumi up` must not reset it."""
+    rollout_timeout: str
+    """How long `pulumi up` waits for the Deployment to be Ready (Pulumi duration, e.g. `30m`): the
+    model's startup budget plus the image pull (`vllm_stack.startup`), never below the probes' budget."""
+    startup_budget_seconds: int
+    """The model's startup budget (what the startup probe allows); the policy compares the two."""
 
 
 class KubernetesVllmServer(Component):
@@ -87,8 +93,12 @@ class KubernetesVllmServer(Component):
 
     def __init__(self, name: str, args: KubernetesVllmServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(name, args, opts)
+        timeout = args["rollout_timeout"]
         self.workload = k8s_objects.create(
-            args["deployment"], self, ignore_changes=["spec.replicas"] if args["autoscaled"] else None
+            args["deployment"],
+            self,
+            ignore_changes=["spec.replicas"] if args["autoscaled"] else None,
+            custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout),
         )
         self.publish(
             deployment_name=args["deployment"]["metadata"]["name"], model=args["model"], capacity=args["capacity"]
@@ -161,6 +171,10 @@ class KubernetesMonitoringStackArgs(MonitoringArgs):
     objects: list[dict[str, Any]]
     """Own Prometheus/Grafana, or PrometheusRule/ServiceMonitors with the prometheus-operator."""
     grafana_secret: NotRequired[dict[str, Any]]
+    alertmanager_secret: NotRequired[dict[str, Any]]
+    """The Secret holding alertmanager.yml; its stringData becomes `alertmanager_config`."""
+    alertmanager_config: NotRequired[pulumi.Input[str]]
+    """alertmanager.yml rendered with the receivers' URLs and keys (secret)."""
 
 
 class KubernetesMonitoringStack(Monitoring):
@@ -174,6 +188,15 @@ class KubernetesMonitoringStack(Monitoring):
         secret, password = args.get("grafana_secret"), args.get("grafana_admin_password")
         if secret is not None and password is not None:
             deps.append(k8s_objects.create(secret, self, overrides={"stringData": {GRAFANA_PASSWORD_KEY: password}}))
+        am_secret, am_config = args.get("alertmanager_secret"), args.get("alertmanager_config")
+        if am_secret is not None and am_config is not None:
+            deps.append(
+                k8s_objects.create(
+                    am_secret,
+                    self,
+                    overrides={"stringData": {D.ALERTMANAGER_CONFIG_FILE: pulumi.Output.secret(am_config)}},
+                )
+            )
         _create_all(self, args["objects"], deps)
         self.publish_urls(args)
 

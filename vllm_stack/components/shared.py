@@ -55,6 +55,7 @@ class MonitoringArgs(TypedDict):
     prometheus_url: str
     grafana_url: NotRequired[str]
     grafana_admin_password: NotRequired[pulumi.Input[str]]
+    alertmanager_config: NotRequired[pulumi.Input[str]]
 
 
 class Monitoring(Component):

@@ -44,6 +44,8 @@ class RecordedResource:
     dependencies: tuple[str, ...] = ()
     delete_before_replace: bool = False
     deleted_with: str | None = None
+    #: `ResourceOptions.custom_timeouts` as sent to the engine (create, update, delete; "" = unset).
+    custom_timeouts: tuple[str, str, str] | None = None
 
     @property
     def is_component(self) -> bool:
@@ -135,9 +137,17 @@ class RecordingMonitor(pmocks.MockMonitor):
                 dependencies=tuple(request.dependencies),
                 delete_before_replace=bool(request.deleteBeforeReplace),
                 deleted_with=request.deletedWith or None,
+                custom_timeouts=_timeouts(request),
             )
         )
         return response
+
+
+def _timeouts(request: Any) -> tuple[str, str, str] | None:
+    t = getattr(request, "customTimeouts", None)
+    if t is None or not (t.create or t.update or t.delete):
+        return None
+    return (t.create, t.update, t.delete)
 
 
 def config_map_for(

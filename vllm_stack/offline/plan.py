@@ -91,6 +91,9 @@ def needed_secrets(cfg: StackConfig) -> list[tuple[str, str]]:
         needed.append(("hfToken", "downloading gated models"))
     if cfg.front.tls == "provided":
         needed += [("tlsCertificate", "front.tls=provided"), ("tlsPrivateKey", "front.tls=provided")]
+    from ..render.alertmanager import needed_secrets as alert_secrets
+
+    needed += [(key, "an alert receiver (monitoring.alertmanager.receivers)") for key in alert_secrets(cfg)]
     return needed
 
 

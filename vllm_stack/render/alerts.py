@@ -29,6 +29,9 @@ NO_HEALTHY_BACKEND = "VllmNoHealthyBackend"
 GPU_TEMPERATURE_HIGH = "GpuTemperatureHigh"
 GPU_VRAM_HIGH = "GpuVramHigh"
 ERROR_RATE = "VllmErrorRate"
+HIGH_ITL_P95 = "VllmHighItlP95"
+HIGH_E2E_P95 = "VllmHighE2eLatencyP95"
+HIGH_QUEUE_TIME_P95 = "VllmHighQueueTimeP95"
 
 ALERT_NAMES = (
     QUEUE_DEPTH,
@@ -40,6 +43,15 @@ ALERT_NAMES = (
     GPU_TEMPERATURE_HIGH,
     GPU_VRAM_HIGH,
     ERROR_RATE,
+    HIGH_ITL_P95,
+    HIGH_E2E_P95,
+    HIGH_QUEUE_TIME_P95,
+)
+#: The p95 latency alerts besides TTFT: (alert, histogram, AlertSpec threshold field, what it measures).
+LATENCY_ALERTS = (
+    (HIGH_ITL_P95, D.METRIC_ITL, "itl_p95_seconds", "inter-token latency"),
+    (HIGH_E2E_P95, D.METRIC_E2E_LATENCY, "e2e_p95_seconds", "end-to-end request latency"),
+    (HIGH_QUEUE_TIME_P95, D.METRIC_QUEUE_TIME, "queue_time_p95_seconds", "time in vLLM's queue"),
 )
 
 #: AlertSpec field holding each alert's threshold / `for` (None: the alert has no numeric threshold).
@@ -53,6 +65,9 @@ THRESHOLD_FIELD: dict[str, str | None] = {
     GPU_TEMPERATURE_HIGH: "gpu_temp_celsius",
     GPU_VRAM_HIGH: "vram_usage",
     ERROR_RATE: "error_rate",
+    HIGH_ITL_P95: "itl_p95_seconds",
+    HIGH_E2E_P95: "e2e_p95_seconds",
+    HIGH_QUEUE_TIME_P95: "queue_time_p95_seconds",
 }
 FOR_FIELD: dict[str, str] = {
     QUEUE_DEPTH: "queue_for",
@@ -64,6 +79,9 @@ FOR_FIELD: dict[str, str] = {
     GPU_TEMPERATURE_HIGH: "gpu_temp_for",
     GPU_VRAM_HIGH: "vram_for",
     ERROR_RATE: "error_rate_for",
+    HIGH_ITL_P95: "itl_for",
+    HIGH_E2E_P95: "e2e_for",
+    HIGH_QUEUE_TIME_P95: "queue_time_for",
 }
 
 
@@ -140,11 +158,16 @@ class AlertRule:
         }
 
 
-def ttft_quantile_expr(q: float, window: str = D.ALERT_RATE_WINDOW, selector: str = "") -> str:
+def quantile_expr(metric: str, q: float, window: str = D.ALERT_RATE_WINDOW, selector: str = "") -> str:
+    """A histogram quantile per served model (`model_name`), over all its replicas."""
     return (
         f"histogram_quantile({num(q)}, sum by (le, {D.LABEL_VLLM_MODEL_NAME}) "
-        f"(rate({D.METRIC_TTFT}_bucket{selector}[{window}])))"
+        f"(rate({metric}_bucket{selector}[{window}])))"
     )
+
+
+def ttft_quantile_expr(q: float, window: str = D.ALERT_RATE_WINDOW, selector: str = "") -> str:
+    return quantile_expr(D.METRIC_TTFT, q, window, selector)
 
 
 def error_share_expr(window: str = D.ALERT_RATE_WINDOW) -> str:
@@ -282,24 +305,41 @@ def alert_rules(cfg: StackConfig, *, for_override: str | None = None) -> list[Al
             a.error_rate,
         ),
     ]
+    for name, metric, field_name, what in LATENCY_ALERTS:
+        t = getattr(a, field_name)
+        for_ = f(FOR_FIELD[name])
+        rules.append(
+            AlertRule(
+                name,
+                f"{quantile_expr(metric, D.ALERT_QUANTILE)} > {num(t)}",
+                for_,
+                D.SEVERITY_WARNING,
+                f"vLLM p95 {what} high for model {mn}",
+                f"p95 {what} of {mn} is {v('%.2f')}s (threshold {num(t)}s) for more than {for_}.",
+                t,
+            )
+        )
     assert tuple(r.name for r in rules) == ALERT_NAMES
     return rules
 
 
 def alert_rules_doc(
-    cfg: StackConfig, *, for_override: str | None = None, runbook_base: str = D.RUNBOOKS_DOC
+    cfg: StackConfig, *, for_override: str | None = None, runbook_base: str | None = None
 ) -> dict[str, Any]:
     return {
         "groups": [
             {
                 "name": D.ALERT_GROUP,
-                "rules": [r.as_rule(runbook_base) for r in alert_rules(cfg, for_override=for_override)],
+                "rules": [
+                    r.as_rule(runbook_base or cfg.monitoring.runbook_base_url)
+                    for r in alert_rules(cfg, for_override=for_override)
+                ],
             }
         ]
     }
 
 
-def render_alert_rules(cfg: StackConfig, *, for_override: str | None = None, runbook_base: str = D.RUNBOOKS_DOC) -> str:
+def render_alert_rules(cfg: StackConfig, *, for_override: str | None = None, runbook_base: str | None = None) -> str:
     """Prometheus rules YAML (group `vllm`).
 
     `for_override` (e.g. "5s") replaces every `for`: the test profile for loopback e2e runs.
@@ -478,6 +518,36 @@ def _cases(cfg: StackConfig, rules: dict[str, AlertRule], step: int, n: int) -> 
         )
     )
 
+    # The other p95 latency alerts: the same construction on their own histogram and threshold.
+    for lname, metric, field_name, _ in LATENCY_ALERTS:
+        lt = float(getattr(a, field_name))
+        r = rules[lname]
+        lwidth = lt / 2
+        while not _robust(lt + lwidth * D.ALERT_QUANTILE, _printed_digits(r.description)):
+            lwidth += lt / 200
+        lles = [lt / 2, lt, lt + lwidth]
+
+        def hist(first_full: int, metric: str = metric, lles: list[float] = lles) -> list[dict[str, str]]:
+            out = []
+            for i, le in enumerate(lles + [math.inf]):
+                inc = 10.0 if i >= first_full else 0.0
+                le_text = "+Inf" if le == math.inf else num(le)
+                out.append(_series(f"{metric}_bucket", {**vllm_labels, "le": le_text}, _notation(0, inc, n)))
+            return out
+
+        cases.append(
+            _Case(
+                r,
+                hist(2),
+                [sev(r, {D.LABEL_VLLM_MODEL_NAME: model})],
+                [lt + lwidth * D.ALERT_QUANTILE],
+                hist(1),
+                f"all observations at or below {num(lt)}s (p95 {num(0.975 * lt)}s)",
+                lead=step,
+                fire_note=f"p95 {num(lt + lwidth * D.ALERT_QUANTILE)}s",
+            )
+        )
+
     # Preemptions: a counter growing `total` per rate window fires; half the threshold stays quiet.
     p = a.preemptions_5m
     total = _nudge(p + max(1.0, p), _printed_digits(rules[PREEMPTIONS].description))
@@ -629,7 +699,7 @@ def _cases(cfg: StackConfig, rules: dict[str, AlertRule], step: int, n: int) -> 
 
 
 def promtool_tests_doc(
-    cfg: StackConfig, rules_file: str, *, for_override: str | None = None, runbook_base: str = D.RUNBOOKS_DOC
+    cfg: StackConfig, rules_file: str, *, for_override: str | None = None, runbook_base: str | None = None
 ) -> dict[str, Any]:
     rules = {r.name: r for r in alert_rules(cfg, for_override=for_override)}
     fors = {name: duration_seconds(r.for_) for name, r in rules.items()}
@@ -659,7 +729,7 @@ def promtool_tests_doc(
                         "exp_annotations": {
                             "summary": expand_template(r.summary, labels, value),
                             "description": expand_template(r.description, labels, value),
-                            "runbook_url": r.runbook_url(runbook_base),
+                            "runbook_url": r.runbook_url(runbook_base or cfg.monitoring.runbook_base_url),
                         },
                     }
                 )
@@ -690,7 +760,7 @@ def promtool_tests_doc(
 
 
 def render_promtool_tests(
-    cfg: StackConfig, rules_file: str, *, for_override: str | None = None, runbook_base: str = D.RUNBOOKS_DOC
+    cfg: StackConfig, rules_file: str, *, for_override: str | None = None, runbook_base: str | None = None
 ) -> str:
     """A `promtool test rules` file for the rules `render_alert_rules(cfg, ...)` writes to `rules_file`.
 

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from ..config import ModelSpec, PriceSpec, StackConfig
 
 COST_ALERT = "VllmCostAbovePlan"
+#: The `monitoring.alerts` field that sets the cost alert's `for` (as alerts.FOR_FIELD for the `vllm` group).
+FOR_FIELD: dict[str, str] = {COST_ALERT: "cost_above_plan_for"}
 CAPACITIES = ("onDemand", "spot")
 
 
@@ -60,6 +62,7 @@ def model_rules(spec: ModelSpec, prices: Mapping[str, PriceSpec] | None = None) 
             {
                 "record": D.REC_REPLICAS,
                 "expr": f"count by ({model_label}, {D.SCRAPE_LABEL_CAPACITY}) (up{_target(name, cap)} == 1)",
+                "labels": {D.SCRAPE_LABEL_CAPACITY: cap},
             }
         )
     terms = [
@@ -90,11 +93,18 @@ def model_rules(spec: ModelSpec, prices: Mapping[str, PriceSpec] | None = None) 
                 "expr": _with_model(f"vector({num(round(cost.per_million_tokens, 6))})", name),
             }
         )
+    # Each model's rules carry its label: the same record name with distinct label sets (promtool's
+    # duplicate-rule lint, and Prometheus, tell them apart by it).
+    for r in rules:
+        r["labels"] = {model_label: name, **r.get("labels", {})}
     return rules
 
 
 def cost_alert(
-    factor: float = D.ALERT_COST_ABOVE_PLAN_FACTOR, for_: str = D.ALERT_COST_ABOVE_PLAN_FOR
+    factor: float = D.ALERT_COST_ABOVE_PLAN_FACTOR,
+    for_: str = D.ALERT_COST_ABOVE_PLAN_FOR,
+    *,
+    runbook_base: str = D.RUNBOOKS_DOC,
 ) -> dict[str, Any]:
     m = D.SCRAPE_LABEL_MODEL
     return {
@@ -107,45 +117,45 @@ def cost_alert(
             "description": f'{{{{ $labels.{m} }}}} costs ${{{{ printf "%.3f" $value }}}} per 1M generated tokens, '
             f"more than {num(factor)} x the plan's $/1M tokens for {for_}: fewer tokens per replica than "
             "planned (load below plan, or slower replicas) or more replicas running than planned",
-            "runbook_url": f"{D.RUNBOOKS_DOC}#{COST_ALERT.lower()}",
+            "runbook_url": f"{runbook_base}#{COST_ALERT.lower()}",
         },
     }
 
 
-def cost_rules_doc(
-    cfg: StackConfig, *, factor: float = D.ALERT_COST_ABOVE_PLAN_FACTOR, for_: str = D.ALERT_COST_ABOVE_PLAN_FOR
-) -> dict[str, Any]:
+def cost_rules_doc(cfg: StackConfig, *, factor: float | None = None, for_: str | None = None) -> dict[str, Any]:
+    """The `vllm-cost` group; the factor and duration default to `monitoring.alerts.costAbovePlan*`."""
+    a = cfg.monitoring.alerts
     rules: list[dict[str, Any]] = []
     for spec in cfg.models:
         rules += model_rules(spec, dict(cfg.prices))
-    rules.append(cost_alert(factor, for_))
+    rules.append(
+        cost_alert(
+            a.cost_above_plan_factor if factor is None else factor,
+            a.cost_above_plan_for if for_ is None else for_,
+            runbook_base=cfg.monitoring.runbook_base_url,
+        )
+    )
     return {"groups": [{"name": D.COST_RULE_GROUP, "rules": rules}]}
 
 
-def render_cost_rules(
-    cfg: StackConfig, *, factor: float = D.ALERT_COST_ABOVE_PLAN_FACTOR, for_: str = D.ALERT_COST_ABOVE_PLAN_FOR
-) -> str:
+def render_cost_rules(cfg: StackConfig, *, factor: float | None = None, for_: str | None = None) -> str:
     return yaml.safe_dump(cost_rules_doc(cfg, factor=factor, for_=for_), sort_keys=False, width=1000)
 
 
-def cost_panels(cfg: StackConfig) -> list[dict[str, Any]]:
-    """Grafana timeseries panels: live $/hour and $/1M tokens per model beside the plan's figures."""
+def cost_panel_queries() -> list[tuple[str, str, str, str]]:
+    """(title, unit, live query, plan query) of the dashboard's cost row: live beside the plan."""
     m = D.SCRAPE_LABEL_MODEL
-    ds = {"type": "prometheus", "uid": D.GRAFANA_DATASOURCE_UID}
-
-    def panel(title: str, unit: str, live: str, plan: str) -> dict[str, Any]:
-        return {
-            "type": "timeseries",
-            "title": title,
-            "datasource": ds,
-            "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-            "targets": [
-                {"refId": "A", "datasource": ds, "expr": f"sum by ({m}) ({live})", "legendFormat": f"{{{{{m}}}}} live"},
-                {"refId": "B", "datasource": ds, "expr": f"sum by ({m}) ({plan})", "legendFormat": f"{{{{{m}}}}} plan"},
-            ],
-        }
-
     return [
-        panel("Cost $/hour: live vs plan", "currencyUSD", D.REC_COST_PER_HOUR, D.REC_PLAN_COST_PER_HOUR),
-        panel("Cost $/1M tokens: live vs plan", "currencyUSD", D.REC_COST_PER_MTOK, D.REC_PLAN_COST_PER_MTOK),
+        (
+            "Cost $/hour: live vs plan",
+            "currencyUSD",
+            f"sum by ({m}) ({D.REC_COST_PER_HOUR})",
+            f"sum by ({m}) ({D.REC_PLAN_COST_PER_HOUR})",
+        ),
+        (
+            "Cost $/1M tokens: live vs plan",
+            "currencyUSD",
+            f"sum by ({m}) ({D.REC_COST_PER_MTOK})",
+            f"sum by ({m}) ({D.REC_PLAN_COST_PER_MTOK})",
+        ),
     ]

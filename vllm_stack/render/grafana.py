@@ -185,6 +185,25 @@ def routing_panels(L: _Layout) -> list[dict[str, Any]]:
     ]
 
 
+def cost_panels(L: _Layout) -> list[dict[str, Any]]:
+    """The live-cost row (`cost_rules`' recording rules): $/hour and $/1M tokens, live beside the plan."""
+    from .cost_rules import cost_panel_queries
+
+    out = [L.row("Cost")]
+    for title, unit, live, plan in cost_panel_queries():
+        out.append(
+            _panel(
+                L,
+                title,
+                "Live (running replicas x catalog prices, measured tokens/s) beside the plan's figure.",
+                [(live, f"{{{{{D.SCRAPE_LABEL_MODEL}}}}} live"), (plan, f"{{{{{D.SCRAPE_LABEL_MODEL}}}}} plan")],
+                unit=unit,
+                minimum=0,
+            )
+        )
+    return out
+
+
 def dashboard(cfg: StackConfig) -> dict[str, Any]:
     """The vLLM dashboard (classic JSON model) as a dict."""
     a = cfg.monitoring.alerts
@@ -363,6 +382,7 @@ def dashboard(cfg: StackConfig) -> dict[str, Any]:
     )
     if any(m.routing.enabled for m in cfg.models):
         panels += routing_panels(L)
+    panels += cost_panels(L)
     variable = {
         "type": "query",
         "name": VAR_MODEL,
@@ -455,8 +475,12 @@ def render_grafana(
 
 
 def grafana_ini_overrides(cfg: StackConfig, *, provisioning_dir: str = D.GRAFANA_PROVISIONING_DIR) -> dict[str, str]:
-    """Grafana environment (GF_*): no anonymous access, admin password read from a secret file."""
-    return {
+    """Grafana environment (GF_*): no anonymous access, admin password read from a secret file.
+
+    SSH hosts: Grafana shares the monitoring host's network and listens on its loopback only
+    (the dashboards are plain HTTP; reach them with `ssh -L 3000:127.0.0.1:3000 <host>`).
+    Kubernetes: the pod address, behind a ClusterIP Service."""
+    env = {
         "GF_AUTH_ANONYMOUS_ENABLED": "false",
         "GF_AUTH_BASIC_ENABLED": "true",
         "GF_AUTH_DISABLE_LOGIN_FORM": "false",
@@ -469,6 +493,9 @@ def grafana_ini_overrides(cfg: StackConfig, *, provisioning_dir: str = D.GRAFANA
         "GF_SERVER_HTTP_PORT": str(D.GRAFANA_PORT),
         "GF_PATHS_PROVISIONING": provisioning_dir,
     }
+    if cfg.platform == "docker":
+        env["GF_SERVER_HTTP_ADDR"] = D.LOOPBACK
+    return env
 
 
 # --------------------------------------------------------------------------- query inventory

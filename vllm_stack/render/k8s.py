@@ -51,6 +51,7 @@ from .k8s_model import model_objects, queue_query, vllm_container  # noqa: F401
 from .k8s_monitoring import (
     GRAFANA_PASSWORD_KEY,
     PROMETHEUS_RULES_PATH,
+    alertmanager_secret,
     kubernetes_scrape_configs,  # noqa: F401
     monitoring_objects,
     render_prometheus_yml_k8s,
@@ -64,6 +65,7 @@ __all__ = [
     "K8sRenderError",
     "PROMETHEUS_RULES_PATH",
     "UPSTREAM_AUTH_FILE",
+    "alertmanager_secret",
     "dump_yaml",
     "front_backends",
     "front_listen",

@@ -34,6 +34,8 @@ GRAFANA = f"{PREFIX}-grafana"
 GRAFANA_CONFIG = f"{PREFIX}-grafana-config"
 GRAFANA_DASHBOARDS = f"{PREFIX}-grafana-dashboards"
 RULES = f"{PREFIX}-rules"
+ALERTMANAGER = f"{PREFIX}-alertmanager"
+ALERTMANAGER_CONFIG = f"{PREFIX}-alertmanager-config"  # a Secret: receivers carry URLs and keys
 
 #: `app.kubernetes.io/*` recommended labels (kubernetes.io/docs/concepts/overview/working-with-objects/common-labels).
 LABEL_NAME = "app.kubernetes.io/name"

@@ -33,11 +33,11 @@ resets the autoscaler's choice.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-import math
 
 from .. import defaults as D
 from ..placement import K8S_CAPACITY
 from ..sizing import readiness_delay_seconds
+from ..startup import budget
 from .k8s_common import (
     WEIGHTS_PVC,
     K8sRenderError,
@@ -104,8 +104,9 @@ def _container(spec: ModelSpec, *, secret_name: str) -> Obj:
         },
         # /health refuses connections while weights load: the startup probe holds liveness off
         # for the whole load budget, readiness waits a size-scaled delay (seed 003: 120-300 s).
+        # ... whose length is the model's startup budget (download + load + init + margin, >= 900 s)
         "startupProbe": http_probe(
-            D.HEALTH_PATH, PORT_NAME, failure_threshold=math.ceil(D.STARTUP_PROBE_BUDGET_SEC / D.PROBE_PERIOD_SEC)
+            D.HEALTH_PATH, PORT_NAME, failure_threshold=budget(spec).startup_probe_failure_threshold
         ),
         "readinessProbe": http_probe(D.HEALTH_PATH, PORT_NAME, initial_delay=readiness_delay_seconds(params)),
         "livenessProbe": http_probe(D.HEALTH_PATH, PORT_NAME, failure_threshold=D.LIVENESS_FAILURE_THRESHOLD),
@@ -160,7 +161,7 @@ def deployment(cfg: StackConfig, spec: ModelSpec, capacity: str, replicas: int, 
             # Surge, never drop below the current count: a replaced replica is back only
             # after minutes of loading. Needs a spare GPU (or a cluster autoscaler).
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-            "progressDeadlineSeconds": D.K8S_PROGRESS_DEADLINE_SEC,
+            "progressDeadlineSeconds": budget(spec).progress_deadline_seconds,
             "template": {"metadata": {"labels": lbls}, "spec": pod},
         },
     }

@@ -22,6 +22,8 @@ import yaml
 from .. import defaults as D
 from ..placement import K8S_CAPACITY
 from .k8s_common import (
+    ALERTMANAGER,
+    ALERTMANAGER_CONFIG,
     DCGM_EXPORTER,
     GRAFANA,
     GRAFANA_CONFIG,
@@ -328,6 +330,85 @@ def _grafana(cfg: StackConfig, grafana_files: Mapping[str, str], grafana_secret:
     return [cm, deploy, svc]
 
 
+# --- Alertmanager -----------------------------------------------------------------------
+
+ALERTMANAGER_CONFIG_DIR = "/etc/alertmanager"
+
+
+def alertmanager_secret(cfg: StackConfig, alertmanager_yml: str) -> Obj:
+    """The Secret holding alertmanager.yml (receivers carry URLs and keys); the component swaps
+    in the text rendered from the Pulumi secrets, the plan records the placeholder rendering."""
+    from .k8s_common import secret_object
+
+    return secret_object(
+        cfg, ALERTMANAGER_CONFIG, {D.ALERTMANAGER_CONFIG_FILE: alertmanager_yml}, component="alertmanager"
+    )
+
+
+def _alertmanager(cfg: StackConfig, alertmanager_yml: str) -> list[Obj]:
+    from .alertmanager import command
+
+    lbls = labels(cfg, "alertmanager", name=ALERTMANAGER)
+    sel = selector("alertmanager")
+    container = {
+        "name": "alertmanager",
+        "image": D.ALERTMANAGER_IMAGE,
+        "args": command(
+            posixpath.join(ALERTMANAGER_CONFIG_DIR, D.ALERTMANAGER_CONFIG_FILE),
+            D.ALERTMANAGER_DATA_DIR,
+            f":{D.ALERTMANAGER_PORT}",
+        ),
+        "ports": [{"name": "http", "containerPort": D.ALERTMANAGER_PORT, "protocol": "TCP"}],
+        "readinessProbe": http_probe("/-/ready", "http"),
+        "livenessProbe": http_probe("/-/healthy", "http", failure_threshold=D.LIVENESS_FAILURE_THRESHOLD),
+        "securityContext": container_security(read_only_root=True, run_as_non_root=True),
+        "volumeMounts": [
+            {"name": "config", "mountPath": ALERTMANAGER_CONFIG_DIR, "readOnly": True},
+            {"name": "data", "mountPath": D.ALERTMANAGER_DATA_DIR},
+        ],
+    }
+    deploy = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(cfg, ALERTMANAGER, lbls),
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": sel},
+            "strategy": {"type": "Recreate"},  # one notification log at a time (no HA gossip)
+            "template": {
+                "metadata": {
+                    "labels": lbls,
+                    # a change of the rendered file (placeholders for secrets) rolls the pod
+                    "annotations": {"vllm-stack/config-checksum": checksum(alertmanager_yml)},
+                },
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "securityContext": pod_security(D.ALERTMANAGER_UID, D.ALERTMANAGER_UID),
+                    "containers": [container],
+                    "volumes": [
+                        {
+                            "name": "config",
+                            "secret": {"secretName": ALERTMANAGER_CONFIG, "defaultMode": D.SECRET_VOLUME_MODE},
+                        },
+                        {"name": "data", "emptyDir": {}},
+                    ],
+                },
+            },
+        },
+    }
+    svc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(cfg, ALERTMANAGER, lbls),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": dict(sel),
+            "ports": [{"name": "http", "port": D.ALERTMANAGER_PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+    return [deploy, svc]
+
+
 # --- prometheus-operator ---------------------------------------------------------------
 
 
@@ -377,7 +458,13 @@ def service_monitors(cfg: StackConfig) -> list[Obj]:
 
 
 def monitoring_objects(
-    cfg: StackConfig, prometheus_yml: str, rules_yml: str, grafana_files: Mapping[str, str], *, grafana_secret: str
+    cfg: StackConfig,
+    prometheus_yml: str,
+    rules_yml: str,
+    grafana_files: Mapping[str, str],
+    *,
+    grafana_secret: str,
+    alertmanager_yml: str | None = None,
 ) -> list[Obj]:
     """Prometheus (+ Grafana when enabled), or PrometheusRule + ServiceMonitors under the operator.
 
@@ -386,6 +473,8 @@ def monitoring_objects(
     GRAFANA_PROVISIONING_DIR (or relative to it); `grafana_secret`: Secret holding the admin
     password under key GRAFANA_PASSWORD_KEY. Under the operator, the dashboards ship as a
     ConfigMap labelled `grafana_dashboard: "1"` for the cluster Grafana's sidecar.
+    `alertmanager_yml` (placeholder rendering, for the pod checksum): the Alertmanager
+    Deployment and Service when the stack deploys one (its Secret: `alertmanager_secret`).
     """
     if cfg.monitoring.prometheus_operator:
         objs = [prometheus_rule(cfg, rules_yml), *service_monitors(cfg)]
@@ -398,11 +487,14 @@ def monitoring_objects(
     objs = _prometheus(cfg, prometheus_yml, rules_yml)
     if cfg.monitoring.grafana.enabled:
         objs += _grafana(cfg, grafana_files, grafana_secret)
+    if alertmanager_yml is not None:
+        objs += _alertmanager(cfg, alertmanager_yml)
     return objs
 
 
 __all__: Sequence[str] = (
     "GRAFANA_PASSWORD_KEY",
+    "alertmanager_secret",
     "PROMETHEUS_RULES_PATH",
     "kubernetes_scrape_configs",
     "monitoring_objects",

@@ -176,6 +176,15 @@ def dcgm_exporter(cfg: StackConfig) -> Obj:
                 "periodSeconds": D.PROBE_PERIOD_SEC,
                 "timeoutSeconds": D.K8S_PROBE_TIMEOUT_SEC,
             },
+            # a hung exporter (DCGM host engine wedged after an XID) is restarted instead of
+            # silently leaving the GPU alerts without data; NVIDIA's chart probes /health too
+            "livenessProbe": {
+                "httpGet": {"path": D.HEALTH_PATH, "port": DCGM_PORT_NAME},
+                "initialDelaySeconds": D.DCGM_LIVENESS_DELAY_SEC,
+                "periodSeconds": D.PROBE_PERIOD_SEC,
+                "timeoutSeconds": D.K8S_PROBE_TIMEOUT_SEC,
+                "failureThreshold": D.LIVENESS_FAILURE_THRESHOLD,
+            },
             "securityContext": {**container_security(add=["SYS_ADMIN"]), "runAsUser": 0},
             "volumeMounts": [{"name": "pod-resources", "mountPath": POD_RESOURCES_DIR, "readOnly": True}],
         },

@@ -269,7 +269,14 @@ def render_front(
     if user is not None and not is_posix_user(user):
         raise FrontRenderError(f"nginx user {user!r} is not a valid user name")
     return render_front_for(
-        cfg.front, [m.name for m in cfg.models], cfg.default_model.name, backends, paths=paths, listen=listen, user=user
+        cfg.front,
+        [m.name for m in cfg.models],
+        cfg.default_model.name,
+        backends,
+        paths=paths,
+        listen=listen,
+        user=user,
+        hsts=cfg.environment == "prod",
     )
 
 
@@ -282,9 +289,10 @@ def render_front_for(
     paths: NginxPaths = NginxPaths(),
     listen: FrontListen = FrontListen(),
     user: str | None = D.NGINX_USER,
+    hsts: bool = False,
 ) -> dict[str, str]:
     """`render_front` without a stack config: the front's settings, the served model names (routes)
-    and the one `/v1` routes to."""
+    and the one `/v1` routes to. `hsts` (prod) sends Strict-Transport-Security on the TLS server."""
     domain = _check_domain(front.domain)
     try:
         check_nginx_size(front.client_max_body_size)
@@ -322,6 +330,7 @@ def render_front_for(
         burst=int(front.rate_limit_burst),
         body_size=front.client_max_body_size,
         read_timeout=int(front.read_timeout_seconds),
+        hsts=D.HSTS_HEADER if hsts and tls else None,
     )
     return dict(sorted(files.items()))
 

@@ -76,7 +76,9 @@ def prometheus_config(
 ) -> dict[str, Any]:
     """The prometheus.yml document as a dict (see `render_prometheus_yml`)."""
     if alertmanager is _FROM_CONFIG:
-        alertmanager = cfg.monitoring.alertmanager
+        from .alertmanager import target
+
+        alertmanager = target(cfg)
     interval = scrape_interval_override or _seconds(cfg.monitoring.scrape_interval_seconds)
     doc: dict[str, Any] = {
         "global": {
@@ -102,7 +104,8 @@ def render_prometheus_yml(
 ) -> str:
     """prometheus.yml text.
 
-    `alertmanager` defaults to `cfg.monitoring.alertmanager` (pass None to leave alerting out).
+    `alertmanager` defaults to `alertmanager.target(cfg)`: the stack's own Alertmanager or
+    `monitoring.alertmanager.external` (pass None to leave alerting out).
     `scrape_interval_override` (e.g. "1s") is the test profile: it replaces the configured
     scrape and evaluation interval so loopback tests see alerts within seconds.
     """

@@ -72,13 +72,14 @@ def routing_alert_rules(cfg: StackConfig, *, for_override: str | None = None) ->
 
 
 def routing_alert_rules_doc(
-    cfg: StackConfig, *, for_override: str | None = None, runbook_base: str = D.RUNBOOKS_DOC
+    cfg: StackConfig, *, for_override: str | None = None, runbook_base: str | None = None
 ) -> dict[str, Any]:
+    base = runbook_base or cfg.monitoring.runbook_base_url
     return {
         "groups": [
             {
                 "name": D.ROUTING_ALERT_GROUP,
-                "rules": [r.as_rule(runbook_base) for r in routing_alert_rules(cfg, for_override=for_override)],
+                "rules": [r.as_rule(base) for r in routing_alert_rules(cfg, for_override=for_override)],
             }
         ]
     }
@@ -92,13 +93,17 @@ def render_routing_alert_rules(cfg: StackConfig, *, for_override: str | None = N
     return _dump(routing_alert_rules_doc(cfg, for_override=for_override))
 
 
-def with_routing_rules(cfg: StackConfig, rules_text: str) -> str:
-    """The stack's rules file plus the `vllm-routing` group when a model is routed (one file, own group)."""
-    if not any(m.routing.enabled for m in cfg.models):
-        return rules_text
-    doc = yaml.safe_load(rules_text)
-    doc["groups"] = list(doc["groups"]) + routing_alert_rules_doc(cfg)["groups"]
-    return _dump(doc)
+def render_rules_file(cfg: StackConfig) -> str:
+    """The one rules file Prometheus loads: the `vllm` alerts, the `vllm-routing` group when a model is
+    routed, and the `vllm-cost` recording rules and alert (each its own group)."""
+    from .alerts import alert_rules_doc
+    from .cost_rules import cost_rules_doc
+
+    groups = list(alert_rules_doc(cfg)["groups"])
+    if any(m.routing.enabled for m in cfg.models):
+        groups += routing_alert_rules_doc(cfg)["groups"]
+    groups += cost_rules_doc(cfg)["groups"]
+    return _dump({"groups": groups})
 
 
 def render_routing_promtool_tests(cfg: StackConfig, rules_file: str, model: str = "chat") -> str:
@@ -132,7 +137,7 @@ def render_routing_promtool_tests(cfg: StackConfig, rules_file: str, model: str 
         "exp_annotations": {
             "summary": expand_template(rule.summary, labels, value),
             "description": expand_template(rule.description, labels, value),
-            "runbook_url": rule.runbook_url(D.RUNBOOKS_DOC),
+            "runbook_url": rule.runbook_url(cfg.monitoring.runbook_base_url),
         },
     }
     doc = {
@@ -188,5 +193,4 @@ __all__ = [
     "router_scrape_targets",
     "routing_alert_rules",
     "routing_panel_queries",
-    "with_routing_rules",
 ]
