@@ -121,7 +121,7 @@ def test_unit_exact_keys_and_values():
         "User": D.VLLM_USER,
         "EnvironmentFile": f"{D.VLLM_ETC_DIR}/llama.env",
         "ExecStart": f"{D.HOST_BIN_DIR}/vllm-start-llama",
-        "TimeoutStartSec": str(D.SYSTEMD_TIMEOUT_START_SEC),
+        "TimeoutStartSec": str(D.SYSTEMD_TIMEOUT_START_SEC),  # an 8B: its startup budget is the 900 s floor
         "Restart": "always",
         "RestartSec": str(D.SYSTEMD_RESTART_SEC),
         "KillSignal": "SIGTERM",

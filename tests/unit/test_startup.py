@@ -56,3 +56,13 @@ def test_the_deployment_carries_the_budget():
     assert probe["failureThreshold"] * probe.get("periodSeconds", 10) >= budget(m).startup_seconds
     assert probe["failureThreshold"] == 152
     assert dep["spec"]["progressDeadlineSeconds"] == 1860 >= budget(m).rollout_seconds
+
+
+def test_a_systemd_unit_waits_the_models_startup_budget_for_ready():
+    """70B fp16 needs 2696 s to start the first time: the unit's TimeoutStartSec follows, not the 900 s floor."""
+    from vllm_stack.placement import place
+    from vllm_stack.render.systemd import render_systemd_unit
+
+    cfg, m = _model("examples/Pulumi.tp2-70b-fp16.yaml", "llama-70b")
+    unit = render_systemd_unit(cfg, m, place(cfg)[m.name][0])
+    assert f"TimeoutStartSec={budget(m).startup_seconds}\n" in unit and budget(m).startup_seconds == 2696

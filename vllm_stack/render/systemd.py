@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from .. import defaults as D
 from .. import quoting
 from ..placement import Replica
+from ..startup import budget as startup_budget
 from .vllm_args import SECRET_ENV, RenderError, public_env, serve_argv
 
 if TYPE_CHECKING:
@@ -214,7 +215,9 @@ def render_systemd_unit(
     env_lines = [env_assignment(k, v) for k, v in unit_environment(spec, replica).items()]
     service_tail = [
         ("ExecStart", unit_escape(wrapper_path(spec, replica, bin_dir))),
-        ("TimeoutStartSec", str(D.SYSTEMD_TIMEOUT_START_SEC)),
+        # The model's first-start budget (download + load + init, never below the probe's 900 s):
+        # READY comes only when /health answers, so a 70B first start must not be killed at 900 s.
+        ("TimeoutStartSec", str(startup_budget(spec).startup_seconds)),
         # SIGTERM goes to the wrapper only (KillMode=mixed); it forwards it to vLLM and waits
         # while vLLM drains; whatever is left after TimeoutStopSec gets SIGKILL.
         ("KillSignal", "SIGTERM"),
