@@ -46,7 +46,7 @@ def _series(tokens_per_second: int) -> list[dict[str, str]]:
     return out
 
 
-def tests_doc(cfg) -> dict:
+def _tests_doc(cfg) -> dict:
     spec = _spec(cfg)
     assert (spec.gpu, spec.tensor_parallel) == ("H100-SXM5-80GB", 1)
     hourly = 2 * 2.50 + 1 * 1.03  # catalog prices of the H100 (no `prices` override in prod)
@@ -126,7 +126,7 @@ def tests_doc(cfg) -> dict:
 def _write(tmp_path: Path, rules_text: str, cfg) -> Path:
     (tmp_path / RULES).write_text(rules_text)
     t = tmp_path / "cost-tests.yml"
-    t.write_text(yaml.safe_dump(tests_doc(cfg), sort_keys=False))
+    t.write_text(yaml.safe_dump(_tests_doc(cfg), sort_keys=False))
     return t
 
 

@@ -210,6 +210,7 @@ def real_cfg():
                     "maxNumSeqs": 8,
                     "default": True,
                     "pool": {"onDemand": 1, "drainSeconds": DRAIN_SECONDS},
+                    "load": {"tokensPerSecond": 100},  # a plan figure for the live-vs-plan cost panels
                 },
                 {
                     "name": BETA,
@@ -218,6 +219,7 @@ def real_cfg():
                     "maxModelLen": 4096,
                     "maxNumSeqs": 1,
                     "pool": {"onDemand": 1, "drainSeconds": DRAIN_SECONDS},
+                    "load": {"tokensPerSecond": 100},
                 },
             ],
             "front": {"domain": "localhost", "tls": "selfSigned"},

@@ -1,5 +1,5 @@
 """The rendered monitoring against REAL vLLM: Debian's Prometheus scrapes S1 and S2 with the
-rendered prometheus.yml and evaluates the rendered alert rules.
+rendered prometheus.yml and evaluates the rendered rules file (alerts and live-cost recording rules).
 
 Test profile of the monitoring renderers (their documented knobs): scrape/evaluation interval 1 s
 (`scrape_interval_override`), every alert `for` 2 s (`for_override`), no Alertmanager. Config
@@ -28,7 +28,7 @@ from tests.real_vllm.conftest import ALPHA, BETA, QUEUE_THRESHOLD, real_cfg, scr
 from tests.support.prometheus import start_prometheus
 from vllm_stack import defaults as D
 from vllm_stack.render import alerts as A
-from vllm_stack.render.alerts import render_alert_rules
+from vllm_stack.render.routing_monitoring import render_rules_file
 from vllm_stack.render.grafana import metric_names, panel_and_alert_queries
 from vllm_stack.render.prometheus import render_prometheus_yml
 
@@ -75,7 +75,7 @@ def as_bool(expr: str) -> str:
 @pytest.fixture(scope="module")
 def prom(alpha_server, beta_server, shared_tmp):
     cfg = real_cfg()
-    rules = render_alert_rules(cfg, for_override=FOR)
+    rules = render_rules_file(cfg, for_override=FOR)  # what the stack deploys: alerts and the cost group
     conf = render_prometheus_yml(
         cfg,
         scrape_targets(cfg, [alpha_server, beta_server]),

@@ -93,15 +93,16 @@ def render_routing_alert_rules(cfg: StackConfig, *, for_override: str | None = N
     return _dump(routing_alert_rules_doc(cfg, for_override=for_override))
 
 
-def render_rules_file(cfg: StackConfig) -> str:
+def render_rules_file(cfg: StackConfig, *, for_override: str | None = None) -> str:
     """The one rules file Prometheus loads: the `vllm` alerts, the `vllm-routing` group when a model is
-    routed, and the `vllm-cost` recording rules and alert (each its own group)."""
+    routed, and the `vllm-cost` recording rules and alert (each its own group). `for_override`: the
+    alert groups' `for` (tests)."""
     from .alerts import alert_rules_doc
     from .cost_rules import cost_rules_doc
 
-    groups = list(alert_rules_doc(cfg)["groups"])
+    groups = list(alert_rules_doc(cfg, for_override=for_override)["groups"])
     if any(m.routing.enabled for m in cfg.models):
-        groups += routing_alert_rules_doc(cfg)["groups"]
+        groups += routing_alert_rules_doc(cfg, for_override=for_override)["groups"]
     groups += cost_rules_doc(cfg)["groups"]
     return _dump({"groups": groups})
 
