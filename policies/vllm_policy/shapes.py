@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from vllm_stack import defaults as D
+from vllm_stack.deployment import ROUTER_COMPONENT, ROUTER_PREFIX
 
 CONTAINER = "docker:index/container:Container"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
@@ -216,11 +217,13 @@ def containers(spec: Mapping | None, *, init: bool = True) -> list[Mapping]:
 
 
 def image_is_vllm(image: Any) -> bool:
+    """A vLLM server image (`vllm/vllm-openai`, `vllm-cpu`, ...), not the router's (`REG/vllm-router`,
+    the name the README's build recipe gives it): the router pod is no GPU workload."""
     if not isinstance(image, str) or not image:
         return False
     repo = image.split("@", 1)[0]
     last = repo.rsplit("/", 1)[-1].split(":", 1)[0]
-    return last.startswith("vllm")
+    return last.startswith("vllm") and not last.startswith(D.ROUTER_PACKAGE)
 
 
 # --- vLLM argv per shape -------------------------------------------------------------------------
@@ -251,6 +254,9 @@ def container_argvs(props: Mapping) -> list[VllmArgv]:
     """A docker container's vLLM argv: its `command` list when the container is vLLM (image,
     label, `vllm serve` prefix or vLLM-only flags). A shell script in `entrypoints` is not read."""
     command = strings(get(props, "command"))
+    name = get_known(props, "name")
+    if isinstance(name, str) and name.startswith(ROUTER_PREFIX):
+        return []  # the stack's router container (whatever its image is called)
     is_vllm = (
         image_is_vllm(get_known(props, "image"))
         or D.LABEL_MODEL in docker_labels(props)
@@ -279,6 +285,9 @@ def k8s_container_argvs(c: Mapping) -> list[VllmArgv]:
 def vllm_containers(resource_type: str, props: Mapping) -> list[tuple[Mapping, VllmArgv]]:
     """(container, argv) of the vLLM containers of a Kubernetes workload."""
     spec = pod_spec(resource_type, props)
+    labels = get(props, "spec", "template", "metadata", "labels")
+    if isinstance(labels, Mapping) and labels.get("app.kubernetes.io/component") == ROUTER_COMPONENT:
+        return []  # the stack's router pods (whatever their image is called)
     out = []
     for c in containers(spec, init=False):
         argvs = k8s_container_argvs(c)

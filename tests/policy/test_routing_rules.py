@@ -142,3 +142,34 @@ def test_routing_rules_are_declared_with_their_levels():
     assert checks.rule("router-pinned").levels == {"dev": "advisory", "prod": "mandatory"}
     assert checks.rule("router-not-exposed").levels == {"dev": "mandatory", "prod": "mandatory"}
     assert checks.rule("router-network-policy").scope == "stack"
+
+
+def test_router_pod_and_container_are_no_vllm_workload():
+    """The router image is named `vllm-router` (README recipe): the vLLM-pod rules (GPU limits,
+    probes, preStop drain, container health check) must not judge it as a vLLM server. The prod
+    stack (routing on both models) fired six mandatory findings on the router Deployments before."""
+    from policies.vllm_policy import checks, shapes
+
+    assert not shapes.image_is_vllm(DIGEST) and shapes.image_is_vllm("vllm/vllm-openai:v0.33.0")
+    dep = k8s_objs()["Deployment"]
+    assert shapes.vllm_containers(DEP, dep) == []
+    assert shapes.container_argvs(router_container()) == []
+    found: list[str] = []
+    res = [Res(DEP, dep, urn="urn:router", name="router")]
+    checks.gpu_limits_and_probes(res, PROD, lambda m, *a, **k: found.append(m))
+    assert found == []
+    assert run(checks.on_demand_floor, DEP, dep) == []
+
+
+def test_router_is_told_from_vllm_by_its_labels_and_name_not_only_its_image():
+    """An image called `vllmrouter` would look like vLLM by name; the router's component label
+    (Kubernetes) and `vllm-router-<model>` container name (docker) still exclude it."""
+    from policies.vllm_policy import shapes
+
+    odd = "registry.example/vllmrouter@sha256:" + "b" * 64
+    assert shapes.image_is_vllm(odd)
+    assert shapes.vllm_containers(DEP, k8s_objs(odd)["Deployment"]) == []
+    assert shapes.container_argvs(router_container(odd)) == []
+    vllm_like = copy.deepcopy(k8s_objs(odd)["Deployment"])
+    vllm_like["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] = "vllm"
+    assert len(shapes.vllm_containers(DEP, vllm_like)) == 1

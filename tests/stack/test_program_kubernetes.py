@@ -120,6 +120,9 @@ def test_deployments_get_custom_timeouts_from_the_startup_budget(prod):
         "deployment-llama-70b-on-demand": ["31m", "31m", ""],
         "deployment-llama-70b-spot": ["31m", "31m", ""],
         "deployment-mistral-7b-on-demand": ["20m", "20m", ""],
+        # the routers start in seconds: pulumi-kubernetes' 10-minute default holds
+        "deployment-vllm-router-llama-70b": None,
+        "deployment-vllm-router-mistral-7b": None,
     }
     server = one(prod, "vllmstack:index:KubernetesVllmServer", "llama-70b-on-demand")
     assert server["inputs"]["rolloutTimeout"] == "31m" and server["inputs"]["startupBudgetSeconds"] == 1520
