@@ -143,7 +143,8 @@ class PoolSpec(_Model):
         ge=1,
         le=3600,
         description=f"Seconds a draining replica keeps serving in-flight requests "
-        f"({D.DRAIN_SECONDS_MIN}-{D.DRAIN_SECONDS_MAX} recommended).",
+        f"({D.DRAIN_SECONDS_MIN}-{D.DRAIN_SECONDS_MAX} recommended); also vLLM's `--shutdown-timeout` "
+        "(vLLM 0.32 aborts in-flight requests on SIGTERM when it is 0, its default).",
     )
     peak_schedule: PeakSchedule | None = Field(default=None, description="Optional cron-driven warm window.")
 

@@ -50,6 +50,7 @@ MANAGED = {
     "--port": "the stack",
     "--model": "models[].model",
     "--download-dir": "the stack (weights directory)",
+    "--shutdown-timeout": "models[].pool.drainSeconds",
 }
 #: Other option strings vLLM has for managed flags (checked against the table by the unit tests).
 ALIASES = {

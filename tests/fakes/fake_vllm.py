@@ -13,7 +13,8 @@ What it imitates (vLLM's OpenAI server, FastAPI/uvicorn):
   auth: env VLLM_API_KEY (never argv) guards /v1/*; 401 {"error":"Unauthorized"}
   scheduling: --max-num-seqs running slots, FIFO waiting queue beyond that
   loading: the port is bound but not listening for --load-seconds (connection refused)
-  SIGTERM: stop listening, let in-flight requests finish within --grace-seconds, exit 0
+  SIGTERM: stop listening, let in-flight requests finish within --shutdown-timeout (alias
+  --grace-seconds; default 0 = abort them at once, as vLLM 0.32 does), exit 0
 
 Test-only control endpoints (not in vLLM), no auth:
   POST /_fake/state  {"dead": bool, "waiting_override": int|null, "kv_usage_override": float|null,
@@ -168,7 +169,7 @@ class FakeConfig:
     output_tokens: int | None = None  # "natural" output length when not heavy-tailed; None = max_tokens
     seed: int = 0
     load_seconds: float = 0.0
-    grace_seconds: float = 10.0
+    grace_seconds: float = 0.0  # --shutdown-timeout: vLLM 0.32 aborts in-flight requests by default
     log_requests: bool = True
     api_key: str | None = None  # in-process use only; the CLI reads VLLM_API_KEY from the environment
 
@@ -1260,7 +1261,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--load-seconds", type=float, default=0.0, help="refuse connections this long after start")
-    p.add_argument("--grace-seconds", type=float, default=10.0, help="SIGTERM drain time for in-flight requests")
+    p.add_argument(
+        "--shutdown-timeout",
+        "--grace-seconds",
+        dest="grace_seconds",
+        type=float,
+        default=0.0,
+        help="SIGTERM drain time for in-flight requests; 0 (vLLM 0.32's default) aborts them at once",
+    )
     p.add_argument(
         "--no-log-requests", dest="log_requests", action="store_false", help="don't log one line per request"
     )

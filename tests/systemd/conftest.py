@@ -62,10 +62,11 @@ p.add_argument("--port")
 p.add_argument("--served-model-name", nargs="+")
 p.add_argument("--max-num-seqs")
 p.add_argument("--max-model-len")
+p.add_argument("--shutdown-timeout", default="0")  # vLLM's default: abort in-flight requests on SIGTERM
 a, _ = p.parse_known_args(sys.argv[2:])
 argv = ["--host", a.host, "--port", a.port, "--model", a.model, "--max-num-seqs", a.max_num_seqs,
         "--max-model-len", a.max_model_len, "--load-seconds", "{FAKE_LOAD_SECONDS}", "--itl-ms", "10",
-        "--grace-seconds", "30", "--served-model-name", *a.served_model_name]
+        "--shutdown-timeout", a.shutdown_timeout, "--served-model-name", *a.served_model_name]
 sys.exit(fake_vllm.main(argv))
 """
 

@@ -41,6 +41,7 @@ VALUE = {
     "--port": "9000",
     "--model": "org/other",
     "--download-dir": "/tmp/w",
+    "--shutdown-timeout": "0",
     "--api-key": "sk-SECRET-VALUE-1234",
     "--hf-token": "hf_SECRETVALUE1234",
     "--config": "/tmp/x.yaml",

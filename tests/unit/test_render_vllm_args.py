@@ -34,6 +34,8 @@ def test_70b_fp8_on_h100():
         "4096",
         "--max-num-seqs",
         "64",
+        "--shutdown-timeout",  # pool.drainSeconds: vLLM 0.32 aborts in-flight requests on SIGTERM without it
+        "20",
         "--quantization",
         "fp8",
         "--kv-cache-dtype",
@@ -117,3 +119,11 @@ def test_argv_never_contains_secret_names_or_values():
     joined = " ".join(argv)
     for bad in ("--api-key", "--hf-token", "VLLM_API_KEY", "HF_TOKEN"):
         assert bad not in joined
+
+
+def test_shutdown_timeout_is_the_pools_drain():
+    """vLLM 0.32 aborts in-flight requests on SIGTERM when --shutdown-timeout is 0 (its default); the
+    rendered value is the drain every runtime allows before SIGKILL."""
+    argv = serve_argv(spec(pool={"onDemand": 1, "drainSeconds": 45}))
+    assert argv[argv.index("--shutdown-timeout") + 1] == "45"
+    assert argv.count("--shutdown-timeout") == 1

@@ -49,6 +49,11 @@ def serve_argv(
         str(int(spec.max_model_len)),
         "--max-num-seqs",
         str(int(spec.max_num_seqs)),
+        # vLLM 0.32 ABORTS in-flight requests on SIGTERM unless this is > 0 (EngineArgs default 0:
+        # "0 = abort, >0 = wait"; v1/engine/core.py `_handle_shutdown`). Every runtime's stop sends
+        # SIGTERM and allows drain + TERMINATION_GRACE_EXTRA_SEC before SIGKILL: vLLM drains that long.
+        "--shutdown-timeout",
+        str(spec.pool.drain_seconds),
     ]
     flag = quantization_flag(spec)
     if flag is not None:
