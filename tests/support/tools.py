@@ -111,6 +111,8 @@ def missing_reason(tool_name: str) -> str | None:
         "prometheus",
         "amtool",
         "alertmanager",
+        "prometheus-nginx-exporter",
+        "prometheus-blackbox-exporter",
         "systemd-analyze",
         "shellcheck",
         "kubernetes-validate",
