@@ -21,7 +21,6 @@ import ssl
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable
 
 import httpx
 import pytest
@@ -29,7 +28,7 @@ import pytest
 from tests.e2e.conftest import start_front
 from tests.support import tools
 from tests.support.front import make_pki
-from tests.support.procs import Proc, free_port, wait_port
+from tests.support.procs import Proc, free_port, poll, wait_port
 from tests.support.prometheus import start_prometheus
 from vllm_stack import defaults as D
 from vllm_stack.endpoints import ScrapeTarget
@@ -51,18 +50,6 @@ WAIT = 30.0
 pytestmark = pytest.mark.timeout(180)
 
 
-def _poll(cond: Callable[[], object], timeout: float, what: str, log: Callable[[], str]) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        try:
-            if cond():
-                return time.monotonic() - start
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}\n{log()}")
-
-
 def _not_after(cert: Path) -> int:
     out = subprocess.run(
         ["openssl", "x509", "-noout", "-enddate", "-in", str(cert)], check=True, capture_output=True, text=True
@@ -72,18 +59,6 @@ def _not_after(cert: Path) -> int:
 
 def _firing(prom, name: str) -> list[dict]:
     return [a for a in prom.alerts() if a["labels"]["alertname"] == name and a["state"] == "firing"]
-
-
-@pytest.fixture
-def procs():
-    started: list[Proc] = []
-    try:
-        yield started
-    finally:
-        for p in reversed(started):
-            p.stop()
-        for p in started:
-            assert p.popen.poll() is not None, f"{p.name} (pid {p.pid}) still running"
 
 
 def test_front_requests_and_certificate_are_observed(tmp_path, procs):
@@ -157,7 +132,7 @@ def test_front_requests_and_certificate_are_observed(tmp_path, procs):
             res = prom.query(f'{D.METRIC_NGINX_REQUESTS}{{job="{D.JOB_NGINX}"}}')
             return float(res[0]["value"][1]) if res else None
 
-        t_up = _poll(
+        t_up = poll(
             lambda: prom.query(f'{D.METRIC_NGINX_UP}{{job="{D.JOB_NGINX}"}} == 1') and requests_total() is not None,
             WAIT,
             "nginx_up 1",
@@ -171,22 +146,20 @@ def test_front_requests_and_certificate_are_observed(tmp_path, procs):
             for _ in range(N_REQUESTS):
                 assert c.get(f"{front.https}{D.HEALTH_PATH}").status_code == 200
         sent_s = time.monotonic() - t0
-        t_rise = _poll(
-            lambda: (requests_total() or 0) >= before + N_REQUESTS, WAIT, f"{N_REQUESTS} more requests", logs
-        )
+        t_rise = poll(lambda: (requests_total() or 0) >= before + N_REQUESTS, WAIT, f"{N_REQUESTS} more requests", logs)
         after = requests_total()
         assert after is not None
         # exporter reads of stub_status in the window: one per 1 s scrape, and a little slack
         assert before + N_REQUESTS <= after <= before + N_REQUESTS + (sent_s + t_rise) / 1.0 + 3, (before, after)
 
         # the probe reads the certificate nginx serves: its notAfter, to the second
-        _poll(lambda: prom.query(f'{D.METRIC_PROBE_SUCCESS}{{job="{D.JOB_BLACKBOX}"}} == 1'), WAIT, "probe ok", logs)
+        poll(lambda: prom.query(f'{D.METRIC_PROBE_SUCCESS}{{job="{D.JOB_BLACKBOX}"}} == 1'), WAIT, "probe ok", logs)
         expiry = prom.query(f'{D.METRIC_SSL_EARLIEST_EXPIRY}{{job="{D.JOB_BLACKBOX}"}}')
         assert len(expiry) == 1 and expiry[0]["metric"]["instance"] == target, expiry
         assert float(expiry[0]["value"][1]) == _not_after(pki.cert)
 
         # 10 days left < 14: the certificate alert fires, its value is the days left
-        t_cert = _poll(lambda: _firing(prom, A.FRONT_CERT_EXPIRY), WAIT, A.FRONT_CERT_EXPIRY, logs)
+        t_cert = poll(lambda: _firing(prom, A.FRONT_CERT_EXPIRY), WAIT, A.FRONT_CERT_EXPIRY, logs)
         (alert,) = _firing(prom, A.FRONT_CERT_EXPIRY)
         assert alert["labels"]["instance"] == target and alert["labels"]["severity"] == D.SEVERITY_WARNING
         assert CERT_DAYS - 0.01 < float(alert["value"]) <= CERT_DAYS, alert
@@ -195,7 +168,7 @@ def test_front_requests_and_certificate_are_observed(tmp_path, procs):
         # nginx gone: the exporter reports nginx_up 0 and the probe fails
         t1 = time.monotonic()
         front.stop()
-        t_down = _poll(
+        t_down = poll(
             lambda: _firing(prom, A.FRONT_NGINX_DOWN) and _firing(prom, A.FRONT_PROBE_FAILED),
             WAIT,
             "FrontNginxDown and FrontProbeFailed",

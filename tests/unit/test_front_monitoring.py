@@ -22,12 +22,12 @@ from vllm_stack.render.prometheus import prometheus_config
 MODEL = {"name": "llama-8b", "model": "meta-llama/Llama-3.1-8B-Instruct", "gpu": "L40S"}
 
 
-def host_cfg(**extra: Any):
+def host_cfg(front_address: str = "10.0.0.10", **extra: Any):
     raw: dict[str, Any] = {
         "environment": "dev",
         "platform": "docker",
         "hosts": [
-            {"name": "gpu-1", "address": "10.0.0.10", "gpu": "L40S"},
+            {"name": "gpu-1", "address": front_address, "gpu": "L40S"},
             {"name": "gpu-2", "address": "10.0.0.11", "gpu": "L40S"},
         ],
         "models": [MODEL],
@@ -87,18 +87,7 @@ def test_exporter_reached_from_another_monitoring_host_listens_on_the_front_addr
     assert d.front_exporter.scrape_target.hostport == "10.0.0.10:9113"
     assert d.probe_targets() == ("https://10.0.0.10/health",)
     # a DNS-named front host: every interface, scraped by name
-    cfg = parse_config(
-        {
-            "environment": "dev",
-            "platform": "docker",
-            "hosts": [
-                {"name": "gpu-1", "address": "front.example.com", "gpu": "L40S"},
-                {"name": "gpu-2", "address": "10.0.0.11", "gpu": "L40S"},
-            ],
-            "models": [MODEL],
-            "monitoring": {"host": "gpu-2"},
-        }
-    )
+    cfg = host_cfg("front.example.com", monitoring={"host": "gpu-2"})
     d = build(cfg)
     assert d.front_exporter is not None and d.front_exporter.listen == "0.0.0.0:9113"
     assert d.front_exporter.scrape_target.hostport == "front.example.com:9113"
@@ -184,7 +173,9 @@ def test_kubernetes_prometheus_scrapes_the_sidecars_and_probes_the_front_service
     assert yaml.safe_load(cm["data"]["blackbox.yml"]) == FM.blackbox_config(cfg)
     # plain HTTP: no probe, no sidecar
     plain = k8s_cfg(front={"tls": "none"})
-    assert "blackbox-tls" not in {j["job_name"] for j in yaml.safe_load(render_prometheus_yml_k8s(plain))["scrape_configs"]}
+    assert "blackbox-tls" not in {
+        j["job_name"] for j in yaml.safe_load(render_prometheus_yml_k8s(plain))["scrape_configs"]
+    }
     # the operator: a ServiceMonitor for the front-metrics Service
     sms = {o["metadata"]["name"]: o for o in service_monitors(k8s_cfg(monitoring={"prometheusOperator": True}))}
     assert sms["vllm-stack-front-metrics"]["spec"]["endpoints"][0]["port"] == "metrics"

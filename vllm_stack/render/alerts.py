@@ -775,29 +775,41 @@ def _cases(cfg: StackConfig, rules: dict[str, AlertRule], step: int, n: int) -> 
             )
         return out
 
-    failed_hi = math.floor(per_step * min(e * 1.5, e + (1 - e) / 2))
-    while failed_hi / per_step <= e and failed_hi < per_step:
-        failed_hi += 1
-    while not _robust(failed_hi / per_step, _printed_digits(rules[ERROR_RATE].description)) and failed_hi < per_step:
-        failed_hi += 1
-    failed_lo = math.floor(per_step * e / 2)
     r = rules[ERROR_RATE]
-    fires = failed_hi / per_step > e
-    cases.append(
-        _Case(
-            r,
-            error_series(failed_hi) if fires else [],
-            [sev(r, {D.LABEL_VLLM_MODEL_NAME: model})] if fires else [],
-            [failed_hi / per_step],
-            error_series(failed_lo),
-            f"{failed_lo}/{per_step} failed",
-            lead=step,
-            fire_note=f"{failed_hi}/{per_step} failed",
-        )
-    )
+    cases.append(_share_case(r, e, per_step, error_series, sev(r, {D.LABEL_VLLM_MODEL_NAME: model}), step, "failed"))
     cases += _front_cases(cfg, rules, step, n)
     order = {name: i for i, name in enumerate(ALERT_NAMES)}
     return sorted(cases, key=lambda c: order[c.rule.name])
+
+
+def _share_case(
+    r: AlertRule,
+    e: float,
+    per_step: int,
+    series: Callable[[int], list[dict[str, str]]],
+    labels: dict[str, str],
+    step: int,
+    what: str,
+) -> _Case:
+    """A share alert (`e` of `per_step` per step): `series(k)` has k of them per step. Fires at
+    1.5 e (or halfway to 1) rounded off any printing edge; stays quiet at e / 2."""
+    failed_hi = math.floor(per_step * min(e * 1.5, e + (1 - e) / 2))
+    while failed_hi / per_step <= e and failed_hi < per_step:
+        failed_hi += 1
+    while not _robust(failed_hi / per_step, _printed_digits(r.description)) and failed_hi < per_step:
+        failed_hi += 1
+    failed_lo = math.floor(per_step * e / 2)
+    fires = failed_hi / per_step > e  # a share of 1.0 can never be exceeded
+    return _Case(
+        r,
+        series(failed_hi) if fires else [],
+        [labels] if fires else [],
+        [failed_hi / per_step],
+        series(failed_lo),
+        f"{failed_lo}/{per_step} {what}",
+        lead=step,
+        fire_note=f"{failed_hi}/{per_step} {what}",
+    )
 
 
 def _front_cases(cfg: StackConfig, rules: dict[str, AlertRule], step: int, n: int) -> list[_Case]:
@@ -889,26 +901,7 @@ def _front_cases(cfg: StackConfig, rules: dict[str, AlertRule], step: int, n: in
             )
         return out
 
-    digits = _printed_digits(r.description)
-    failed_hi = math.floor(per_step * min(e * 1.5, e + (1 - e) / 2))
-    while failed_hi / per_step <= e and failed_hi < per_step:
-        failed_hi += 1
-    while not _robust(failed_hi / per_step, digits) and failed_hi < per_step:
-        failed_hi += 1
-    failed_lo = math.floor(per_step * e / 2)
-    fires = failed_hi / per_step > e
-    cases.append(
-        _Case(
-            r,
-            http_series(failed_hi) if fires else [],
-            [sev(r, {D.SCRAPE_LABEL_MODEL: model})] if fires else [],
-            [failed_hi / per_step],
-            http_series(failed_lo),
-            f"{failed_lo}/{per_step} 5xx",
-            lead=step,
-            fire_note=f"{failed_hi}/{per_step} 5xx",
-        )
-    )
+    cases.append(_share_case(r, e, per_step, http_series, sev(r, {D.SCRAPE_LABEL_MODEL: model}), step, D.HTTP_5XX))
 
     # Probe failing fires; a succeeding probe stays quiet.
     r = rules[FRONT_PROBE_FAILED]

@@ -52,57 +52,30 @@ def render_exporter_unit(unit: str, listen: str, scrape_uri: str = SCRAPE_URI) -
     Debian's own `prometheus-nginx-exporter.service` (on :9113 of every interface) is disabled by
     the install command (`host_commands.install_nginx_exporter`); this one binds where `listen` says.
     """
-    from .. import quoting
-    from .systemd import _section, unit_escape
+    from .systemd import KERNEL_PROTECTIONS, dynamic_user_unit, unit_escape
 
-    exec_start = " ".join(quoting.sh(w) for w in [D.NGINX_EXPORTER_DEBIAN_BIN, *exporter_argv(listen, scrape_uri)])
-    unit_lines = [
-        ("Description", unit_escape("nginx Prometheus exporter for the vllm-stack front (stub_status)")),
-        ("Wants", "nginx.service"),
-        ("After", "network-online.target nginx.service"),
-    ]
-    service = [
-        ("Type", "simple"),
-        ("DynamicUser", "yes"),
-        ("ExecStart", unit_escape(exec_start)),
-        ("Restart", "always"),
-        ("RestartSec", str(D.SYSTEMD_RESTART_SEC)),
-        ("NoNewPrivileges", "yes"),
-        ("ProtectSystem", "strict"),
-        ("ProtectHome", "yes"),
-        ("PrivateTmp", "yes"),
-        ("PrivateDevices", "yes"),
-        ("ProtectKernelTunables", "yes"),
-        ("ProtectKernelModules", "yes"),
-        ("ProtectControlGroups", "yes"),
-        ("ProtectKernelLogs", "yes"),
-        ("ProtectClock", "yes"),
-        ("ProtectHostname", "yes"),
-        ("ProtectProc", "invisible"),
-        ("ProcSubset", "pid"),
-        ("RestrictNamespaces", "yes"),
-        ("RestrictRealtime", "yes"),
-        ("RestrictSUIDSGID", "yes"),
-        ("LockPersonality", "yes"),
-        ("MemoryDenyWriteExecute", "yes"),
-        ("SystemCallArchitectures", "native"),
-        ("SystemCallFilter", "@system-service"),
-        ("SystemCallFilter", "~@privileged @resources"),
-        ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
-        ("CapabilityBoundingSet", ""),
-        ("DevicePolicy", "closed"),
-        ("PrivateUsers", "yes"),
-        ("UMask", "0077"),
-        ("SyslogIdentifier", unit.removesuffix(".service")),
-    ]
-    return (
-        "# Rendered by vllm-stack: do not edit, the next deploy overwrites it.\n"
-        f"# {D.NGINX_EXPORTER_DEBIAN_PACKAGE} (Debian package); no secret in this file.\n"
-        + _section("Unit", unit_lines)
-        + "\n"
-        + _section("Service", service)
-        + "\n"
-        + _section("Install", [("WantedBy", "multi-user.target")])
+    return dynamic_user_unit(
+        comment=f"{D.NGINX_EXPORTER_DEBIAN_PACKAGE} (Debian package); no secret in this file.",
+        unit=[
+            ("Description", unit_escape("nginx Prometheus exporter for the vllm-stack front (stub_status)")),
+            ("Wants", "nginx.service"),
+            ("After", "network-online.target nginx.service"),
+        ],
+        argv=[D.NGINX_EXPORTER_DEBIAN_BIN, *exporter_argv(listen, scrape_uri)],
+        identifier=unit.removesuffix(".service"),
+        hardening=[
+            ("PrivateDevices", "yes"),
+            ("PrivateUsers", "yes"),
+            *KERNEL_PROTECTIONS,
+            ("ProcSubset", "pid"),
+            ("MemoryDenyWriteExecute", "yes"),
+            ("SystemCallArchitectures", "native"),
+            ("SystemCallFilter", "@system-service"),
+            ("SystemCallFilter", "~@privileged @resources"),
+            ("CapabilityBoundingSet", ""),
+            ("DevicePolicy", "closed"),
+            ("UMask", "0077"),
+        ],
     )
 
 
