@@ -148,6 +148,7 @@ def test_kubernetes_front_pods_carry_the_exporter_sidecar_behind_a_cluster_ip_se
     assert exporter["args"] == ["--nginx.scrape-uri=http://127.0.0.1:8080/stub_status", "--web.listen-address=:9113"]
     assert exporter["ports"] == [{"name": "metrics", "containerPort": 9113, "protocol": "TCP"}]
     assert exporter["securityContext"]["runAsNonRoot"] is True and exporter["securityContext"]["runAsUser"] == 65534
+    assert "readinessProbe" not in exporter and "livenessProbe" not in exporter  # never gates the front's traffic
     svc = objs[("Service", "vllm-stack-front-metrics")]["spec"]
     assert svc["type"] == "ClusterIP" and svc["ports"] == [
         {"name": "metrics", "port": 9113, "targetPort": "metrics", "protocol": "TCP"}

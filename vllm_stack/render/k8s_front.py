@@ -183,16 +183,19 @@ def front_objects(
         volumes.insert(1, {"name": "tls", "secret": {"secretName": tls_secret, "defaultMode": D.SECRET_VOLUME_MODE}})
     # /health is answered by nginx itself (no key, never proxied); over TLS when TLS is on.
     ready = http_probe(D.HEALTH_PATH, "https", scheme="HTTPS") if tls else http_probe(D.HEALTH_PATH, "http")
-    from ..deployment import NGINX_EXPORTER_SIDECAR
+    from ..deployment import build
     from .front_monitoring import exporter_argv
+
+    observer = build(cfg).front_exporter
+    assert observer is not None and observer.sidecar is not None
 
     # reads stub_status on the pod's loopback (nginx.conf's status listener); serves the pod's :9113
     exporter = {
-        "name": NGINX_EXPORTER_SIDECAR,
+        "name": observer.sidecar,
         "image": D.NGINX_EXPORTER_IMAGE,
-        "args": exporter_argv(f":{D.NGINX_EXPORTER_PORT}"),
+        "args": exporter_argv(observer.listen),
         "ports": [{"name": METRICS_PORT_NAME, "containerPort": D.NGINX_EXPORTER_PORT, "protocol": "TCP"}],
-        "readinessProbe": http_probe(D.METRICS_PATH, METRICS_PORT_NAME),
+        # no probes: an observer must never take a front pod out of its Service
         "securityContext": {
             **container_security(read_only_root=True, run_as_non_root=True),
             "runAsUser": D.NGINX_EXPORTER_UID,

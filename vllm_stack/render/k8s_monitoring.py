@@ -25,7 +25,6 @@ from .k8s_common import (
     ALERTMANAGER,
     ALERTMANAGER_CONFIG,
     DCGM_EXPORTER,
-    FRONT,
     FRONT_METRICS,
     GRAFANA,
     GRAFANA_CONFIG,
@@ -143,8 +142,10 @@ def kubernetes_scrape_configs(cfg: StackConfig) -> list[dict[str, Any]]:
                 "relabel_configs": keep + [_snake(r) for r in _target_relabelings(job, vllm=vllm)],
             }
         )
-    if FM.probes_front(cfg):  # the blackbox sidecar in the Prometheus pod probes the front's Service
-        out.append(FM.probe_scrape_config(FM.probe_target(f"{FRONT}.{ns}.svc")))
+    from ..deployment import build
+
+    for target in build(cfg).probe_targets():  # the blackbox sidecar in the Prometheus pod probes the front's Service
+        out.append(FM.probe_scrape_config(target))
     return out
 
 
@@ -184,12 +185,10 @@ def _prometheus_rbac(cfg: StackConfig) -> list[Obj]:
     ]
 
 
-def _blackbox_sidecar() -> Obj:
+def _blackbox_sidecar(name: str) -> Obj:
     """The blackbox exporter in the Prometheus pod, on the pod's loopback (only Prometheus asks it)."""
-    from ..deployment import BLACKBOX_SIDECAR
-
     return {
-        "name": BLACKBOX_SIDECAR,
+        "name": name,
         "image": D.BLACKBOX_IMAGE,
         "args": FM.blackbox_argv(posixpath.join(PROMETHEUS_CONFIG_DIR, D.BLACKBOX_CONFIG_FILE)),
         "securityContext": container_security(read_only_root=True, run_as_non_root=True),  # the pod's uid 65534
@@ -198,8 +197,11 @@ def _blackbox_sidecar() -> Obj:
 
 
 def _prometheus(cfg: StackConfig, prometheus_yml: str, rules_yml: str) -> list[Obj]:
+    from ..deployment import build
+
+    probe = build(cfg).tls_probe
     data = {PROMETHEUS_CONFIG_FILE: prometheus_yml, RULES_FILE: rules_yml}
-    if FM.probes_front(cfg):
+    if probe is not None:
         data[D.BLACKBOX_CONFIG_FILE] = FM.render_blackbox_yml(cfg)
     cm = config_map(cfg, PROMETHEUS_CONFIG, "prometheus", data)
     lbls = labels(cfg, "prometheus", name=PROMETHEUS)
@@ -235,7 +237,7 @@ def _prometheus(cfg: StackConfig, prometheus_yml: str, rules_yml: str) -> list[O
                 "spec": {
                     "serviceAccountName": PROMETHEUS,
                     "securityContext": pod_security(D.PROMETHEUS_UID, D.PROMETHEUS_UID),
-                    "containers": [container, *([_blackbox_sidecar()] if FM.probes_front(cfg) else [])],
+                    "containers": [container, *([_blackbox_sidecar(probe.sidecar)] if probe and probe.sidecar else [])],
                     "volumes": [
                         {"name": "config", "configMap": {"name": PROMETHEUS_CONFIG}},
                         {"name": "data", "emptyDir": {"sizeLimit": D.PROMETHEUS_STORAGE_SIZE}},
