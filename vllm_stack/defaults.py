@@ -266,7 +266,9 @@ METRIC_NGINX_REQUESTS = "nginx_http_requests_total"  # every request nginx read 
 METRIC_PROBE_SUCCESS = "probe_success"
 METRIC_SSL_EARLIEST_EXPIRY = "probe_ssl_earliest_cert_expiry"  # unix time of the earliest notAfter in the chain
 #: vLLM's API server instruments its FastAPI app with prometheus-fastapi-instrumentator (default metrics,
-#: `should_group_status_codes`): http_requests_total{handler, method, status="2xx"|"4xx"|"5xx"}.
+#: `should_group_status_codes`): http_requests_total{handler, method, status="2xx"|"4xx"|"5xx"} (read in
+#: vllm/entrypoints/serve/instrumentator/metrics.py of vLLM 0.32 CPU; tests/real_vllm/test_monitoring_real.py
+#: queries it from a real server).
 METRIC_HTTP_REQUESTS = "http_requests_total"
 LABEL_HTTP_STATUS = "status"
 HTTP_5XX = "5xx"

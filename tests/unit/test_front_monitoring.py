@@ -194,9 +194,9 @@ def test_front_alert_expressions_carry_the_configured_numbers():
     # planned peak: 4 x 1.5 + 2 x 1.0 = 8/s, x factor 2
     assert A.planned_peak_rps(cfg) == 8.0
     assert rules[A.FRONT_REQUEST_RATE].expr == 'sum by (job) (rate(nginx_http_requests_total{job="nginx"}[5m])) > 16'
+    total = 'sum by (model) (rate(http_requests_total{job="vllm"}[5m]))'
     assert rules[A.HTTP_5XX_RATIO].expr == (
-        'sum by (model) (rate(http_requests_total{job="vllm",status="5xx"}[5m])) / '
-        'sum by (model) (rate(http_requests_total{job="vllm"}[5m])) > 0.1'
+        f'(sum by (model) (rate(http_requests_total{{job="vllm",status="5xx"}}[5m])) or 0 * {total}) / {total} > 0.1'
     )
     assert rules[A.FRONT_CERT_EXPIRY].expr == (
         '(probe_ssl_earliest_cert_expiry{job="blackbox-tls"} - time()) / 86400 < 21'

@@ -215,7 +215,9 @@ def http_5xx_share_expr(window: str = D.ALERT_RATE_WINDOW) -> str:
     every = _sel(D.METRIC_HTTP_REQUESTS, job=_eq(D.JOB_VLLM))
     failed = _sel(D.METRIC_HTTP_REQUESTS, job=_eq(D.JOB_VLLM), **{D.LABEL_HTTP_STATUS: _eq(D.HTTP_5XX)})
     by = f"sum by ({D.SCRAPE_LABEL_MODEL})"
-    return f"{by} (rate({failed}[{window}])) / {by} (rate({every}[{window}]))"
+    total = f"{by} (rate({every}[{window}]))"
+    # a model with traffic but no 5xx yet has no 5xx series: `or 0 * total` makes its share 0, not absent
+    return f"({by} (rate({failed}[{window}])) or 0 * {total}) / {total}"
 
 
 def nginx_down_expr() -> str:
