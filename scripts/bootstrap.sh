@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Install what the project needs on a fresh Debian machine. Idempotent; fast when warm.
 #   scripts/bootstrap.sh venv    -> .venv from requirements-dev.lock (plan + tests; hashed pins, `make lock`)
-#   scripts/bootstrap.sh tools   -> Debian tools (nginx, prometheus/promtool, shellcheck, debootstrap,
-#                                   systemd-nspawn) + npm tools + the cached nspawn root of tests/systemd
+#   scripts/bootstrap.sh tools   -> Debian tools (nginx, prometheus/promtool, nginx and blackbox
+#                                   exporters, shellcheck, debootstrap, systemd-nspawn) + npm tools
+#                                   + the cached nspawn root of tests/systemd
 # Under CI=true anything missing afterwards is an error, never a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-APT_PACKAGES=(nginx prometheus prometheus-alertmanager shellcheck debootstrap systemd systemd-container openssl curl)
-APT_BINARIES=(nginx promtool prometheus amtool prometheus-alertmanager shellcheck debootstrap systemd-analyze systemd-nspawn openssl curl)
+APT_PACKAGES=(nginx prometheus prometheus-alertmanager prometheus-nginx-exporter prometheus-blackbox-exporter shellcheck debootstrap systemd systemd-container openssl curl)
+APT_BINARIES=(nginx promtool prometheus amtool prometheus-alertmanager prometheus-nginx-exporter prometheus-blackbox-exporter shellcheck debootstrap systemd-analyze systemd-nspawn openssl curl)
 
 venv() {
   local stamp=.venv/.requirements.sha256
@@ -47,6 +48,8 @@ tools() {
       # Debian starts services on install where it can; the tests start their own instances.
       "${sudo[@]}" pkill -x nginx 2>/dev/null || true
       "${sudo[@]}" pkill -x prometheus 2>/dev/null || true
+      "${sudo[@]}" pkill -x prometheus-nginx-exporter 2>/dev/null || true
+      "${sudo[@]}" pkill -x prometheus-blackbox-exporter 2>/dev/null || true
     else
       echo "not root: install these Debian packages yourself: ${APT_PACKAGES[*]}" >&2
     fi

@@ -371,6 +371,28 @@ class AlertSpec(_Model):
         description="p95 time requests wait in vLLM's queue above this ...",
     )
     queue_time_for: Duration = Field(default=D.ALERT_QUEUE_TIME_FOR, description="... for this long.")
+    http_5xx_ratio: float = Field(
+        default=D.ALERT_HTTP_5XX_RATIO,
+        gt=0,
+        le=1,
+        alias="http5xxRatio",
+        description="Share of vLLM's API responses that are 5xx (its `http_requests_total`) above this ...",
+    )
+    http_5xx_for: Duration = Field(default=D.ALERT_HTTP_5XX_FOR, alias="http5xxFor", description="... for this long.")
+    front_rate_factor: float = Field(
+        default=D.ALERT_FRONT_RATE_FACTOR,
+        gt=0,
+        le=100,
+        description="Front request rate (nginx) above this x the planned peak, the summed peakRps x (1 + bufferPct) ...",
+    )
+    front_rate_for: Duration = Field(default=D.ALERT_FRONT_RATE_FOR, description="... for this long.")
+    tls_expiry_days: float = Field(
+        default=D.ALERT_TLS_EXPIRY_DAYS,
+        gt=0,
+        le=365,
+        description="The front's certificate (blackbox probe) expires in fewer days than this ...",
+    )
+    tls_expiry_for: Duration = Field(default=D.ALERT_TLS_EXPIRY_FOR, description="... for this long.")
 
 
 class GrafanaSpec(_Model):

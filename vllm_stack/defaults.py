@@ -164,6 +164,30 @@ PROMETHEUS_IMAGE = "prom/prometheus:v2.55.1"
 GRAFANA_PORT = 3000
 GRAFANA_IMAGE = "grafana/grafana:11.4.0"
 DCGM_EXPORTER_PORT = 9400
+# The front's own metrics (issue 15). nginx OSS has only stub_status: connection counts and one
+# request counter, no status codes (nginx docs, ngx_http_stub_status_module).
+NGINX_STATUS_PORT = 8080  # nginx-prometheus-exporter's default --nginx.scrape-uri port
+NGINX_STATUS_PATH = (
+    "/stub_status"  # ... and path (exporter README: "expose the stub_status page at /stub_status on port 8080")
+)
+NGINX_EXPORTER_PORT = 9113  # nginx-prometheus-exporter --web.listen-address default (":9113")
+#: github.com/nginx/nginx-prometheus-exporter release 1.4.0 (Docker Hub nginx/nginx-prometheus-exporter, tags
+#: without the `v`). Its OSS metrics: nginx_up, nginx_connections_{accepted,active,handled,reading,waiting,writing},
+#: nginx_http_requests_total. Debian bookworm's prometheus-nginx-exporter (0.11.0, used by the tests and the
+#: systemd runtime) exports the same names; both accept `--nginx.scrape-uri=` and `--web.listen-address=`.
+NGINX_EXPORTER_IMAGE = "nginx/nginx-prometheus-exporter:1.4.0"
+NGINX_EXPORTER_DEBIAN_PACKAGE = "prometheus-nginx-exporter"
+NGINX_EXPORTER_DEBIAN_BIN = "/usr/bin/prometheus-nginx-exporter"
+NGINX_EXPORTER_UID = 65534  # nginx/nginx-prometheus-exporter image user (nobody)
+#: github.com/prometheus/blackbox_exporter release v0.25.0 (Docker Hub prom/blackbox-exporter); Debian
+#: bookworm's prometheus-blackbox-exporter 0.23.0 (tests) reads the same module config.
+BLACKBOX_IMAGE = "prom/blackbox-exporter:v0.25.0"
+BLACKBOX_PORT = 9115  # blackbox_exporter --web.listen-address default
+BLACKBOX_PROBE_PATH = "/probe"
+BLACKBOX_MODULE = "front_tls"  # the one module of the rendered blackbox.yml
+BLACKBOX_CONFIG_FILE = "blackbox.yml"
+BLACKBOX_TIMEOUT_SEC = 5
+BLACKBOX_UID = 65534  # prom/blackbox-exporter image user (nobody)
 DCGM_LIVENESS_DELAY_SEC = 45  # NVIDIA dcgm-exporter Helm chart: livenessProbe initialDelaySeconds 45
 DCGM_EXPORTER_IMAGE = "nvcr.io/nvidia/k8s/dcgm-exporter:3.3.9-3.6.1-ubuntu22.04"
 NVIDIA_DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.0"
@@ -194,6 +218,16 @@ ALERT_E2E_P95_SEC = 60.0
 ALERT_E2E_FOR = "5m"
 ALERT_QUEUE_TIME_P95_SEC = 2.0
 ALERT_QUEUE_TIME_FOR = "5m"
+#: Certificate expiry: alert two weeks ahead (the issue's "< 14 days"; a self-signed front certificate is
+#: valid CERT_VALIDITY_HOURS = 90 days and never renewed, so this fires on day 76).
+ALERT_TLS_EXPIRY_DAYS = 14.0
+ALERT_TLS_EXPIRY_FOR = "10m"
+#: vLLM's own HTTP 5xx share (prometheus-fastapi-instrumentator's http_requests_total, grouped `status`).
+ALERT_HTTP_5XX_RATIO = 0.05
+ALERT_HTTP_5XX_FOR = "5m"
+#: Front request rate above the plan: the summed peakRps x (1 + bufferPct) the replicas are sized for.
+ALERT_FRONT_RATE_FACTOR = 1.0  # above the buffered peak itself: the replicas were sized for no more
+ALERT_FRONT_RATE_FOR = "10m"
 
 # --- cost ----------------------------------------------------------------------------
 HOURS_PER_MONTH = 720  # seed 000
@@ -225,6 +259,19 @@ SECRET_FILE_MODE = 0o600
 JOB_VLLM = "vllm"
 JOB_DCGM = "dcgm"
 JOB_NGINX = "nginx"
+JOB_BLACKBOX = "blackbox-tls"  # the blackbox exporter's probe of the front's HTTPS /health
+# nginx-prometheus-exporter (OSS, from stub_status) and blackbox_exporter metric names.
+METRIC_NGINX_UP = "nginx_up"  # 1 when the exporter's last read of stub_status worked
+METRIC_NGINX_REQUESTS = "nginx_http_requests_total"  # every request nginx read (stub_status `requests`)
+METRIC_PROBE_SUCCESS = "probe_success"
+METRIC_SSL_EARLIEST_EXPIRY = "probe_ssl_earliest_cert_expiry"  # unix time of the earliest notAfter in the chain
+#: vLLM's API server instruments its FastAPI app with prometheus-fastapi-instrumentator (default metrics,
+#: `should_group_status_codes`): http_requests_total{handler, method, status="2xx"|"4xx"|"5xx"} (read in
+#: vllm/entrypoints/serve/instrumentator/metrics.py of vLLM 0.32 CPU; tests/real_vllm/test_monitoring_real.py
+#: queries it from a real server).
+METRIC_HTTP_REQUESTS = "http_requests_total"
+LABEL_HTTP_STATUS = "status"
+HTTP_5XX = "5xx"
 SCRAPE_LABEL_MODEL = "model"  # served model name (VllmNoHealthyBackend groups by it)
 SCRAPE_LABEL_CAPACITY = "capacity"  # onDemand | spot
 SCRAPE_LABEL_HOST = "host"

@@ -14,7 +14,9 @@ from . import defaults as D
 from .config import StackConfig
 from .endpoints import Backend, ScrapeTarget
 from .placement import K8S_CAPACITY, Replica, place
-from .quoting import http_url, ssh_url
+from .config import HostSpec
+from .quoting import host_port, http_url, ssh_url
+from .render import front_monitoring as FM
 from .render import alertmanager as AM
 from .render import k8s_common as KC
 from .render import k8s_model
@@ -35,6 +37,11 @@ GRAFANA_SECRET = "vllm-grafana-admin"
 PROMETHEUS_CONTAINER = "vllm-prometheus"
 GRAFANA_CONTAINER = "vllm-grafana"
 ALERTMANAGER_CONTAINER = "vllm-alertmanager"
+NGINX_EXPORTER_NAME = "vllm-nginx-exporter"  # container (docker runtime) / unit `<name>.service` (systemd)
+BLACKBOX_CONTAINER = "vllm-blackbox-exporter"  # beside Prometheus on the monitoring host
+#: Sidecar containers on Kubernetes (the front pods / the Prometheus pod).
+NGINX_EXPORTER_SIDECAR = "nginx-exporter"
+BLACKBOX_SIDECAR = "blackbox-exporter"
 VLLM_CONTAINER_PREFIX = "vllm-"
 #: Files on SSH hosts.
 MONITORING_DIR = "/etc/vllm-monitoring"
@@ -135,6 +142,28 @@ class Router:
 
 
 @dataclass(frozen=True)
+class FrontExporter:
+    """The nginx exporter beside the front (reads stub_status on loopback)."""
+
+    listen: str  # --web.listen-address
+    scrape_target: ScrapeTarget
+    host: str | None = None  # SSH hosts: the front host
+    container: str | None = None  # docker runtime
+    unit: str | None = None  # systemd runtime
+    sidecar: str | None = None  # kubernetes: container name in each front pod
+
+
+@dataclass(frozen=True)
+class TlsProbe:
+    """The blackbox exporter's probe of the front's certificate (front.tls is not `none`)."""
+
+    target: str  # the HTTPS URL probed
+    blackbox: str  # host:port where Prometheus reaches the blackbox exporter
+    container: str | None = None  # SSH hosts: on the monitoring host
+    sidecar: str | None = None  # kubernetes: in the Prometheus pod
+
+
+@dataclass(frozen=True)
 class Host:
     name: str
     address: str
@@ -161,6 +190,8 @@ class Deployment:
     alertmanager_target: str | None = None  # host:port Prometheus notifies (None: alerting off)
     own_prometheus: bool = True  # False: the prometheus-operator's Prometheus (kubernetes)
     alertmanager_url: str | None = None  # the stack's own Alertmanager (UI, API), where Prometheus reaches it
+    front_exporter: FrontExporter | None = None
+    tls_probe: TlsProbe | None = None  # None: plain-HTTP front, or nobody to run the probe (prometheus-operator)
 
     def router_of(self, model: str) -> Router | None:
         return next((r for r in self.routers if r.model == model), None)
@@ -191,7 +222,55 @@ class Deployment:
             tuple(s.scrape_target for s in self.servers if s.replica is not None)
             + tuple(h.dcgm_target for h in self.hosts)
             + tuple(r.scrape_target for r in self.routers if r.workers)
+            + ((self.front_exporter.scrape_target,) if self.front_exporter and self.front_exporter.host else ())
         )
+
+    def probe_targets(self) -> tuple[str, ...]:
+        """The URLs the blackbox exporter probes (the front's certificate)."""
+        return (self.tls_probe.target,) if self.tls_probe else ()
+
+
+def reach_address(cfg: StackConfig, h: HostSpec) -> str:
+    """Where the monitoring host reaches an exporter on host `h` (`dcgm_bind`: loopback on the
+    monitoring host itself, else the host's IP, or its DNS name when it has no literal IP)."""
+    bind = dcgm_bind(cfg, h)
+    return h.address if bind == "0.0.0.0" else bind
+
+
+def _host_front_observers(cfg: StackConfig, front: HostSpec) -> tuple[FrontExporter, TlsProbe | None]:
+    bind = dcgm_bind(cfg, front)
+    listen = host_port(bind, D.NGINX_EXPORTER_PORT)
+    systemd = cfg.host_runtime == "systemd"
+    exporter = FrontExporter(
+        listen=listen,
+        scrape_target=ScrapeTarget(
+            D.JOB_NGINX, reach_address(cfg, front), D.NGINX_EXPORTER_PORT, ((D.SCRAPE_LABEL_HOST, front.name),)
+        ),
+        host=front.name,
+        container=None if systemd else NGINX_EXPORTER_NAME,
+        unit=f"{NGINX_EXPORTER_NAME}.service" if systemd else None,
+    )
+    probe = None
+    if FM.probes_front(cfg):
+        probe = TlsProbe(
+            target=FM.probe_target(reach_address(cfg, front)), blackbox=FM.BLACKBOX_LISTEN, container=BLACKBOX_CONTAINER
+        )
+    return exporter, probe
+
+
+def _k8s_front_observers(cfg: StackConfig) -> tuple[FrontExporter, TlsProbe | None]:
+    ns = cfg.kubernetes.namespace
+    exporter = FrontExporter(
+        listen=f":{D.NGINX_EXPORTER_PORT}",  # the pod's address: Prometheus scrapes the front-metrics Service
+        scrape_target=ScrapeTarget(D.JOB_NGINX, f"{KC.FRONT_METRICS}.{ns}.svc", D.NGINX_EXPORTER_PORT),
+        sidecar=NGINX_EXPORTER_SIDECAR,
+    )
+    probe = None
+    if FM.probes_front(cfg) and not cfg.monitoring.prometheus_operator:
+        probe = TlsProbe(
+            target=FM.probe_target(f"{KC.FRONT}.{ns}.svc"), blackbox=FM.BLACKBOX_LISTEN, sidecar=BLACKBOX_SIDECAR
+        )
+    return exporter, probe
 
 
 def container_name(replica: Replica) -> str:
@@ -334,6 +413,7 @@ def build(cfg: StackConfig) -> Deployment:
     grafana = cfg.monitoring.grafana.enabled
     if cfg.platform == "kubernetes":
         ns = cfg.kubernetes.namespace
+        k8s_observers = _k8s_front_observers(cfg)
         return Deployment(
             platform=cfg.platform,
             environment=cfg.environment,
@@ -356,10 +436,11 @@ def build(cfg: StackConfig) -> Deployment:
             alertmanager_target=AM.target(cfg),
             alertmanager_url=_alertmanager_url(cfg),
             own_prometheus=not cfg.monitoring.prometheus_operator,
+            front_exporter=k8s_observers[0],
+            tls_probe=k8s_observers[1],
         )
     hosts = []
     for h in cfg.hosts:
-        bind = dcgm_bind(cfg, h)
         hosts.append(
             Host(
                 h.name,
@@ -367,7 +448,7 @@ def build(cfg: StackConfig) -> Deployment:
                 ssh_url(h.user, h.address, h.port),
                 ScrapeTarget(
                     D.JOB_DCGM,
-                    h.address if bind == "0.0.0.0" else bind,
+                    reach_address(cfg, h),
                     D.DCGM_EXPORTER_PORT,
                     ((D.SCRAPE_LABEL_HOST, h.name),),
                 ),
@@ -376,6 +457,7 @@ def build(cfg: StackConfig) -> Deployment:
     servers = _host_servers(cfg)
     front_host, mon_host = cfg.front_host, cfg.monitoring_host
     assert front_host is not None and mon_host is not None  # SSH platform: the config requires hosts
+    exporter, probe = _host_front_observers(cfg, front_host)
     return Deployment(
         platform=cfg.platform,
         environment=cfg.environment,
@@ -396,4 +478,6 @@ def build(cfg: StackConfig) -> Deployment:
         # Alertmanager listens on the monitoring host's loopback beside Prometheus.
         alertmanager_target=AM.target(cfg),
         alertmanager_url=_alertmanager_url(cfg),
+        front_exporter=exporter,
+        tls_probe=probe,
     )

@@ -21,6 +21,10 @@ from .capacity import stack_projection
 from .components import artifacts
 from .components.args import BackendArgs, DrainArgs, FileArgs, HostContainerArgs, PoolArgs, SshArgs, VolumeArgs
 from .components.host import (
+    DockerNginxExporter,
+    DockerNginxExporterArgs,
+    SystemdNginxExporter,
+    SystemdNginxExporterArgs,
     DockerVllmRouter,
     DockerVllmRouterArgs,
     SystemdVllmRouter,
@@ -61,6 +65,7 @@ from .deployment import (
     GRAFANA_SECRET,
     MODEL_SECRET,
     MONITORING_DIR,
+    NGINX_EXPORTER_NAME,
     PROMETHEUS_CONTAINER,
     RULES_FILE,
     SECRET_PLACEHOLDER,
@@ -71,9 +76,11 @@ from .deployment import (
 )
 from .endpoints import Backend
 from .loader import parse_config, split_namespaced
+from .quoting import http_url
 from .startup import budget as startup_budget
 from .render import alertmanager as am_render
 from .render import drain as drain_render
+from .render import front_monitoring as front_mon
 from .render import grafana as grafana_render
 from .render import host_commands, host_scripts
 from .render import k8s as k8s_render
@@ -271,7 +278,8 @@ def _host_platform(cfg: StackConfig, model: Deployment, s: StackSecrets) -> tupl
         for x in servers:
             workloads.append(_host_server(cfg, model, specs[x.model], x, nodes, front_host, pool, s).workload)
     routers = _host_routers(cfg, model, s, front_host, nodes[front_host.name], workloads)
-    _host_front(cfg, model, s, front_host, workloads + routers)
+    front = _host_front(cfg, model, s, front_host, workloads + routers)
+    _host_front_exporter(model, s, front_host, nodes[front_host.name], front)
     return _host_monitoring(cfg, model, s, mon_host, nodes[mon_host.name], workloads)
 
 
@@ -406,7 +414,7 @@ def _host_routers(
 
 def _host_front(
     cfg: StackConfig, model: Deployment, s: StackSecrets, host: HostSpec, workloads: list[pulumi.Resource]
-) -> None:
+) -> HostNginxFront:
     paths = nginx_render.NginxPaths(upstream_auth=UPSTREAM_AUTH_PATH)
     rendered = nginx_render.render_front(cfg, list(model.front_backends()), paths=paths)
     files = [
@@ -443,7 +451,50 @@ def _host_front(
         tls=cfg.front.tls,
     )
     _set_tls(front, s)
-    HostNginxFront("front", front, pulumi.ResourceOptions(depends_on=workloads))
+    return HostNginxFront("front", front, pulumi.ResourceOptions(depends_on=workloads))
+
+
+def _host_front_exporter(
+    model: Deployment, s: StackSecrets, host: HostSpec, node: SshGpuNode, front: HostNginxFront
+) -> None:
+    """The nginx exporter beside the front (after nginx, which serves its stub_status)."""
+    ex = model.front_exporter
+    assert ex is not None
+    metrics_url = http_url(ex.scrape_target.address, ex.scrape_target.port, D.METRICS_PATH)
+    opts = pulumi.ResourceOptions(depends_on=[front])
+    if ex.unit is not None:
+        unit = _record_file(
+            f"hosts/{host.name}/systemd/{ex.unit}",
+            FileArgs(
+                id="unit",
+                path=f"{D.SYSTEMD_UNIT_DIR}/{ex.unit}",
+                content=front_mon.render_exporter_unit(ex.unit, ex.listen),
+            ),
+        )
+        SystemdNginxExporter(
+            NGINX_EXPORTER_NAME,
+            SystemdNginxExporterArgs(
+                ssh=_ssh(host, s),
+                metrics_url=metrics_url,
+                install=host_commands.install_nginx_exporter(),
+                unit_name=ex.unit,
+                unit=unit,
+            ),
+            opts,
+        )
+        return
+    assert ex.container is not None
+    argv = front_mon.exporter_argv(ex.listen)
+    artifacts.record(f"hosts/{host.name}/containers/{ex.container}.argv", shell_join(argv) + "\n")
+    DockerNginxExporter(
+        NGINX_EXPORTER_NAME,
+        DockerNginxExporterArgs(
+            ssh=_ssh(host, s),
+            metrics_url=metrics_url,
+            container=HostContainerArgs(name=ex.container, image=D.NGINX_EXPORTER_IMAGE, command=argv),
+        ),
+        pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(providers=[node.docker_provider])),
+    )
 
 
 def _front_path(paths: nginx_render.NginxPaths, rel: str) -> str:
@@ -464,7 +515,7 @@ def _host_monitoring(
     workloads: list[pulumi.Resource],
 ) -> tuple[str, str | None]:
     prom = prom_render.render_prometheus_yml(
-        cfg, list(model.scrape_targets()), rule_files=[f"{MONITORING_DIR}/{RULES_FILE}"]
+        cfg, list(model.scrape_targets()), rule_files=[f"{MONITORING_DIR}/{RULES_FILE}"], probes=model.probe_targets()
     )
     rules, grafana_files = _monitoring_files(cfg, model, prom)
     args = HostMonitoringStackArgs(
@@ -485,6 +536,17 @@ def _host_monitoring(
             volumes=[VolumeArgs(host_path=MONITORING_DIR, container_path=MONITORING_DIR, read_only=True)],
         ),
     )
+    if model.tls_probe is not None and model.tls_probe.container is not None:
+        blackbox_yml = front_mon.render_blackbox_yml(cfg)
+        artifacts.record(f"monitoring/{D.BLACKBOX_CONFIG_FILE}", blackbox_yml)
+        blackbox_path = f"{MONITORING_DIR}/{D.BLACKBOX_CONFIG_FILE}"
+        args["files"].append(FileArgs(id="blackbox-yml", path=blackbox_path, content=blackbox_yml))
+        args["blackbox"] = HostContainerArgs(
+            name=model.tls_probe.container,
+            image=D.BLACKBOX_IMAGE,
+            command=front_mon.blackbox_argv(blackbox_path),
+            volumes=[VolumeArgs(host_path=blackbox_path, container_path=blackbox_path, read_only=True)],
+        )
     if grafana_files:
         artifacts.record(
             f"monitoring/grafana/{GRAFANA_PASSWORD_NAME}", SECRET_PLACEHOLDER, D.SECRET_FILE_MODE, secret=True
@@ -630,6 +692,8 @@ def _kubernetes_platform(cfg: StackConfig, model: Deployment, s: StackSecrets) -
     KubernetesNginxFront("front", front, pulumi.ResourceOptions(depends_on=workloads))
     prom = k8s_render.render_prometheus_yml_k8s(cfg)
     rules, grafana_files = _monitoring_files(cfg, model, prom)
+    if model.tls_probe is not None:  # the same text k8s_monitoring puts in the Prometheus ConfigMap
+        artifacts.record(f"monitoring/{D.BLACKBOX_CONFIG_FILE}", front_mon.render_blackbox_yml(cfg))
     mon = KubernetesMonitoringStackArgs(objects=[], prometheus_url=model.prometheus_url)
     if grafana_files:
         mon["grafana_secret"] = _record_k8s(

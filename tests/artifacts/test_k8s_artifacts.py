@@ -160,7 +160,11 @@ def test_in_cluster_prometheus_config_passes_promtool(tmp_path):
     prom = yaml.safe_load(cm["data"]["prometheus.yml"])
     assert prom["rule_files"] == [k8s.PROMETHEUS_RULES_PATH]
     prom["rule_files"] = [str(tmp_path / Path(k8s.PROMETHEUS_RULES_PATH).name)]  # where the pod mounts it
+    probes = [j for j in prom["scrape_configs"] if j["job_name"] == D.JOB_BLACKBOX]
+    assert len(probes) == 1 and "kubernetes_sd_configs" not in probes[0]  # static: the front's Service URL
     for job in prom["scrape_configs"]:
+        if job in probes:
+            continue
         assert job.pop("kubernetes_sd_configs") == [
             {"role": "endpointslice", "namespaces": {"names": [cfg.kubernetes.namespace]}}
         ]

@@ -22,7 +22,7 @@ from tests.support.front import (
     make_pki,
     new_key,
 )
-from tests.support.procs import free_port
+from tests.support.procs import Proc, free_port
 from tests.support.tools import require
 from vllm_stack import defaults as D
 from vllm_stack.endpoints import Backend
@@ -109,3 +109,16 @@ def front_factory(pki) -> Iterator[Callable[..., Front]]:
     for fr in fronts:
         fr.stop()
         shutil.rmtree(fr.root, ignore_errors=True)
+
+
+@pytest.fixture
+def procs() -> Iterator[list[Proc]]:
+    """Processes a test appends here are stopped by pid, last started first, and checked gone."""
+    started: list[Proc] = []
+    try:
+        yield started
+    finally:
+        for p in reversed(started):
+            p.stop()
+        for p in started:
+            assert p.popen.poll() is not None, f"{p.name} (pid {p.pid}) still running"

@@ -12,13 +12,12 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Callable
 
 import httpx
 import pytest
 
 from tests.support.alertmanager import Alertmanager, Webhook, start_alertmanager
-from tests.support.procs import Proc, free_port, wait_port
+from tests.support.procs import Proc, free_port, poll, wait_port
 from tests.support.prometheus import start_prometheus
 from vllm_stack import defaults as D
 from vllm_stack.endpoints import ScrapeTarget
@@ -61,18 +60,6 @@ def _cfg():
     )
 
 
-def _poll(cond: Callable[[], object], timeout: float, what: str, log: Callable[[], str]) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        try:
-            if cond():
-                return time.monotonic() - start
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}\n{log()}")
-
-
 @pytest.fixture
 def webhook():
     w = Webhook()
@@ -80,18 +67,6 @@ def webhook():
         yield w
     finally:
         w.close()
-
-
-@pytest.fixture
-def procs():
-    started: list[Proc] = []
-    try:
-        yield started
-    finally:
-        for p in reversed(started):
-            p.stop()
-        for p in started:
-            assert p.popen.poll() is not None, f"{p.name} (pid {p.pid}) still running"
 
 
 def _alertmanager(tmp: Path, cfg, webhook: Webhook, procs: list[Proc]) -> Alertmanager:
@@ -128,12 +103,12 @@ def test_alert_delivered_then_resolved(tmp_path, webhook, procs):
     def logs() -> str:
         return f"prometheus:\n{prom.proc.tail(15)}\nalertmanager:\n{am.proc.tail(15)}\nwebhook: {webhook.received}"
 
-    _poll(lambda: prom.up(D.JOB_VLLM) == {f"127.0.0.1:{port}": 1.0}, 20, "target up", logs)
+    poll(lambda: prom.up(D.JOB_VLLM) == {f"127.0.0.1:{port}": 1.0}, 20, "target up", logs)
     waiting = int(cfg.monitoring.alerts.queue_waiting) + 5
     t0 = time.monotonic()
     r = httpx.post(f"http://127.0.0.1:{port}/_fake/state", json={"waiting_override": waiting}, timeout=5)
     assert r.status_code == 200
-    _poll(lambda: webhook.notifications(A.QUEUE_DEPTH, "firing"), DELIVER_TIMEOUT, "firing notification", logs)
+    poll(lambda: webhook.notifications(A.QUEUE_DEPTH, "firing"), DELIVER_TIMEOUT, "firing notification", logs)
     t_fire, alert = webhook.notifications(A.QUEUE_DEPTH, "firing")[0]
     firing_at = {a["labels"]["alertname"]: a.get("activeAt") for a in prom.alerts()}
     assert A.QUEUE_DEPTH in firing_at
@@ -148,7 +123,7 @@ def test_alert_delivered_then_resolved(tmp_path, webhook, procs):
     t1 = time.monotonic()
     r = httpx.post(f"http://127.0.0.1:{port}/_fake/state", json={"waiting_override": None}, timeout=5)
     assert r.status_code == 200
-    _poll(lambda: webhook.notifications(A.QUEUE_DEPTH, "resolved"), DELIVER_TIMEOUT, "resolved notification", logs)
+    poll(lambda: webhook.notifications(A.QUEUE_DEPTH, "resolved"), DELIVER_TIMEOUT, "resolved notification", logs)
     t_res, resolved = webhook.notifications(A.QUEUE_DEPTH, "resolved")[0]
     assert resolved["labels"]["instance"] == f"127.0.0.1:{port}" and resolved["endsAt"] > alert["startsAt"]
     print(
@@ -184,7 +159,7 @@ def test_backend_down_inhibits_its_own_queue_alert(tmp_path, webhook, procs):
     def logs() -> str:
         return f"alertmanager:\n{am.proc.tail(15)}\nwebhook: {webhook.received}"
 
-    _poll(
+    poll(
         lambda: webhook.notifications(A.BACKEND_DOWN, "firing") and webhook.notifications(A.QUEUE_DEPTH, "firing"),
         DELIVER_TIMEOUT,
         "both notifications",

@@ -23,7 +23,8 @@ def test_replicas_placed_by_capacity_class(docker_prod):
     units = {r["name"]: r for r in by_type(docker_prod, "vllmstack:index:SystemdVllmServer")}
     assert sorted(units) == ["llama-8b-od-0", "llama-8b-od-1", "llama-8b-spot-0", "llama-8b-spot-1"]
     services = {r["name"] for r in by_type(docker_prod, "command:remote:Command") if r["name"].endswith("-service")}
-    assert services == {f"{n}-service" for n in units}
+    # and the front's nginx exporter unit (systemd runtime)
+    assert services == {f"{n}-service" for n in units} | {"vllm-nginx-exporter-service"}
 
 
 def test_spot_drain_runs_before_the_replica_is_deleted(docker_prod):

@@ -9,7 +9,14 @@ COMPONENT = "vllmstack:index:"
 
 def test_component_tree(dev):
     comps = {r["type"].removeprefix(COMPONENT) for r in dev["resources"] if r["type"].startswith(COMPONENT)}
-    assert comps == {"SshGpuNode", "DockerVllmServer", "HostSpotOnDemandPool", "HostNginxFront", "HostMonitoringStack"}
+    assert comps == {
+        "SshGpuNode",
+        "DockerVllmServer",
+        "HostSpotOnDemandPool",
+        "HostNginxFront",
+        "HostMonitoringStack",
+        "DockerNginxExporter",
+    }
     urns = {r["urn"]: r for r in dev["resources"]}
     server = one(dev, COMPONENT + "DockerVllmServer", "llama-8b-od-0")
     assert urns[server["parent"]]["type"] == COMPONENT + "HostSpotOnDemandPool"

@@ -34,13 +34,19 @@ def _commands(markdown: str) -> list[list[str]]:
 def _created(d: dict) -> dict[str, set[str]]:
     res = d["resources"]
     containers = {r["inputs"]["name"] for r in res if r["type"] == "docker:index/container:Container"}
-    units = {r["inputs"]["unitName"] for r in res if r["type"] == "vllmstack:index:SystemdVllmServer"}
+    units = {
+        r["inputs"]["unitName"]
+        for r in res
+        if r["type"] in ("vllmstack:index:SystemdVllmServer", "vllmstack:index:SystemdNginxExporter")
+    }
     deployments = {r["inputs"]["metadata"]["name"] for r in res if r["type"] == "kubernetes:apps/v1:Deployment"}
     namespaces = {r["inputs"]["metadata"]["name"] for r in res if r["type"] == "kubernetes:core/v1:Namespace"}
     endpoints = set()
     for r in res:
         if r["type"] in ("vllmstack:index:DockerVllmServer", "vllmstack:index:SystemdVllmServer"):
             endpoints.add(f"{r['inputs']['address']}:{int(r['inputs']['port'])}")
+        if r["type"] in ("vllmstack:index:SystemdNginxExporter", "vllmstack:index:DockerNginxExporter"):
+            endpoints.add(r["inputs"]["metricsUrl"].split("//", 1)[1].split("/", 1)[0])
     return {
         "container": containers,
         "unit": units,

@@ -68,8 +68,8 @@ class Pki:
     key: Path
 
 
-def make_pki(d: Path) -> Pki:
-    """Test CA + server certificate with `openssl req -x509` / `openssl x509 -req`."""
+def make_pki(d: Path, *, days: int = 2) -> Pki:
+    """Test CA + server certificate with `openssl req -x509` / `openssl x509 -req`, valid `days`."""
     d.mkdir(parents=True, exist_ok=True)
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
 
@@ -85,7 +85,7 @@ def make_pki(d: Path) -> Pki:
         "-out",
         str(d / "ca.pem"),
         "-days",
-        "2",
+        str(days),
         "-subj",
         "/CN=vllm-stack test CA",
         "-addext",
@@ -112,7 +112,7 @@ def make_pki(d: Path) -> Pki:
         "-out",
         str(d / "server.pem"),
         "-days",
-        "2",
+        str(days),
         "-extfile",
         str(d / "server.ext"),
     )
@@ -246,7 +246,7 @@ def launch_front(
     root = front_root(root, prefix=prefix)
     keys = list(keys)
     paths = NginxPaths.under(root, upstream_auth=backend_key is not None)
-    listen = FrontListen(bind="127.0.0.1", http_port=free_port(), https_port=free_port())
+    listen = FrontListen(bind="127.0.0.1", http_port=free_port(), https_port=free_port(), status_port=free_port())
     files = render_front(cfg, list(backends), paths=paths, listen=listen, user=None)
     for name, text in files.items():
         (root / name).write_text(text)

@@ -13,7 +13,7 @@ import subprocess
 import time
 from contextlib import closing
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 
 def free_port() -> int:
@@ -35,6 +35,23 @@ def wait_port(port: int, timeout: float, host: str = "127.0.0.1", proc: "Proc | 
         except OSError:
             time.sleep(0.1)
     raise TimeoutError(f"nothing listened on {host}:{port} within {timeout}s" + (f"\n{proc.tail()}" if proc else ""))
+
+
+def poll(cond: Callable[[], object], timeout: float, what: str, log: Callable[[], str], interval: float = 0.1) -> float:
+    """Seconds until `cond()` is truthy (an HTTP error counts as not yet); fails the test with
+    `log()` after `timeout`."""
+    import httpx
+    import pytest
+
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        try:
+            if cond():
+                return time.monotonic() - start
+        except httpx.HTTPError:
+            pass
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}\n{log()}")
 
 
 class Proc:

@@ -111,6 +111,8 @@ def missing_reason(tool_name: str) -> str | None:
         "prometheus",
         "amtool",
         "alertmanager",
+        "prometheus-nginx-exporter",
+        "prometheus-blackbox-exporter",
         "systemd-analyze",
         "shellcheck",
         "kubernetes-validate",
@@ -254,6 +256,12 @@ def systemd_verify(unit_path: str | os.PathLike, timeout: float = 60) -> ToolRes
     return ToolResult(ok=ok, rc=rc, output=output, argv=argv)
 
 
+def blackbox_check_config(path: str | os.PathLike, timeout: float = 60) -> ToolResult:
+    """`prometheus-blackbox-exporter --config.check --config.file=FILE` (Debian): parses the modules, then exits."""
+    exe = _native("prometheus-blackbox-exporter") or "prometheus-blackbox-exporter"
+    return _simple([exe, "--config.check", f"--config.file={_abs(path)}"], timeout=timeout)
+
+
 def shellcheck(path: str | os.PathLike, timeout: float = 60) -> ToolResult:
     """`shellcheck -f gcc FILE` (all severities: notes such as SC2086 fail too)."""
     return _simple([_native("shellcheck") or "shellcheck", "-f", "gcc", _abs(path)], timeout=timeout)
@@ -348,6 +356,7 @@ __all__ = [
     "promtool_check_rules",
     "promtool_test_rules",
     "amtool_check_config",
+    "blackbox_check_config",
     "require",
     "shellcheck",
     "systemd_verify",

@@ -94,9 +94,25 @@ def test_model_names_every_server_and_url(path):
             assert s.container == f"vllm-{s.name}" and s.unit is None
     if cfg.platform != "kubernetes":
         assert d.prometheus_url == "http://127.0.0.1:9090"  # where Prometheus listens (issue 13 defect)
-        assert len(d.scrape_targets()) == len(d.servers) + len(cfg.hosts)
+        # every replica, every host's DCGM exporter, and the front's nginx exporter
+        assert len(d.scrape_targets()) == len(d.servers) + len(cfg.hosts) + 1
+        ex = d.front_exporter
+        assert ex is not None and ex.host == d.front_host and ex.scrape_target.job == "nginx"
+        if cfg.host_runtime == "systemd":
+            assert ex.unit == "vllm-nginx-exporter.service" and ex.container is None
+        else:
+            assert ex.container == "vllm-nginx-exporter" and ex.unit is None
+        # Prometheus on the front host (the shipped stacks): the exporter stays on loopback
+        assert d.monitoring_host == d.front_host and ex.listen == "127.0.0.1:9113"
+        if cfg.front.tls != "none":
+            assert d.probe_targets() == ("https://127.0.0.1/health",)
+            assert d.tls_probe is not None and d.tls_probe.container == "vllm-blackbox-exporter"
     else:
         assert d.grafana_url is None or d.grafana_url.startswith("http://vllm-stack-grafana.")
+        assert d.front_exporter is not None and d.front_exporter.sidecar == "nginx-exporter"
+        assert d.front_exporter.scrape_target.address == f"vllm-stack-front-metrics.{cfg.kubernetes.namespace}.svc"
+        if cfg.front.tls != "none" and not cfg.monitoring.prometheus_operator:
+            assert d.probe_targets() == (f"https://vllm-stack-front.{cfg.kubernetes.namespace}.svc/health",)
         # the model Secret holds the API key, and the HF token exactly when the stack sets one
         in_model_secret = {r.key: r.env for r in d.secrets if r.k8s_secret == M.MODEL_SECRET}
         assert in_model_secret == {

@@ -602,7 +602,7 @@ def test_own_prometheus_and_grafana(prod, prod_objs):
     assert container(prom)["image"] == D.PROMETHEUS_IMAGE
     assert get(prod_objs, "Service", "vllm-stack-prometheus")["spec"]["type"] == "ClusterIP"
     cm = get(prod_objs, "ConfigMap", "vllm-stack-prometheus-config")
-    assert set(cm["data"]) == {"prometheus.yml", "vllm-alerts.yml"}
+    assert set(cm["data"]) == {"prometheus.yml", "vllm-alerts.yml", D.BLACKBOX_CONFIG_FILE}  # TLS front: probed
     assert k8s.PROMETHEUS_RULES_PATH in yaml.safe_load(cm["data"]["prometheus.yml"])["rule_files"]
     assert not kinds(prod_objs, "PrometheusRule") and not kinds(prod_objs, "ServiceMonitor")
     g = get(prod_objs, "Deployment", "vllm-stack-grafana")
@@ -630,7 +630,7 @@ def test_prometheus_operator_mode(prod):
     assert rule["spec"]["groups"] == yaml.safe_load(rules_yml(cfg))["groups"]
     sms = kinds(objs, "ServiceMonitor")
     assert sorted(s["metadata"]["name"] for s in sms) == sorted(
-        [m.name for m in cfg.models] + ["vllm-stack-dcgm-exporter"]
+        [m.name for m in cfg.models] + ["vllm-stack-dcgm-exporter", "vllm-stack-front-metrics"]
     )
     for m in cfg.models:
         sm = get(objs, "ServiceMonitor", m.name)
@@ -652,7 +652,7 @@ def test_prometheus_operator_mode(prod):
 
 def test_kubernetes_scrape_configs_label_like_the_docker_platform(prod):
     jobs = {j["job_name"]: j for j in k8s.kubernetes_scrape_configs(prod)}
-    assert set(jobs) == {D.JOB_VLLM, D.JOB_DCGM}
+    assert set(jobs) == {D.JOB_VLLM, D.JOB_DCGM, D.JOB_NGINX, D.JOB_BLACKBOX}
     v = jobs[D.JOB_VLLM]
     assert v["kubernetes_sd_configs"] == [
         {"role": "endpointslice", "namespaces": {"names": [prod.kubernetes.namespace]}}

@@ -63,7 +63,16 @@ DCGM_METRICS = {
     "DCGM_FI_DEV_GPU_UTIL",
     "DCGM_FI_DEV_XID_ERRORS",
 }
-ALLOWED_METRICS = VLLM_033_METRICS | DCGM_METRICS | {"up"}
+#: The front's signals (render/front_monitoring.py): nginx-prometheus-exporter's, blackbox_exporter's, and
+#: vLLM's FastAPI instrumentation (tests/e2e/test_front_observed_e2e.py reads the first two from the real tools).
+FRONT_METRICS = {
+    D.METRIC_NGINX_UP,
+    D.METRIC_NGINX_REQUESTS,
+    D.METRIC_PROBE_SUCCESS,
+    D.METRIC_SSL_EARLIEST_EXPIRY,
+    D.METRIC_HTTP_REQUESTS,
+}
+ALLOWED_METRICS = VLLM_033_METRICS | DCGM_METRICS | FRONT_METRICS | {"up"}
 REMOVED_NAMES = ("gpu_cache_usage_perc", "time_per_output_token", "avg_generation_throughput")
 
 HOST = {"name": "gpu-1", "address": "10.0.0.10", "gpu": "L40S"}

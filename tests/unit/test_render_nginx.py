@@ -225,7 +225,8 @@ def test_tls_server_settings(prod):
     assert directive(conf, "ssl_certificate") == [NginxPaths().cert]
     assert directive(conf, "ssl_certificate_key") == [NginxPaths().key]
     assert directive(conf, "server_name") == ["localhost", "localhost"]
-    assert directive(conf, "listen") == [str(D.HTTP_PORT), f"{D.HTTPS_PORT} ssl"]
+    # the stub_status listener (loopback only) comes first, then the public ones
+    assert directive(conf, "listen") == [f"{D.LOOPBACK}:{D.NGINX_STATUS_PORT}", str(D.HTTP_PORT), f"{D.HTTPS_PORT} ssl"]
 
 
 def test_http_redirects_to_https_with_port_only_when_not_443(prod):
@@ -237,7 +238,11 @@ def test_http_redirects_to_https_with_port_only_when_not_443(prod):
     )
     conf = files["nginx.conf"]
     assert "return 301 https://$host:18443$request_uri;" in conf
-    assert directive(conf, "listen") == ["127.0.0.1:18080", "127.0.0.1:18443 ssl"]
+    assert directive(conf, "listen") == [
+        f"{D.LOOPBACK}:{D.NGINX_STATUS_PORT}",
+        "127.0.0.1:18080",
+        "127.0.0.1:18443 ssl",
+    ]
     assert set(directive(conf, "server_name")) == {"llm.example.com"}
 
 
@@ -246,7 +251,7 @@ def test_tls_none_serves_plain_http_without_redirect():
     conf = files["nginx.conf"]
     assert "ssl" not in conf.replace("ssl_", "")
     assert "ssl_" not in conf and "301" not in conf
-    assert directive(conf, "listen") == [str(D.HTTP_PORT)]
+    assert directive(conf, "listen") == [f"{D.LOOPBACK}:{D.NGINX_STATUS_PORT}", str(D.HTTP_PORT)]
     assert "proxy_pass http://vllm_alpha/v1/;" in conf
 
 

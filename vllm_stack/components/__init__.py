@@ -1,7 +1,8 @@
 """Pulumi components for self-hosted vLLM, one class per platform variant.
 
 SSH hosts (`host`): SshGpuNode, DockerVllmServer, SystemdVllmServer, HostSpotOnDemandPool,
-HostNginxFront, HostMonitoringStack, SystemdVllmRouter, DockerVllmRouter. Kubernetes (`kubernetes`): KubernetesGpuNode,
+HostNginxFront, HostMonitoringStack, SystemdVllmRouter, DockerVllmRouter, SystemdNginxExporter,
+DockerNginxExporter. Kubernetes (`kubernetes`): KubernetesGpuNode,
 KubernetesVllmServer, KubernetesSpotOnDemandPool, KubernetesNginxFront, KubernetesMonitoringStack,
 KubernetesVllmRouter.
 They share the pure renderers of `vllm_stack.render` and take no stack config: `vllm_stack.stack`
@@ -10,12 +11,14 @@ programs in other languages (`pulumi package add`).
 """
 
 from .host import (
+    DockerNginxExporter,
     DockerVllmRouter,
     DockerVllmServer,
     HostMonitoringStack,
     HostNginxFront,
     HostSpotOnDemandPool,
     SshGpuNode,
+    SystemdNginxExporter,
     SystemdVllmRouter,
     SystemdVllmServer,
 )
@@ -44,10 +47,13 @@ COMPONENTS = [
     SystemdVllmRouter,
     DockerVllmRouter,
     KubernetesVllmRouter,
+    SystemdNginxExporter,
+    DockerNginxExporter,
 ]
 
 __all__ = [
     "COMPONENTS",
+    "DockerNginxExporter",
     "DockerVllmRouter",
     "DockerVllmServer",
     "HostMonitoringStack",
@@ -60,6 +66,7 @@ __all__ = [
     "KubernetesVllmRouter",
     "KubernetesVllmServer",
     "SshGpuNode",
+    "SystemdNginxExporter",
     "SystemdVllmRouter",
     "SystemdVllmServer",
 ]

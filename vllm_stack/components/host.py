@@ -54,6 +54,46 @@ def _push(
     )
 
 
+def _installed_unit(owner: Component, name: str, ssh: SshArgs, install: str, unit_name: str, unit: FileArgs) -> None:
+    """Run `install` (re-run when it changes), push the unit file, enable and (re)start the unit."""
+    conn = connection(ssh)
+    installed = remote.Command(
+        f"{name}-install",
+        connection=conn,
+        create=install,
+        update=install,
+        triggers=[content_hash(install)],
+        opts=owner.child(),
+    )
+    pushed = _push(owner, name, conn, unit, [installed])
+    start = host_commands.start_unit(unit_name)
+    remote.Command(
+        f"{name}-service",
+        connection=conn,
+        create=start,
+        update=start,
+        delete=host_commands.stop_unit(unit_name),
+        triggers=[content_hash(unit["content"])],
+        opts=owner.child(depends_on=[pushed]),
+    )
+
+
+def _pinned_container(owner: Component, name: str, spec: HostContainerArgs, depends_on: list[pulumi.Resource]) -> None:
+    """A long-running container from a pinned image (pulled as a RemoteImage), on the host network."""
+    image = docker.RemoteImage(f"{name}-image", name=spec["image"], keep_locally=True, opts=owner.child())
+    docker.Container(
+        name,
+        name=spec["name"],
+        image=image.repo_digest,
+        network_mode="host",
+        command=spec.get("command"),
+        envs=[f"{k}={v}" for k, v in sorted(spec.get("env", {}).items())] or None,
+        volumes=_volumes(spec.get("volumes", [])),
+        restart="always",
+        opts=owner.child(depends_on=list(depends_on)),
+    )
+
+
 # --- GPU host ------------------------------------------------------------------------------
 
 
@@ -393,6 +433,8 @@ class HostMonitoringStackArgs(MonitoringArgs):
     """Where Alertmanager's container reads alertmanager.yml (0600, the image's user)."""
     alertmanager_config: NotRequired[pulumi.Input[str]]
     """alertmanager.yml rendered with the receivers' URLs and keys (secret)."""
+    blackbox: NotRequired[HostContainerArgs]
+    """The blackbox exporter probing the front's certificate (its blackbox.yml is one of `files`)."""
 
 
 class HostMonitoringStack(Monitoring):
@@ -403,6 +445,9 @@ class HostMonitoringStack(Monitoring):
         conn = connection(args["ssh"])
         files: list[pulumi.Resource] = [_push(self, name, conn, f) for f in args["files"]]
         self._container(name, args["prometheus"], "prometheus", files)
+        blackbox = args.get("blackbox")
+        if blackbox is not None:
+            self._container(name, blackbox, "blackbox", files)
         alertmanager, am_config = args.get("alertmanager"), args.get("alertmanager_config")
         if alertmanager is not None and am_config is not None and "alertmanager_config_path" in args:
             am_file = remote_file(
@@ -439,18 +484,7 @@ class HostMonitoringStack(Monitoring):
         self.publish_urls(args)
 
     def _container(self, name: str, spec: HostContainerArgs, role: str, files: list[pulumi.Resource]) -> None:
-        image = docker.RemoteImage(f"{name}-{role}-image", name=spec["image"], keep_locally=True, opts=self.child())
-        docker.Container(
-            f"{name}-{role}",
-            name=spec["name"],
-            image=image.repo_digest,
-            network_mode="host",
-            command=spec.get("command"),
-            envs=[f"{k}={v}" for k, v in sorted(spec.get("env", {}).items())] or None,
-            volumes=_volumes(spec.get("volumes", [])),
-            restart="always",
-            opts=self.child(depends_on=list(files)),
-        )
+        _pinned_container(self, f"{name}-{role}", spec, files)
 
 
 # --- routing tier --------------------------------------------------------------------------
@@ -480,26 +514,7 @@ class SystemdVllmRouter(Component):
 
     def __init__(self, name: str, args: SystemdVllmRouterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(name, args, opts)
-        conn = connection(args["ssh"])
-        install = remote.Command(
-            f"{name}-install",
-            connection=conn,
-            create=args["install"],
-            update=args["install"],
-            triggers=[content_hash(args["install"])],
-            opts=self.child(),
-        )
-        unit = _push(self, name, conn, args["unit"], [install])
-        start = host_commands.start_unit(args["unit_name"])
-        remote.Command(
-            f"{name}-service",
-            connection=conn,
-            create=start,
-            update=start,
-            delete=host_commands.stop_unit(args["unit_name"]),
-            triggers=[content_hash(args["unit"]["content"])],
-            opts=self.child(depends_on=[unit]),
-        )
+        _installed_unit(self, name, args["ssh"], args["install"], args["unit_name"], args["unit"])
         self.publish(url=args["url"], unit_name=args["unit_name"])
 
 
@@ -528,3 +543,51 @@ class DockerVllmRouter(Component):
             opts=self.child(),
         )
         self.publish(url=args["url"], container_name=spec["name"])
+
+
+# --- the front's exporter -------------------------------------------------------------------
+
+
+class _NginxExporterArgs(TypedDict):
+    ssh: SshArgs
+    """The front host (the exporter reads nginx's stub_status on its loopback)."""
+    metrics_url: str
+    """Where Prometheus scrapes the exporter."""
+
+
+class SystemdNginxExporterArgs(_NginxExporterArgs):
+    install: str
+    """`host_commands.install_nginx_exporter()`: Debian's package, its own unit disabled."""
+    unit_name: str
+    unit: FileArgs
+    """`front_monitoring.render_exporter_unit(...)`."""
+
+
+class SystemdNginxExporter(Component):
+    """nginx-prometheus-exporter on a systemd front host: Debian's binary under a sandboxed unit."""
+
+    metrics_url: pulumi.Output[str]
+    unit_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: SystemdNginxExporterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(name, args, opts)
+        _installed_unit(self, name, args["ssh"], args["install"], args["unit_name"], args["unit"])
+        self.publish(metrics_url=args["metrics_url"], unit_name=args["unit_name"])
+
+
+class DockerNginxExporterArgs(_NginxExporterArgs):
+    container: HostContainerArgs
+    """Name, pinned image (`D.NGINX_EXPORTER_IMAGE`) and `front_monitoring.exporter_argv(...)`; host network."""
+
+
+class DockerNginxExporter(Component):
+    """nginx-prometheus-exporter as a container on the front host's docker engine (host network).
+    Pass the front host's docker provider in `opts.providers`."""
+
+    metrics_url: pulumi.Output[str]
+    container_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: DockerNginxExporterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(name, args, opts)
+        _pinned_container(self, f"{name}-container", args["container"], [])
+        self.publish(metrics_url=args["metrics_url"], container_name=args["container"]["name"])

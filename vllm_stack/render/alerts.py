@@ -32,6 +32,12 @@ ERROR_RATE = "VllmErrorRate"
 HIGH_ITL_P95 = "VllmHighItlP95"
 HIGH_E2E_P95 = "VllmHighE2eLatencyP95"
 HIGH_QUEUE_TIME_P95 = "VllmHighQueueTimeP95"
+# The front (render/front_monitoring.py says where each signal comes from).
+FRONT_NGINX_DOWN = "FrontNginxDown"
+FRONT_REQUEST_RATE = "FrontRequestRateAbovePlan"
+HTTP_5XX_RATIO = "VllmHttp5xxRatio"
+FRONT_PROBE_FAILED = "FrontProbeFailed"
+FRONT_CERT_EXPIRY = "FrontCertificateExpiresSoon"
 
 ALERT_NAMES = (
     QUEUE_DEPTH,
@@ -46,6 +52,11 @@ ALERT_NAMES = (
     HIGH_ITL_P95,
     HIGH_E2E_P95,
     HIGH_QUEUE_TIME_P95,
+    FRONT_NGINX_DOWN,
+    FRONT_REQUEST_RATE,
+    HTTP_5XX_RATIO,
+    FRONT_PROBE_FAILED,
+    FRONT_CERT_EXPIRY,
 )
 #: The p95 latency alerts besides TTFT: (alert, histogram, AlertSpec threshold field, what it measures).
 LATENCY_ALERTS = (
@@ -68,6 +79,11 @@ THRESHOLD_FIELD: dict[str, str | None] = {
     HIGH_ITL_P95: "itl_p95_seconds",
     HIGH_E2E_P95: "e2e_p95_seconds",
     HIGH_QUEUE_TIME_P95: "queue_time_p95_seconds",
+    FRONT_NGINX_DOWN: None,
+    FRONT_REQUEST_RATE: "front_rate_factor",
+    HTTP_5XX_RATIO: "http_5xx_ratio",
+    FRONT_PROBE_FAILED: None,
+    FRONT_CERT_EXPIRY: "tls_expiry_days",
 }
 FOR_FIELD: dict[str, str] = {
     QUEUE_DEPTH: "queue_for",
@@ -82,6 +98,11 @@ FOR_FIELD: dict[str, str] = {
     HIGH_ITL_P95: "itl_for",
     HIGH_E2E_P95: "e2e_for",
     HIGH_QUEUE_TIME_P95: "queue_time_for",
+    FRONT_NGINX_DOWN: "backend_down_for",
+    FRONT_REQUEST_RATE: "front_rate_for",
+    HTTP_5XX_RATIO: "http_5xx_for",
+    FRONT_PROBE_FAILED: "backend_down_for",
+    FRONT_CERT_EXPIRY: "tls_expiry_for",
 }
 
 
@@ -178,6 +199,34 @@ def error_share_expr(window: str = D.ALERT_RATE_WINDOW) -> str:
 
 def vram_share_expr() -> str:
     return f"{D.DCGM_FB_USED} / ({D.DCGM_FB_USED} + {D.DCGM_FB_FREE})"
+
+
+def planned_peak_rps(cfg: StackConfig) -> float:
+    """The request rate the replicas are sized for: every model's peakRps plus its buffer."""
+    return sum(m.load.peak_rps * (1 + m.load.buffer_pct / 100) for m in cfg.models)
+
+
+def front_rate_expr(window: str = D.ALERT_RATE_WINDOW) -> str:
+    return f"sum by (job) (rate({_sel(D.METRIC_NGINX_REQUESTS, job=_eq(D.JOB_NGINX))}[{window}]))"
+
+
+def http_5xx_share_expr(window: str = D.ALERT_RATE_WINDOW) -> str:
+    """vLLM's 5xx responses over all its responses, per model (the scrape label: the metric has no model_name)."""
+    every = _sel(D.METRIC_HTTP_REQUESTS, job=_eq(D.JOB_VLLM))
+    failed = _sel(D.METRIC_HTTP_REQUESTS, job=_eq(D.JOB_VLLM), **{D.LABEL_HTTP_STATUS: _eq(D.HTTP_5XX)})
+    by = f"sum by ({D.SCRAPE_LABEL_MODEL})"
+    total = f"{by} (rate({every}[{window}]))"
+    # a model with traffic but no 5xx yet has no 5xx series: `or 0 * total` makes its share 0, not absent
+    return f"({by} (rate({failed}[{window}])) or 0 * {total}) / {total}"
+
+
+def nginx_down_expr() -> str:
+    """The exporter unreachable, or reachable but unable to read stub_status (nginx down)."""
+    return f"{_sel('up', job=_eq(D.JOB_NGINX))} == 0 or {_sel(D.METRIC_NGINX_UP, job=_eq(D.JOB_NGINX))} == 0"
+
+
+def cert_days_left_expr() -> str:
+    return f"({_sel(D.METRIC_SSL_EARLIEST_EXPIRY, job=_eq(D.JOB_BLACKBOX))} - time()) / 86400"
 
 
 def up_vllm() -> str:
@@ -319,6 +368,60 @@ def alert_rules(cfg: StackConfig, *, for_override: str | None = None) -> list[Al
                 t,
             )
         )
+    peak = planned_peak_rps(cfg) * a.front_rate_factor
+    rules += [
+        AlertRule(
+            FRONT_NGINX_DOWN,
+            nginx_down_expr(),
+            f("backend_down_for"),
+            D.SEVERITY_CRITICAL,
+            f"The front's nginx is not observed on {host}",
+            f"The nginx exporter {inst} is not scraped or cannot read nginx's stub_status for "
+            f"{f('backend_down_for')}: nginx is down, or its exporter is; clients may get no answer.",
+        ),
+        AlertRule(
+            FRONT_REQUEST_RATE,
+            f"{front_rate_expr()} > {num(peak)}",
+            f("front_rate_for"),
+            D.SEVERITY_WARNING,
+            "Front request rate above the planned peak",
+            f"The front's nginx (job {{{{ $labels.job }}}}) reads {v('%.1f')} requests/s over {w} (every request, rejected ones too; the plan's peak "
+            f"with buffer x {num(a.front_rate_factor)} is {num(peak)}/s) for more than {f('front_rate_for')}: "
+            f"raise models[].load.peakRps and re-plan, or scale out.",
+            a.front_rate_factor,
+        ),
+        AlertRule(
+            HTTP_5XX_RATIO,
+            f"{http_5xx_share_expr()} > {num(a.http_5xx_ratio)}",
+            f("http_5xx_for"),
+            D.SEVERITY_CRITICAL,
+            f"vLLM answers 5xx for model {model}",
+            f"{v('%.3f')} of vLLM's HTTP responses for {model} were 5xx over {w} (threshold "
+            f"{num(a.http_5xx_ratio)}) for more than {f('http_5xx_for')}. Counted by vLLM: the front's own "
+            f"502/503/504 (no backend) are VllmNoHealthyBackend's.",
+            a.http_5xx_ratio,
+        ),
+        AlertRule(
+            FRONT_PROBE_FAILED,
+            f"{_sel(D.METRIC_PROBE_SUCCESS, job=_eq(D.JOB_BLACKBOX))} == 0",
+            f("backend_down_for"),
+            D.SEVERITY_CRITICAL,
+            f"HTTPS probe of the front fails: {inst}",
+            f"The blackbox exporter cannot get a 200 over TLS from {inst} for {f('backend_down_for')}: "
+            f"the front is down, unreachable, or its certificate/handshake is broken.",
+        ),
+        AlertRule(
+            FRONT_CERT_EXPIRY,
+            f"{cert_days_left_expr()} < {num(a.tls_expiry_days)}",
+            f("tls_expiry_for"),
+            D.SEVERITY_WARNING,
+            f"The front's TLS certificate expires soon: {inst}",
+            f"The certificate {inst} serves expires in {v('%.1f')} days (threshold {num(a.tls_expiry_days)} "
+            f"days): renew it (front.tls provided: new tlsCertificate/tlsPrivateKey; selfSigned: replace "
+            f"the certificate resource) and redeploy.",
+            a.tls_expiry_days,
+        ),
+    ]
     assert tuple(r.name for r in rules) == ALERT_NAMES
     return rules
 
@@ -674,28 +777,175 @@ def _cases(cfg: StackConfig, rules: dict[str, AlertRule], step: int, n: int) -> 
             )
         return out
 
+    r = rules[ERROR_RATE]
+    cases.append(_share_case(r, e, per_step, error_series, sev(r, {D.LABEL_VLLM_MODEL_NAME: model}), step, "failed"))
+    cases += _front_cases(cfg, rules, step, n)
+    order = {name: i for i, name in enumerate(ALERT_NAMES)}
+    return sorted(cases, key=lambda c: order[c.rule.name])
+
+
+def _share_case(
+    r: AlertRule,
+    e: float,
+    per_step: int,
+    series: Callable[[int], list[dict[str, str]]],
+    labels: dict[str, str],
+    step: int,
+    what: str,
+) -> _Case:
+    """A share alert (`e` of `per_step` per step): `series(k)` has k of them per step. Fires at
+    1.5 e (or halfway to 1) rounded off any printing edge; stays quiet at e / 2."""
     failed_hi = math.floor(per_step * min(e * 1.5, e + (1 - e) / 2))
     while failed_hi / per_step <= e and failed_hi < per_step:
         failed_hi += 1
-    while not _robust(failed_hi / per_step, _printed_digits(rules[ERROR_RATE].description)) and failed_hi < per_step:
+    while not _robust(failed_hi / per_step, _printed_digits(r.description)) and failed_hi < per_step:
         failed_hi += 1
     failed_lo = math.floor(per_step * e / 2)
-    r = rules[ERROR_RATE]
-    fires = failed_hi / per_step > e
+    fires = failed_hi / per_step > e  # a share of 1.0 can never be exceeded
+    return _Case(
+        r,
+        series(failed_hi) if fires else [],
+        [labels] if fires else [],
+        [failed_hi / per_step],
+        series(failed_lo),
+        f"{failed_lo}/{per_step} {what}",
+        lead=step,
+        fire_note=f"{failed_hi}/{per_step} {what}",
+    )
+
+
+def _front_cases(cfg: StackConfig, rules: dict[str, AlertRule], step: int, n: int) -> list[_Case]:
+    """The front's alerts: nginx exporter, request rate, vLLM's 5xx share, the blackbox probe."""
+    a = cfg.monitoring.alerts
+    model = cfg.models[0].name
+    front_host = "gpu-1"
+    nginx_labels = {
+        "job": D.JOB_NGINX,
+        "instance": f"10.0.0.1:{D.NGINX_EXPORTER_PORT}",
+        D.SCRAPE_LABEL_HOST: front_host,
+    }
+    probe_labels = {"job": D.JOB_BLACKBOX, "instance": f"https://10.0.0.1{D.HEALTH_PATH}"}
+
+    def sev(r: AlertRule, labels: dict[str, str]) -> dict[str, str]:
+        return {**labels, "severity": r.severity}
+
+    cases: list[_Case] = []
+    # nginx down: the exporter up but nginx_up 0 fires; so does the exporter itself down (no nginx_up).
+    r = rules[FRONT_NGINX_DOWN]
     cases.append(
         _Case(
             r,
-            error_series(failed_hi) if fires else [],
-            [sev(r, {D.LABEL_VLLM_MODEL_NAME: model})] if fires else [],
-            [failed_hi / per_step],
-            error_series(failed_lo),
-            f"{failed_lo}/{per_step} failed",
-            lead=step,
-            fire_note=f"{failed_hi}/{per_step} failed",
+            [
+                _series("up", nginx_labels, _notation(1, 0, n)),
+                _series(D.METRIC_NGINX_UP, nginx_labels, _notation(0, 0, n)),
+            ],
+            [sev(r, nginx_labels)],
+            [0.0],
+            [
+                _series("up", nginx_labels, _notation(1, 0, n)),
+                _series(D.METRIC_NGINX_UP, nginx_labels, _notation(1, 0, n)),
+            ],
+            "exporter up, nginx_up 1",
+            fire_note="stub_status unreadable (nginx_up 0)",
+            more_fires=[
+                (
+                    "exporter not scraped",
+                    [_series("up", nginx_labels, _notation(0, 0, n))],
+                    [sev(r, nginx_labels)],
+                    [0.0],
+                )
+            ],
         )
     )
-    order = {name: i for i, name in enumerate(ALERT_NAMES)}
-    return sorted(cases, key=lambda c: order[c.rule.name])
+
+    # Request rate: a counter growing 1.5x the (factor x planned) peak fires; half of it stays quiet.
+    # A counter from 0 has no extrapolation before its first sample, so rate() ramps up linearly
+    # over the first window (as increase() in the preemptions case); the alert is pending from the
+    # first sample whose rate is above the threshold.
+    r = rules[FRONT_REQUEST_RATE]
+    peak = planned_peak_rps(cfg) * a.front_rate_factor
+    hi = _nudge(float(num(round(peak * 1.5, 6))), _printed_digits(r.description))
+    per_window = max(1, duration_seconds(D.ALERT_RATE_WINDOW) // step)
+    first = next(i for i in range(1, n) if hi * min(i, per_window) / per_window > peak)
+    cases.append(
+        _Case(
+            r,
+            [_series(D.METRIC_NGINX_REQUESTS, nginx_labels, _notation(0, hi * step, n))],
+            [sev(r, {"job": D.JOB_NGINX})],
+            [hi],
+            [_series(D.METRIC_NGINX_REQUESTS, nginx_labels, _notation(0, peak / 2 * step, n))],
+            f"{num(round(peak / 2, 6))} requests/s",
+            lead=first * step,
+            fire_note=f"{num(hi)} requests/s",
+        )
+    )
+
+    # vLLM's 5xx share: as the error rate, over http_requests_total's grouped statuses.
+    r = rules[HTTP_5XX_RATIO]
+    e = a.http_5xx_ratio
+    per_step = 1000
+    http_labels = {
+        "job": D.JOB_VLLM,
+        "instance": f"10.0.0.1:{D.VLLM_PORT}",
+        D.SCRAPE_LABEL_MODEL: model,
+        D.SCRAPE_LABEL_CAPACITY: "onDemand",
+        D.SCRAPE_LABEL_HOST: front_host,
+        "handler": "/v1/chat/completions",
+        "method": "POST",
+    }
+
+    def http_series(failed: int) -> list[dict[str, str]]:
+        rejected = (per_step - failed) // 20
+        out = []
+        for status, count in (("2xx", per_step - failed - rejected), ("4xx", rejected), (D.HTTP_5XX, failed)):
+            out.append(
+                _series(D.METRIC_HTTP_REQUESTS, {**http_labels, D.LABEL_HTTP_STATUS: status}, _notation(0, count, n))
+            )
+        return out
+
+    cases.append(_share_case(r, e, per_step, http_series, sev(r, {D.SCRAPE_LABEL_MODEL: model}), step, D.HTTP_5XX))
+
+    # Probe failing fires; a succeeding probe stays quiet.
+    r = rules[FRONT_PROBE_FAILED]
+    cases.append(
+        _Case(
+            r,
+            [_series(D.METRIC_PROBE_SUCCESS, probe_labels, _notation(0, 0, n))],
+            [sev(r, probe_labels)],
+            [0.0],
+            [_series(D.METRIC_PROBE_SUCCESS, probe_labels, _notation(1, 0, n))],
+            "probe succeeds",
+            fire_note="probe_success 0",
+        )
+    )
+
+    # Certificate expiry: notAfter at 0.7 x the threshold (in days) fires; 1.4 x (plus the test's
+    # horizon, so it never drifts under) stays quiet. $value is days left at the evaluation time.
+    r = rules[FRONT_CERT_EXPIRY]
+    days = float(a.tls_expiry_days)
+    digits = _printed_digits(r.description)
+    horizon_s = n * step
+    expiry_hi = math.floor(days * 0.7 * 86400)
+
+    def days_left(i: int, expiry: float) -> float:
+        return (expiry - i * step) / 86400
+
+    while not all(_robust(days_left(i, expiry_hi), digits) for i in range(n + 1)):
+        expiry_hi += 7
+    expiry_lo = math.ceil(days * 1.4 * 86400) + horizon_s
+    cases.append(
+        _Case(
+            r,
+            [_series(D.METRIC_SSL_EARLIEST_EXPIRY, probe_labels, _notation(expiry_hi, 0, n))],
+            [sev(r, probe_labels)],
+            [],
+            [_series(D.METRIC_SSL_EARLIEST_EXPIRY, probe_labels, _notation(expiry_lo, 0, n))],
+            f"{num(round(expiry_lo / 86400, 2))} days left",
+            fire_note=f"{num(round(expiry_hi / 86400, 2))} days left",
+            value_at=lambda i: days_left(i, expiry_hi),
+        )
+    )
+    return cases
 
 
 def promtool_tests_doc(

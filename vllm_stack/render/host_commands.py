@@ -74,6 +74,17 @@ def install_router(install_dir: str, version: str) -> str:
     )
 
 
+def install_nginx_exporter() -> str:
+    """Debian's nginx exporter on a systemd front host, with the package's own unit (all interfaces,
+    :9113) disabled: the stack's unit (`front_monitoring.render_exporter_unit`) binds where it should."""
+    pkg = D.NGINX_EXPORTER_DEBIAN_PACKAGE
+    return (
+        f"(command -v {sh_join([D.NGINX_EXPORTER_DEBIAN_BIN])} >/dev/null || "
+        f"({_and(['sudo', 'apt-get', 'update'], ['sudo', 'apt-get', 'install', '-y', '--no-install-recommends', pkg])}))"
+        f" && {sh_join(['sudo', 'systemctl', 'disable', '--now', f'{pkg}.service'])}"
+    )
+
+
 def router_drain_hook(admin_url: str, worker_url: str, drain_seconds: int) -> str:
     """Run on the front host before a spot replica is deleted: the replica leaves the router's worker
     set first (no new request reaches it), then its in-flight requests get `drain_seconds`."""

@@ -28,6 +28,7 @@ DEVICE_PLUGIN = f"{PREFIX}-nvidia-device-plugin"
 DCGM_EXPORTER = f"{PREFIX}-dcgm-exporter"
 FRONT = f"{PREFIX}-front"
 FRONT_CONFIG = f"{PREFIX}-front-config"
+FRONT_METRICS = f"{PREFIX}-front-metrics"  # ClusterIP Service of the front pods' nginx exporter (never public)
 PROMETHEUS = f"{PREFIX}-prometheus"
 PROMETHEUS_CONFIG = f"{PREFIX}-prometheus-config"
 GRAFANA = f"{PREFIX}-grafana"

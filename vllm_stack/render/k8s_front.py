@@ -28,6 +28,7 @@ from ..endpoints import Backend
 from .k8s_common import (
     FRONT,
     FRONT_CONFIG,
+    FRONT_METRICS,
     K8sRenderError,
     Obj,
     checksum,
@@ -55,6 +56,8 @@ TEMP_DIR = "/var/cache/nginx"
 API_KEYS_FILE = "api-keys.map"
 UPSTREAM_AUTH_FILE = "upstream-auth.conf"
 NGINX_CONF = "nginx.conf"
+COMPONENT = "front"
+METRICS_PORT_NAME = "metrics"  # the nginx exporter sidecar's port (front-metrics Service, never the public one)
 UPSTREAMS = "upstreams"
 #: What the nginx master needs once every other capability is dropped.
 NGINX_CAPABILITIES = ("CHOWN", "NET_BIND_SERVICE", "SETGID", "SETUID")
@@ -180,6 +183,25 @@ def front_objects(
         volumes.insert(1, {"name": "tls", "secret": {"secretName": tls_secret, "defaultMode": D.SECRET_VOLUME_MODE}})
     # /health is answered by nginx itself (no key, never proxied); over TLS when TLS is on.
     ready = http_probe(D.HEALTH_PATH, "https", scheme="HTTPS") if tls else http_probe(D.HEALTH_PATH, "http")
+    from ..deployment import build
+    from .front_monitoring import exporter_argv
+
+    observer = build(cfg).front_exporter
+    assert observer is not None and observer.sidecar is not None
+
+    # reads stub_status on the pod's loopback (nginx.conf's status listener); serves the pod's :9113
+    exporter = {
+        "name": observer.sidecar,
+        "image": D.NGINX_EXPORTER_IMAGE,
+        "args": exporter_argv(observer.listen),
+        "ports": [{"name": METRICS_PORT_NAME, "containerPort": D.NGINX_EXPORTER_PORT, "protocol": "TCP"}],
+        # no probes: an observer must never take a front pod out of its Service
+        "securityContext": {
+            **container_security(read_only_root=True, run_as_non_root=True),
+            "runAsUser": D.NGINX_EXPORTER_UID,
+            "runAsGroup": D.NGINX_EXPORTER_UID,
+        },
+    }
     container = {
         "name": "nginx",
         "image": D.NGINX_IMAGE,
@@ -212,7 +234,7 @@ def front_objects(
                             "labelSelector": {"matchLabels": dict(sel)},
                         }
                     ],
-                    "containers": [container],
+                    "containers": [container, exporter],
                     "volumes": volumes,
                 },
             },
@@ -227,7 +249,24 @@ def front_objects(
         "metadata": metadata(cfg, FRONT, lbls),
         "spec": {"type": cfg.front.service_type, "selector": dict(sel), "ports": svc_ports},
     }
-    objs = [cm, deploy, svc]
+    metrics_svc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(cfg, FRONT_METRICS, labels(cfg, COMPONENT, name=FRONT_METRICS)),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": dict(sel),
+            "ports": [
+                {
+                    "name": METRICS_PORT_NAME,
+                    "port": D.NGINX_EXPORTER_PORT,
+                    "targetPort": METRICS_PORT_NAME,
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }
+    objs = [cm, deploy, svc, metrics_svc]
     if replicas > 1:
         objs.append(
             {

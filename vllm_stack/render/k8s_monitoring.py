@@ -25,6 +25,7 @@ from .k8s_common import (
     ALERTMANAGER,
     ALERTMANAGER_CONFIG,
     DCGM_EXPORTER,
+    FRONT_METRICS,
     GRAFANA,
     GRAFANA_CONFIG,
     GRAFANA_DASHBOARDS,
@@ -42,6 +43,8 @@ from .k8s_common import (
     pod_security,
     selector,
 )
+from . import front_monitoring as FM
+from .k8s_front import COMPONENT as FRONT_COMPONENT, METRICS_PORT_NAME as FRONT_METRICS_PORT_NAME
 from .k8s_model import COMPONENT as VLLM_COMPONENT, PORT_NAME as VLLM_PORT_NAME
 from .k8s_nodes import DCGM_PORT_NAME
 
@@ -116,6 +119,8 @@ def kubernetes_scrape_configs(cfg: StackConfig) -> list[dict[str, Any]]:
         from ..deployment import ROUTER_COMPONENT, ROUTER_METRICS_PORT_NAME
 
         jobs += ((D.JOB_ROUTER, ROUTER_COMPONENT, ROUTER_METRICS_PORT_NAME, False),)
+    # the front pods' nginx exporter sidecars, through the front-metrics Service (k8s_front.py)
+    jobs += ((D.JOB_NGINX, FRONT_COMPONENT, FRONT_METRICS_PORT_NAME, False),)
     out = []
     for job, component, port_name, vllm in jobs:
         keep = [
@@ -137,6 +142,10 @@ def kubernetes_scrape_configs(cfg: StackConfig) -> list[dict[str, Any]]:
                 "relabel_configs": keep + [_snake(r) for r in _target_relabelings(job, vllm=vllm)],
             }
         )
+    from ..deployment import build
+
+    for target in build(cfg).probe_targets():  # the blackbox sidecar in the Prometheus pod probes the front's Service
+        out.append(FM.probe_scrape_config(target))
     return out
 
 
@@ -176,8 +185,24 @@ def _prometheus_rbac(cfg: StackConfig) -> list[Obj]:
     ]
 
 
+def _blackbox_sidecar(name: str) -> Obj:
+    """The blackbox exporter in the Prometheus pod, on the pod's loopback (only Prometheus asks it)."""
+    return {
+        "name": name,
+        "image": D.BLACKBOX_IMAGE,
+        "args": FM.blackbox_argv(posixpath.join(PROMETHEUS_CONFIG_DIR, D.BLACKBOX_CONFIG_FILE)),
+        "securityContext": container_security(read_only_root=True, run_as_non_root=True),  # the pod's uid 65534
+        "volumeMounts": [{"name": "config", "mountPath": PROMETHEUS_CONFIG_DIR, "readOnly": True}],
+    }
+
+
 def _prometheus(cfg: StackConfig, prometheus_yml: str, rules_yml: str) -> list[Obj]:
+    from ..deployment import build
+
+    probe = build(cfg).tls_probe
     data = {PROMETHEUS_CONFIG_FILE: prometheus_yml, RULES_FILE: rules_yml}
+    if probe is not None:
+        data[D.BLACKBOX_CONFIG_FILE] = FM.render_blackbox_yml(cfg)
     cm = config_map(cfg, PROMETHEUS_CONFIG, "prometheus", data)
     lbls = labels(cfg, "prometheus", name=PROMETHEUS)
     sel = selector("prometheus")
@@ -212,7 +237,7 @@ def _prometheus(cfg: StackConfig, prometheus_yml: str, rules_yml: str) -> list[O
                 "spec": {
                     "serviceAccountName": PROMETHEUS,
                     "securityContext": pod_security(D.PROMETHEUS_UID, D.PROMETHEUS_UID),
-                    "containers": [container],
+                    "containers": [container, *([_blackbox_sidecar(probe.sidecar)] if probe and probe.sidecar else [])],
                     "volumes": [
                         {"name": "config", "configMap": {"name": PROMETHEUS_CONFIG}},
                         {"name": "data", "emptyDir": {"sizeLimit": D.PROMETHEUS_STORAGE_SIZE}},
@@ -454,6 +479,7 @@ def service_monitors(cfg: StackConfig) -> list[Obj]:
         for m in cfg.models
     ]
     out.append(_service_monitor(cfg, DCGM_EXPORTER, "dcgm-exporter", DCGM_PORT_NAME, D.JOB_DCGM, vllm=False))
+    out.append(_service_monitor(cfg, FRONT_METRICS, FRONT_COMPONENT, FRONT_METRICS_PORT_NAME, D.JOB_NGINX, vllm=False))
     return out
 
 

@@ -92,6 +92,8 @@ class FrontListen:
     bind: str = ""
     http_port: int = D.HTTP_PORT
     https_port: int = D.HTTPS_PORT
+    #: stub_status listener, always on 127.0.0.1 (the exporter runs on the same host / in the same pod)
+    status_port: int = D.NGINX_STATUS_PORT
 
 
 # --------------------------------------------------------------------------- validation
@@ -320,6 +322,7 @@ def render_front_for(
         domain=domain,
         http_listen=_listen(listen.bind, listen.http_port),
         https_listen=_listen(listen.bind, listen.https_port),
+        status_listen=_listen(D.LOOPBACK, listen.status_port),
         redirect_port=redirect_port,
         models=[(m, upstream_name(m)) for m in models],
         upstream_files=[paths.upstream_file(m) for m in models],

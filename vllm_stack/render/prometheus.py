@@ -16,6 +16,7 @@ from .. import defaults as D
 from ..config import StackConfig
 from ..endpoints import ScrapeTarget
 from ..quoting import host_port, http_url
+from . import front_monitoring as FM
 
 #: docker platform: Prometheus listens on the monitoring host's loopback only; Grafana shares
 #: that host's network namespace (`network_mode: host`) and queries LOCAL_URL.
@@ -23,7 +24,7 @@ LOCAL_LISTEN = host_port(D.LOOPBACK, D.PROMETHEUS_PORT)
 LOCAL_URL = http_url(D.LOOPBACK, D.PROMETHEUS_PORT)
 
 #: Jobs render in this order; unknown jobs follow alphabetically.
-JOB_ORDER = (D.JOB_VLLM, D.JOB_DCGM, D.JOB_NGINX)
+JOB_ORDER = (D.JOB_VLLM, D.JOB_DCGM, D.JOB_NGINX, D.JOB_BLACKBOX)
 
 _FROM_CONFIG: Any = object()
 
@@ -73,6 +74,8 @@ def prometheus_config(
     rule_files: Sequence[str],
     alertmanager: str | None = _FROM_CONFIG,
     scrape_interval_override: str | None = None,
+    probes: Sequence[str] = (),
+    blackbox: str = FM.BLACKBOX_LISTEN,
 ) -> dict[str, Any]:
     """The prometheus.yml document as a dict (see `render_prometheus_yml`)."""
     if alertmanager is _FROM_CONFIG:
@@ -87,7 +90,7 @@ def prometheus_config(
             "external_labels": {"environment": cfg.environment},
         },
         "rule_files": list(rule_files),
-        "scrape_configs": scrape_configs(targets),
+        "scrape_configs": scrape_configs(targets) + [FM.probe_scrape_config(p, blackbox) for p in probes],
     }
     if alertmanager:
         doc["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
@@ -101,6 +104,8 @@ def render_prometheus_yml(
     rule_files: Sequence[str],
     alertmanager: str | None = _FROM_CONFIG,
     scrape_interval_override: str | None = None,
+    probes: Sequence[str] = (),
+    blackbox: str = FM.BLACKBOX_LISTEN,
 ) -> str:
     """prometheus.yml text.
 
@@ -108,6 +113,8 @@ def render_prometheus_yml(
     `monitoring.alertmanager.external` (pass None to leave alerting out).
     `scrape_interval_override` (e.g. "1s") is the test profile: it replaces the configured
     scrape and evaluation interval so loopback tests see alerts within seconds.
+    `probes`: URLs the blackbox exporter at `blackbox` probes (job `blackbox-tls`; the
+    deployment model's `probe_targets()`).
     """
     doc = prometheus_config(
         cfg,
@@ -115,5 +122,7 @@ def render_prometheus_yml(
         rule_files=rule_files,
         alertmanager=alertmanager,
         scrape_interval_override=scrape_interval_override,
+        probes=probes,
+        blackbox=blackbox,
     )
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)

@@ -23,7 +23,6 @@ from __future__ import annotations
 from typing import Any
 
 from .. import defaults as D
-from .. import quoting
 from ..config import StackConfig
 from ..deployment import ROUTER_COMPONENT, ROUTER_METRICS_PORT_NAME, ROUTER_PORT_NAME, Router
 from . import k8s_common as KC
@@ -83,35 +82,17 @@ def router_argv(cfg: StackConfig, r: Router) -> list[str]:
 
 def render_router_unit(cfg: StackConfig, r: Router, *, install_dir: str = D.ROUTER_INSTALL_DIR) -> str:
     """`vllm-router-<model>.service` on the front host: the pinned venv's CLI, no secret, sandboxed."""
-    from .systemd import _section, unit_escape  # the unit helpers the vLLM units use
+    from .systemd import dynamic_user_unit, unit_escape  # the unit helpers the vLLM units use
 
-    exec_start = " ".join(quoting.sh(w) for w in [router_bin(install_dir), *router_argv(cfg, r)])
-    unit = [
-        ("Description", unit_escape(f"vllm-router {D.ROUTER_VERSION} for model {r.model} ({r.policy})")),
-        ("Wants", "network-online.target"),
-        ("After", "network-online.target"),
-    ]
-    service = [
-        ("Type", "simple"),
-        ("DynamicUser", "yes"),
-        ("ExecStart", unit_escape(exec_start)),
-        ("Restart", "always"),
-        ("RestartSec", str(D.SYSTEMD_RESTART_SEC)),
-        ("NoNewPrivileges", "yes"),
-        ("ProtectSystem", "strict"),
-        ("ProtectHome", "yes"),
-        ("PrivateTmp", "yes"),
-        ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
-        ("SyslogIdentifier", r.name),
-    ]
-    return (
-        "# Rendered by vllm-stack: do not edit, the next deploy overwrites it.\n"
-        f"# vllm-router=={D.ROUTER_VERSION} (pip, {install_dir}); no secret in this file.\n"
-        + _section("Unit", unit)
-        + "\n"
-        + _section("Service", service)
-        + "\n"
-        + _section("Install", [("WantedBy", "multi-user.target")])
+    return dynamic_user_unit(
+        comment=f"vllm-router=={D.ROUTER_VERSION} (pip, {install_dir}); no secret in this file.",
+        unit=[
+            ("Description", unit_escape(f"vllm-router {D.ROUTER_VERSION} for model {r.model} ({r.policy})")),
+            ("Wants", "network-online.target"),
+            ("After", "network-online.target"),
+        ],
+        argv=[router_bin(install_dir), *router_argv(cfg, r)],
+        identifier=r.name,
     )
 
 

@@ -68,10 +68,11 @@ def _systemd(unit: str, host: str | None, title: str, health: str) -> Section:
     )
 
 
-def _k8s(ns: str, deployment: str, title: str, model: str | None = None) -> Section:
+def _k8s(ns: str, deployment: str, title: str, model: str | None = None, sidecars: tuple[str, ...] = ()) -> Section:
     d = f"deploy/{deployment}"
     cmds = [
         ("logs", sh_join(["kubectl", "-n", ns, "logs", d, "--tail", "200"])),
+        *((f"logs of {c}", sh_join(["kubectl", "-n", ns, "logs", d, "-c", c, "--tail", "200"])) for c in sidecars),
         ("rollout", sh_join(["kubectl", "-n", ns, "rollout", "status", d])),
         ("restart", sh_join(["kubectl", "-n", ns, "rollout", "restart", d])),
     ]
@@ -90,9 +91,11 @@ def sections(model: Deployment) -> list[Section]:
             assert s.deployment is not None
             out.append(_k8s(ns, s.deployment, f"{s.model} ({s.capacity})", s.model))
         out += [_k8s(ns, r.name, f"Router of {r.model}") for r in model.routers]
-        out.append(_k8s(ns, KC.FRONT, "Front (nginx)"))
+        exporter = model.front_exporter.sidecar if model.front_exporter else None
+        out.append(_k8s(ns, KC.FRONT, "Front (nginx)", sidecars=(exporter,) if exporter else ()))
+        probe = model.tls_probe.sidecar if model.tls_probe else None
         if model.own_prometheus:
-            out.append(_k8s(ns, KC.PROMETHEUS, "Prometheus"))
+            out.append(_k8s(ns, KC.PROMETHEUS, "Prometheus", sidecars=(probe,) if probe else ()))
         if model.alertmanager_url:
             out.append(_k8s(ns, KC.ALERTMANAGER, "Alertmanager"))
         if model.grafana_url:
@@ -113,8 +116,17 @@ def sections(model: Deployment) -> list[Section]:
             out.append(_systemd(r.unit, r.host, f"Router of {r.model}", health))
         elif r.container is not None:
             out.append(_docker(r.container, r.host, f"Router of {r.model}"))
+    ex = model.front_exporter
+    if ex is not None:
+        metrics = http_url(ex.scrape_target.address, ex.scrape_target.port, D.METRICS_PATH)
+        if ex.unit is not None:
+            out.append(_systemd(ex.unit, ex.host, "nginx exporter of the front", metrics))
+        elif ex.container is not None:
+            out.append(_docker(ex.container, ex.host, "nginx exporter of the front"))
     mon = model.monitoring_host
     out.append(_docker(PROMETHEUS_CONTAINER, mon, "Prometheus"))
+    if model.tls_probe is not None and model.tls_probe.container is not None:
+        out.append(_docker(model.tls_probe.container, mon, "Blackbox exporter (the front's certificate)"))
     if model.alertmanager_url:
         out.append(_docker(ALERTMANAGER_CONTAINER, mon, "Alertmanager"))
     if model.grafana_url:

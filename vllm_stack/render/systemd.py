@@ -104,6 +104,41 @@ def _section(name: str, items: list[tuple[str, str]]) -> str:
     return f"[{name}]\n" + "".join(f"{k}={v}\n" for k, v in items)
 
 
+def dynamic_user_unit(
+    *,
+    comment: str,
+    unit: list[tuple[str, str]],
+    argv: list[str],
+    identifier: str,
+    hardening: list[tuple[str, str]] | None = None,
+) -> str:
+    """A long-running service under a DynamicUser with the base sandbox every helper unit gets
+    (the routers, the front's exporter); `hardening` adds settings before the address families."""
+    exec_start = " ".join(quoting.sh(w) for w in argv)
+    service = [
+        ("Type", "simple"),
+        ("DynamicUser", "yes"),
+        ("ExecStart", unit_escape(exec_start)),
+        ("Restart", "always"),
+        ("RestartSec", str(D.SYSTEMD_RESTART_SEC)),
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        *(hardening or []),
+        ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
+        ("SyslogIdentifier", identifier),
+    ]
+    return (
+        f"# Rendered by vllm-stack: do not edit, the next deploy overwrites it.\n# {comment}\n"
+        + _section("Unit", unit)
+        + "\n"
+        + _section("Service", service)
+        + "\n"
+        + _section("Install", [("WantedBy", "multi-user.target")])
+    )
+
+
 def _check_replica(cfg: StackConfig, spec: ModelSpec, replica: Replica) -> None:
     if replica.model != spec.name:
         raise RenderError(f"replica {replica.name} belongs to model {replica.model}, not {spec.name}")
@@ -149,13 +184,8 @@ def gpu_device_allow(cfg: StackConfig, replica: Replica) -> list[str]:
 #: (ReadWritePaths), /proc/cpuinfo and /proc/meminfo (so no ProcSubset=pid), JIT code (so no
 #: MemoryDenyWriteExecute: torch/triton compile kernels at run time). No RemoveIPC: replicas on
 #: one host share the vllm user, and one replica's stop would delete the others' shared memory.
-HARDENING: tuple[tuple[str, str], ...] = (
-    ("NoNewPrivileges", "yes"),
-    ("CapabilityBoundingSet", ""),
-    ("AmbientCapabilities", ""),
-    ("ProtectSystem", "strict"),
-    ("ProtectHome", "yes"),
-    ("PrivateTmp", "yes"),
+#: The kernel-facing protections every sandboxed unit of the stack gets (the vLLM units, the front's exporter).
+KERNEL_PROTECTIONS: tuple[tuple[str, str], ...] = (
     ("ProtectKernelTunables", "yes"),
     ("ProtectKernelModules", "yes"),
     ("ProtectKernelLogs", "yes"),
@@ -167,6 +197,15 @@ HARDENING: tuple[tuple[str, str], ...] = (
     ("RestrictRealtime", "yes"),
     ("RestrictSUIDSGID", "yes"),
     ("LockPersonality", "yes"),
+)
+HARDENING: tuple[tuple[str, str], ...] = (
+    ("NoNewPrivileges", "yes"),
+    ("CapabilityBoundingSet", ""),
+    ("AmbientCapabilities", ""),
+    ("ProtectSystem", "strict"),
+    ("ProtectHome", "yes"),
+    ("PrivateTmp", "yes"),
+    *KERNEL_PROTECTIONS,
     ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6 AF_NETLINK"),
     ("SystemCallArchitectures", "native"),
     ("SystemCallFilter", "@system-service"),
