@@ -22,6 +22,7 @@ from .render.prometheus import LOCAL_URL as PROMETHEUS_LOCAL_URL
 from .render.host_scripts import dcgm_bind
 from .render.systemd import secret_env_path, unit_name, vllm_bind_host, wrapper_path
 from .render.vllm_args import ENV_API_KEY, ENV_HF_TOKEN
+from .render.weights import WeightsFetch, fetch_of
 
 # --- fixed names (one definition each) -------------------------------------------------
 #: Stand-in for a secret value in recorded artifacts: token-safe, so validating renderers accept it.
@@ -161,6 +162,12 @@ class Deployment:
     alertmanager_target: str | None = None  # host:port Prometheus notifies (None: alerting off)
     own_prometheus: bool = True  # False: the prometheus-operator's Prometheus (kubernetes)
     alertmanager_url: str | None = None  # the stack's own Alertmanager (UI, API), where Prometheus reaches it
+    #: One pre-fetch per Hub model (a model given as a local path has none): its local directory,
+    #: marker, unit / container / Job name and script path (render/weights.py).
+    weights: tuple[WeightsFetch, ...] = ()
+
+    def weights_of(self, model: str) -> WeightsFetch | None:
+        return next((w for w in self.weights if w.model == model), None)
 
     def router_of(self, model: str) -> Router | None:
         return next((r for r in self.routers if r.model == model), None)
@@ -326,6 +333,10 @@ def _alertmanager_url(cfg: StackConfig) -> str | None:
     return http_url(D.LOOPBACK, D.ALERTMANAGER_PORT)
 
 
+def _weights(cfg: StackConfig) -> tuple[WeightsFetch, ...]:
+    return tuple(w for w in (fetch_of(m) for m in cfg.models) if w is not None)
+
+
 def build(cfg: StackConfig) -> Deployment:
     """The deployment model of a validated config (placement errors raise PlacementError)."""
     scheme = "http" if cfg.front.tls == "none" else "https"
@@ -356,6 +367,7 @@ def build(cfg: StackConfig) -> Deployment:
             alertmanager_target=AM.target(cfg),
             alertmanager_url=_alertmanager_url(cfg),
             own_prometheus=not cfg.monitoring.prometheus_operator,
+            weights=_weights(cfg),
         )
     hosts = []
     for h in cfg.hosts:
@@ -396,4 +408,5 @@ def build(cfg: StackConfig) -> Deployment:
         # Alertmanager listens on the monitoring host's loopback beside Prometheus.
         alertmanager_target=AM.target(cfg),
         alertmanager_url=_alertmanager_url(cfg),
+        weights=_weights(cfg),
     )
