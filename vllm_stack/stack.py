@@ -619,8 +619,9 @@ def _kubernetes_platform(cfg: StackConfig, model: Deployment, s: StackSecrets) -
                     startup_budget_seconds=startup_budget(m).startup_seconds,
                 )
             )
+        # mypy cannot tell that a ** of PoolArgs leaves the pool's optional weights keys unset
         pool_args = KubernetesSpotOnDemandPoolArgs(
-            **_pool(m, [b for b in backends if b.model == m.name]),
+            **_pool(m, [b for b in backends if b.model == m.name]),  # type: ignore[typeddict-item]
             servers=servers,
             objects=[_record_k8s(o) for o in objs if o["kind"] not in ("Deployment", "Job")],
         )
