@@ -62,34 +62,17 @@ def test_fetch_of_derives_every_name_and_pins_the_revision():
     assert unpinned is not None and unpinned.revision == "main" and unpinned.path.endswith("/main")
 
 
+ARCH = {"params": 7e9, "layers": 32, "kvHeads": 8, "headDim": 128, "attentionHeads": 32, "maxPositions": 8192}
+
+
 def test_a_local_path_model_has_no_prefetch_and_is_loaded_as_given():
-    spec = _cfg(
-        model="/models/custom",
-        architecture={
-            "params": 7e9,
-            "layers": 32,
-            "kvHeads": 8,
-            "headDim": 128,
-            "attentionHeads": 32,
-            "maxPositions": 8192,
-        },
-    ).models[0]
+    cfg = _cfg(model="/models/custom", architecture=ARCH)
+    spec = cfg.models[0]
     assert W.fetch_of(spec) is None
     assert W.model_path(spec) == "/models/custom"
     with pytest.raises(RenderError, match="nothing to pre-fetch"):
         S.render_weights_unit(spec)
-    cfg = _cfg(
-        model="/models/custom",
-        architecture={
-            "params": 7e9,
-            "layers": 32,
-            "kvHeads": 8,
-            "headDim": 128,
-            "attentionHeads": 32,
-            "maxPositions": 8192,
-        },
-    )
-    assert "Requires=" not in S.render_systemd_unit(cfg, cfg.models[0], _replica(cfg))
+    assert "Requires=" not in S.render_systemd_unit(cfg, spec, _replica(cfg))
 
 
 def _replica(cfg):

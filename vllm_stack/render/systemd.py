@@ -117,13 +117,19 @@ def _check_replica(cfg: StackConfig, spec: ModelSpec, replica: Replica) -> None:
         )
 
 
+def unit_environment_base(spec: ModelSpec) -> dict[str, str]:
+    """The public environment every unit of a model shares (vLLM units, the weights pre-fetch)."""
+    env = public_env(weights_dir=D.VLLM_WEIGHTS_DIR, gated=spec.model_info().gated)
+    # The vllm system user has no home; vLLM/torch/triton/hf caches go to the unit's CacheDirectory.
+    env["HOME"] = D.VLLM_CACHE_DIR
+    env["XDG_CACHE_HOME"] = D.VLLM_CACHE_DIR
+    return env
+
+
 def unit_environment(spec: ModelSpec, replica: Replica) -> dict[str, str]:
     """Public (non-secret) environment of a vLLM unit, in render order."""
     env: dict[str, str] = {"CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in replica.gpu_indices)}
-    env.update(public_env(weights_dir=D.VLLM_WEIGHTS_DIR, gated=spec.model_info().gated))
-    # The vllm system user has no home; vLLM/torch/triton caches go to the unit's CacheDirectory.
-    env["HOME"] = D.VLLM_CACHE_DIR
-    env["XDG_CACHE_HOME"] = D.VLLM_CACHE_DIR
+    env.update(unit_environment_base(spec))
     leaked = set(env) & set(SECRET_ENV)
     if leaked:  # pragma: no cover - public_env never returns them; defence in depth
         raise RenderError(f"secret env var(s) {sorted(leaked)} may not be rendered into a unit")
@@ -237,12 +243,25 @@ def render_systemd_unit(
         ("Restart", "always"),
         ("RestartSec", str(D.SYSTEMD_RESTART_SEC)),
         ("SyslogIdentifier", unit_stem(spec.name, replica)),
+        *_sandbox(gpu_device_allow(cfg, replica)),
+    ]
+    return _unit_file(unit, service, env_lines, service_tail)
+
+
+def _sandbox(devices: list[str] | None = None) -> list[tuple[str, str]]:
+    """HARDENING, the devices allowed, and what the vllm user may write: the weights dir and its CacheDirectory."""
+    return [
         *HARDENING,
-        *(("DeviceAllow", v) for v in gpu_device_allow(cfg, replica)),
+        *(("DeviceAllow", v) for v in devices or []),
         ("ReadWritePaths", unit_escape(D.VLLM_WEIGHTS_DIR)),
         ("CacheDirectory", D.VLLM_CACHE_DIR[len(_CACHE_PREFIX) :]),
         ("CacheDirectoryMode", f"{D.VLLM_DIR_MODE:04o}"),
     ]
+
+
+def _unit_file(
+    unit: list[tuple[str, str]], service: list[tuple[str, str]], env_lines: list[str], tail: list[tuple[str, str]]
+) -> str:
     header = (
         "# Rendered by vllm-stack: do not edit, the next deploy overwrites it.\n"
         "# Secrets live in the EnvironmentFile (0600 root), never in this world-readable file.\n"
@@ -253,7 +272,7 @@ def render_systemd_unit(
         + "\n"
         + _section("Service", service)
         + "".join(line + "\n" for line in env_lines)
-        + "".join(f"{k}={v}\n" for k, v in service_tail)
+        + "".join(f"{k}={v}\n" for k, v in tail)
         + "\n"
         + _section("Install", [("WantedBy", "multi-user.target")])
     )
@@ -268,9 +287,7 @@ def render_weights_unit(spec: ModelSpec, *, bin_dir: str = D.HOST_BIN_DIR) -> st
     if fetch is None:
         raise RenderError(f"models[{spec.name}].model is a local path: there is nothing to pre-fetch")
     script = f"{bin_dir.rstrip('/')}/{fetch.script.rsplit('/', 1)[-1]}"
-    env = public_env(weights_dir=D.VLLM_WEIGHTS_DIR, gated=spec.model_info().gated)
-    env["HOME"] = D.VLLM_CACHE_DIR
-    env["XDG_CACHE_HOME"] = D.VLLM_CACHE_DIR
+    env = unit_environment_base(spec)
     unit = [
         ("Description", unit_escape(f"Pre-fetch {fetch.repo}@{fetch.revision} into {fetch.path} (vLLM {spec.name})")),
         ("Wants", "network-online.target"),
@@ -291,21 +308,9 @@ def render_weights_unit(spec: ModelSpec, *, bin_dir: str = D.HOST_BIN_DIR) -> st
         ("ExecStart", unit_escape(script)),
         ("TimeoutStartSec", str(startup_budget(spec).fetch_seconds)),
         ("SyslogIdentifier", fetch.name),
-        *HARDENING,
-        ("ReadWritePaths", unit_escape(D.VLLM_WEIGHTS_DIR)),
-        ("CacheDirectory", D.VLLM_CACHE_DIR[len(_CACHE_PREFIX) :]),
-        ("CacheDirectoryMode", f"{D.VLLM_DIR_MODE:04o}"),
+        *_sandbox(),
     ]
-    return (
-        "# Rendered by vllm-stack: do not edit, the next deploy overwrites it.\n"
-        + _section("Unit", unit)
-        + "\n"
-        + _section("Service", service)
-        + "".join(line + "\n" for line in env_lines)
-        + "".join(f"{k}={v}\n" for k, v in service_tail)
-        + "\n"
-        + _section("Install", [("WantedBy", "multi-user.target")])
-    )
+    return _unit_file(unit, service, env_lines, service_tail)
 
 
 # --- start wrapper -------------------------------------------------------------------------
