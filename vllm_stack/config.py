@@ -30,6 +30,7 @@ from .grammar import (
     Name,
     NginxSize,
     OciImage,
+    Revision,
     PosixUser,
     StorageQuantity,
     Timezone,
@@ -211,6 +212,11 @@ class ModelSpec(_Model):
     )
     model: ModelRef = Field(
         description="Hugging Face id (catalog) or an absolute path; unknown ids need `architecture`."
+    )
+    revision: Revision | None = Field(
+        default=None,
+        description="Hub revision the weights are pre-fetched at (branch, tag or commit sha; pin a sha in "
+        f"prod); unset: `{D.WEIGHTS_DEFAULT_REVISION}`. Ignored when `model` is a path.",
     )
     gpu: GpuId = Field(description="GPU id from the catalog.")
     tensor_parallel: int = Field(default=1, ge=1, le=8, description="`--tensor-parallel-size`; GPUs per replica.")

@@ -119,6 +119,19 @@ WEIGHT_LOAD_MIB_S = 500
 ENGINE_INIT_SEC = 180  # vLLM profiling + torch.compile + CUDA graph capture (V1: 1-3 min)
 IMAGE_PULL_SEC = 300  # vllm/vllm-openai (~10 GB compressed) on a fresh node
 STARTUP_MARGIN_PCT = 50  # on top of download + load + init: slow mirrors, cold disks
+#: Weights pre-fetch (vllm_stack/render/weights.py): `hf download` (huggingface_hub, beside vllm in its
+#: install: the vLLM 0.32 CPU venv has bin/hf, huggingface_hub 2.4) into one local directory per
+#: model and revision, once per host / per cluster; vLLM then loads that directory.
+WEIGHTS_DEFAULT_REVISION = "main"  # what `vllm serve <hub id>` itself downloads without --revision
+HF_BIN = "/usr/local/bin/hf"  # systemd runtime: installed by the same `pip install vllm` as VLLM_BIN
+HF_BIN_IMAGE = "hf"  # inside the vLLM image (docker runtime, Kubernetes Job): on the image's PATH
+#: Meta's repos also ship the original consolidated .pth checkpoint under original/ (as large as the
+#: safetensors); vLLM loads the safetensors and never reads it.
+WEIGHTS_EXCLUDE = ("original/*",)
+WEIGHTS_FETCH_FLOOR_SEC = 600  # the pre-fetch's own timeout never below 10 minutes (a cold mirror)
+WEIGHTS_JOB_BACKOFF_LIMIT = 4  # Kubernetes Job: container restarts (each one resumes the download)
+WEIGHTS_JOB_CPU_REQUEST = "1"
+WEIGHTS_JOB_MEMORY_REQUEST = "2Gi"
 #: Policy rollout-timeout-covers-startup: rollout timeout / startup budget must be at least this.
 ROLLOUT_MIN_OVER_STARTUP = 1.0
 DRAIN_SECONDS_MIN = 10  # seed 000: "short connection drain timeout (10-30 seconds)"

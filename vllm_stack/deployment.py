@@ -24,6 +24,7 @@ from .render.prometheus import LOCAL_URL as PROMETHEUS_LOCAL_URL
 from .render.host_scripts import dcgm_bind
 from .render.systemd import secret_env_path, unit_name, vllm_bind_host, wrapper_path
 from .render.vllm_args import ENV_API_KEY, ENV_HF_TOKEN
+from .render.weights import WeightsFetch, fetch_of
 
 # --- fixed names (one definition each) -------------------------------------------------
 #: Stand-in for a secret value in recorded artifacts: token-safe, so validating renderers accept it.
@@ -192,6 +193,12 @@ class Deployment:
     alertmanager_url: str | None = None  # the stack's own Alertmanager (UI, API), where Prometheus reaches it
     front_exporter: FrontExporter | None = None
     tls_probe: TlsProbe | None = None  # None: plain-HTTP front, or nobody to run the probe (prometheus-operator)
+    #: One pre-fetch per Hub model (a model given as a local path has none): its local directory,
+    #: marker, unit / container / Job name and script path (render/weights.py).
+    weights: tuple[WeightsFetch, ...] = ()
+
+    def weights_of(self, model: str) -> WeightsFetch | None:
+        return next((w for w in self.weights if w.model == model), None)
 
     def router_of(self, model: str) -> Router | None:
         return next((r for r in self.routers if r.model == model), None)
@@ -405,6 +412,10 @@ def _alertmanager_url(cfg: StackConfig) -> str | None:
     return http_url(D.LOOPBACK, D.ALERTMANAGER_PORT)
 
 
+def _weights(cfg: StackConfig) -> tuple[WeightsFetch, ...]:
+    return tuple(w for w in (fetch_of(m) for m in cfg.models) if w is not None)
+
+
 def build(cfg: StackConfig) -> Deployment:
     """The deployment model of a validated config (placement errors raise PlacementError)."""
     scheme = "http" if cfg.front.tls == "none" else "https"
@@ -438,6 +449,7 @@ def build(cfg: StackConfig) -> Deployment:
             own_prometheus=not cfg.monitoring.prometheus_operator,
             front_exporter=k8s_observers[0],
             tls_probe=k8s_observers[1],
+            weights=_weights(cfg),
         )
     hosts = []
     for h in cfg.hosts:
@@ -480,4 +492,5 @@ def build(cfg: StackConfig) -> Deployment:
         alertmanager_url=_alertmanager_url(cfg),
         front_exporter=exporter,
         tls_probe=probe,
+        weights=_weights(cfg),
     )

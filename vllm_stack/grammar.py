@@ -143,6 +143,16 @@ def check_model_ref(value: str) -> str:
     )
 
 
+_REVISION_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,98}[A-Za-z0-9])?$")
+
+
+def check_revision(value: str) -> str:
+    """A Hub revision that is one path segment: a branch, a tag or a commit sha (no `/`, no `..`)."""
+    if _REVISION_RE.fullmatch(value) and ".." not in value:
+        return value
+    raise ValueError("must be a branch, tag or commit sha of letters, digits and - _ . (no `/` or `..`; at most 100)")
+
+
 _OCI_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _OCI_DOMAIN = rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:]+\])(?::[0-9]{{1,5}})?"
 _OCI_RE = re.compile(
@@ -349,6 +359,7 @@ GRAMMARS = {
         Grammar("host:port", check_host_port, "`host:port` (IPv4, `[IPv6]` or DNS name; port 1-65535)", 260),
         Grammar("http URL", check_http_url, "`http(s)://host[:port][/path]`", 2048),
         Grammar("model reference", check_model_ref, "Hugging Face repo id `org/name` or an absolute path", 4096),
+        Grammar("revision", check_revision, "Hub revision: a branch, tag or commit sha (one path segment)", 100),
         Grammar("OCI image", check_image, "OCI image reference `[registry/]path[:tag][@sha256:…]`", 512),
         Grammar("cron", check_cron, "five-field cron expression (`*`, numbers, names, ranges, steps, lists)", 256),
         Grammar("IANA timezone", check_timezone, "IANA time zone name (`UTC`, `Europe/Berlin`)", 64),
@@ -370,6 +381,7 @@ HostPort = Annotated[str, _G["host:port"].validator, _G["host:port"].schema]
 HttpUrl = Annotated[str, _G["http URL"].validator, _G["http URL"].schema]
 ModelRef = Annotated[str, _G["model reference"].validator, _G["model reference"].schema]
 OciImage = Annotated[str, _G["OCI image"].validator, _G["OCI image"].schema]
+Revision = Annotated[str, _G["revision"].validator, _G["revision"].schema]
 Cron = Annotated[str, _G["cron"].validator, _G["cron"].schema]
 Timezone = Annotated[str, _G["IANA timezone"].validator, _G["IANA timezone"].schema]
 StorageQuantity = Annotated[str, _G["storage quantity"].validator, _G["storage quantity"].schema]

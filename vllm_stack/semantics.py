@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from . import flags
 from .catalog import lookup_model, models as catalog_models
 from .placement import PlacementError, place
+from .render.weights import NAME_PREFIX as WEIGHTS_NAME_PREFIX
 
 if TYPE_CHECKING:
     from .config import StackConfig
@@ -100,6 +101,16 @@ def validate_semantics(cfg: StackConfig) -> list[tuple[str, str]]:
                 (
                     f"{p}.pool",
                     "0 replicas is not allowed; set onDemand and/or spot so at least one replica serves the model",
+                )
+            )
+        reserved = WEIGHTS_NAME_PREFIX.removeprefix("vllm-")
+        if m.name.startswith(reserved):
+            problems.append(
+                (
+                    f"{p}.name",
+                    f'"{m.name}" is not allowed; names starting with `{reserved}` are reserved: the weights '
+                    f"pre-fetch of a model is `{WEIGHTS_NAME_PREFIX}<name>`, a model's vLLM units/containers "
+                    "are `vllm-<name>`, and the two would collide",
                 )
             )
         for j, msg in flags.problems(m.extra_args):

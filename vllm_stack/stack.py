@@ -19,7 +19,16 @@ from pulumi.runtime import config as runtime_config
 from . import defaults as D
 from .capacity import stack_projection
 from .components import artifacts
-from .components.args import BackendArgs, DrainArgs, FileArgs, HostContainerArgs, PoolArgs, SshArgs, VolumeArgs
+from .components.args import (
+    BackendArgs,
+    DrainArgs,
+    FileArgs,
+    HostContainerArgs,
+    PoolArgs,
+    SshArgs,
+    VolumeArgs,
+    WeightsFetchArgs,
+)
 from .components.host import (
     DockerNginxExporter,
     DockerNginxExporterArgs,
@@ -90,6 +99,7 @@ from .render import router as router_render
 from .render import routing_monitoring
 from .render import runbooks as runbooks_render
 from .render import systemd as systemd_render
+from .render import weights as weights_render
 from .render.k8s_common import WEIGHTS_PVC
 from .render.prometheus import LOCAL_LISTEN
 from .render.vllm_args import ENV_API_KEY, ENV_HF_TOKEN, public_env, render_secret_env_file, serve_argv, shell_join
@@ -268,6 +278,8 @@ def _host_platform(cfg: StackConfig, model: Deployment, s: StackSecrets) -> tupl
         )
         if s.hf_token is not None:
             node_args["hf_token"] = s.hf_token
+        fetches = [_host_weights(cfg, model, specs[name], h) for name in on_host]
+        node_args["weights"] = [f for f in fetches if f is not None]
         nodes[h.name] = SshGpuNode(h.name, node_args)
     assert model.front_host is not None and model.monitoring_host is not None  # SSH hosts: always placed
     front_host, mon_host = cfg.host(model.front_host), cfg.host(model.monitoring_host)
@@ -281,6 +293,41 @@ def _host_platform(cfg: StackConfig, model: Deployment, s: StackSecrets) -> tupl
     front = _host_front(cfg, model, s, front_host, workloads + routers)
     _host_front_exporter(model, s, front_host, nodes[front_host.name], front)
     return _host_monitoring(cfg, model, s, mon_host, nodes[mon_host.name], workloads)
+
+
+def _host_weights(cfg: StackConfig, model: Deployment, m: ModelSpec, h: HostSpec) -> WeightsFetchArgs | None:
+    """The model's pre-fetch on one host: the script (+ its oneshot unit on the systemd runtime)
+    and the command that runs it before the model's replicas start."""
+    w = model.weights_of(m.name)
+    if w is None:
+        return None
+    systemd = cfg.host_runtime == "systemd"
+    script = weights_render.render_fetch_script(w, hf_bin=D.HF_BIN if systemd else D.HF_BIN_IMAGE)
+    files = [
+        _record_file(
+            f"hosts/{h.name}/bin/{w.script.rsplit('/', 1)[-1]}",
+            FileArgs(id="script", path=w.script, content=script, mode=0o755),
+        )
+    ]
+    if systemd:
+        files.append(
+            _record_file(
+                f"hosts/{h.name}/systemd/{w.unit}",
+                FileArgs(id="unit", path=w.unit_path, content=systemd_render.render_weights_unit(m)),
+            )
+        )
+        command = host_commands.fetch_weights_unit(w.unit)
+    else:
+        command = host_commands.fetch_weights_container(
+            name=w.name,
+            image=m.image,
+            script=w.script,
+            weights_dir=D.VLLM_WEIGHTS_DIR,
+            env_file=systemd_render.secret_env_path(m.name),
+            env=public_env(weights_dir=D.VLLM_WEIGHTS_DIR, gated=m.model_info().gated),
+        )
+    artifacts.record(f"hosts/{h.name}/weights/{m.name}.command", command + "\n")
+    return WeightsFetchArgs(model=m.name, files=files, command=command, timeout=startup_budget(m).fetch_timeout)
 
 
 def _host_server(
@@ -334,7 +381,7 @@ def _host_server(
         if drain is not None:
             unit_args["drain"] = drain
         return SystemdVllmServer(x.name, unit_args, opts)
-    argv = serve_argv(m, host="0.0.0.0", port=D.VLLM_PORT, download_dir=D.VLLM_WEIGHTS_DIR)
+    argv = serve_argv(m, host="0.0.0.0", port=D.VLLM_PORT, model_path=weights_render.model_path(m))
     artifacts.record(f"hosts/{r.host}/containers/{x.name}.argv", shell_join(argv) + "\n")
     assert x.container is not None and x.secret_env is not None
     container_args = DockerVllmServerArgs(
@@ -634,17 +681,17 @@ def _kubernetes_platform(cfg: StackConfig, model: Deployment, s: StackSecrets) -
                     startup_budget_seconds=startup_budget(m).startup_seconds,
                 )
             )
-        pools.append(
-            KubernetesSpotOnDemandPool(
-                m.name,
-                KubernetesSpotOnDemandPoolArgs(
-                    **_pool(m, [b for b in backends if b.model == m.name]),
-                    servers=servers,
-                    objects=[_record_k8s(o) for o in objs if o["kind"] != "Deployment"],
-                ),
-                pulumi.ResourceOptions(depends_on=[cluster]),
-            )
+        # mypy cannot tell that a ** of PoolArgs leaves the pool's optional weights keys unset
+        pool_args = KubernetesSpotOnDemandPoolArgs(
+            **_pool(m, [b for b in backends if b.model == m.name]),  # type: ignore[typeddict-item]
+            servers=servers,
+            objects=[_record_k8s(o) for o in objs if o["kind"] not in ("Deployment", "Job")],
         )
+        job = next((o for o in objs if o["kind"] == "Job"), None)
+        if job is not None:
+            pool_args["weights_job"] = _record_k8s(job)
+            pool_args["weights_timeout"] = startup_budget(m).fetch_timeout
+        pools.append(KubernetesSpotOnDemandPool(m.name, pool_args, pulumi.ResourceOptions(depends_on=[cluster])))
     workloads: list[pulumi.Resource] = [w.workload for p in pools for w in p.servers]
     for r in model.routers:
         assert cfg.router.image is not None  # the config requires an image on kubernetes

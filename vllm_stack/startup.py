@@ -62,6 +62,24 @@ class StartupBudget:
         return f"{self.rollout_seconds // 60}m"
 
     @property
+    def fetch_seconds(self) -> int:
+        """How long the weights pre-fetch may take by itself (download + its share of the margin),
+        never below `WEIGHTS_FETCH_FLOOR_SEC`: the systemd oneshot's TimeoutStartSec."""
+        share = math.ceil(self.download_seconds * D.STARTUP_MARGIN_PCT / 100)
+        return max(D.WEIGHTS_FETCH_FLOOR_SEC, self.download_seconds + share)
+
+    @property
+    def fetch_deadline_seconds(self) -> int:
+        """Image pull + the pre-fetch, whole minutes: the Kubernetes Job's activeDeadlineSeconds, its
+        Pulumi custom timeout and the docker runtime's pre-fetch command timeout."""
+        return math.ceil((D.IMAGE_PULL_SEC + self.fetch_seconds) / 60) * 60
+
+    @property
+    def fetch_timeout(self) -> str:
+        """`fetch_deadline_seconds` as a Pulumi custom timeout."""
+        return f"{self.fetch_deadline_seconds // 60}m"
+
+    @property
     def progress_deadline_seconds(self) -> int:
         """Kubernetes' progressDeadlineSeconds: at least the rollout, never below the fixed floor."""
         return max(D.K8S_PROGRESS_DEADLINE_SEC, self.rollout_seconds)

@@ -336,12 +336,14 @@ def vllm_argvs(resource_type: str, props: Mapping) -> list[VllmArgv]:
 def model_of(argv: Sequence[str]) -> str | None:
     from vllm_stack import flags
 
+    from vllm_stack.render.weights import repo_of_path
+
     vals = flags.flag_values(argv, "--model")
-    if vals:
-        return vals[-1]
-    if argv and not argv[0].startswith("-"):
-        return argv[0]
-    return None
+    model = vals[-1] if vals else argv[0] if argv and not argv[0].startswith("-") else None
+    if model is not None and model.startswith("/"):
+        # the stack's pre-fetched directory `<weights>/<org>--<name>/<revision>` names its Hub repo
+        return repo_of_path(model) or model
+    return model
 
 
 def last_value(argv: Sequence[str], flag: str) -> str | None:

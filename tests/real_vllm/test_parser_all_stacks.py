@@ -38,6 +38,7 @@ from vllm_stack.placement import place
 from vllm_stack.render import systemd as systemd_render
 from vllm_stack.render.k8s_model import model_objects
 from vllm_stack.render.vllm_args import serve_argv
+from vllm_stack.render.weights import model_path
 
 pytestmark = [pytest.mark.real_vllm, pytest.mark.timeout(600)]
 
@@ -144,7 +145,7 @@ def renderer_argvs(path: Path) -> list[tuple[str, str, list[str]]]:
                         (
                             f"{_rel(path)} {r.host} container {r.name} argv",
                             spec.name,
-                            serve_argv(spec, host="0.0.0.0", port=D.VLLM_PORT, download_dir=D.VLLM_WEIGHTS_DIR),
+                            serve_argv(spec, host="0.0.0.0", port=D.VLLM_PORT, model_path=model_path(spec)),
                         )
                     )
     return out
@@ -244,7 +245,8 @@ def test_every_rendered_vllm_argv_of_every_stack_parses(parsed):
             got = res["parsed"]
             spec = specs[model] if model else specs[got["served_model_name"][0]]
             want = {
-                "model": spec.model,
+                # what the stack deploys loads the pre-fetched directory (render/weights.py)
+                "model": spec.model if "serve_argv()" in lbl else model_path(spec),
                 "served_model_name": [spec.name],
                 "tensor_parallel_size": spec.tensor_parallel,
                 "max_model_len": spec.max_model_len,

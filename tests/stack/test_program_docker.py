@@ -28,7 +28,12 @@ def test_component_tree(dev):
 def test_vllm_container_inputs(dev):
     c = one(dev, "docker:index/container:Container", "llama-8b-od-0")
     argv = c["inputs"]["command"]
-    assert argv[0] == "meta-llama/Llama-3.1-8B-Instruct"
+    # the directory the host's pre-fetch wrote (tests/stack/test_program_weights.py), under the route name
+    assert argv[:3] == [
+        "/var/lib/vllm/models/meta-llama--Llama-3.1-8B-Instruct/main",
+        "--served-model-name",
+        "llama-8b",
+    ]
     assert argv[argv.index("--gpu-memory-utilization") + 1] == "0.9"
     assert argv[argv.index("--max-num-seqs") + 1] == "64"
     assert (

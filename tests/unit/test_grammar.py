@@ -138,6 +138,10 @@ CASES = {
         ["--enable-chunked-prefill", "--chat-template={{ x }};$(id)`'\"%", "\u00e9"],
         ["", "--x\n--host=0.0.0.0", "--x\r", "a\x00b", "a\tb", "x" * 8193],
     ),
+    g.check_revision: (
+        ["main", "v1.0", "0123456789abcdef0123456789abcdef01234567", "refs_pr_1", "a"],
+        ["refs/pr/1", "..", "a..b", "-main", "main-", "", "a" * 101, "m ain", "main\n"],
+    ),
     g.check_name: (["llama-8b", "a", "m7", "7b"], ["-a", "a-", "A", "a_b", "a" * 41, "a.b", ""]),
 }
 

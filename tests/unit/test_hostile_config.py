@@ -204,7 +204,7 @@ def test_every_string_field_has_a_grammar_or_choices():
     free = {k for k, kind in FIELDS if kind == "free"}
     assert free == set(), f"string fields without a grammar: {sorted(free)}"
     # The count the issue asks to report; a field added to the model changes it on purpose.
-    assert len(FIELDS) == 59, [p for p, _ in FIELDS]
+    assert len(FIELDS) == 60, [p for p, _ in FIELDS]
 
 
 _set = set_path  # `[]` = item 0; None where the baseline has nothing (prices)

@@ -138,7 +138,9 @@ def test_unit_exact_keys_and_values():
     assert stop >= spec.pool.drain_seconds
     assert stop == spec.pool.drain_seconds + D.TERMINATION_GRACE_EXTRA_SEC
     assert one(unit, "Install", "WantedBy") == "multi-user.target"
-    assert one(unit, "Unit", "After") == "network-online.target"
+    # after the network and the model's weights pre-fetch (a oneshot it Requires)
+    assert values(unit, "Unit", "After") == ["network-online.target", "vllm-weights-llama.service"]
+    assert one(unit, "Unit", "Requires") == "vllm-weights-llama.service"
 
 
 def test_unit_environment_is_public_only_and_pins_the_replica_gpus():
@@ -207,7 +209,9 @@ def test_wrapper_argv_comes_from_serve_argv():
     spec = cfg.models[0]
     r = replica_of(cfg, "llama", 1)
     text = S.render_start_wrapper(cfg, spec, r)
-    assert serve_args_block(text) == serve_argv(spec, host="127.0.0.1", port=r.port)
+    local = f"{D.VLLM_WEIGHTS_DIR}/meta-llama--Llama-3.1-8B/main"
+    assert serve_args_block(text) == serve_argv(spec, host="127.0.0.1", port=r.port, model_path=local)
+    assert serve_args_block(text)[:3] == [local, "--served-model-name", "llama"]
     assert f"readonly VLLM={D.VLLM_BIN}\n" in text
     assert f"readonly CURL={D.CURL_BIN}\n" in text
     assert f"readonly HEALTH_URL=http://127.0.0.1:{r.port}{D.HEALTH_PATH}\n" in text

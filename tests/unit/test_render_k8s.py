@@ -246,9 +246,11 @@ def test_args_come_from_serve_argv_bound_inside_the_pod(prod, prod_objs):
         d = get(prod_objs, "Deployment", f"{m.name}-on-demand")
         c = container(d)
         mounts = {vm["name"]: vm["mountPath"] for vm in c["volumeMounts"]}
-        assert c["args"] == serve_argv(m, host="0.0.0.0", port=D.VLLM_PORT, download_dir=mounts["weights"])
+        path = f"{mounts['weights']}/{m.model.replace('/', '--')}/main"  # the weights Job's directory
+        assert c["args"] == serve_argv(m, host="0.0.0.0", port=D.VLLM_PORT, model_path=path)
+        assert c["args"][0] == path and c["args"][1:3] == ["--served-model-name", m.name]
         assert c["args"][c["args"].index("--host") + 1] == "0.0.0.0"
-        assert c["args"][c["args"].index("--download-dir") + 1] == mounts["weights"]
+        assert "--download-dir" not in c["args"]
         assert "command" not in c  # the image's entrypoint is `vllm serve`
         assert c["image"] == m.image
         claim = {v["name"]: v for v in pod(d)["volumes"]}["weights"]["persistentVolumeClaim"]["claimName"]
@@ -272,7 +274,12 @@ def test_secrets_only_via_secret_ref(prod_objs):
         spec = o.get("spec", {}).get("template", {}).get("spec", {})
         for c in spec.get("containers", []):
             for e in c.get("env", []):
-                assert e["name"] not in secret_names, (o["metadata"]["name"], e)
+                # a secret name only as a reference to the model Secret (the weights Job's HF_TOKEN)
+                assert e["name"] not in secret_names or set(e) == {"name", "valueFrom"}, (o["metadata"]["name"], e)
+                if e["name"] in secret_names:
+                    assert e["valueFrom"] == {
+                        "secretKeyRef": {"name": VLLM_SECRET, "key": e["name"], "optional": True}
+                    }, o["metadata"]["name"]
 
 
 def test_dev_shm_is_memory_backed(prod_objs):
@@ -320,8 +327,8 @@ def test_pdb_min_available_one_on_on_demand_pods_only(prod, dev, prod_objs):
 def test_no_pdb_and_no_on_demand_deployment_without_on_demand_replicas(prod):
     spec = model(prod, "spotonly", "Qwen/Qwen2.5-7B", "L40S", pool={"onDemand": 0, "spot": 1, "spotMax": 2})
     objs = k8s.model_objects(prod, spec, secret_name=VLLM_SECRET)
-    assert [o["kind"] for o in objs] == ["Deployment", "Service", "ScaledObject"]
-    assert objs[0]["metadata"]["name"] == "spotonly-spot"
+    assert [o["kind"] for o in objs] == ["Job", "Deployment", "Service", "ScaledObject"]
+    assert objs[1]["metadata"]["name"] == "spotonly-spot"
 
 
 def test_scaled_object_targets_spot_deployment(prod, prod_objs):

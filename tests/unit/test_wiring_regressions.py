@@ -212,6 +212,7 @@ BASELINE: dict[str, Any] = {
         {
             "name": "custom",
             "model": "/models/custom",
+            "revision": "main",
             "gpu": "L40S",
             "tensorParallel": 1,
             "quantization": "none",
@@ -379,7 +380,7 @@ FIELDS = list(config_fields())
 
 def test_the_baseline_loads_and_sets_every_field():
     parse_config(copy.deepcopy(BASELINE))
-    assert len(FIELDS) == 133, [p for p, _ in FIELDS]  # a field added to the model changes this on purpose
+    assert len(FIELDS) == 134, [p for p, _ in FIELDS]  # a field added to the model changes this on purpose
     for pattern, _ in FIELDS:
         _set(copy.deepcopy(BASELINE), pattern, None)  # asserts the baseline reaches the key
 

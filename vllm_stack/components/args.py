@@ -38,6 +38,20 @@ class FileArgs(TypedDict):
     """File mode (0o644)."""
 
 
+class WeightsFetchArgs(TypedDict):
+    """One model's weights pre-fetch on a host: files to install, then a command that blocks until done."""
+
+    model: str
+    files: list[FileArgs]
+    """The fetch script (and, systemd runtime, its oneshot unit)."""
+    command: str
+    """Runs the pre-fetch (`host_commands.fetch_weights_unit` / `fetch_weights_container`); a no-op
+    when the weights are complete."""
+    timeout: str
+    """How long `pulumi up` waits for it (Pulumi duration: image pull + the download's share of the
+    startup budget)."""
+
+
 class VolumeArgs(TypedDict):
     host_path: str
     container_path: str

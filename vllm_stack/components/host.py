@@ -20,7 +20,7 @@ from vllm_stack.render.vllm_args import ENV_API_KEY, ENV_HF_TOKEN, render_secret
 
 from vllm_stack.endpoints import Backend
 
-from .args import DrainArgs, FileArgs, HostContainerArgs, PoolArgs, SshArgs, VolumeArgs, connection
+from .args import DrainArgs, FileArgs, HostContainerArgs, PoolArgs, SshArgs, VolumeArgs, WeightsFetchArgs, connection
 from .base import Component
 from .remote_file import content_hash, remote_file
 from .shared import Front, FrontArgs, Monitoring, MonitoringArgs, Pool
@@ -111,11 +111,15 @@ class SshGpuNodeArgs(TypedDict):
     """`ssh://user@host:port` for the docker provider (reaches the engine with the deployer's ssh-agent)."""
     gpu: str
     gpu_count: int
+    weights: NotRequired[list[WeightsFetchArgs]]
+    """Per model on this host: the weights pre-fetch, run after the bootstrap and the model's env
+    file; the servers placed on the host (which depend on this node) start after it."""
 
 
 class SshGpuNode(Component):
     """An existing GPU host prepared for vLLM: driver/toolkit check, `vllm` user, weights dir,
-    0600 secret env files written from stdin, DCGM exporter; plus its docker provider."""
+    0600 secret env files written from stdin, the weights pre-fetched once per model, DCGM
+    exporter; plus its docker provider."""
 
     _previous_type = "GpuNode"
     gpu: pulumi.Output[str]
@@ -138,12 +142,13 @@ class SshGpuNode(Component):
             opts=self.child(),
         )
         hf = args.get("hf_token")
+        env_files: dict[str, remote.Command] = {}
         for model in args["models"]:
             env = pulumi.Output.all(args["api_key"], hf if hf is not None else "").apply(
                 lambda kv: render_secret_env_file({ENV_API_KEY: kv[0], ENV_HF_TOKEN: kv[1] or ""})
             )
             secret_env: pulumi.Output[str] = pulumi.Output.secret(env)
-            remote.Command(
+            env_files[model] = remote.Command(
                 f"{name}-{model}-env",
                 connection=conn,
                 create=host_commands.write_secrets(model),
@@ -152,6 +157,20 @@ class SshGpuNode(Component):
                 stdin=secret_env,
                 logging=remote.Logging.NONE,
                 opts=self.child(depends_on=[bootstrap]),
+            )
+        for w in args.get("weights", []):
+            files = [_push(self, f"{name}-{w['model']}-weights", conn, f, [bootstrap]) for f in w["files"]]
+            env_file = env_files.get(w["model"])
+            remote.Command(
+                f"{name}-{w['model']}-weights",
+                connection=conn,
+                create=w["command"],
+                update=w["command"],
+                triggers=[content_hash(w["command"] + "".join(f["content"] for f in w["files"]))],
+                opts=self.child(
+                    depends_on=files + ([env_file] if env_file is not None else []),
+                    custom_timeouts=pulumi.CustomTimeouts(create=w["timeout"], update=w["timeout"]),
+                ),
             )
         self.docker_provider = docker.Provider(
             f"{name}-docker",

@@ -21,6 +21,7 @@ _CLASSES = {
     ("v1", "PersistentVolumeClaim"): k8s.core.v1.PersistentVolumeClaim,
     ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
     ("apps/v1", "DaemonSet"): k8s.apps.v1.DaemonSet,
+    ("batch/v1", "Job"): k8s.batch.v1.Job,
     ("v1", "ServiceAccount"): k8s.core.v1.ServiceAccount,
     ("policy/v1", "PodDisruptionBudget"): k8s.policy.v1.PodDisruptionBudget,
     ("rbac.authorization.k8s.io/v1", "Role"): k8s.rbac.v1.Role,
@@ -53,10 +54,16 @@ def create(
     depends_on: Sequence[pulumi.Resource] | None = None,
     ignore_changes: list[str] | None = None,
     custom_timeouts: pulumi.CustomTimeouts | None = None,
+    delete_before_replace: bool | None = None,
 ) -> pulumi.CustomResource:
     """One SDK resource for one rendered object; `overrides` swaps in secret Outputs."""
     fields = {**obj, **(overrides or {})}
-    opts = parent.child(depends_on=depends_on, ignore_changes=ignore_changes, custom_timeouts=custom_timeouts)
+    opts = parent.child(
+        depends_on=depends_on,
+        ignore_changes=ignore_changes,
+        custom_timeouts=custom_timeouts,
+        delete_before_replace=delete_before_replace,
+    )
     rname = name or resource_name(obj)
     cls = _CLASSES.get((obj["apiVersion"], obj["kind"]))
     if cls is None:  # CRDs: KEDA ScaledObject, PrometheusRule, ServiceMonitor

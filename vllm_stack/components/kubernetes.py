@@ -110,6 +110,11 @@ class KubernetesSpotOnDemandPoolArgs(PoolArgs):
     """One per capacity class: the on-demand floor, the KEDA-scaled spot Deployment."""
     objects: list[dict[str, Any]]
     """Service over both, PDB on the floor, KEDA ScaledObject."""
+    weights_job: NotRequired[dict[str, Any]]
+    """The model's weights pre-fetch Job (`render.k8s_model.weights_job`): the Deployments are
+    created only after it completed."""
+    weights_timeout: NotRequired[str]
+    """How long `pulumi up` waits for that Job (Pulumi duration; its activeDeadlineSeconds)."""
 
 
 class KubernetesSpotOnDemandPool(Pool):
@@ -122,8 +127,19 @@ class KubernetesSpotOnDemandPool(Pool):
         self, name: str, args: KubernetesSpotOnDemandPoolArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__(name, args, opts)
+        job, timeout = args.get("weights_job"), args.get("weights_timeout")
+        self.weights_job: pulumi.Resource | None = None
+        if job is not None:
+            # A changed revision changes the Job's (immutable) template: delete it, then create the new one.
+            self.weights_job = k8s_objects.create(
+                job,
+                self,
+                custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout) if timeout else None,
+                delete_before_replace=True,
+            )
+        fetched = [self.weights_job] if self.weights_job is not None else []
         self.servers = [
-            KubernetesVllmServer(f"{args['model']}-{K8S_CAPACITY[s['capacity']]}", s, self.child())
+            KubernetesVllmServer(f"{args['model']}-{K8S_CAPACITY[s['capacity']]}", s, self.child(depends_on=fetched))
             for s in args["servers"]
         ]
         _create_all(self, args["objects"], [s.workload for s in self.servers])

@@ -92,3 +92,23 @@ def router_drain_hook(admin_url: str, worker_url: str, drain_seconds: int) -> st
         [D.CURL_BIN, "-fsS", "-X", "POST", f"{admin_url}/remove_worker?url={worker_url}"],
         ["sleep", str(drain_seconds)],
     )
+
+
+def fetch_weights_unit(unit: str) -> str:
+    """systemd runtime: the model's pre-fetch as its oneshot unit; `start` returns when it exited
+    (at once when the weights are complete), fails when it failed."""
+    return _and(["sudo", "systemctl", "daemon-reload"], ["sudo", "systemctl", "start", unit])
+
+
+def fetch_weights_container(
+    *, name: str, image: str, script: str, weights_dir: str, env_file: str, env: dict[str, str]
+) -> str:
+    """docker runtime: the fetch script inside the model's vLLM image (it ships `hf`), the weights
+    dir mounted, HF_TOKEN from the model's 0600 env file (`--env-file`: never argv); `docker run`
+    returns when the script exited. A container left by an interrupted run is removed first."""
+    run = ["sudo", D.DOCKER_BIN, "run", "--rm", "--name", name, "--env-file", env_file]
+    for k in sorted(env):
+        run += ["-e", f"{k}={env[k]}"]
+    run += ["-v", f"{weights_dir}:{weights_dir}", "-v", f"{script}:{script}:ro", "--entrypoint", "/bin/bash"]
+    run += [image, script]
+    return f"{sh_join(['sudo', D.DOCKER_BIN, 'rm', '-f', name])} >/dev/null 2>&1; {sh_join(run)}"

@@ -51,8 +51,9 @@ from .k8s_common import (
     prometheus_service_url,
     selector,
 )
-from .k8s_nodes import gpu_tolerations
-from .vllm_args import public_env, serve_argv
+from .k8s_nodes import gpu_node_affinity, gpu_tolerations, weights_access_mode
+from .vllm_args import ENV_HF_TOKEN, public_env, serve_argv
+from .weights import fetch_of, model_path, render_fetch_script
 
 if TYPE_CHECKING:
     from ..config import ModelSpec, StackConfig
@@ -61,7 +62,7 @@ COMPONENT = "vllm"
 PORT_NAME = "http"
 SHM_VOLUME = "dshm"
 WEIGHTS_VOLUME = "weights"
-#: Inside the pod: the weights PVC mount, used as HF_HOME and --download-dir.
+#: Inside the pod: the weights PVC mount (HF_HOME; the pre-fetched directories live under it).
 WEIGHTS_MOUNT = D.VLLM_WEIGHTS_DIR
 HOSTNAME_KEY = "kubernetes.io/hostname"
 KEDA_API = "keda.sh/v1alpha1"
@@ -90,7 +91,8 @@ def _container(spec: ModelSpec, *, secret_name: str) -> Obj:
         "name": COMPONENT,
         "image": spec.image,
         "imagePullPolicy": "IfNotPresent",
-        "args": serve_argv(spec, host="0.0.0.0", port=D.VLLM_PORT, download_dir=WEIGHTS_MOUNT),
+        # the directory the model's weights Job pre-fetched into the PVC (render/weights.py)
+        "args": serve_argv(spec, host="0.0.0.0", port=D.VLLM_PORT, model_path=model_path(spec)),
         "ports": [{"name": PORT_NAME, "containerPort": D.VLLM_PORT, "protocol": "TCP"}],
         "env": [{"name": k, "value": env[k]} for k in sorted(env)],
         "envFrom": [{"secretRef": {"name": secret_name}}],
@@ -116,6 +118,82 @@ def _container(spec: ModelSpec, *, secret_name: str) -> Obj:
             {"name": SHM_VOLUME, "mountPath": "/dev/shm"},
             {"name": WEIGHTS_VOLUME, "mountPath": WEIGHTS_MOUNT},
         ],
+    }
+
+
+WEIGHTS_COMPONENT = "weights"
+FETCH_CONTAINER = "fetch"
+
+
+def weights_job(cfg: StackConfig, spec: ModelSpec, *, secret_name: str) -> Obj | None:
+    """The model's one pre-fetch into the weights PVC (render/weights.py), or None for a local path.
+
+    Runs the model's own vLLM image (it ships `hf`) with its command replaced by the fetch script,
+    on a GPU node without requesting a GPU (the image pulled there is the one the replicas need),
+    HF_TOKEN alone from the model Secret (`secretKeyRef`, optional: public models have none; never
+    VLLM_API_KEY). `restartPolicy: OnFailure` retries in the same pod, resuming the partial
+    download; `activeDeadlineSeconds` is the image pull + the download's share of the startup
+    budget. The model's Deployments are created only after this Job completed (Pulumi dependsOn;
+    pulumi-kubernetes waits for a Job's Complete condition). With a ReadWriteOnce PVC (a stack that
+    can run one vLLM pod) the Job prefers the node of a running vLLM pod, the only node where a
+    second pod can mount the volume.
+    """
+    fetch = fetch_of(spec)
+    if fetch is None:
+        return None
+    lbls = labels(cfg, WEIGHTS_COMPONENT, name=fetch.name, model=spec.name)
+    env = public_env(weights_dir=WEIGHTS_MOUNT, gated=spec.model_info().gated)
+    container: Obj = {
+        "name": FETCH_CONTAINER,
+        "image": spec.image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["bash", "-c", render_fetch_script(fetch, hf_bin=D.HF_BIN_IMAGE)],
+        "env": [{"name": k, "value": env[k]} for k in sorted(env)]
+        + [
+            {
+                "name": ENV_HF_TOKEN,
+                "valueFrom": {"secretKeyRef": {"name": secret_name, "key": ENV_HF_TOKEN, "optional": True}},
+            }
+        ],
+        "resources": {
+            "requests": {"cpu": D.WEIGHTS_JOB_CPU_REQUEST, "memory": D.WEIGHTS_JOB_MEMORY_REQUEST},
+            "limits": {"memory": D.WEIGHTS_JOB_MEMORY_REQUEST},
+        },
+        "securityContext": container_security(),
+        "volumeMounts": [{"name": WEIGHTS_VOLUME, "mountPath": WEIGHTS_MOUNT}],
+    }
+    affinity: Obj = gpu_node_affinity()
+    if weights_access_mode(cfg) == "ReadWriteOnce":
+        affinity["podAffinity"] = {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "podAffinityTerm": {
+                        "labelSelector": {"matchLabels": selector(COMPONENT)},
+                        "topologyKey": HOSTNAME_KEY,
+                    },
+                }
+            ]
+        }
+    pod: Obj = {
+        "restartPolicy": "OnFailure",
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+        "securityContext": pod_security(),
+        "affinity": affinity,
+        "tolerations": gpu_tolerations(spot=True),
+        "containers": [container],
+        "volumes": [{"name": WEIGHTS_VOLUME, "persistentVolumeClaim": {"claimName": WEIGHTS_PVC}}],
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata(cfg, fetch.name, lbls),
+        "spec": {
+            "backoffLimit": D.WEIGHTS_JOB_BACKOFF_LIMIT,
+            "activeDeadlineSeconds": budget(spec).fetch_deadline_seconds,
+            "template": {"metadata": {"labels": lbls}, "spec": pod},
+        },
     }
 
 
@@ -266,7 +344,8 @@ def capacity_classes(spec: ModelSpec) -> list[tuple[str, int]]:
 def model_objects(
     cfg: StackConfig, spec: ModelSpec, *, secret_name: str, prometheus_url: str | None = None
 ) -> list[Obj]:
-    """Deployments (`<name>-on-demand`, `<name>-spot`), Service `<name>`, PDB, ScaledObject.
+    """The weights Job (`vllm-weights-<name>`, for a Hub model), Deployments (`<name>-on-demand`,
+    `<name>-spot`), Service `<name>`, PDB, ScaledObject.
 
     `secret_name`: the Opaque Secret holding VLLM_API_KEY (and HF_TOKEN for gated models),
     imported whole with envFrom, so it must hold nothing else. `prometheus_url`: where KEDA
@@ -274,7 +353,9 @@ def model_objects(
     """
     _check_name(spec)
     pool = spec.pool
-    objs = [deployment(cfg, spec, K8S_CAPACITY[c], n, secret_name=secret_name) for c, n in capacity_classes(spec)]
+    job = weights_job(cfg, spec, secret_name=secret_name)
+    objs: list[Obj] = [] if job is None else [job]
+    objs += [deployment(cfg, spec, K8S_CAPACITY[c], n, secret_name=secret_name) for c, n in capacity_classes(spec)]
     objs.append(service(cfg, spec))
     if pool.on_demand >= 1:
         objs.append(pod_disruption_budget(cfg, spec))

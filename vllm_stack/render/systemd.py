@@ -27,6 +27,7 @@ from .. import quoting
 from ..placement import Replica
 from ..startup import budget as startup_budget
 from .vllm_args import SECRET_ENV, RenderError, public_env, serve_argv
+from .weights import fetch_of, model_path
 
 if TYPE_CHECKING:
     from ..config import ModelSpec, StackConfig
@@ -151,13 +152,19 @@ def _check_replica(cfg: StackConfig, spec: ModelSpec, replica: Replica) -> None:
         )
 
 
+def unit_environment_base(spec: ModelSpec) -> dict[str, str]:
+    """The public environment every unit of a model shares (vLLM units, the weights pre-fetch)."""
+    env = public_env(weights_dir=D.VLLM_WEIGHTS_DIR, gated=spec.model_info().gated)
+    # The vllm system user has no home; vLLM/torch/triton/hf caches go to the unit's CacheDirectory.
+    env["HOME"] = D.VLLM_CACHE_DIR
+    env["XDG_CACHE_HOME"] = D.VLLM_CACHE_DIR
+    return env
+
+
 def unit_environment(spec: ModelSpec, replica: Replica) -> dict[str, str]:
     """Public (non-secret) environment of a vLLM unit, in render order."""
     env: dict[str, str] = {"CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in replica.gpu_indices)}
-    env.update(public_env(weights_dir=D.VLLM_WEIGHTS_DIR, gated=spec.model_info().gated))
-    # The vllm system user has no home; vLLM/torch/triton caches go to the unit's CacheDirectory.
-    env["HOME"] = D.VLLM_CACHE_DIR
-    env["XDG_CACHE_HOME"] = D.VLLM_CACHE_DIR
+    env.update(unit_environment_base(spec))
     leaked = set(env) & set(SECRET_ENV)
     if leaked:  # pragma: no cover - public_env never returns them; defence in depth
         raise RenderError(f"secret env var(s) {sorted(leaked)} may not be rendered into a unit")
@@ -244,6 +251,11 @@ def render_systemd_unit(
         ("Wants", "network-online.target"),
         ("After", "network-online.target"),
     ]
+    fetch = fetch_of(spec)
+    if fetch is not None:
+        # The weights are pre-fetched once per host by a oneshot unit; vLLM starts only after it
+        # succeeded (once the weights are complete a rerun only finds the marker and exits 0).
+        unit += [("Requires", fetch.unit), ("After", fetch.unit)]
     service = [
         ("Type", "notify"),
         ("NotifyAccess", "all"),
@@ -270,12 +282,25 @@ def render_systemd_unit(
         ("Restart", "always"),
         ("RestartSec", str(D.SYSTEMD_RESTART_SEC)),
         ("SyslogIdentifier", unit_stem(spec.name, replica)),
+        *_sandbox(gpu_device_allow(cfg, replica)),
+    ]
+    return _unit_file(unit, service, env_lines, service_tail)
+
+
+def _sandbox(devices: list[str] | None = None) -> list[tuple[str, str]]:
+    """HARDENING, the devices allowed, and what the vllm user may write: the weights dir and its CacheDirectory."""
+    return [
         *HARDENING,
-        *(("DeviceAllow", v) for v in gpu_device_allow(cfg, replica)),
+        *(("DeviceAllow", v) for v in devices or []),
         ("ReadWritePaths", unit_escape(D.VLLM_WEIGHTS_DIR)),
         ("CacheDirectory", D.VLLM_CACHE_DIR[len(_CACHE_PREFIX) :]),
         ("CacheDirectoryMode", f"{D.VLLM_DIR_MODE:04o}"),
     ]
+
+
+def _unit_file(
+    unit: list[tuple[str, str]], service: list[tuple[str, str]], env_lines: list[str], tail: list[tuple[str, str]]
+) -> str:
     header = (
         "# Rendered by vllm-stack: do not edit, the next deploy overwrites it.\n"
         "# Secrets live in the EnvironmentFile (0600 root), never in this world-readable file.\n"
@@ -286,10 +311,45 @@ def render_systemd_unit(
         + "\n"
         + _section("Service", service)
         + "".join(line + "\n" for line in env_lines)
-        + "".join(f"{k}={v}\n" for k, v in service_tail)
+        + "".join(f"{k}={v}\n" for k, v in tail)
         + "\n"
         + _section("Install", [("WantedBy", "multi-user.target")])
     )
+
+
+def render_weights_unit(spec: ModelSpec, *, bin_dir: str = D.HOST_BIN_DIR) -> str:
+    """`vllm-weights-<model>.service`: the host's one pre-fetch of the model's weights (Type=oneshot),
+    as the vllm user with the model's 0600 EnvironmentFile (HF_TOKEN), sandboxed
+    like the vLLM unit; the model's vLLM units Require it and start After it. TimeoutStartSec is the
+    download's share of the startup budget (`StartupBudget.fetch_seconds`)."""
+    fetch = fetch_of(spec)
+    if fetch is None:
+        raise RenderError(f"models[{spec.name}].model is a local path: there is nothing to pre-fetch")
+    script = f"{bin_dir.rstrip('/')}/{fetch.script.rsplit('/', 1)[-1]}"
+    env = unit_environment_base(spec)
+    unit = [
+        ("Description", unit_escape(f"Pre-fetch {fetch.repo}@{fetch.revision} into {fetch.path} (vLLM {spec.name})")),
+        ("Wants", "network-online.target"),
+        ("After", "network-online.target"),
+    ]
+    service = [
+        # No RemainAfterExit: the unit is inactive again once the fetch exited, so every start
+        # (each vLLM unit's start pulls it in; the deploy starts it) reruns the script, which
+        # returns at once when the marker is there, and a changed revision is fetched on the
+        # next start without restarting the serving replicas (Requires= propagates restarts).
+        ("Type", "oneshot"),
+        ("User", D.VLLM_USER),
+        ("Group", D.VLLM_USER),
+        ("EnvironmentFile", unit_escape(secret_env_path(spec.name))),
+    ]
+    env_lines = [env_assignment(k, v) for k, v in env.items()]
+    service_tail = [
+        ("ExecStart", unit_escape(script)),
+        ("TimeoutStartSec", str(startup_budget(spec).fetch_seconds)),
+        ("SyslogIdentifier", fetch.name),
+        *_sandbox(),
+    ]
+    return _unit_file(unit, service, env_lines, service_tail)
 
 
 # --- start wrapper -------------------------------------------------------------------------
@@ -387,7 +447,9 @@ def _argv_lines(words: list[str]) -> list[str]:
 
 def wrapper_argv(cfg: StackConfig, spec: ModelSpec, replica: Replica, *, bind_host: str | None = None) -> list[str]:
     """The `vllm serve` arguments the wrapper runs (the SystemdVllmServer registers the same list)."""
-    return serve_argv(spec, host=bind_host or vllm_bind_host(cfg, replica), port=replica.port)
+    return serve_argv(
+        spec, host=bind_host or vllm_bind_host(cfg, replica), port=replica.port, model_path=model_path(spec)
+    )
 
 
 def render_start_wrapper(

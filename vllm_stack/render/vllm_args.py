@@ -27,14 +27,22 @@ class RenderError(ValueError):
 
 
 def serve_argv(
-    spec: ModelSpec, *, host: str = "127.0.0.1", port: int = D.VLLM_PORT, download_dir: str | None = None
+    spec: ModelSpec,
+    *,
+    host: str = "127.0.0.1",
+    port: int = D.VLLM_PORT,
+    download_dir: str | None = None,
+    model_path: str | None = None,
 ) -> list[str]:
-    """Arguments after `vllm serve` (the official image's entrypoint is `vllm serve`)."""
+    """Arguments after `vllm serve` (the official image's entrypoint is `vllm serve`).
+
+    `model_path`: the pre-fetched local directory vLLM loads instead of the Hub id
+    (`render.weights.model_path`); `--served-model-name` stays the route name either way."""
     bad = flags.problems(spec.extra_args)
     if bad:
         raise RenderError(f"models[{spec.name}].extraArgs: " + "; ".join(m for _, m in bad))
     argv = [
-        spec.model,
+        model_path or spec.model,
         "--served-model-name",
         spec.name,
         "--host",
