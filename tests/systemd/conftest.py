@@ -30,6 +30,7 @@ from vllm_stack import defaults as D
 from vllm_stack.loader import load_stack_file
 from vllm_stack.placement import place
 from vllm_stack.render import systemd as S
+from vllm_stack.render import weights as W
 from vllm_stack.render.host_scripts import BOOTSTRAP_PATH, render_host_files
 from vllm_stack.render.host_commands import SECRET_WRITER_PATH
 from vllm_stack.render.vllm_args import ENV_API_KEY, render_secret_env_file
@@ -96,6 +97,7 @@ class Deployed:
     installed_unit: str
     timeout_stop_sec: int
     watchdog_sec: int
+    weights_unit: str = ""
     start_seconds: float = 0.0
 
     def main_pid(self) -> int:
@@ -164,6 +166,17 @@ def _install(box: Container, flavor: str) -> Deployed:
         box.put(D.VLLM_BIN, FAKE_VLLM_STUB, 0o755)
     box.put(S.unit_path(spec, replica), installed_unit, D.UNIT_FILE_MODE)
     box.put(S.wrapper_path(spec, replica), wrapper, D.EXECUTABLE_MODE)
+    # 4. the weights pre-fetch the vLLM unit Requires=: its rendered oneshot unit and script. The Hub
+    # is unreachable here, so the weights are already there (a completed earlier fetch: config.json
+    # and the marker): the script must exit 0 at once, as the vllm user, under the real systemd.
+    fetch = W.fetch_of(spec)
+    assert fetch is not None and f"Requires={fetch.unit}" in installed_unit
+    box.put(fetch.unit_path, S.render_weights_unit(spec), D.UNIT_FILE_MODE)
+    box.put(fetch.script, W.render_fetch_script(fetch, hf_bin=D.HF_BIN), D.EXECUTABLE_MODE)
+    box.run(["mkdir", "-p", fetch.path])
+    box.put(f"{fetch.path}/config.json", "{}\n", 0o644)
+    box.put(fetch.marker, f"{fetch.repo}@{fetch.revision}\n", 0o644)
+    box.run(["chown", "-R", f"{D.VLLM_USER}:{D.VLLM_USER}", D.VLLM_WEIGHTS_DIR])
     box.run(["systemctl", "daemon-reload"])
     return Deployed(
         flavor=flavor,
@@ -177,6 +190,7 @@ def _install(box: Container, flavor: str) -> Deployed:
         installed_unit=installed_unit,
         timeout_stop_sec=spec.pool.drain_seconds + D.TERMINATION_GRACE_EXTRA_SEC,
         watchdog_sec=WATCHDOG_SEC[flavor],
+        weights_unit=fetch.unit,
     )
 
 

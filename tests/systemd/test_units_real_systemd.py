@@ -61,6 +61,9 @@ def test_start_returns_only_after_ready(deployed: Deployed):
     assert (state["ActiveState"], state["SubState"]) == ("active", "running"), state
     assert dep.box.http_code(dep.health_url) == "200"
     assert state["StatusText"] == f"serving {dep.health_url}"
+    # the pre-fetch ran first (Requires=/After=), found the weights complete and downloaded nothing
+    assert dep.box.show(dep.weights_unit, "Result")["Result"] == "success"
+    assert "nothing to download" in dep.box.journal(dep.weights_unit, 50)
     if dep.flavor == "fake":
         assert dep.start_seconds >= FAKE_LOAD_SECONDS  # it waited for the loading fake
     print(f"\n[systemd/{dep.flavor}] systemctl start returned after {dep.start_seconds:.1f}s (READY)")
