@@ -28,7 +28,7 @@ GIB = 1024**3
 
 @dataclass(frozen=True)
 class StartupBudget:
-    weights_gib: float
+    weights_gib: float  # the checkpoint as downloaded and read (16-bit when quantized online)
     download_seconds: int
     load_seconds: int
     init_seconds: int
@@ -85,14 +85,23 @@ class StartupBudget:
         return max(D.K8S_PROGRESS_DEADLINE_SEC, self.rollout_seconds)
 
 
+def checkpoint_bytes(arch: Architecture, quantization: str) -> float:
+    """Bytes on disk: the weights at the checkpoint's own format (16-bit unless pre-quantized)."""
+    return weight_bytes(arch, quantization if arch.checkpoint is not None else "none")
+
+
 def budget(spec: ModelSpec) -> StartupBudget:
     """The first-start budget of a model (its weights at its quantization)."""
     return budget_for(spec.model_info().architecture, spec.quantization)
 
 
 def budget_for(arch: Architecture, quantization: str) -> StartupBudget:
-    """The same from an architecture and a quantization (the policy reads them off an argv)."""
-    size = weight_bytes(arch, quantization)
+    """The same from an architecture and a quantization (the policy reads them off an argv).
+
+    Download and load move the CHECKPOINT: a pre-quantized one at its format, but a 16-bit one
+    quantized online (`--quantization fp8`) is fetched and read at 16 bits (Llama-3.1-70B: 131 GiB,
+    not the 68 GiB vLLM keeps after quantizing)."""
+    size = checkpoint_bytes(arch, quantization)
     download = math.ceil(size / MIB / D.WEIGHT_DOWNLOAD_MIB_S)
     load = math.ceil(size / MIB / D.WEIGHT_LOAD_MIB_S)
     init = D.ENGINE_INIT_SEC

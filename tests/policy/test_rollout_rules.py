@@ -78,26 +78,26 @@ def test_k8s_rollout_shorter_than_the_70b_budget_is_refused():
     props = _one("Pulumi.prod.yaml", K8S_SERVER, "llama-70b-on-demand")
     props["rolloutTimeout"] = "10m"  # pulumi-kubernetes' default
     (msg,) = _check(K8S_SERVER, props)
-    assert "rollout timeout 10m (600 s) is shorter than" in msg and "(1520 s)" in msg
+    assert "rollout timeout 10m (600 s) is shorter than" in msg and "(2700 s)" in msg  # the probe: 270 x 10 s
 
 
 def test_an_understated_declared_budget_does_not_hide_the_model_budget():
     props = _one("Pulumi.prod.yaml", K8S_SERVER, "llama-70b-on-demand")
     props["startupBudgetSeconds"] = 60
-    props["rolloutTimeout"] = "20m"  # far above the declared 60 s, below the probe's 152 x 10 s
+    props["rolloutTimeout"] = "20m"  # far above the declared 60 s, below the probe's 270 x 10 s
     (msg,) = _check(K8S_SERVER, props)
-    assert "1520 s" in msg  # the startup probe: 152 x 10 s (= the model's own budget)
+    assert "2700 s" in msg  # the startup probe: 270 x 10 s (= the model's own budget)
     pod = props["deployment"]["spec"]["template"]["spec"]
     pod["containers"][0]["startupProbe"]["failureThreshold"] = 3
     (msg,) = _check(K8S_SERVER, props)
-    assert "the startup budget of meta-llama/Llama-3.1-70B-Instruct (1520 s)" in msg  # from the argv
+    assert "the startup budget of meta-llama/Llama-3.1-70B-Instruct (2696 s)" in msg  # from the argv
 
 
 def test_progress_deadline_shorter_than_the_rollout_is_refused():
     props = _one("Pulumi.prod.yaml", K8S_SERVER, "llama-70b-on-demand")
     props["deployment"]["spec"]["progressDeadlineSeconds"] = 600
     (msg,) = _check(K8S_SERVER, props)
-    assert "progressDeadlineSeconds 600 is shorter than its rollout timeout 31m (1860 s)" in msg
+    assert "progressDeadlineSeconds 600 is shorter than its rollout timeout 50m (3000 s)" in msg
 
 
 def test_docker_health_wait_shorter_than_the_budget_is_refused_and_missing_is_refused():

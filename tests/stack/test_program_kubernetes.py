@@ -114,15 +114,15 @@ def test_alertmanager_deployment_service_and_secret_with_the_receivers(prod):
 
 
 def test_deployments_get_custom_timeouts_from_the_startup_budget(prod):
-    """pulumi-kubernetes gives up on a Deployment after 10 minutes; the 70B's first start needs 30."""
+    """pulumi-kubernetes gives up on a Deployment after 10 minutes; the 70B's first start needs 45."""
     got = {r["name"]: r["customTimeouts"] for r in by_type(prod, DEP) if "vllm-stack" not in r["name"]}
     assert got == {
-        "deployment-llama-70b-on-demand": ["31m", "31m", ""],
-        "deployment-llama-70b-spot": ["31m", "31m", ""],
+        "deployment-llama-70b-on-demand": ["50m", "50m", ""],
+        "deployment-llama-70b-spot": ["50m", "50m", ""],
         "deployment-mistral-7b-on-demand": ["20m", "20m", ""],
         # the routers start in seconds: pulumi-kubernetes' 10-minute default holds
         "deployment-vllm-router-llama-70b": None,
         "deployment-vllm-router-mistral-7b": None,
     }
     server = one(prod, "vllmstack:index:KubernetesVllmServer", "llama-70b-on-demand")
-    assert server["inputs"]["rolloutTimeout"] == "31m" and server["inputs"]["startupBudgetSeconds"] == 1520
+    assert server["inputs"]["rolloutTimeout"] == "50m" and server["inputs"]["startupBudgetSeconds"] == 2696
