@@ -31,6 +31,7 @@ from vllm_stack.loader import parse_config
 from vllm_stack.placement import Replica, place
 from vllm_stack.render import host_scripts as H
 from vllm_stack.render import systemd as S
+from vllm_stack.render import weights as W
 from vllm_stack.render.vllm_args import serve_argv
 
 SECRET = "sk-wrapper-canary-5d1e"
@@ -110,6 +111,11 @@ def test_systemd_analyze_verify_vllm_unit(index, tmp_path):
     cfg, spec, replica = units_under_test()[index]
     # ExecStart must exist: render the wrapper into the temp dir and point the unit at it.
     write_exec(tmp_path / S.wrapper_name(spec, replica), S.render_start_wrapper(cfg, spec, replica))
+    # the weights pre-fetch it Requires= sits beside it (systemd-analyze loads it from the same directory)
+    fetch = W.fetch_of(spec)
+    assert fetch is not None
+    write_exec(tmp_path / fetch.script.rsplit("/", 1)[-1], W.render_fetch_script(fetch, hf_bin="/usr/bin/true"))
+    (tmp_path / fetch.unit).write_text(S.render_weights_unit(spec, bin_dir=str(tmp_path)))
     unit = tmp_path / S.unit_name(spec, replica)
     unit.write_text(S.render_systemd_unit(cfg, spec, replica, bin_dir=str(tmp_path)))
     result = systemd_verify(unit)
@@ -247,7 +253,10 @@ def test_wrapper_ready_only_after_health_then_forwards_sigterm(wrapper_env: Wrap
     assert all(n == "WATCHDOG=1 health=200" for n in notify[1:]), notify
     assert (out / "listening").exists()
     started = json.loads((out / "argv.json").read_text())
-    assert started["argv"] == ["serve", *serve_argv(wrapper_env.spec, host="127.0.0.1", port=wrapper_env.replica.port)]
+    # vLLM loads the pre-fetched local directory (render/weights.py), served under the model's name
+    local = W.model_path(wrapper_env.spec)
+    expected = serve_argv(wrapper_env.spec, host="127.0.0.1", port=wrapper_env.replica.port, model_path=local)
+    assert started["argv"] == ["serve", *expected] and started["argv"][1].startswith(D.VLLM_WEIGHTS_DIR)
     assert started["has_key"] is True  # the key reached vLLM through the environment ...
     assert SECRET not in " ".join(started["argv"]) and "--api-key" not in started["argv"]  # ... not argv
     assert proc.popen.poll() is None

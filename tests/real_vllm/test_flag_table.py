@@ -38,6 +38,7 @@ VALUE = {
     "--port": "12345",
     "--model": "probe-org/other-model",
     "--download-dir": "/probe/dir",
+    "--shutdown-timeout": "7",
     "--api-key": "sk-probe-value",
     "--hf-token": "hf_probevalue",
     "--config": None,

@@ -82,6 +82,7 @@ MANAGED_PROBE = {
     "--port": (["8123"], "port", 8123),
     "--model": ([SAMPLE_MODEL], "model", SAMPLE_MODEL),
     "--download-dir": (["/models"], None, None),
+    "--shutdown-timeout": (["7"], "shutdown_timeout", 7),
 }
 
 
