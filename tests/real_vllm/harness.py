@@ -194,6 +194,7 @@ _ONE_VALUE = {
     "--port",
     "--max-model-len",
     "--load-format",
+    "--kv-cache-dtype",
     "--tensor-parallel-size",
     "--pipeline-parallel-size",
     "--data-parallel-size",
@@ -201,8 +202,20 @@ _ONE_VALUE = {
 _PARALLEL = ("--tensor-parallel-size", "--pipeline-parallel-size", "--data-parallel-size")
 
 
+def cpu_runs_fp8_kv() -> bool:
+    """Whether vLLM's CPU attention accepts `--kv-cache-dtype fp8*` on this machine.
+
+    vllm 0.32 `v1/attention/backends/cpu_attn.py`: "FP8 KV cache on CPU requires x86 with AVX-512 or AMX"
+    (checked at engine start, not at parse). Read from the kernel's CPU flags, as torch does."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512f", "amx_tile"})
+
+
 def test_profile(
-    argv: Sequence[str], port: int, model_dir: str | os.PathLike | None = None
+    argv: Sequence[str], port: int, model_dir: str | os.PathLike | None = None, fp8_kv: bool | None = None
 ) -> tuple[list[str], list[str]]:
     """Map a production `vllm serve` argv onto the tiny model on this CPU machine.
 
@@ -210,8 +223,9 @@ def test_profile(
     - the model positional (or `--model`) -> the tiny model dir; `--served-model-name` is kept, so
       clients still ask for the production name;
     - `--quantization X` dropped: fp8 fails at engine start on CPU, and every other method needs a
-      quantized checkpoint or GPU kernels the random-weight tiny model has not (`--kv-cache-dtype fp8`
-      is kept: it runs on CPU);
+      quantized checkpoint or GPU kernels the random-weight tiny model has not;
+    - `--kv-cache-dtype fp8*` kept where this CPU runs it (AVX-512 or AMX, `cpu_runs_fp8_kv()`; pass
+      `fp8_kv` to decide), else -> auto: vLLM's CPU attention refuses it at engine start;
     - `--tensor/pipeline/data-parallel-size N>1` -> 1 (one CPU, a 2-head model);
     - `--host`/`--port` -> 127.0.0.1 and `port`;
     - `--max-model-len` -> min(existing, 512) (512 when absent or auto);
@@ -219,6 +233,7 @@ def test_profile(
     Secrets are refused: `--api-key` in argv raises ValueError (pass VLLM_API_KEY in env).
     """
     model_dir = str(model_dir if model_dir is not None else tiny_model_dir())
+    fp8_kv = cpu_runs_fp8_kv() if fp8_kv is None else fp8_kv
     src = list(argv)
     out: list[str] = []
     notes: list[str] = []
@@ -288,6 +303,12 @@ def test_profile(
         elif name == "--dtype":
             if value != "float32":
                 notes.append(f"--dtype {value} -> float32 (CPU, tiny model)")
+        elif name == "--kv-cache-dtype":
+            if value.lower().startswith("fp8") and not fp8_kv:
+                notes.append(f"--kv-cache-dtype {value} -> auto (this CPU has neither AVX-512 nor AMX)")
+                out += [name, "auto"]
+            else:
+                out += [name, value]
         elif name == "--load-format":
             if value != "dummy":
                 notes.append(f"--load-format {value} -> dummy (random weights, nothing downloaded)")

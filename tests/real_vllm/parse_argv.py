@@ -40,6 +40,7 @@ FIELDS = (
     "host",
     "port",
     "dtype",
+    "shutdown_timeout",
 )
 
 # Where make_arg_parser/validate_parsed_serve_args live, newest layout last.

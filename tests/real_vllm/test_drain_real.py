@@ -10,7 +10,7 @@ are always in flight on S1 when nginx reloads.
 
 Checks: zero failed client requests; streams in flight on S1 at the reload finished there; no
 request started after the reload reached S1; S1 served nothing after STOP_CMD; SIGTERM ended the
-wrapper, vLLM and every child within `drainSeconds`, with exit status 0.
+wrapper, vLLM and every child before the unit's TimeoutStopSec, with exit status 0.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from tests.real_vllm.conftest import (
     start_real_front,
     wall,
 )
+from vllm_stack import defaults as D
 from vllm_stack.endpoints import Backend
 
 pytestmark = [pytest.mark.real_vllm, pytest.mark.timeout(600)]
@@ -161,11 +162,19 @@ def test_drain_under_streaming_load_loses_nothing_and_sigterm_ends_vllm_in_time(
     assert any("running STOP_CMD" in ln for ln in text) and text[-1].endswith("drained"), text
     assert t_stop - t_reload >= drain_seconds - 0.5, (t_reload, t_stop)
 
-    # SIGTERM (forwarded by the wrapper) ended every process of the service within drainSeconds
+    # SIGTERM (forwarded by the wrapper) ended every process of the service before the unit's
+    # TimeoutStopSec (drainSeconds + TERMINATION_GRACE_EXTRA_SEC) would SIGKILL it. Nothing is in flight
+    # on S1 by now, yet vLLM 0.32 on CPU takes ~10 s: its engine leaves the busy loop at once, the
+    # executor waits 5 s for the CPU worker, SIGTERMs it, and the process manager force-kills the engine
+    # when --shutdown-timeout (drainSeconds) runs out (the wrapper's log has vLLM's [shutdown] lines).
     left = [p for p in pids if alive(p)]
     assert "t" in gone and not left, f"still alive after SIGTERM: {left}\n{alpha_server.proc.tail(30)}"
     gone_after = gone["t"] - t_stop
-    assert gone_after <= drain_seconds, gone_after
+    assert gone_after <= drain_seconds + D.TERMINATION_GRACE_EXTRA_SEC, gone_after
+    print(
+        f"\nevery process of S1 gone {gone_after:.2f}s after SIGTERM (SIGKILL would come at "
+        f"{drain_seconds + D.TERMINATION_GRACE_EXTRA_SEC}s)"
+    )
     alpha_server.proc.popen.wait(timeout=5)
     assert alpha_server.proc.popen.returncode == 0, alpha_server.proc.tail(30)
     wrapper_log = alpha_server.proc.log_path.read_text(errors="replace")

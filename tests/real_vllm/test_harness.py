@@ -54,7 +54,7 @@ def venv() -> Path:
 
 
 def test_parser_accepts_production_argv_and_refuses_invalid_flags(venv):
-    profile_argv, _ = harness.test_profile(PROD_ARGV, port=8123, model_dir="/tmp/tiny-model")
+    profile_argv, _ = harness.test_profile(PROD_ARGV, port=8123, model_dir="/tmp/tiny-model", fp8_kv=True)
     ok, bad_dtype, removed_spec, profile = harness.parse_argvs(
         [
             PROD_ARGV,
@@ -78,6 +78,7 @@ def test_parser_accepts_production_argv_and_refuses_invalid_flags(venv):
         "host": "127.0.0.1",
         "port": 8000,
         "dtype": "auto",
+        "shutdown_timeout": 0,  # vLLM's default: abort in-flight requests on SIGTERM (the stack renders drainSeconds)
     }
 
     assert not bad_dtype["ok"] and bad_dtype["parsed"] is None
@@ -96,7 +97,7 @@ def test_parser_accepts_production_argv_and_refuses_invalid_flags(venv):
 
 
 def test_profile_lists_every_change():
-    argv, notes = harness.test_profile(PROD_ARGV, port=8123, model_dir="/tmp/tiny-model")
+    argv, notes = harness.test_profile(PROD_ARGV, port=8123, model_dir="/tmp/tiny-model", fp8_kv=True)
     print("\n".join(["test profile:", " ".join(argv), *(f"  - {n}" for n in notes)]))
     assert argv[0] == "/tmp/tiny-model" and PROD_MODEL not in argv
     assert "--quantization" not in argv and argv[argv.index("--kv-cache-dtype") + 1] == "fp8"
@@ -117,6 +118,13 @@ def test_profile_lists_every_change():
     assert any("awq" in n for n in notes2) and any("16K -> 512" in n for n in notes2)
     with pytest.raises(ValueError, match="secrets"):
         harness.test_profile(["m", "--api-key", "s3cret"], port=1, model_dir="T")
+
+    # A CPU without AVX-512/AMX: vLLM refuses fp8 KV at engine start, so the profile says so and uses auto.
+    argv3, notes3 = harness.test_profile(PROD_ARGV, port=8123, model_dir="T", fp8_kv=False)
+    assert argv3.count("--kv-cache-dtype") == 1 and argv3[argv3.index("--kv-cache-dtype") + 1] == "auto"
+    assert any("--kv-cache-dtype fp8 -> auto" in n for n in notes3), notes3
+    argv4, notes4 = harness.test_profile(["m", "--kv-cache-dtype=fp8_e4m3"], port=1, model_dir="T", fp8_kv=True)
+    assert argv4[argv4.index("--kv-cache-dtype") + 1] == "fp8_e4m3" and not any("kv" in n for n in notes4)
 
 
 # ------------------------------------------------------------------ one real server

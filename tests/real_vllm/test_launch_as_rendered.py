@@ -17,6 +17,7 @@ from tests.real_vllm import harness
 from tests.real_vllm.conftest import ALPHA, WRAPPER_POLL_SECONDS, alive
 from vllm_stack import defaults as D
 from vllm_stack.render import systemd as systemd_render
+from vllm_stack.render.weights import model_path
 from vllm_stack.render.vllm_args import ENV_API_KEY, serve_argv
 
 pytestmark = [pytest.mark.real_vllm, pytest.mark.timeout(600)]
@@ -57,8 +58,12 @@ def test_wrapper_runs_the_rendered_argv_with_the_env_file_and_no_secret_on_any_c
     f = alpha_server.facts
     key = alpha_server.key
     cfg, spec, replica = f["cfg"], f["spec"], f["replica"]
-    # the wrapper's array is serve_argv() of the model, bound where vllm_bind_host says (loopback here)
-    assert f["prod_args"] == serve_argv(spec, host=systemd_render.vllm_bind_host(cfg, replica), port=replica.port)
+    # the wrapper's array is serve_argv() of the model's pre-fetched directory (render/weights.py, the served
+    # name unchanged), bound where vllm_bind_host says (loopback here)
+    host = systemd_render.vllm_bind_host(cfg, replica)
+    assert f["prod_args"] == serve_argv(spec, host=host, port=replica.port, model_path=model_path(spec))
+    assert f["prod_args"][0] == model_path(spec) != spec.model
+    assert f["prod_args"][f["prod_args"].index("--served-model-name") + 1] == spec.name
     assert f["prod_args"][f["prod_args"].index("--host") + 1] == "127.0.0.1"
     # only SERVE_ARGS differ between the rendered and the executed wrapper
     rendered_rest = f["rendered_wrapper"].split("readonly -a SERVE_ARGS=(")[0]

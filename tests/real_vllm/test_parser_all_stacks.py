@@ -164,12 +164,19 @@ def run_plan(path: Path, out: Path) -> tuple[int, str, float]:
     return r.returncode, r.stderr[-3000:], time.monotonic() - t0
 
 
+def _is_vllm_argv(args: list[str]) -> bool:
+    """A `vllm serve` argv (model positional first, a served name), not a sidecar's (the nginx exporter's)."""
+    return bool(args) and not args[0].startswith("-") and "--served-model-name" in args
+
+
 def plan_argvs(path: Path, out: Path) -> list[tuple[str, str | None, list[str]]]:
     """(label, model name or None, argv) read back from the plan's artifacts."""
     found: list[tuple[str, str | None, list[str]]] = []
     for f in sorted(out.glob("hosts/*/containers/*.argv")):
         # one line, words joined by single spaces (components/vllm_server.py)
-        found.append((f"{_rel(path)} plan {f.relative_to(out)}", None, shlex.split(f.read_text())))
+        args = shlex.split(f.read_text())
+        if _is_vllm_argv(args):
+            found.append((f"{_rel(path)} plan {f.relative_to(out)}", None, args))
     for f in sorted(out.glob("hosts/*/bin/vllm-start-*")):
         found.append((f"{_rel(path)} plan {f.relative_to(out)}", None, serve_args_of_wrapper(f.read_text())))
     for f in sorted(out.glob("k8s/*.yaml")):
@@ -178,7 +185,7 @@ def plan_argvs(path: Path, out: Path) -> list[tuple[str, str | None, list[str]]]
                 continue
             for c in doc["spec"]["template"]["spec"]["containers"]:
                 args = c.get("args") or []
-                if args and not args[0].startswith("-") and "--served-model-name" in args:
+                if _is_vllm_argv(args):
                     found.append((f"{_rel(path)} plan {f.relative_to(out)} ({c['name']})", None, list(args)))
     return found
 
@@ -256,6 +263,7 @@ def test_every_rendered_vllm_argv_of_every_stack_parses(parsed):
                 "quantization": None if spec.quantization == "none" else spec.quantization,
                 "kv_cache_dtype": spec.kv_cache_dtype,
                 "dtype": "auto",
+                "shutdown_timeout": spec.pool.drain_seconds,  # in-flight requests drain on SIGTERM
             }
             assert {k: got[k] for k in want} == want, lbl
             assert "--api-key" not in argv and "--hf-token" not in argv, lbl

@@ -103,6 +103,8 @@ def test_systemd_runtime_gets_a_unit_running_debians_exporter():
         "--web.listen-address=127.0.0.1:9113\n"
     ) in unit
     assert "DynamicUser=yes\n" in unit and "CapabilityBoundingSet=\n" in unit
+    # Go's runtime calls setrlimit (denied @resources) at start: EPERM, not a SIGSYS kill (tests/systemd)
+    assert "SystemCallFilter=~@privileged @resources\nSystemCallErrorNumber=EPERM\n" in unit
     from vllm_stack.render.host_commands import install_nginx_exporter
 
     # Debian's own unit (every interface, :9113) is disabled after the install

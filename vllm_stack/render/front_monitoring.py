@@ -72,6 +72,10 @@ def render_exporter_unit(unit: str, listen: str, scrape_uri: str = SCRAPE_URI) -
             ("SystemCallArchitectures", "native"),
             ("SystemCallFilter", "@system-service"),
             ("SystemCallFilter", "~@privileged @resources"),
+            # Go's runtime raises its RLIMIT_NOFILE soft limit at start (setrlimit, in @resources) and
+            # ignores a failure: refuse it with EPERM, not the default SIGSYS kill (found under a real
+            # systemd, tests/systemd/test_front_exporter_real_systemd.py).
+            ("SystemCallErrorNumber", "EPERM"),
             ("CapabilityBoundingSet", ""),
             ("DevicePolicy", "closed"),
             ("UMask", "0077"),
