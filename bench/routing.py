@@ -238,11 +238,12 @@ def run() -> BenchResult:
     rf = None
     try:
         ports = [H.free_port(), H.free_port()]
-        for p in ports:
+        for i, p in enumerate(ports):
             argv = [str(mdir), "--served-model-name", "lc", "px", "--host", "127.0.0.1", "--port", str(p)]
             argv += ["--max-model-len", str(MAX_MODEL_LEN), "--load-format", "dummy", "--enforce-eager"]
             argv += ["--dtype", "float32", "--max-num-seqs", "16"]
-            procs.append(H.start_vllm(argv, {"VLLM_API_KEY": backend_key}, Path(root) / "logs", p))
+            env = {"VLLM_API_KEY": backend_key, **H.own_core_env(i)}  # one core each: equal backends
+            procs.append(H.start_vllm(argv, env, Path(root) / "logs", p))
         for p, proc in zip(ports, procs):
             H.wait_healthy(p, timeout=300, proc=proc)
         for i in range(2):

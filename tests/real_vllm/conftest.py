@@ -452,7 +452,8 @@ def _start_beta(root: Path, key: str) -> Callable[..., RealServer]:
     log_dir.mkdir(exist_ok=True)
     t0 = time.monotonic()
     hook = install_step_delay_hook(root)
-    proc = harness.start_vllm(argv, {ENV_API_KEY: key, "PYTHONPATH": str(hook)}, log_dir, port)
+    env = {ENV_API_KEY: key, "PYTHONPATH": str(hook), **harness.own_core_env(1)}  # S2: not S1's core
+    proc = harness.start_vllm(argv, env, log_dir, port)
     srv = RealServer(BETA, port, key, proc, [BETA, ALPHA], proc.log_path, argv, notes)
 
     def finish(wait: bool = True) -> RealServer:
@@ -592,6 +593,7 @@ def _start_alpha(root: Path, key: str) -> RealServer:
         "LANG": "C.UTF-8",
         "PYTHONPATH": str(install_step_delay_hook(root)),
         **harness.VLLM_BASE_ENV,
+        **harness.own_core_env(0),  # S1: its own core (S2 takes the next)
         **service_env,
         **file_env,
     }

@@ -214,6 +214,16 @@ def cpu_runs_fp8_kv() -> bool:
     return bool(flags & {"avx512f", "amx_tile"})
 
 
+def own_core_env(index: int) -> dict[str, str]:
+    """Env that binds the `index`-th of several concurrent vLLM servers' compute threads to its own core.
+
+    vLLM's CPU default (`VLLM_CPU_OMP_THREADS_BIND=auto`, vllm 0.32 `utils/ompmultiprocessing.py`)
+    binds every server to the same core ids (here: core 0, core 1 "reserved"), so two servers compete
+    for one core while the other idles, and they are unequal backends. One core each, round robin."""
+    cores = sorted(os.sched_getaffinity(0))
+    return {"VLLM_CPU_OMP_THREADS_BIND": str(cores[index % len(cores)])}
+
+
 def test_profile(
     argv: Sequence[str], port: int, model_dir: str | os.PathLike | None = None, fp8_kv: bool | None = None
 ) -> tuple[list[str], list[str]]:

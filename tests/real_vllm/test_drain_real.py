@@ -195,7 +195,8 @@ def test_drain_under_streaming_load_loses_nothing_and_sigterm_ends_vllm_in_time(
         if not r.ok
     ]
     assert not failed, failed[:5]
-    assert len(records) >= 20, len(records)
+    # load really ran (each client ~3 streams over the ~16 s; the drain checks below need only a few)
+    assert len(records) >= 3 * CONCURRENCY, len(records)
 
     # where each request went (the front's access log, by X-Request-ID; nginx logs a request
     # when it finalizes it, which can trail the client's last read by a moment)

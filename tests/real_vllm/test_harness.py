@@ -6,6 +6,7 @@ Cold: add the venv build (~1.5 min here). The long timeout covers a cold build i
 
 from __future__ import annotations
 
+import os
 import secrets
 import signal
 import time
@@ -255,3 +256,9 @@ def test_sigterm_stops_server_and_children_within_15s(server):
     alive = [p for p in pids if Path(f"/proc/{p}").exists() and harness.cmdline(p)]
     assert not alive, f"children still alive {took:.1f}s after SIGTERM: {alive}"
     print(f"\nSIGTERM -> exit {server.proc.popen.returncode} in {took:.1f}s")
+
+
+def test_own_core_env_gives_each_concurrent_server_its_own_core():
+    cores = sorted(os.sched_getaffinity(0))
+    got = [harness.own_core_env(i)["VLLM_CPU_OMP_THREADS_BIND"] for i in range(len(cores) + 1)]
+    assert got == [str(c) for c in cores] + [str(cores[0])]

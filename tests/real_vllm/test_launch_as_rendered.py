@@ -10,6 +10,8 @@ every few ms from before the wrapper starts. This module checks what was recorde
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 
@@ -111,3 +113,11 @@ def conftest_unit_env_file(unit: str) -> str:
     vals = [ln.split("=", 1)[1] for ln in unit.splitlines() if ln.startswith("EnvironmentFile=")]
     assert len(vals) == 1, vals
     return vals[0]
+
+
+def test_the_two_shared_servers_compute_on_different_cores(alpha_server, beta_server):
+    """vLLM's CPU auto-binding would put both on the same core (harness.own_core_env)."""
+    logs = [srv.proc.log_path.read_text(errors="replace") for srv in (alpha_server, beta_server)]
+    cores = [re.findall(r"local_rank=0, core ids=\[([0-9, ]+)\]", log) for log in logs]
+    assert cores[0] and cores[1], "no OpenMP binding line in vLLM's log"
+    assert cores[0][-1] != cores[1][-1], cores

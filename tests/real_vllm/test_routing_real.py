@@ -34,9 +34,9 @@ def routed(tmp_path_factory):
     procs, rf = [], None
     try:
         ports = [H.free_port() for _ in range(3)]  # one to drain, one to SIGKILL, one that stays
-        for p in ports:
+        for i, p in enumerate(ports):
             argv, _ = H.test_profile([str(H.tiny_model_dir()), "--served-model-name", MODEL], p)
-            procs.append(H.start_vllm(argv, {"VLLM_API_KEY": key}, Path(root) / "logs", p))
+            procs.append(H.start_vllm(argv, {"VLLM_API_KEY": key, **H.own_core_env(i)}, Path(root) / "logs", p))
         for p, proc in zip(ports, procs):
             H.wait_healthy(p, timeout=300, proc=proc)
         rf = start_routed_front(

@@ -183,6 +183,11 @@ def test_unit_runs_the_pinned_venv_without_secrets():
     exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
     assert exec_start.startswith(f"ExecStart={D.ROUTER_INSTALL_DIR}/bin/vllm-router --host 127.0.0.1 --port 30000")
     assert "DynamicUser=yes" in unit and "EnvironmentFile" not in unit and "api-key" not in unit
+    # the helper sandbox (exposure 1.1 under a real systemd, 7.7 without it: tests/systemd)
+    from vllm_stack.render.systemd import HELPER_HARDENING
+
+    for k, v in HELPER_HARDENING:
+        assert f"\n{k}={v}\n" in unit, (k, v)
 
 
 def test_router_venv_script_pins_the_same_version():

@@ -52,7 +52,7 @@ def render_exporter_unit(unit: str, listen: str, scrape_uri: str = SCRAPE_URI) -
     Debian's own `prometheus-nginx-exporter.service` (on :9113 of every interface) is disabled by
     the install command (`host_commands.install_nginx_exporter`); this one binds where `listen` says.
     """
-    from .systemd import KERNEL_PROTECTIONS, dynamic_user_unit, unit_escape
+    from .systemd import HELPER_HARDENING, dynamic_user_unit, unit_escape
 
     return dynamic_user_unit(
         comment=f"{D.NGINX_EXPORTER_DEBIAN_PACKAGE} (Debian package); no secret in this file.",
@@ -63,23 +63,7 @@ def render_exporter_unit(unit: str, listen: str, scrape_uri: str = SCRAPE_URI) -
         ],
         argv=[D.NGINX_EXPORTER_DEBIAN_BIN, *exporter_argv(listen, scrape_uri)],
         identifier=unit.removesuffix(".service"),
-        hardening=[
-            ("PrivateDevices", "yes"),
-            ("PrivateUsers", "yes"),
-            *KERNEL_PROTECTIONS,
-            ("ProcSubset", "pid"),
-            ("MemoryDenyWriteExecute", "yes"),
-            ("SystemCallArchitectures", "native"),
-            ("SystemCallFilter", "@system-service"),
-            ("SystemCallFilter", "~@privileged @resources"),
-            # Go's runtime raises its RLIMIT_NOFILE soft limit at start (setrlimit, in @resources) and
-            # ignores a failure: refuse it with EPERM, not the default SIGSYS kill (found under a real
-            # systemd, tests/systemd/test_front_exporter_real_systemd.py).
-            ("SystemCallErrorNumber", "EPERM"),
-            ("CapabilityBoundingSet", ""),
-            ("DevicePolicy", "closed"),
-            ("UMask", "0077"),
-        ],
+        hardening=list(HELPER_HARDENING),
     )
 
 

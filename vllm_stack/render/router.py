@@ -82,7 +82,7 @@ def router_argv(cfg: StackConfig, r: Router) -> list[str]:
 
 def render_router_unit(cfg: StackConfig, r: Router, *, install_dir: str = D.ROUTER_INSTALL_DIR) -> str:
     """`vllm-router-<model>.service` on the front host: the pinned venv's CLI, no secret, sandboxed."""
-    from .systemd import dynamic_user_unit, unit_escape  # the unit helpers the vLLM units use
+    from .systemd import HELPER_HARDENING, dynamic_user_unit, unit_escape  # the unit helpers the vLLM units use
 
     return dynamic_user_unit(
         comment=f"vllm-router=={D.ROUTER_VERSION} (pip, {install_dir}); no secret in this file.",
@@ -93,6 +93,7 @@ def render_router_unit(cfg: StackConfig, r: Router, *, install_dir: str = D.ROUT
         ],
         argv=[router_bin(install_dir), *router_argv(cfg, r)],
         identifier=r.name,
+        hardening=list(HELPER_HARDENING),
     )
 
 
