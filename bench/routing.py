@@ -40,6 +40,7 @@ import random
 import shutil
 import statistics
 import subprocess
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -219,7 +220,10 @@ def _uptime() -> str:
         return "?"
 
 
-def run() -> BenchResult:
+def run(own_cores: bool = False) -> BenchResult:
+    """`own_cores`: bind each vLLM's compute threads to its own core (`VLLM_CPU_OMP_THREADS_BIND`); by
+    default vLLM's auto-binding puts both on the same core and leaves the other to nginx, the router
+    and the client (the design of the recorded runs)."""
     from tests.fakes.harness import start_fake
     from tests.real_vllm import harness as H
     from tests.support.front import front_root, make_pki, new_key
@@ -242,7 +246,7 @@ def run() -> BenchResult:
             argv = [str(mdir), "--served-model-name", "lc", "px", "--host", "127.0.0.1", "--port", str(p)]
             argv += ["--max-model-len", str(MAX_MODEL_LEN), "--load-format", "dummy", "--enforce-eager"]
             argv += ["--dtype", "float32", "--max-num-seqs", "16"]
-            env = {"VLLM_API_KEY": backend_key, **H.own_core_env(i)}  # one core each: equal backends
+            env = {"VLLM_API_KEY": backend_key, **(H.own_core_env(i) if own_cores else {})}
             procs.append(H.start_vllm(argv, env, Path(root) / "logs", p))
         for p, proc in zip(ports, procs):
             H.wait_healthy(p, timeout=300, proc=proc)
@@ -288,7 +292,12 @@ def run() -> BenchResult:
             front={"rateLimitRps": 100_000, "rateLimitBurst": 100_000},
         )
         fr = rf.front
-        data: dict = {"load_before": load_before, "model": MODEL_CONFIG, "max_model_len": MAX_MODEL_LEN}
+        data: dict = {
+            "load_before": load_before,
+            "model": MODEL_CONFIG,
+            "max_model_len": MAX_MODEL_LEN,
+            "own_cores": own_cores,
+        }
 
         async def measure() -> dict:
             res: dict = {}
@@ -405,13 +414,17 @@ def run() -> BenchResult:
         f"instant backend: fake vLLM with TTFT = ITL = 0, {INSTANT_PAIRS} interleaved pairs, non-streaming",
         f"failed requests in the throughput runs: least_conn {tp['lc']['failed']}, prefix {tp['px']['failed']}",
         f"machine load: before `{data['load_before']}`; after `{data['load_after']}` (2 shared cores)",
+        "vLLM compute threads: "
+        + ("one core per server (--own-cores)" if own_cores else "vLLM's auto-binding (both servers on one core)"),
     ]
     headers = ["measure", "nginx least_conn", "router prefix", "ratio / delta", "target", "verdict"]
-    return BenchResult(NAME, TITLE, md_table(headers, rows), data, notes)
+    return BenchResult(NAME + ("-own-cores" if own_cores else ""), TITLE, md_table(headers, rows), data, notes)
 
 
 def main(argv: list[str] | None = None) -> int:
-    res = run()
+    p = argparse.ArgumentParser(prog="python -m bench.routing", description=__doc__.split("\n", 1)[0])
+    p.add_argument("--own-cores", action="store_true", help="bind each vLLM server to its own core")
+    res = run(own_cores=p.parse_args(argv).own_cores)
     path = write_result(res)
     print(res.markdown())
     print(f"written: {path}")
