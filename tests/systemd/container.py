@@ -12,11 +12,12 @@ overlay. Every wait is bounded.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pytest
 
@@ -156,6 +157,22 @@ class Container:
             timeout=timeout + 10,
         )
         return r.stdout.strip()
+
+    def wait(self, pred: Callable[[], bool], timeout: float, what: str, unit: str) -> float:
+        """Poll `pred` until true; returns the seconds waited, else fails with `unit`'s journal."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            if pred():
+                return time.monotonic() - t0
+            time.sleep(0.2)
+        raise AssertionError(f"{what} not within {timeout}s:\n{self.journal(unit)}")
+
+    def exposure(self, unit: str) -> tuple[float, str]:
+        """`systemd-analyze security UNIT`'s overall exposure level and its word (OK, MEDIUM, EXPOSED...)."""
+        out = self.run(["systemd-analyze", "security", unit], check=False).stdout
+        m = re.search(r"Overall exposure level for \S+: (\d+\.\d) (\w+)", out)
+        assert m, out
+        return float(m.group(1)), m.group(2)
 
     def journal(self, unit: str, lines: int = 80) -> str:
         return self.run(["journalctl", "-u", unit, "--no-pager", "-n", str(lines)], check=False).stdout

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -91,15 +90,6 @@ def _value(text: str, name: str) -> float | None:
     return float(m.group(1)) if m else None
 
 
-def _wait(pred, timeout: float, what: str, box: Container, unit: str) -> float:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if pred():
-            return time.monotonic() - t0
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not within {timeout}s:\n{box.journal(unit)}")
-
-
 def test_rendered_exporter_unit_serves_nginx_metrics_sandboxed_and_heals(box: Container, exporter: FrontExporter):
     unit = exporter.unit
     assert unit is not None
@@ -110,7 +100,7 @@ def test_rendered_exporter_unit_serves_nginx_metrics_sandboxed_and_heals(box: Co
     box.run(["systemctl", "start", unit], timeout=60)
 
     # serving on the rendered loopback address, reading the rendered stub_status URL
-    took = _wait(lambda: _value(_metrics(box, exporter.listen), "nginx_up") == 1, 20, "nginx_up 1", box, unit)
+    took = box.wait(lambda: _value(_metrics(box, exporter.listen), "nginx_up") == 1, 20, "nginx_up 1", unit)
     text = _metrics(box, exporter.listen)
     assert _value(text, "nginx_http_requests_total") == REQUESTS, text[-2000:]
     assert _value(text, "nginx_connections_active") == 3
@@ -121,28 +111,23 @@ def test_rendered_exporter_unit_serves_nginx_metrics_sandboxed_and_heals(box: Co
     assert uid != "0", "the exporter runs as root"
 
     # hardened as issue 15 asks of the stack's units
-    out = box.run(["systemd-analyze", "security", unit], check=False).stdout
-    m = re.search(r"Overall exposure level for \S+: (\d+\.\d) (\w+)", out)
-    assert m, out
-    exposure = float(m.group(1))
-    assert exposure <= MAX_EXPOSURE, out
+    exposure, word = box.exposure(unit)
+    assert exposure <= MAX_EXPOSURE, box.run(["systemd-analyze", "security", unit], check=False).stdout
 
     # SIGKILL: Restart=always brings it back
     box.run(["systemctl", "kill", "--signal=SIGKILL", unit])
-    healed = _wait(
+    healed = box.wait(
         lambda: (
             box.show(unit, "NRestarts")["NRestarts"] == "1" and _value(_metrics(box, exporter.listen), "nginx_up") == 1
         ),
         RESTART_WAIT,
         "restart after SIGKILL",
-        box,
         unit,
     )
     # nginx gone: the exporter says so and keeps serving (FrontNginxDown reads nginx_up == 0)
     box.run(["systemctl", "stop", STUB_UNIT])
-    _wait(lambda: _value(_metrics(box, exporter.listen), "nginx_up") == 0, 20, "nginx_up 0", box, unit)
+    box.wait(lambda: _value(_metrics(box, exporter.listen), "nginx_up") == 0, 20, "nginx_up 0", unit)
 
     print(
-        f"\n{unit}: nginx_up 1 after {took:.1f}s, exposure {exposure} ({m.group(2)}), "
-        f"restarted {healed:.1f}s after SIGKILL"
+        f"\n{unit}: nginx_up 1 after {took:.1f}s, exposure {exposure} ({word}), restarted {healed:.1f}s after SIGKILL"
     )

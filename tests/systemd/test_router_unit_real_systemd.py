@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import shutil
-import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -74,15 +72,6 @@ def _curl(box: Container, url: str, *args: str) -> tuple[int, str]:
     return (int(code) if code.isdigit() else 0), body
 
 
-def _wait(pred, timeout: float, what: str, box: Container, unit: str) -> float:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if pred():
-            return time.monotonic() - t0
-        time.sleep(0.3)
-    raise AssertionError(f"{what} not within {timeout}s:\n{box.journal(unit)}")
-
-
 def _install_router(box: Container) -> None:
     """The venv `pip install vllm-router==<pin>` leaves at the install dir, on Debian's python3.11."""
     root = D.ROUTER_INSTALL_DIR
@@ -118,7 +107,7 @@ def _start_backends(box: Container, r: Router) -> list[str]:
         )
         units.append(unit)
     for url in r.workers:
-        _wait(lambda url=url: _curl(box, url + D.HEALTH_PATH)[0] == 200, 30, f"fake vLLM {url}", box, units[0])
+        box.wait(lambda url=url: _curl(box, url + D.HEALTH_PATH)[0] == 200, 30, f"fake vLLM {url}", units[0])
     return units
 
 
@@ -147,7 +136,7 @@ def test_rendered_router_unit_routes_heals_and_is_sandboxed(box: Container):
     box.run(["systemctl", "start", unit], timeout=60)
 
     want = sorted(r.workers)
-    took = _wait(lambda: _healthy_workers(box, r) == want, 60, f"workers {want}", box, unit)
+    took = box.wait(lambda: _healthy_workers(box, r) == want, 60, f"workers {want}", unit)
     props = box.show(unit, "ActiveState", "DynamicUser", "MainPID")
     assert props["ActiveState"] == "active" and props["DynamicUser"] == "yes", props
     assert box.run(["stat", "-c", "%u", f"/proc/{props['MainPID']}"]).stdout.strip() != "0"
@@ -159,11 +148,8 @@ def test_rendered_router_unit_routes_heals_and_is_sandboxed(box: Container):
     assert mcode == 200 and "vllm_router" in metrics, metrics[:500]
 
     # hardened as issue 15 asks of the stack's units
-    out = box.run(["systemd-analyze", "security", unit], check=False).stdout
-    m = re.search(r"Overall exposure level for \S+: (\d+\.\d) (\w+)", out)
-    assert m, out
-    exposure = float(m.group(1))
-    assert exposure <= MAX_EXPOSURE, out
+    exposure, word = box.exposure(unit)
+    assert exposure <= MAX_EXPOSURE, box.run(["systemd-analyze", "security", unit], check=False).stdout
 
     # a backend dies: requests keep succeeding (the router's retries and health checks)
     box.run(["systemctl", "stop", fakes[0]])
@@ -171,14 +157,13 @@ def test_rendered_router_unit_routes_heals_and_is_sandboxed(box: Container):
 
     # SIGKILL: Restart=always brings it back
     box.run(["systemctl", "kill", "--signal=SIGKILL", unit])
-    healed = _wait(
+    healed = box.wait(
         lambda: box.show(unit, "NRestarts")["NRestarts"] == "1" and _chat(box, r)[0] == 200,
         D.SYSTEMD_RESTART_SEC + 30,
         "restart after SIGKILL",
-        box,
         unit,
     )
     print(
-        f"\n{unit}: {len(want)} workers healthy after {took:.1f}s; exposure {exposure} ({m.group(2)}); "
+        f"\n{unit}: {len(want)} workers healthy after {took:.1f}s; exposure {exposure} ({word}); "
         f"restarted {healed:.1f}s after SIGKILL"
     )

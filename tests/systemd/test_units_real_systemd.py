@@ -6,7 +6,6 @@ hung /health -> stop.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 
@@ -23,10 +22,7 @@ BEFORE_UNIT = "vllm-unsandboxed-copy.service"
 
 
 def _exposure(dep: Deployed, unit: str) -> float:
-    out = dep.box.run(["systemd-analyze", "security", unit], check=False).stdout
-    m = re.search(r"Overall exposure level for \S+: (\d+\.\d) (\w+)", out)
-    assert m, out
-    return float(m.group(1))
+    return dep.box.exposure(unit)[0]
 
 
 def _lifecycle(dep: Deployed) -> str:
@@ -36,12 +32,7 @@ def _lifecycle(dep: Deployed) -> str:
 
 
 def _wait(pred, timeout: float, what: str, dep: Deployed) -> float:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if pred():
-            return time.monotonic() - t0
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not within {timeout}s:\n{dep.box.journal(dep.unit)}")
+    return dep.box.wait(pred, timeout, what, dep.unit)
 
 
 def _active_and_healthy(dep: Deployed) -> bool:
